@@ -1,0 +1,211 @@
+"""The `grader` command line. The only module that prints for people or exits the process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from pydantic import BaseModel, DirectoryPath, Field, ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from grader import __version__
+from grader.release import ReleaseError, release
+from grader.spec import Course, SpecError, format_validation_error
+
+app = typer.Typer(help="Grade PyTorch course assignments: sandboxed student code, trusted pytest judge.",
+                  no_args_is_help=True, add_completion=False)  # fmt: skip
+assets_app = typer.Typer(help="Build the trained weights that examples and tests use.", no_args_is_help=True)
+app.add_typer(assets_app, name="assets")
+out = Console()
+err = Console(stderr=True)
+
+CourseOpt = Annotated[Optional[Path], typer.Option("--course", help="course root (default: $GRADER_COURSE, then search up from cwd)")]
+STATUS_STYLE = {"passed": "green", "partial": "yellow", "failed": "red", "error": "magenta"}
+
+
+class RunInput(BaseModel):
+    """Validated CLI input for check and grade."""
+
+    assignment: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
+    submission: DirectoryPath
+    out: Optional[Path] = None
+
+
+def _die(message: str, code: int = 2) -> None:
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _validated(**fields: object) -> RunInput:
+    try:
+        return RunInput.model_validate(fields)
+    except ValidationError as exc:
+        _die(format_validation_error("command line", exc))
+        raise  # unreachable
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"grader {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version")] = False,
+) -> None:
+    """torch-grader."""
+
+
+def _print_result(result, title: str) -> None:  # noqa: ANN001
+    table = Table(title=title, show_lines=False)
+    table.add_column("check")
+    table.add_column("points", justify="right")
+    table.add_column("status")
+    table.add_column("message", overflow="fold")
+    for c in result.checks:
+        msg = c.message if len(c.message) < 400 else c.message[:400] + " [...] (full text in results.json)"
+        msg += "".join(f"\nnote: {n}" for n in c.notes)
+        table.add_row(c.id, f"{c.score:g}/{c.max_score:g}", f"[{STATUS_STYLE[c.status]}]{c.status}[/]", msg)
+    out.print(table)
+    for f in result.files:
+        if f.problem:
+            out.print(f"[red]file problem:[/red] {f.problem}", highlight=False)
+    out.print(f"[bold]score: {result.score:g} / {result.max_score:g}[/bold]  ({result.duration_s:.1f} s)")
+
+
+def _grade(assignment: str, submission: Path, mode: str, course: Optional[Path]):  # noqa: ANN202
+    from grader.grading import grade  # imports torch; keep --help fast
+
+    try:
+        return grade(Course.locate(course), assignment, submission, mode=mode)  # type: ignore[arg-type]
+    except SpecError as exc:
+        _die(str(exc))
+
+
+@app.command()
+def check(
+    assignment: Annotated[str, typer.Argument(help="assignment id, e.g. exp1")],
+    submission: Annotated[Path, typer.Argument(help="folder with your files")],
+    course: CourseOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print results.json instead of a table")] = False,
+) -> None:
+    """Run the public checks on your folder, in a sandbox. Exit 0 if every check passed."""
+    args = _validated(assignment=assignment, submission=submission)
+    result = _grade(args.assignment, args.submission, "check", course)
+    if as_json:
+        out.print_json(result.model_dump_json())
+    else:
+        _print_result(result, f"{assignment}: public checks on {submission}")
+    raise typer.Exit(0 if result.passed else 1)
+
+
+@app.command("grade")
+def grade_cmd(
+    assignment: Annotated[str, typer.Argument(help="assignment id, e.g. exp1")],
+    submission: Annotated[Path, typer.Argument(help="the student's folder")],
+    out_dir: Annotated[Path, typer.Option("--out", help="folder for results.json, gradescope/results.json, report.md")],
+    course: CourseOpt = None,
+) -> None:
+    """Run public and hidden checks and write the reports. Exit 0 once graded, whatever the score."""
+    from grader.report import write_reports
+
+    args = _validated(assignment=assignment, submission=submission, out=out_dir)
+    result = _grade(args.assignment, args.submission, "grade", course)
+    files = write_reports(result, out_dir)
+    _print_result(result, f"{assignment}: {submission}")
+    for name, path in files.items():
+        out.print(f"  {name}: {path}", highlight=False)
+
+
+@app.command("release")
+def release_cmd(
+    assignment: Annotated[str, typer.Argument(help="assignment id")],
+    check_only: Annotated[bool, typer.Option("--check", help="write nothing; exit 1 if a stub is stale")] = False,
+    course: CourseOpt = None,
+) -> None:
+    """Regenerate the student stub (and the solution/stub examples) from solutions/<id>/."""
+    c = Course.locate(course)
+    try:
+        c.spec(assignment)
+        stale = release(c, assignment, check=check_only)
+    except (SpecError, ReleaseError) as exc:
+        _die(str(exc))
+    for path in stale:
+        out.print(f"{'stale' if check_only else 'wrote'}: {path.relative_to(c.root)}", highlight=False)
+    if not stale:
+        out.print(f"{assignment}: stubs are up to date")
+    raise typer.Exit(1 if check_only and stale else 0)
+
+
+@app.command()
+def validate(course: CourseOpt = None) -> None:
+    """Validate every assignment.toml in the course."""
+    c = Course.locate(course)
+    bad = 0
+    for aid in c.assignment_ids():
+        try:
+            spec = c.spec(aid)
+            out.print(f"[green]ok[/green] {aid}: {len(spec.checks)} checks, {spec.max_score:g} points")
+        except SpecError as exc:
+            bad += 1
+            err.print(str(exc), highlight=False)
+    raise typer.Exit(1 if bad else 0)
+
+
+@app.command()
+def demo(
+    assignment: Annotated[str, typer.Argument(help="assignment id")] = "exp1",
+    out_dir: Annotated[Path, typer.Option("--out", help="where the reports go")] = Path("out/demo"),
+    course: CourseOpt = None,
+) -> None:
+    """Grade every bundled example submission of an assignment and print a score table."""
+    from grader.grading import grade
+    from grader.report import write_reports
+
+    c = Course.locate(course)
+    examples = sorted(p for p in c.examples_dir(assignment).iterdir() if p.is_dir())
+    table = Table(title=f"{assignment}: bundled examples")
+    table.add_column("example")
+    table.add_column("score", justify="right")
+    table.add_column("failed checks", overflow="fold")
+    table.add_column("report")
+    for ex in examples:
+        result = grade(c, assignment, ex, mode="grade")
+        write_reports(result, out_dir / assignment / ex.name)
+        failed = ", ".join(ch.id for ch in result.checks if ch.status != "passed") or "-"
+        table.add_row(ex.name, f"{result.score:g}/{result.max_score:g}", failed, str(out_dir / assignment / ex.name / "report.md"))
+    out.print(table)
+
+
+@assets_app.command("build")
+def assets_build(
+    assignment: Annotated[str, typer.Argument(help="assignment id")],
+    course: CourseOpt = None,
+) -> None:
+    """Train the weights of the bundled examples by running each example's own script in its folder.
+
+    Which examples and which script come from solutions/<id>/assets.json. These are the course's own
+    files (trusted), so they run as plain subprocesses, one thread each, seeds fixed in the scripts."""
+    c = Course.locate(course)
+    manifest = c.solution_dir(assignment) / "assets.json"
+    if not manifest.is_file():
+        _die(f"{manifest} does not exist: nothing to build for {assignment}")
+    plan = json.loads(manifest.read_text())
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
+    for name in plan["examples"]:
+        folder = c.examples_dir(assignment) / name
+        out.print(f"[bold]{assignment}/{name}[/bold]: python {plan['script']}")
+        proc = subprocess.run([sys.executable, plan["script"]], cwd=folder, env=env)
+        if proc.returncode != 0:
+            _die(f"{folder / plan['script']} exited with {proc.returncode}")
+
+
+if __name__ == "__main__":
+    app()

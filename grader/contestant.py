@@ -1,0 +1,174 @@
+"""The contestant: the only process that imports student code. It runs inside a sandbox.
+
+    python -I -m grader.contestant --exchange DIR --submission DIR --probes FILE
+
+It imports the assignment's probe module (trusted code, untrusted surroundings), then answers the judge's
+requests from the mailbox folder (see grader.sandbox.base) until it is killed. Each request names a probe,
+its keyword arguments and a seed; the answer is plain data (grader.wire) or a classified error. Nothing here
+decides a grade: the worst student code can do is lie about its own outputs, which the judge then checks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import importlib.util
+import os
+import random
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+_PROBES: dict[str, Callable[..., Any]] = {}
+_SUBMISSION: Path | None = None
+_MODULES: dict[str, ModuleType] = {}
+POLL_S = 0.005
+
+
+def probe(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Register a function of the probe module as a probe the judge may call by name."""
+    _PROBES[fn.__name__] = fn
+    return fn
+
+
+class StudentImportError(Exception):
+    def __init__(self, kind: str, message: str, where: list[dict[str, Any]]) -> None:
+        super().__init__(message)
+        self.kind, self.message, self.where = kind, message, where
+
+
+def student(module: str) -> ModuleType:
+    """Import `<module>.py` from the submission (once per process)."""
+    if module in _MODULES:
+        return _MODULES[module]
+    assert _SUBMISSION is not None
+    path = _SUBMISSION / f"{module}.py"
+    if not path.is_file():
+        raise StudentImportError("missing_file", f"{path.name} is not in the submission", [])
+    spec = importlib.util.spec_from_file_location(module, path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[module] = mod
+    try:
+        spec.loader.exec_module(mod)
+    except SyntaxError as exc:
+        del sys.modules[module]
+        where = [{"file": path.name, "line": exc.lineno or 0, "function": "<module>"}]
+        raise StudentImportError(
+            "syntax_error", f"{path.name} line {exc.lineno}: {exc.msg}: fix the syntax error and resubmit", where
+        ) from None
+    except BaseException as exc:  # noqa: BLE001 - SystemExit at import counts too
+        del sys.modules[module]
+        raise StudentImportError(
+            "import_error", f"importing {path.name} raised {_describe(exc)}", _student_frames(exc)
+        ) from None
+    _MODULES[module] = mod
+    return mod
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _student_frames(exc: BaseException) -> list[dict[str, Any]]:
+    """The traceback frames that lie in the submission, innermost last."""
+    frames = []
+    for fs in traceback.extract_tb(exc.__traceback__):
+        if _SUBMISSION is not None and Path(fs.filename).parent == _SUBMISSION:
+            frames.append({"file": Path(fs.filename).name, "line": fs.lineno or 0, "function": fs.name})
+    return frames
+
+
+def classify(exc: BaseException) -> dict[str, Any]:
+    """Turn an exception from student code into an error the judge can explain."""
+    if isinstance(exc, StudentImportError):
+        return {"kind": exc.kind, "message": exc.message, "where": exc.where}
+    where = _student_frames(exc)
+    at = f" ({where[-1]['file']} line {where[-1]['line']}, in {where[-1]['function']})" if where else ""
+    if isinstance(exc, NotImplementedError):
+        kind, msg = "not_implemented", f"not implemented yet: raised {_describe(exc)}{at}"
+    elif isinstance(exc, SystemExit):
+        kind, msg = "system_exit", f"called sys.exit({exc.code!r}) while the check ran{at}"
+    elif isinstance(exc, MemoryError):
+        kind, msg = "memory", f"ran out of memory (MemoryError){at}"
+    elif isinstance(exc, OSError) and exc.errno == errno.EAGAIN:
+        kind, msg = "processes", f"hit the process limit ({_describe(exc)}){at}"
+    else:
+        kind, msg = "exception", f"raised {_describe(exc)}{at}"
+    return {"kind": kind, "message": msg, "where": where}
+
+
+def seed_everything(seed: int) -> None:
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _load_probes(path: Path) -> None:
+    spec = importlib.util.spec_from_file_location("grader_probes", path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+
+
+def serve(exchange: Path, submission: Path, probes: Path) -> None:
+    global _SUBMISSION
+    import torch
+
+    from grader import wire
+
+    _SUBMISSION = submission.resolve()
+    sys.path.insert(0, str(_SUBMISSION))
+    torch.set_num_threads(int(os.environ.get("GRADER_THREADS", "1")))
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    _load_probes(probes)
+    (exchange / "ready").write_text(str(os.getpid()))
+    n = 1
+    while True:
+        req_path = exchange / f"req-{n:04d}.json"
+        if not req_path.exists():
+            time.sleep(POLL_S)
+            continue
+        request = wire.read_message(req_path)
+        started = time.perf_counter()
+        fn = _PROBES.get(request["probe"])
+        try:
+            if fn is None:
+                raise LookupError(f"the probe module has no probe {request['probe']!r}")
+            seed_everything(int(request.get("seed", 0)))
+            answer: dict[str, Any] = {"ok": True, "value": fn(**request.get("args", {}))}
+        except BaseException as exc:  # noqa: BLE001 - everything becomes data for the judge
+            answer = {"ok": False, "error": classify(exc)}
+        answer["duration_s"] = time.perf_counter() - started
+        sys.stdout.flush()
+        try:
+            wire.write_message(exchange / f"res-{n:04d}.json", answer)
+        except wire.WireError as exc:
+            wire.write_message(
+                exchange / f"res-{n:04d}.json",
+                {"ok": False, "error": {"kind": "bad_output", "message": str(exc), "where": []}},
+            )
+        n += 1
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description="grader contestant (runs inside a sandbox)")
+    ap.add_argument("--exchange", type=Path, required=True)
+    ap.add_argument("--submission", type=Path, required=True)
+    ap.add_argument("--probes", type=Path, required=True)
+    args = ap.parse_args()
+    serve(args.exchange, args.submission, args.probes)
+
+
+if __name__ == "__main__":
+    # Probe modules do `from grader.contestant import probe, student`; make that the running module.
+    sys.modules["grader.contestant"] = sys.modules["__main__"]
+    main()

@@ -1,0 +1,127 @@
+"""Grade one submission: the pipeline from a folder to a `GradeResult`.
+
+The steps, in order (each needs the one before it):
+    1. spec     load and validate assignment.toml
+    2. intake   find the declared files, sizes, hashes; a bad file fails only the checks that read it
+    3. stage    copy the usable files to a private folder: the sandbox sees nothing else
+    4. judge    pytest runs the checks here, in the trusted process; the contestant (student code) is
+                started lazily in the sandbox by the first check that needs it
+    5. result   one CheckResult per selected check, in assignment.toml's order
+Rendering the result into files is grader.report's job.
+"""
+
+from __future__ import annotations
+
+import platform
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from grader import __version__
+from grader.intake import IntakeError, Submission, intake
+from grader.judge.client import ContestantClient
+from grader.judge.plugin import GraderPlugin, run_checks
+from grader.results import CheckResult, Environment, GradeResult, Mode
+from grader.sandbox.base import ContestantJob, Sandbox
+from grader.sandbox.local import LocalSandbox
+from grader.spec import AssignmentSpec, Course
+
+
+def check_files(course: Course, spec: AssignmentSpec, mode: Mode) -> list[Path]:
+    public = sorted((course.assignment_dir(spec.id) / "checks").glob("test_*.py"))
+    hidden = sorted((course.solution_dir(spec.id) / "hidden_checks").glob("test_*.py")) if mode == "grade" else []
+    return public + hidden
+
+
+def selected_checks(spec: AssignmentSpec, mode: Mode, only: list[str] | None = None) -> list[str]:
+    ids = [c.id for c in spec.checks if mode == "grade" or c.visibility == "visible"]
+    return [i for i in ids if only is None or i in only]
+
+
+def environment(sandbox: Sandbox, isolation: dict[str, str]) -> Environment:
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    return Environment(
+        grader_version=__version__,
+        python=platform.python_version(),
+        torch=torch.__version__,
+        device=device,
+        platform=f"{platform.system()} {platform.machine()}",
+        sandbox={**sandbox.describe(), **isolation},
+    )
+
+
+def _unrun(spec: AssignmentSpec, cid: str, message: str) -> CheckResult:
+    c = spec.check(cid)
+    return CheckResult(
+        id=cid, name=c.name, max_score=c.points, score=0, status="failed", message=message,
+        visibility=c.visibility, tags=c.tags,
+    )  # fmt: skip
+
+
+def grade(
+    course: Course,
+    assignment_id: str,
+    folder: Path,
+    mode: Mode = "grade",
+    sandbox: Sandbox | None = None,
+    data_roots: dict[str, Path] | None = None,
+    only: list[str] | None = None,
+) -> GradeResult:
+    """Grade `folder`. Bad submissions become results; only instructor errors (bad spec) raise."""
+    spec = course.spec(assignment_id)
+    sandbox = sandbox or LocalSandbox()
+    started_at, t0 = datetime.now(timezone.utc), time.perf_counter()
+    selected = selected_checks(spec, mode, only)
+    output, isolation, timings = "", {}, {}
+    try:
+        sub = intake(spec, folder)
+    except IntakeError as exc:
+        sub = Submission(source=folder, files=[], ignored=[])
+        checks = [_unrun(spec, cid, str(exc)) for cid in selected]
+    else:
+        with tempfile.TemporaryDirectory(prefix="grader-judge-") as tmp:
+            staged = sub.stage(Path(tmp) / "submission")
+            ini = Path(tmp) / "pytest.ini"
+            ini.write_text("[pytest]\n")
+            job = ContestantJob(
+                submission=staged,
+                probes=course.assignment_dir(spec.id) / spec.probes,
+                limits=spec.limits,
+                datasets=data_roots or {},
+                gpu=spec.needs_gpu,
+            )
+            client = ContestantClient(sandbox, job)
+            plugin = GraderPlugin(spec, sub, client, selected, data_roots or {})
+            try:
+                run_checks(
+                    plugin,
+                    check_files(course, spec, mode),
+                    rootdir=course.root,
+                    ini=ini,
+                    extra_path=[course.assignment_dir(spec.id) / "checks"],
+                )
+            finally:
+                output = client.output()
+                client.close()
+            isolation = client.isolation
+            timings = {"contestant_starts": client.starts, "probes": client.calls}
+        checks = [plugin.results.get(cid) or _unrun(spec, cid, "this check did not run") for cid in selected]
+    return GradeResult(
+        assignment=spec.id,
+        submission=str(folder),
+        mode=mode,
+        score=round(sum(c.score for c in checks), 4),
+        max_score=sum(c.max_score for c in checks),
+        checks=checks,
+        files=sub.files,
+        started_at=started_at,
+        duration_s=round(time.perf_counter() - t0, 3),
+        environment=environment(sandbox, isolation),
+        contestant_output=output,
+        timings=timings,
+    )
+
+

@@ -1,0 +1,29 @@
+"""How a check reports its outcome: return normally for full marks, or raise one of these."""
+
+from __future__ import annotations
+
+from typing import NoReturn
+
+
+class CheckFailed(AssertionError):
+    """No points. The message says what was expected and what was got."""
+
+
+class Partial(Exception):
+    """Some of the points: `fraction` in [0, 1] of the check's points, with a message saying why."""
+
+    def __init__(self, fraction: float, message: str) -> None:
+        super().__init__(message)
+        self.fraction = min(1.0, max(0.0, float(fraction)))
+        self.message = message
+
+
+def fail(message: str) -> NoReturn:
+    raise CheckFailed(message)
+
+
+def partial(fraction: float, message: str) -> NoReturn:
+    """Award `fraction` of the points; 0 is a failure and 1 a pass, with the message kept either way."""
+    if fraction >= 1.0:
+        raise Partial(1.0, message)
+    raise Partial(fraction, message)

@@ -1,0 +1,208 @@
+"""The pytest plugin that turns an assignment's check files into scored results.
+
+A check is a test function named `test_<check id>` in `assignments/<id>/checks/` (public) or
+`solutions/<id>/hidden_checks/` (hidden). Points, visibility and timeouts come from assignment.toml, never
+from the test file. Fixtures give a check what it may use: `contestant` (run probes on student code in the
+sandbox), `submission` (the submitted files, weights loaded safely), `check` (notes), `data_root`.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from grader.intake import Submission
+from grader.judge.client import ContestantClient, ContestantError
+from grader.judge.outcome import CheckFailed, Partial
+from grader.judge.weights import load_weights
+from grader.results import CheckResult, Location
+from grader.sandbox.base import SandboxError
+from grader.spec import AssignmentSpec, CheckSpec
+
+
+class JudgeConfigError(Exception):
+    """The assignment's checks and its assignment.toml disagree: an instructor's error."""
+
+
+@dataclass
+class CheckHandle:
+    spec: CheckSpec
+    notes: list[str] = field(default_factory=list)
+
+    def note(self, text: str) -> None:
+        """A remark shown with the result that does not change the score."""
+        self.notes.append(text)
+
+
+class SubmissionView:
+    """What a check may read of the submission: paths and safely loaded weights. Never student code."""
+
+    def __init__(self, submission: Submission) -> None:
+        self._sub = submission
+
+    def path(self, name: str) -> Path:
+        return self._sub.source / name
+
+    def weights(self, name: str) -> Any:
+        return load_weights(self.path(name))
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, (Partial, ContestantError)):
+        return exc.message
+    text = str(exc)
+    # pytest's assertion rewriting appends an introspection of the failed expression; keep the author's text.
+    return text.split("\nassert ")[0].strip() or f"{type(exc).__name__} in the check"
+
+
+class GraderPlugin:
+    def __init__(
+        self,
+        spec: AssignmentSpec,
+        submission: Submission,
+        client: ContestantClient,
+        selected: list[str],
+        data_roots: dict[str, Path],
+    ) -> None:
+        # Private names: pytest reads this object's attributes looking for fixtures.
+        self._spec, self._sub, self._client = spec, submission, client
+        self._selected = selected
+        self._data_roots = data_roots
+        self.results: dict[str, CheckResult] = {}
+        self.collect_errors: list[str] = []
+        self._handles: dict[str, CheckHandle] = {}
+        self._started: dict[str, float] = {}
+
+    # -- collection -------------------------------------------------------------------------------
+    @staticmethod
+    def check_id(item: pytest.Item) -> str:
+        name = getattr(item, "originalname", item.name)
+        return name.removeprefix("test_")
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed:
+            self.collect_errors.append(f"{report.nodeid}: {report.longreprtext[-2000:]}")
+
+    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+        declared = {c.id for c in self._spec.checks}
+        defined = [self.check_id(i) for i in items]
+        unknown = sorted(set(defined) - declared)
+        if unknown:
+            self.collect_errors.append(f"check files define tests for undeclared checks: {', '.join(unknown)}")
+        twice = sorted({d for d in defined if defined.count(d) > 1})
+        if twice:
+            self.collect_errors.append(f"more than one test per check: {', '.join(twice)}")
+        missing = sorted(set(self._selected) - set(defined))
+        if missing:
+            self.collect_errors.append(f"no test implements the checks {', '.join(missing)}")
+        order = {cid: n for n, cid in enumerate(self._selected)}
+        keep = [i for i in items if self.check_id(i) in order]
+        keep.sort(key=lambda i: order[self.check_id(i)])
+        config.hook.pytest_deselected(items=[i for i in items if i not in keep])
+        items[:] = keep
+
+    # -- fixtures ---------------------------------------------------------------------------------
+    @pytest.fixture
+    def contestant(self) -> ContestantClient:
+        return self._client
+
+    @pytest.fixture
+    def submission(self) -> SubmissionView:
+        return SubmissionView(self._sub)
+
+    @pytest.fixture
+    def check(self, request: pytest.FixtureRequest) -> CheckHandle:
+        return self._handles[self.check_id(request.node)]
+
+    @pytest.fixture
+    def data_root(self) -> Any:
+        def root(name: str) -> Path:
+            if name not in self._data_roots:
+                raise CheckFailed(f"the grader has no {name} dataset configured (an instructor must set its root)")
+            return self._data_roots[name]
+
+        return root
+
+    # -- running ----------------------------------------------------------------------------------
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        spec = self._spec.check(self.check_id(item))
+        self._handles[spec.id] = CheckHandle(spec)
+        self._started[spec.id] = time.perf_counter()
+        self._client.budget_s = spec.timeout
+        self._client.deadline = time.monotonic() + spec.timeout
+        problems = [r.problem for r in self._sub.files if r.name in spec.files and r.problem]
+        if problems:
+            raise CheckFailed("; ".join(problems))
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[Any]) -> Any:
+        outcome = yield
+        report = outcome.get_result()
+        cid = self.check_id(item)
+        if cid in self.results or not (call.when == "call" or report.failed):
+            return
+        spec = self._spec.check(cid)
+        handle = self._handles.get(cid) or CheckHandle(spec)
+        exc = call.excinfo.value if call.excinfo is not None else None
+        fraction, status, message, where = 1.0, "passed", "", []
+        if isinstance(exc, Partial):
+            fraction, message = exc.fraction, exc.message
+            status = "passed" if fraction >= 1 else "partial" if fraction > 0 else "failed"
+        elif isinstance(exc, AssertionError):  # CheckFailed, ContestantError, WeightsError, plain assert
+            fraction, status, message = 0.0, "failed", _message(exc)
+            if isinstance(exc, ContestantError):
+                where = [Location(**w) for w in exc.where]
+        elif isinstance(exc, SandboxError):
+            fraction, status = 0.0, "error"
+            message = f"the sandbox could not run the code: {exc}\n(a problem of the grading machine, not of the submission)"
+        elif exc is not None:
+            fraction, status = 0.0, "error"
+            tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)[-6:])
+            message = f"the check itself failed ({type(exc).__name__}: {exc}); please tell the instructor\n{tb}"
+        self.results[cid] = CheckResult(
+            id=cid,
+            name=spec.name,
+            max_score=spec.points,
+            score=round(spec.points * fraction, 4),
+            status=status,
+            message=message,
+            notes=handle.notes,
+            visibility=spec.visibility,
+            tags=spec.tags,
+            duration_s=round(time.perf_counter() - self._started.get(cid, time.perf_counter()), 4),
+            locations=where,
+        )
+
+
+def pytest_args(files: list[Path], rootdir: Path, ini: Path) -> list[str]:
+    return [
+        *map(str, files),
+        f"--rootdir={rootdir}",
+        "-c", str(ini),
+        "-p", "no:cacheprovider",
+        "-p", "no:terminal",
+        "-p", "no:warnings",
+        "--import-mode=importlib",
+        "-s",  # the judge prints nothing worth capturing; keeps pytest from swapping fds under threads
+    ]  # fmt: skip
+
+
+def run_checks(plugin: GraderPlugin, files: list[Path], rootdir: Path, ini: Path, extra_path: list[Path]) -> None:
+    """Run pytest on `files` in this process. Raises JudgeConfigError for an instructor's mistake."""
+    added = [str(p) for p in extra_path if str(p) not in sys.path]
+    sys.path[:0] = added
+    try:
+        code = pytest.main(pytest_args(files, rootdir, ini), plugins=[plugin])
+    finally:
+        for p in added:
+            sys.path.remove(p)
+    if code in (pytest.ExitCode.INTERNAL_ERROR, pytest.ExitCode.USAGE_ERROR):
+        raise JudgeConfigError(f"pytest stopped with {code!r} while running {', '.join(map(str, files))}")
+    if plugin.collect_errors:
+        raise JudgeConfigError("\n".join(plugin.collect_errors))

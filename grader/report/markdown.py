@@ -1,0 +1,60 @@
+"""report.md: the PR-comment-sized Markdown report, for an instructor (every check) or a student."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from grader.results import CheckResult, GradeResult
+
+MARK = {"passed": "✅", "partial": "🟡", "failed": "❌", "error": "⚠️"}
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _fmt(x: float) -> str:
+    return f"{x:g}"
+
+
+def to_markdown(result: GradeResult, audience: Literal["instructor", "student"] = "instructor") -> str:
+    shown: list[CheckResult] = result.checks if audience == "instructor" else result.visible_to_student()
+    held = [c for c in result.checks if c not in shown]
+    score = sum(c.score for c in shown)
+    top = sum(c.max_score for c in shown)
+    lines = [f"# {result.assignment}: {_fmt(score)} / {_fmt(top)}", ""]
+    if held:
+        lines += [f"{len(held)} more check(s) worth {_fmt(sum(c.max_score for c in held))} points are graded later.", ""]
+    problems = [f for f in result.files if f.problem]
+    if problems:
+        lines += ["**Problems with the submitted files**", ""] + [f"- {f.problem}" for f in problems] + [""]
+    lines += ["| | check | points | result |", "|---|---|---|---|"]
+    for c in shown:
+        vis = "" if c.visibility == "visible" or audience == "student" else f" *({c.visibility})*"
+        lines.append(f"| {MARK[c.status]} | {_cell(c.name)}{vis} | {_fmt(c.score)} / {_fmt(c.max_score)} | {_cell(c.status)} |")
+    details = [c for c in shown if c.message or c.notes]
+    if details:
+        lines += ["", "## Details", ""]
+        for c in details:
+            lines.append(f"**{c.name}** (`{c.id}`): {c.status}")
+            lines.append("")
+            if c.message:
+                lines += ["```text", c.message, "```"]
+            for loc in c.locations[-1:]:
+                lines.append(f"at `{loc.file}` line {loc.line}" + (f", in `{loc.function}`" if loc.function else ""))
+            lines += [f"- note: {n}" for n in c.notes] + [""]
+    if audience == "instructor":
+        env = result.environment
+        lines += [
+            "## Environment",
+            "",
+            f"grader {env.grader_version}, Python {env.python}, torch {env.torch}, device {env.device}, "
+            f"{env.platform}; graded in {result.duration_s:.1f} s",
+            "",
+            "isolation: " + "; ".join(f"{k}: {v}" for k, v in env.sandbox.items()),
+            "",
+        ]
+        if result.contestant_output.strip():
+            lines += ["<details><summary>output of the student's code</summary>", "", "```text",
+                      result.contestant_output.strip()[-4000:], "```", "</details>", ""]  # fmt: skip
+    return "\n".join(lines).rstrip() + "\n"

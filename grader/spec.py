@@ -1,0 +1,163 @@
+"""Pydantic models of `assignments/<id>/assignment.toml`, and where a course's folders live."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+Visibility = Literal["visible", "hidden", "after_due_date"]
+DatasetName = Literal["cifar10", "fashion-mnist", "timemachine"]
+CHECK_ID = r"^[a-z][a-z0-9_]*$"
+
+
+class Strict(BaseModel):
+    # A typo in assignment.toml must be an error, not a silently ignored key.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FileSpec(Strict):
+    """A file the student submits."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="file name inside the submission folder")
+    max_kb: int = Field(gt=0, description="largest accepted size in KiB")
+    required: bool = True
+
+
+class Limits(Strict):
+    """Resource limits for the contestant process. Defaults suit a CPU laptop."""
+
+    memory_mb: int = Field(2048, gt=64, description="resident memory of the whole process tree")
+    processes: int = Field(64, gt=0, description="processes and threads the contestant may run at once")
+    output_kb: int = Field(256, gt=0, description="stdout+stderr kept; the rest is counted and dropped")
+    file_size_mb: int = Field(64, gt=0, description="largest file the contestant may write")
+    threads: int = Field(1, gt=0, description="torch/OpenMP threads; 1 keeps CPU results bit-reproducible")
+
+
+class CheckSpec(Strict):
+    """One graded check: a pytest function named `test_<id>` in the assignment's check files."""
+
+    id: str = Field(pattern=CHECK_ID)
+    name: str = Field(min_length=1, description="what a student reads in the report")
+    points: float = Field(gt=0)
+    visibility: Visibility = "visible"
+    timeout: float = Field(60.0, gt=0, le=3600, description="seconds the contestant may spend on this check")
+    files: list[str] = Field(default_factory=list, description="submitted files this check reads")
+    tags: list[str] = Field(default_factory=list)
+
+
+class AssignmentSpec(Strict):
+    id: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
+    title: str
+    needs_gpu: bool = False
+    datasets: list[DatasetName] = Field(default_factory=list)
+    data_root: str | None = Field(None, description="default dataset root; CLI and env var take precedence")
+    probes: str = Field("probes.py", description="contestant-side probe module, relative to the assignment")
+    limits: Limits = Limits()
+    files: list[FileSpec]
+    checks: list[CheckSpec] = Field(min_length=1)
+
+    @field_validator("files")
+    @classmethod
+    def _unique_files(cls, files: list[FileSpec]) -> list[FileSpec]:
+        names = [f.name for f in files]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"file names must be unique; repeated: {', '.join(dupes)}")
+        return files
+
+    @model_validator(mode="after")
+    def _checks_consistent(self) -> AssignmentSpec:
+        ids = [c.id for c in self.checks]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"check ids must be unique; repeated: {', '.join(dupes)}")
+        declared = {f.name for f in self.files}
+        for check in self.checks:
+            unknown = [name for name in check.files if name not in declared]
+            if unknown:
+                raise ValueError(f"check {check.id!r} reads {unknown}, which [[files]] does not declare")
+        return self
+
+    @property
+    def max_score(self) -> float:
+        return sum(c.points for c in self.checks)
+
+    def check(self, check_id: str) -> CheckSpec:
+        return next(c for c in self.checks if c.id == check_id)
+
+
+class SpecError(Exception):
+    """assignment.toml is missing, unreadable or invalid. The message names the file and each bad field."""
+
+
+def format_validation_error(source: str, err: ValidationError) -> str:
+    lines = [f"{source}: {err.error_count()} invalid field(s)"]
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        lines.append(f"  {where}: {e['msg']}")
+    return "\n".join(lines)
+
+
+def parse_spec(path: Path) -> AssignmentSpec:
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SpecError(f"{path}: no such file; every assignment needs an assignment.toml") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        return AssignmentSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise SpecError(format_validation_error(str(path), exc)) from None
+
+
+class Course(BaseModel):
+    """The folders of one course: assignments (given to students), solutions (never given), examples."""
+
+    root: Path
+
+    @classmethod
+    def locate(cls, explicit: Path | None = None) -> Course:
+        """--course, then $GRADER_COURSE, then the nearest folder above cwd holding `assignments/`,
+        then the checkout this package was installed from."""
+        if explicit is not None:
+            return cls(root=explicit.resolve())
+        if env := os.environ.get("GRADER_COURSE"):
+            return cls(root=Path(env).resolve())
+        here = Path.cwd().resolve()
+        for folder in (here, *here.parents):
+            if (folder / "assignments").is_dir() and (folder / "solutions").is_dir():
+                return cls(root=folder)
+        return cls(root=Path(__file__).resolve().parent.parent)
+
+    def assignment_dir(self, assignment_id: str) -> Path:
+        return self.root / "assignments" / assignment_id
+
+    def solution_dir(self, assignment_id: str) -> Path:
+        return self.root / "solutions" / assignment_id
+
+    def examples_dir(self, assignment_id: str) -> Path:
+        return self.root / "examples" / assignment_id
+
+    def assignment_ids(self) -> list[str]:
+        base = self.root / "assignments"
+        return sorted(p.name for p in base.iterdir() if (p / "assignment.toml").is_file()) if base.is_dir() else []
+
+    def spec(self, assignment_id: str) -> AssignmentSpec:
+        path = self.assignment_dir(assignment_id) / "assignment.toml"
+        if not path.parent.is_dir():
+            known = ", ".join(self.assignment_ids()) or "none"
+            raise SpecError(f"unknown assignment {assignment_id!r} under {self.root}; known: {known}")
+        spec = parse_spec(path)
+        if spec.id != assignment_id:
+            raise SpecError(f"{path}: id: is {spec.id!r} but the folder is named {assignment_id!r}")
+        return spec
