@@ -15,6 +15,7 @@ import errno
 import importlib.util
 import os
 import random
+import resource
 import sys
 import time
 import traceback
@@ -98,6 +99,9 @@ def classify(exc: BaseException) -> dict[str, Any]:
         kind, msg = "memory", f"ran out of memory (MemoryError){at}"
     elif isinstance(exc, OSError) and exc.errno == errno.EAGAIN:
         kind, msg = "processes", f"hit the process limit ({_describe(exc)}){at}"
+    elif isinstance(exc, OSError) and exc.errno == errno.EFBIG:
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0] >> 20
+        kind, msg = "file_size", f"tried to write a file over the {limit} MiB limit{at}"
     else:
         kind, msg = "exception", f"raised {_describe(exc)}{at}"
     return {"kind": kind, "message": msg, "where": where}

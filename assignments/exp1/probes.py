@@ -54,7 +54,10 @@ def train_curve(x, y, num_epochs, lr):
 def settings():
     m = _exp1()
     names = ("NUM_TRAIN_SAMPLES", "NUM_TRAIN_EPOCHS", "LEARNING_RATE", "X_MIN", "X_MAX")
-    return {n: (v if isinstance(v := getattr(m, n, None), (int, float, str, type(None))) else repr(v)) for n in names}
+    out = {n: (v if isinstance(v := getattr(m, n, None), (int, float, str, type(None))) else repr(v)) for n in names}
+    x, _ = m.make_data(m.f)  # the data the student's main() would train on
+    out["samples_made"] = int(x.shape[0])
+    return out
 
 
 @probe

@@ -20,14 +20,17 @@ def _static_value(source: str, name: str):
 
 
 def test_num_train_samples_unchanged(contestant, submission):
-    runtime = contestant.call("settings")["NUM_TRAIN_SAMPLES"]
+    """The constant as written (read from the source text), as imported, and as make_data(f) uses it."""
+    settings = contestant.call("settings")
     try:
         static = _static_value(submission.path("exp1.py").read_text(encoding="utf-8"), "NUM_TRAIN_SAMPLES")
     except SyntaxError:
-        static = runtime
-    for got in (runtime, static):
+        static = settings["NUM_TRAIN_SAMPLES"]
+    for got in (static, settings["NUM_TRAIN_SAMPLES"]):
         if got != NUM_TRAIN_SAMPLES:
             fail(f"NUM_TRAIN_SAMPLES is {got!r}; expected {NUM_TRAIN_SAMPLES} (the assignment fixes it)")
+    if settings["samples_made"] != NUM_TRAIN_SAMPLES:
+        fail(f"make_data(f) made {settings['samples_made']} samples; expected NUM_TRAIN_SAMPLES = {NUM_TRAIN_SAMPLES}")
 
 
 def test_custom_function_fits(contestant, submission, check):

@@ -1,0 +1,42 @@
+"""Shared fixtures: the course in this checkout, its examples, and scratch copies of them."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from grader.spec import Course
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def course() -> Course:
+    return Course(root=ROOT)
+
+
+@pytest.fixture
+def example(tmp_path: Path):
+    """Copy a bundled example into tmp_path so a test may modify it."""
+
+    def copy(assignment: str, name: str) -> Path:
+        dest = tmp_path / f"{assignment}-{name}"
+        shutil.copytree(ROOT / "examples" / assignment / name, dest)
+        return dest
+
+    return copy
+
+
+@pytest.fixture
+def course_copy(tmp_path: Path):
+    """A scratch course holding one assignment, whose assignment.toml a test may edit."""
+
+    def make(assignment: str) -> Course:
+        root = tmp_path / "course"
+        for part in ("assignments", "solutions"):
+            shutil.copytree(ROOT / part / assignment, root / part / assignment)
+        return Course(root=root)
+
+    return make

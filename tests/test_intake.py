@@ -1,0 +1,49 @@
+"""Intake: each declared file is found, sized and hashed, or gets a problem that says what to do."""
+
+import hashlib
+import os
+
+import pytest
+
+from grader.intake import IntakeError, intake
+
+
+def test_complete_submission(course, example):
+    sub_dir = example("exp1", "solution")
+    (sub_dir / "notes.txt").write_text("extra")
+    sub = intake(course.spec("exp1"), sub_dir)
+    rec = sub.record("model.pth")
+    assert rec.present and rec.problem is None
+    assert rec.sha256 == hashlib.sha256((sub_dir / "model.pth").read_bytes()).hexdigest()
+    assert sub.ignored == ["notes.txt"]
+    staged = sub.stage(sub_dir.parent / "staged")
+    assert sorted(p.name for p in staged.iterdir()) == ["exp1.py", "model.pth"]
+
+
+def test_missing_file_suggests_near_name(course, example):
+    sub_dir = example("exp1", "solution")
+    (sub_dir / "model.pth").rename(sub_dir / "model.pt")
+    rec = intake(course.spec("exp1"), sub_dir).record("model.pth")
+    assert not rec.present
+    assert rec.problem == "model.pth is missing from the submission; found 'model.pt': rename it to 'model.pth'"
+
+
+def test_oversize_empty_and_symlink(course, example):
+    sub_dir = example("exp1", "solution")
+    (sub_dir / "model.pth").write_bytes(b"\0" * (3 << 20))
+    (sub_dir / "exp1.py").unlink()
+    os.symlink("/etc/passwd", sub_dir / "exp1.py")
+    sub = intake(course.spec("exp1"), sub_dir)
+    assert sub.record("model.pth").problem == "model.pth is 3072 KiB, over the limit of 2048 KiB"
+    assert "symbolic link" in sub.record("exp1.py").problem
+    assert not sub.usable("exp1.py")
+    (sub_dir / "model.pth").write_bytes(b"")
+    assert intake(course.spec("exp1"), sub_dir).record("model.pth").problem == "model.pth is empty"
+
+
+def test_unreadable_submission(course, tmp_path):
+    with pytest.raises(IntakeError, match="does not exist"):
+        intake(course.spec("exp1"), tmp_path / "nope")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(IntakeError, match="not a folder"):
+        intake(course.spec("exp1"), tmp_path / "file")

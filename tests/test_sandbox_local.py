@@ -1,0 +1,169 @@
+"""The local sandbox against real misbehaviour: each limit stops the process and the message names it."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from grader.judge.client import ContestantClient, ContestantError
+from grader.sandbox.base import CappedOutput, ContestantJob
+from grader.sandbox.local import LocalSandbox
+from grader.spec import Limits
+
+PROBES = '''
+import os, socket, subprocess, sys, time
+from grader.contestant import probe, student
+
+@probe
+def echo(x):
+    return {"x": x * 2, "sum": float(x.sum())}
+
+@probe
+def hang():
+    while True:
+        pass
+
+@probe
+def hog(mb):
+    blocks = []
+    while True:
+        blocks.append(bytearray(b"x") * (mb << 20))  # written, so resident
+
+@probe
+def huge():
+    return len(bytearray(64 << 30))
+
+@probe
+def connect():
+    try:
+        socket.create_connection(("10.255.255.1", 80), timeout=3)
+        return "connected"
+    except OSError as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+@probe
+def spam(mb):
+    line = "y" * 1023 + "\\n"
+    for _ in range(mb * 1024):
+        sys.stdout.write(line)
+    return "done"
+
+@probe
+def hard_exit():
+    os._exit(0)
+
+@probe
+def soft_exit():
+    sys.exit(0)
+
+@probe
+def spawn(n):
+    procs = [subprocess.Popen(["sleep", "30"]) for _ in range(n)]
+    time.sleep(5)
+    return len(procs)
+
+@probe
+def big_file(mb):
+    with open("big.bin", "wb") as f:
+        for _ in range(mb):
+            f.write(b"z" * (1 << 20))
+    return "written"
+
+@probe
+def ident():
+    return {"cwd": os.getcwd(), "env": sorted(os.environ)}
+
+@probe
+def student_value():
+    return student("sol").VALUE
+'''
+
+
+@pytest.fixture
+def client(tmp_path: Path):
+    sub = tmp_path / "submission"
+    sub.mkdir()
+    (sub / "sol.py").write_text("VALUE = 41 + 1\n")
+    (tmp_path / "probes.py").write_text(PROBES)
+    limits = Limits(memory_mb=1024, processes=8, output_kb=64, file_size_mb=16)
+    c = ContestantClient(LocalSandbox(), ContestantJob(submission=sub, probes=tmp_path / "probes.py", limits=limits))
+    yield c
+    c.close()
+
+
+def with_budget(client: ContestantClient, seconds: float) -> None:
+    client.budget_s = seconds
+    client.deadline = time.monotonic() + seconds
+
+
+def test_round_trip_and_student_import(client):
+    with_budget(client, 60)
+    out = client.call("echo", x=torch.arange(3.0))
+    assert torch.equal(out["x"], torch.tensor([0.0, 2.0, 4.0])) and out["sum"] == 3.0
+    assert client.call("student_value") == 42
+    info = client.call("ident")
+    assert "HOME" in info["env"] and not any(k.startswith(("GITHUB", "AWS")) for k in info["env"])
+    assert client.isolation["file_size"].startswith("16 MiB")
+
+
+def test_timeout_is_named_and_process_replaced(client):
+    with_budget(client, 2)
+    with pytest.raises(ContestantError, match=r"timed out after 2 s: `hang` did not finish") as info:
+        client.call("hang")
+    assert info.value.kind == "timeout"
+    with_budget(client, 60)
+    assert client.call("student_value") == 42
+    assert client.starts == 2
+
+
+def test_memory_limit_kills(client):
+    with_budget(client, 60)
+    with pytest.raises(ContestantError, match="killed for exceeding 1024 MiB of memory"):
+        client.call("hog", mb=64)
+    with pytest.raises(ContestantError, match="ran out of memory"):
+        client.call("huge")
+
+
+def test_no_network(client):
+    with_budget(client, 30)
+    result = client.call("connect")
+    if client.isolation.get("network", "").startswith("host"):
+        pytest.skip("this machine does not allow a network namespace")
+    assert result == "OSError: [Errno 101] Network is unreachable"
+
+
+def test_output_is_capped(client):
+    with_budget(client, 60)
+    assert client.call("spam", mb=20) == "done"
+    text = client.output()
+    assert len(text) < 70 * 1024
+    assert "bytes of output dropped" in text
+
+
+def test_exits_are_explained(client):
+    with_budget(client, 30)
+    with pytest.raises(ContestantError, match=r"called sys.exit\(0\) while the check ran"):
+        client.call("soft_exit")
+    with pytest.raises(ContestantError, match=r"ended during `hard_exit` \(exited with code 0\).*os._exit"):
+        client.call("hard_exit")
+    assert client.call("student_value") == 42
+
+
+def test_process_and_file_limits(client):
+    with_budget(client, 30)
+    with pytest.raises(ContestantError, match=r"process limit|hit the process limit"):
+        client.call("spawn", n=20)
+    with pytest.raises(ContestantError, match="tried to write a file over the 16 MiB limit"):
+        client.call("big_file", mb=32)
+
+
+def test_capped_output_keeps_head_and_tail():
+    cap = CappedOutput(100)
+    for i in range(1000):
+        cap.feed(f"{i:04d}\n".encode())
+    text = cap.text()
+    assert text.startswith("0000\n") and text.rstrip().endswith("0999")
+    assert "4900 bytes of output dropped" in text
