@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from pydantic import BaseModel, DirectoryPath, Field, ValidationError
@@ -25,7 +25,9 @@ app.add_typer(assets_app, name="assets")
 out = Console()
 err = Console(stderr=True)
 
-CourseOpt = Annotated[Optional[Path], typer.Option("--course", help="course root (default: $GRADER_COURSE, then search up from cwd)")]
+CourseOpt = Annotated[
+    Path | None, typer.Option("--course", help="course root (default: $GRADER_COURSE, then search up from cwd)")
+]
 STATUS_STYLE = {"passed": "green", "partial": "yellow", "failed": "red", "error": "magenta"}
 
 
@@ -34,7 +36,7 @@ class RunInput(BaseModel):
 
     assignment: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
     submission: DirectoryPath
-    out: Optional[Path] = None
+    out: Path | None = None
 
 
 def _die(message: str, code: int = 2) -> None:
@@ -58,7 +60,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version")
+    ] = False,
 ) -> None:
     """torch-grader."""
 
@@ -80,7 +84,7 @@ def _print_result(result, title: str) -> None:  # noqa: ANN001
     out.print(f"[bold]score: {result.score:g} / {result.max_score:g}[/bold]  ({result.duration_s:.1f} s)")
 
 
-def _grade(assignment: str, submission: Path, mode: str, course: Optional[Path]):  # noqa: ANN202
+def _grade(assignment: str, submission: Path, mode: str, course: Path | None):  # noqa: ANN202
     from grader.grading import grade  # imports torch; keep --help fast
 
     try:
@@ -180,7 +184,9 @@ def demo(
         result = grade(c, assignment, ex, mode="grade")
         write_reports(result, out_dir / assignment / ex.name)
         failed = ", ".join(ch.id for ch in result.checks if ch.status != "passed") or "-"
-        table.add_row(ex.name, f"{result.score:g}/{result.max_score:g}", failed, str(out_dir / assignment / ex.name / "report.md"))
+        table.add_row(
+            ex.name, f"{result.score:g}/{result.max_score:g}", failed, str(out_dir / assignment / ex.name / "report.md")
+        )
     out.print(table)
 
 

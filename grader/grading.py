@@ -123,5 +123,3 @@ def grade(
         contestant_output=output,
         timings=timings,
     )
-
-

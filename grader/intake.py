@@ -56,7 +56,9 @@ def intake(spec: AssignmentSpec, folder: Path) -> Submission:
     for fs in spec.files:
         path = folder / fs.name
         if path.is_symlink():
-            records.append(FileRecord(name=fs.name, present=True, problem=f"{fs.name} is a symbolic link; submit the file itself"))
+            records.append(
+                FileRecord(name=fs.name, present=True, problem=f"{fs.name} is a symbolic link; submit the file itself")
+            )
             continue
         if not path.is_file():
             hint = difflib.get_close_matches(fs.name, present, n=1, cutoff=0.6)

@@ -13,7 +13,7 @@ from grader.sandbox.base import CappedOutput, ContestantJob
 from grader.sandbox.local import LocalSandbox
 from grader.spec import Limits
 
-PROBES = '''
+PROBES = """
 import os, socket, subprocess, sys, time
 from grader.contestant import probe, student
 
@@ -79,7 +79,7 @@ def ident():
 @probe
 def student_value():
     return student("sol").VALUE
-'''
+"""
 
 
 @pytest.fixture

@@ -99,7 +99,9 @@ class ContestantClient:
             if err.get("kind") in ("memory", "processes"):
                 # MemoryError or EAGAIN from fork: the process is likely in a bad state; start afresh next time.
                 self._discard()
-            raise ContestantError(str(err.get("message", "failed")), str(err.get("kind", "exception")), err.get("where"))
+            raise ContestantError(
+                str(err.get("message", "failed")), str(err.get("kind", "exception")), err.get("where")
+            )
         return answer.get("value")
 
     def _died(self, probe: str, info: ExitInfo, output: str) -> str:

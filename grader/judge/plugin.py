@@ -160,7 +160,9 @@ class GraderPlugin:
                 where = [Location(**w) for w in exc.where]
         elif isinstance(exc, SandboxError):
             fraction, status = 0.0, "error"
-            message = f"the sandbox could not run the code: {exc}\n(a problem of the grading machine, not of the submission)"
+            message = (
+                f"the sandbox could not run the code: {exc}\n(a problem of the grading machine, not of the submission)"
+            )
         elif exc is not None:
             fraction, status = 0.0, "error"
             tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)[-6:])

@@ -24,14 +24,19 @@ def to_markdown(result: GradeResult, audience: Literal["instructor", "student"] 
     top = sum(c.max_score for c in shown)
     lines = [f"# {result.assignment}: {_fmt(score)} / {_fmt(top)}", ""]
     if held:
-        lines += [f"{len(held)} more check(s) worth {_fmt(sum(c.max_score for c in held))} points are graded later.", ""]
+        lines += [
+            f"{len(held)} more check(s) worth {_fmt(sum(c.max_score for c in held))} points are graded later.",
+            "",
+        ]
     problems = [f for f in result.files if f.problem]
     if problems:
         lines += ["**Problems with the submitted files**", ""] + [f"- {f.problem}" for f in problems] + [""]
     lines += ["| | check | points | result |", "|---|---|---|---|"]
     for c in shown:
         vis = "" if c.visibility == "visible" or audience == "student" else f" *({c.visibility})*"
-        lines.append(f"| {MARK[c.status]} | {_cell(c.name)}{vis} | {_fmt(c.score)} / {_fmt(c.max_score)} | {_cell(c.status)} |")
+        lines.append(
+            f"| {MARK[c.status]} | {_cell(c.name)}{vis} | {_fmt(c.score)} / {_fmt(c.max_score)} | {_cell(c.status)} |"
+        )
     details = [c for c in shown if c.message or c.notes]
     if details:
         lines += ["", "## Details", ""]

@@ -76,7 +76,9 @@ def main(argv: list[str]) -> int:
     # RLIMIT_NPROC counts every process of the user, so allow what that user already runs.
     nproc = _count_processes(run_as) + cfg["processes"]
     applied["user"] = "nobody" if run_as == NOBODY else str(run_as)
-    applied["processes"] = f"{cfg['processes']} (" + ("watchdog; root ignores RLIMIT_NPROC)" if run_as == 0 else "RLIMIT_NPROC)")
+    applied["processes"] = f"{cfg['processes']} (" + (
+        "watchdog; root ignores RLIMIT_NPROC)" if run_as == 0 else "RLIMIT_NPROC)"
+    )
 
     with open(os.path.join(cfg["exchange"], "isolation.json"), "w") as f:
         json.dump(applied, f)

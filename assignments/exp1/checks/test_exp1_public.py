@@ -29,7 +29,8 @@ def test_training_lowers_mse(contestant):
     y = reference_f(x).float()  # (256, 1): the true f, so this check does not depend on the student's f
     r = contestant.call("train_curve", x=x, y=y, num_epochs=STEP_BUDGET, lr=TRAIN_LR, seed=0)
     before, after = float(r["before"]), float(r["after"])
-    what = f"after train(model, x, y, num_epochs={STEP_BUDGET}, lr={TRAIN_LR}) the MSE went from {before:.4g} to {after:.4g}"
+    call = f"train(model, x, y, num_epochs={STEP_BUDGET}, lr={TRAIN_LR})"
+    what = f"after {call} the MSE went from {before:.4g} to {after:.4g}"
     if not torch.isfinite(torch.tensor(after)):
         fail(f"{what}: training diverged")
     if after <= 0.5 * before:

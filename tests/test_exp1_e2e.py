@@ -1,0 +1,151 @@
+"""exp1 graded end to end: real sandbox, real pytest checks, the bundled examples and bad input."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from grader.grading import grade
+from grader.results import GradeResult
+
+pytestmark = pytest.mark.slow
+
+# Per-check scores each bundled example must get. Measured, then fixed: grading is deterministic.
+EXPECTED = {
+    "solution": {"f_reference_values": 10, "mlp_output_shape": 10, "training_lowers_mse": 20,
+                 "model_fits_target": 25, "num_train_samples_unchanged": 10, "custom_function_fits": 25},
+    "stub": {"f_reference_values": 0, "mlp_output_shape": 0, "training_lowers_mse": 0,
+             "model_fits_target": 0, "num_train_samples_unchanged": 0, "custom_function_fits": 0},
+    # forward() squeezes to (N,): the shape check fails, MSELoss broadcasts (N,) against (N, 1) so training
+    # only reaches the mean (half credit) and both fits are NMSE ~1.
+    "wrong-output-shape": {"f_reference_values": 10, "mlp_output_shape": 0, "training_lowers_mse": 10,
+                           "model_fits_target": 0, "num_train_samples_unchanged": 10, "custom_function_fits": 0},
+    # 100 epochs at lr 1: the code is right, the submitted weights fit poorly (NMSE 0.137 and 0.101).
+    "lr-too-high": {"f_reference_values": 10, "mlp_output_shape": 10, "training_lowers_mse": 20,
+                    "model_fits_target": 0, "num_train_samples_unchanged": 10, "custom_function_fits": 0},
+    # NUM_TRAIN_SAMPLES = 200, custom_f left as a TODO, model.pth a bare state_dict.
+    "skipped-custom-task": {"f_reference_values": 10, "mlp_output_shape": 10, "training_lowers_mse": 20,
+                            "model_fits_target": 25, "num_train_samples_unchanged": 0, "custom_function_fits": 0},
+}  # fmt: skip
+
+
+def scores(result: GradeResult) -> dict[str, float]:
+    return {c.id: c.score for c in result.checks}
+
+
+def by_id(result: GradeResult) -> dict:
+    return {c.id: c for c in result.checks}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_bundled_example_scores(course, name):
+    result = grade(course, "exp1", course.examples_dir("exp1") / name)
+    assert scores(result) == EXPECTED[name], {c.id: c.message for c in result.checks}
+    assert result.score == sum(EXPECTED[name].values())
+    assert all(c.status != "error" for c in result.checks)
+
+
+def test_messages_say_expected_and_got(course):
+    checks = by_id(grade(course, "exp1", course.examples_dir("exp1") / "wrong-output-shape"))
+    assert (
+        checks["mlp_output_shape"].message == "model(x) for x of shape (64, 1) returned shape (64,); expected (64, 1)"
+    )
+    assert checks["training_lowers_mse"].status == "partial"
+    stub = by_id(grade(course, "exp1", course.examples_dir("exp1") / "stub"))
+    assert stub["f_reference_values"].message.startswith("not implemented yet: raised NotImplementedError")
+    assert stub["f_reference_values"].locations[-1].file == "exp1.py"
+    assert stub["model_fits_target"].message == "model.pth is missing from the submission; add model.pth and resubmit"
+
+
+def test_check_mode_runs_only_visible_checks(course):
+    result = grade(course, "exp1", course.examples_dir("exp1") / "solution", mode="check")
+    assert [c.id for c in result.checks] == [
+        "f_reference_values", "mlp_output_shape", "training_lowers_mse", "model_fits_target"]  # fmt: skip
+    assert result.score == result.max_score == 65
+
+
+def test_grading_is_deterministic(course):
+    """Same submission twice: identical scores, statuses and messages (only timings differ)."""
+    folder = course.examples_dir("exp1") / "wrong-output-shape"
+    first, second = (grade(course, "exp1", folder) for _ in range(2))
+    strip = {"duration_s"}
+    assert [c.model_dump(exclude=strip) for c in first.checks] == [c.model_dump(exclude=strip) for c in second.checks]
+
+
+def test_judge_never_imports_student_code(course, example):
+    folder = example("exp1", "solution")
+    before = set(sys.modules)
+    grade(course, "exp1", folder)
+    new = set(sys.modules) - before
+    assert "exp1" not in new
+    assert not [m for m in new if str(folder) in str(getattr(sys.modules[m], "__file__", "") or "")]
+
+
+def test_infinite_loop_stops_at_its_timeout(course_copy, example):
+    course = course_copy("exp1")
+    toml = course.assignment_dir("exp1") / "assignment.toml"
+    text = toml.read_text()
+    toml.write_text(text.replace('id = "training_lowers_mse"', 'id = "training_lowers_mse"\ntimeout = 3', 1)
+                    .replace("timeout = 60\n", "", 1))  # fmt: skip
+    folder = example("exp1", "solution")
+    src = (folder / "exp1.py").read_text()
+    (folder / "exp1.py").write_text(src.replace("    for _ in range(num_epochs):", "    while True:", 1))
+    checks = by_id(grade(course, "exp1", folder))
+    assert checks["training_lowers_mse"].score == 0
+    assert checks["training_lowers_mse"].message.startswith("timed out after 3 s: `train_curve` did not finish")
+    # The hung process was replaced: the checks after it still ran and passed.
+    assert [checks[c].status for c in ("model_fits_target", "num_train_samples_unchanged", "custom_function_fits")] == [
+        "passed"
+    ] * 3
+
+
+class Payload:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("kind", ["malformed", "pickle-payload"])
+def test_bad_weights_fail_only_their_checks(course, example, tmp_path, kind):
+    folder = example("exp1", "solution")
+    marker = tmp_path / "pwned"
+    if kind == "malformed":
+        (folder / "model.pth").write_bytes(b"PK\x03\x04 this is not really an archive")
+    else:
+        torch.save({"default": Payload(marker), "custom": Payload(marker)}, folder / "model.pth")
+    result = grade(course, "exp1", folder)
+    failed = {c.id for c in result.checks if c.status != "passed"}
+    assert failed == {"model_fits_target", "custom_function_fits"}
+    message = by_id(result)["model_fits_target"].message
+    if kind == "malformed":
+        assert message.startswith("model.pth is a damaged archive")
+    else:
+        assert "pickled Python objects (posix.system)" in message or "pickled Python objects" in message
+        assert "state_dict" in message
+    assert not marker.exists()
+
+
+def test_syntax_error_fails_code_checks_with_line(course, example):
+    folder = example("exp1", "solution")
+    src = (folder / "exp1.py").read_text().splitlines(keepends=True)
+    line = next(i for i, s in enumerate(src) if s.startswith("def train(")) + 1
+    src[line - 1] = src[line - 1].rstrip().removesuffix(":") + "\n"  # drop the colon
+    (folder / "exp1.py").write_text("".join(src))
+    result = grade(course, "exp1", folder)
+    assert result.score == 0
+    msg = by_id(result)["f_reference_values"].message
+    assert re.match(rf"exp1.py line {line}: .*fix the syntax error", msg), msg
+    assert by_id(result)["f_reference_values"].locations[0].line == line
+
+
+def test_missing_folder_is_a_result(course, tmp_path):
+    result = grade(course, "exp1", tmp_path / "nobody-submitted")
+    assert result.score == 0 and len(result.checks) == 6
+    assert all("does not exist" in c.message for c in result.checks)
