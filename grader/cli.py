@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -25,6 +21,9 @@ app.add_typer(assets_app, name="assets")
 out = Console()
 err = Console(stderr=True)
 
+DataRootOpt = Annotated[
+    Path | None, typer.Option("--data-root", help="dataset root (else $GRADER_DATA_ROOT, else assignment.toml)")
+]
 CourseOpt = Annotated[
     Path | None, typer.Option("--course", help="course root (default: $GRADER_COURSE, then search up from cwd)")
 ]
@@ -84,12 +83,13 @@ def _print_result(result, title: str) -> None:  # noqa: ANN001
     out.print(f"[bold]score: {result.score:g} / {result.max_score:g}[/bold]  ({result.duration_s:.1f} s)")
 
 
-def _grade(assignment: str, submission: Path, mode: str, course: Path | None):  # noqa: ANN202
+def _grade(assignment: str, submission: Path, mode: str, course: Path | None, data_root: Path | None):  # noqa: ANN202
+    from grader.data import DataError
     from grader.grading import grade  # imports torch; keep --help fast
 
     try:
-        return grade(Course.locate(course), assignment, submission, mode=mode)  # type: ignore[arg-type]
-    except SpecError as exc:
+        return grade(Course.locate(course), assignment, submission, mode=mode, data_root=data_root)  # type: ignore[arg-type]
+    except (SpecError, DataError) as exc:
         _die(str(exc))
 
 
@@ -98,11 +98,12 @@ def check(
     assignment: Annotated[str, typer.Argument(help="assignment id, e.g. exp1")],
     submission: Annotated[Path, typer.Argument(help="folder with your files")],
     course: CourseOpt = None,
+    data_root: DataRootOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="print results.json instead of a table")] = False,
 ) -> None:
     """Run the public checks on your folder, in a sandbox. Exit 0 if every check passed."""
     args = _validated(assignment=assignment, submission=submission)
-    result = _grade(args.assignment, args.submission, "check", course)
+    result = _grade(args.assignment, args.submission, "check", course, data_root)
     if as_json:
         out.print_json(result.model_dump_json())
     else:
@@ -116,12 +117,13 @@ def grade_cmd(
     submission: Annotated[Path, typer.Argument(help="the student's folder")],
     out_dir: Annotated[Path, typer.Option("--out", help="folder for results.json, gradescope/results.json, report.md")],
     course: CourseOpt = None,
+    data_root: DataRootOpt = None,
 ) -> None:
     """Run public and hidden checks and write the reports. Exit 0 once graded, whatever the score."""
     from grader.report import write_reports
 
     args = _validated(assignment=assignment, submission=submission, out=out_dir)
-    result = _grade(args.assignment, args.submission, "grade", course)
+    result = _grade(args.assignment, args.submission, "grade", course, data_root)
     files = write_reports(result, out_dir)
     _print_result(result, f"{assignment}: {submission}")
     for name, path in files.items():
@@ -168,12 +170,14 @@ def demo(
     assignment: Annotated[str, typer.Argument(help="assignment id")] = "exp1",
     out_dir: Annotated[Path, typer.Option("--out", help="where the reports go")] = Path("out/demo"),
     course: CourseOpt = None,
+    data_root: DataRootOpt = None,
 ) -> None:
     """Grade every bundled example submission of an assignment and print a score table."""
-    from grader.grading import grade
     from grader.report import write_reports
 
     c = Course.locate(course)
+    if not c.examples_dir(assignment).is_dir():
+        _die(f"{assignment} has no bundled examples under {c.examples_dir(assignment)}")
     examples = sorted(p for p in c.examples_dir(assignment).iterdir() if p.is_dir())
     table = Table(title=f"{assignment}: bundled examples")
     table.add_column("example")
@@ -181,7 +185,7 @@ def demo(
     table.add_column("failed checks", overflow="fold")
     table.add_column("report")
     for ex in examples:
-        result = grade(c, assignment, ex, mode="grade")
+        result = _grade(assignment, ex, "grade", course, data_root)
         write_reports(result, out_dir / assignment / ex.name)
         failed = ", ".join(ch.id for ch in result.checks if ch.status != "passed") or "-"
         table.add_row(
@@ -190,27 +194,42 @@ def demo(
     out.print(table)
 
 
+data_app = typer.Typer(help="Provision the datasets assignments need.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("prepare")
+def data_prepare(
+    dataset: Annotated[str, typer.Argument(help="cifar10, fashion-mnist or timemachine")],
+    root: Annotated[Path, typer.Option("--root", help="dataset root to fill")],
+) -> None:
+    """Download a dataset through torchvision into ROOT, or explain how to provision it offline."""
+    from grader.data import DataError, prepare
+
+    try:
+        out.print(prepare(dataset, root), highlight=False)
+    except DataError as exc:
+        _die(str(exc), code=1)
+
+
 @assets_app.command("build")
 def assets_build(
     assignment: Annotated[str, typer.Argument(help="assignment id")],
+    only: Annotated[list[str] | None, typer.Option("--only", help="build only these examples")] = None,
+    data_root: Annotated[Path | None, typer.Option("--data-root", help="dataset root for training")] = None,
     course: CourseOpt = None,
 ) -> None:
     """Train the weights of the bundled examples by running each example's own script in its folder.
 
-    Which examples and which script come from solutions/<id>/assets.json. These are the course's own
-    files (trusted), so they run as plain subprocesses, one thread each, seeds fixed in the scripts."""
+    The plan comes from solutions/<id>/assets.json. These are the course's own files (trusted), so they run as
+    plain subprocesses, one thread each, with the seeds fixed in the scripts."""
+    from grader.assets import AssetsError, build_assets
+
     c = Course.locate(course)
-    manifest = c.solution_dir(assignment) / "assets.json"
-    if not manifest.is_file():
-        _die(f"{manifest} does not exist: nothing to build for {assignment}")
-    plan = json.loads(manifest.read_text())
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
-    for name in plan["examples"]:
-        folder = c.examples_dir(assignment) / name
-        out.print(f"[bold]{assignment}/{name}[/bold]: python {plan['script']}")
-        proc = subprocess.run([sys.executable, plan["script"]], cwd=folder, env=env)
-        if proc.returncode != 0:
-            _die(f"{folder / plan['script']} exited with {proc.returncode}")
+    try:
+        build_assets(c, assignment, only=only, data_root=data_root, log=out.print)
+    except (AssetsError, SpecError) as exc:
+        _die(str(exc))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from grader import __version__
+from grader.data import resolve_data_root
 from grader.intake import IntakeError, Submission, intake
 from grader.judge.client import ContestantClient
 from grader.judge.plugin import GraderPlugin, run_checks
@@ -36,9 +37,21 @@ def check_files(course: Course, spec: AssignmentSpec, mode: Mode) -> list[Path]:
     return public + hidden
 
 
-def selected_checks(spec: AssignmentSpec, mode: Mode, only: list[str] | None = None) -> list[str]:
-    ids = [c.id for c in spec.checks if mode == "grade" or c.visibility == "visible"]
-    return [i for i in ids if only is None or i in only]
+def selected_checks(
+    spec: AssignmentSpec, mode: Mode, only: list[str] | None = None
+) -> tuple[list[str], dict[str, str]]:
+    """The checks to run, and those left out with the reason (not counted in the score)."""
+    run, skipped = [], {}
+    for c in spec.checks:
+        if (mode == "check" and c.visibility != "visible") or (only is not None and c.id not in only):
+            continue
+        if not c.enabled:
+            skipped[c.id] = "disabled in assignment.toml"
+        elif c.needs_gpu and not torch.cuda.is_available():
+            skipped[c.id] = "needs a GPU; this grader has none"
+        else:
+            run.append(c.id)
+    return run, skipped
 
 
 def environment(sandbox: Sandbox, isolation: dict[str, str]) -> Environment:
@@ -67,14 +80,17 @@ def grade(
     folder: Path,
     mode: Mode = "grade",
     sandbox: Sandbox | None = None,
-    data_roots: dict[str, Path] | None = None,
+    data_root: Path | None = None,
     only: list[str] | None = None,
 ) -> GradeResult:
-    """Grade `folder`. Bad submissions become results; only instructor errors (bad spec) raise."""
+    """Grade `folder`. Bad submissions become results; only instructor errors (bad spec, no data) raise.
+
+    `data_root` is the --data-root option; see grader.data for the precedence."""
     spec = course.spec(assignment_id)
+    root = resolve_data_root(spec, data_root, course.root).path if spec.datasets else None
     sandbox = sandbox or LocalSandbox()
     started_at, t0 = datetime.now(timezone.utc), time.perf_counter()
-    selected = selected_checks(spec, mode, only)
+    selected, skipped = selected_checks(spec, mode, only)
     output, isolation, timings = "", {}, {}
     try:
         sub = intake(spec, folder)
@@ -90,11 +106,11 @@ def grade(
                 submission=staged,
                 probes=course.assignment_dir(spec.id) / spec.probes,
                 limits=spec.limits,
-                datasets=data_roots or {},
+                data_root=root,
                 gpu=spec.needs_gpu,
             )
             client = ContestantClient(sandbox, job)
-            plugin = GraderPlugin(spec, sub, client, selected, data_roots or {})
+            plugin = GraderPlugin(spec, sub, client, selected, root)
             try:
                 run_checks(
                     plugin,
@@ -120,6 +136,7 @@ def grade(
         started_at=started_at,
         duration_s=round(time.perf_counter() - t0, 3),
         environment=environment(sandbox, isolation),
+        skipped=skipped,
         contestant_output=output,
         timings=timings,
     )

@@ -6,11 +6,13 @@ Each `### BEGIN SOLUTION[: hint]` ... `### END SOLUTION` region becomes
     raise NotImplementedError
 
 at the marker's indentation. `release()` writes the stub into `assignments/<id>/` and refreshes the two
-examples that are derived from the solution (`examples/<id>/solution/` and `examples/<id>/stub/`).
+examples that are derived from the solution (`examples/<id>/solution/` and `examples/<id>/stub/`), plus any
+files `solutions/<id>/release_hook.py` generates (e.g. the reference state_dict's keys for public checks).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from pathlib import Path
 
@@ -52,9 +54,21 @@ def solution_sources(course: Course, assignment_id: str) -> list[Path]:
     return sorted(p for p in folder.glob("*.py") if "### BEGIN SOLUTION" in p.read_text(encoding="utf-8"))
 
 
+def _hook_files(course: Course, assignment_id: str) -> dict[Path, str]:
+    """Extra generated files from `solutions/<id>/release_hook.py` (instructor code), if it exists."""
+    hook = course.solution_dir(assignment_id) / "release_hook.py"
+    if not hook.is_file():
+        return {}
+    spec = importlib.util.spec_from_file_location(f"release_hook_{assignment_id}", hook)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return {course.root / rel: text for rel, text in module.generated_files().items()}
+
+
 def planned_files(course: Course, assignment_id: str) -> dict[Path, str]:
     """Every file release writes, with its content."""
-    plan: dict[Path, str] = {}
+    plan: dict[Path, str] = _hook_files(course, assignment_id)
     examples = course.examples_dir(assignment_id)
     for src in solution_sources(course, assignment_id):
         text = src.read_text(encoding="utf-8")

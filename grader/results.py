@@ -36,6 +36,7 @@ class CheckResult(BaseModel):
     tags: list[str] = Field(default_factory=list)
     duration_s: float = 0.0
     locations: list[Location] = Field(default_factory=list)
+    series: dict[str, list[float]] = Field(default_factory=dict, description="per-epoch values to plot")
 
 
 class FileRecord(BaseModel):
@@ -67,6 +68,7 @@ class GradeResult(BaseModel):
     started_at: datetime
     duration_s: float
     environment: Environment
+    skipped: dict[str, str] = Field(default_factory=dict, description="check id -> why it was not run or scored")
     contestant_output: str = Field("", description="what the student's code printed, capped")
     timings: dict[str, Any] = Field(default_factory=dict)
 

@@ -52,6 +52,8 @@ class CheckSpec(Strict):
     timeout: float = Field(60.0, gt=0, le=3600, description="seconds the contestant may spend on this check")
     files: list[str] = Field(default_factory=list, description="submitted files this check reads")
     tags: list[str] = Field(default_factory=list)
+    enabled: bool = Field(True, description="false: declared but never run (e.g. an optional re-run check)")
+    needs_gpu: bool = Field(False, description="run only where CUDA is available; skipped (not scored) elsewhere")
 
 
 class AssignmentSpec(Strict):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -40,3 +42,17 @@ def course_copy(tmp_path: Path):
         return Course(root=root)
 
     return make
+
+
+SHARED_DATASETS = ROOT.parent / "shared" / "datasets"
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    """The real datasets in torchvision's layout under ROOT/data, materialized from ../shared/datasets once."""
+    root = ROOT / "data"
+    if not (root / "cifar-10-batches-py" / "test_batch").exists():
+        if not (SHARED_DATASETS / "materialize.py").exists():
+            pytest.skip(f"no datasets: {root} is empty and {SHARED_DATASETS} does not exist")
+        subprocess.run([sys.executable, str(SHARED_DATASETS / "materialize.py"), str(root)], check=True)
+    return root

@@ -3,7 +3,8 @@
 A check is a test function named `test_<check id>` in `assignments/<id>/checks/` (public) or
 `solutions/<id>/hidden_checks/` (hidden). Points, visibility and timeouts come from assignment.toml, never
 from the test file. Fixtures give a check what it may use: `contestant` (run probes on student code in the
-sandbox), `submission` (the submitted files, weights loaded safely), `check` (notes), `data_root`.
+sandbox), `submission` (the submitted files, weights loaded safely), `check` (notes and plot data),
+`data_root` (the dataset folder).
 """
 
 from __future__ import annotations
@@ -34,10 +35,15 @@ class JudgeConfigError(Exception):
 class CheckHandle:
     spec: CheckSpec
     notes: list[str] = field(default_factory=list)
+    series: dict[str, list[float]] = field(default_factory=dict)
 
     def note(self, text: str) -> None:
         """A remark shown with the result that does not change the score."""
         self.notes.append(text)
+
+    def plot(self, name: str, values: list[float]) -> None:
+        """A per-epoch series the reports draw (e.g. the claimed test accuracy)."""
+        self.series[name] = [float(v) for v in values]
 
 
 class SubmissionView:
@@ -68,12 +74,12 @@ class GraderPlugin:
         submission: Submission,
         client: ContestantClient,
         selected: list[str],
-        data_roots: dict[str, Path],
+        data_root: Path | None,
     ) -> None:
         # Private names: pytest reads this object's attributes looking for fixtures.
         self._spec, self._sub, self._client = spec, submission, client
         self._selected = selected
-        self._data_roots = data_roots
+        self._data_root = data_root
         self.results: dict[str, CheckResult] = {}
         self.collect_errors: list[str] = []
         self._handles: dict[str, CheckHandle] = {}
@@ -121,13 +127,11 @@ class GraderPlugin:
         return self._handles[self.check_id(request.node)]
 
     @pytest.fixture
-    def data_root(self) -> Any:
-        def root(name: str) -> Path:
-            if name not in self._data_roots:
-                raise CheckFailed(f"the grader has no {name} dataset configured (an instructor must set its root)")
-            return self._data_roots[name]
-
-        return root
+    def data_root(self) -> Path:
+        """The dataset root (already checked to hold the assignment's datasets)."""
+        if self._data_root is None:
+            raise CheckFailed("no dataset root is configured for this assignment (an instructor must set it)")
+        return self._data_root
 
     # -- running ----------------------------------------------------------------------------------
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
@@ -175,6 +179,7 @@ class GraderPlugin:
             status=status,
             message=message,
             notes=handle.notes,
+            series=handle.series,
             visibility=spec.visibility,
             tags=spec.tags,
             duration_s=round(time.perf_counter() - self._started.get(cid, time.perf_counter()), 4),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from grader.report.plots import sparkline
 from grader.results import CheckResult, GradeResult
 
 MARK = {"passed": "✅", "partial": "🟡", "failed": "❌", "error": "⚠️"}
@@ -15,6 +16,19 @@ def _cell(text: str) -> str:
 
 def _fmt(x: float) -> str:
     return f"{x:g}"
+
+
+def _series_lines(c: CheckResult) -> list[str]:
+    """Per-epoch values as a table with a sparkline, and a link to the SVG chart report/plots wrote."""
+    if not c.series:
+        return []
+    n = max(len(v) for v in c.series.values())
+    lines = [f"![{c.id}](plots/{c.id}.svg)", "", "| | " + " | ".join(str(i + 1) for i in range(n)) + " | trend |",
+             "|---|" + "---|" * (n + 1)]  # fmt: skip
+    for name, vals in c.series.items():
+        cells = [f"{v:.2f}" for v in vals] + [""] * (n - len(vals))
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {sparkline(vals)} |")
+    return [*lines, ""]
 
 
 def to_markdown(result: GradeResult, audience: Literal["instructor", "student"] = "instructor") -> str:
@@ -37,7 +51,7 @@ def to_markdown(result: GradeResult, audience: Literal["instructor", "student"] 
         lines.append(
             f"| {MARK[c.status]} | {_cell(c.name)}{vis} | {_fmt(c.score)} / {_fmt(c.max_score)} | {_cell(c.status)} |"
         )
-    details = [c for c in shown if c.message or c.notes]
+    details = [c for c in shown if c.message or c.notes or c.series]
     if details:
         lines += ["", "## Details", ""]
         for c in details:
@@ -48,6 +62,7 @@ def to_markdown(result: GradeResult, audience: Literal["instructor", "student"] 
             for loc in c.locations[-1:]:
                 lines.append(f"at `{loc.file}` line {loc.line}" + (f", in `{loc.function}`" if loc.function else ""))
             lines += [f"- note: {n}" for n in c.notes] + [""]
+            lines += _series_lines(c)
     if audience == "instructor":
         env = result.environment
         lines += [

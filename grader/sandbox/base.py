@@ -21,7 +21,7 @@ and anything the student prints can never corrupt it. What a sandbox must provid
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -49,7 +49,7 @@ class ContestantJob:
     submission: Path  # folder holding only the validated submitted files
     probes: Path  # the assignment's probe module (trusted code that runs next to student code)
     limits: Limits
-    datasets: dict[str, Path] = field(default_factory=dict)  # name -> host folder, mounted read-only
+    data_root: Path | None = None  # host folder with the datasets, mounted read-only as $GRADER_DATA_ROOT
     gpu: bool = False
 
 

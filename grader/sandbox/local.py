@@ -152,8 +152,8 @@ class LocalProcess(SandboxProcess):
             "GRADER_THREADS": str(lim.threads),
             "CUBLAS_WORKSPACE_CONFIG": ":4096:8",  # deterministic cuBLAS
         }
-        for name, path in self.job.datasets.items():
-            env[f"GRADER_DATA_{name.upper().replace('-', '_')}"] = str(path)
+        if self.job.data_root is not None:
+            env["GRADER_DATA_ROOT"] = str(self.job.data_root)
         if cuda := os.environ.get("CUDA_VISIBLE_DEVICES"):
             env["CUDA_VISIBLE_DEVICES"] = cuda
         self.proc = subprocess.Popen(

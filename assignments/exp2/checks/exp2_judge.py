@@ -1,0 +1,38 @@
+"""Constants shared by exp2's public and hidden checks (judge side only)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+# Keys and shapes of the reference ResNet20's state_dict, generated from solutions/exp2 by `grader release exp2`.
+REFERENCE_STATE: dict[str, list[int]] = json.loads((HERE / "reference_state_dict.json").read_text())
+TARGET_PARAMS = 270_000  # "about 0.27M"; the reference has 272,474
+PARAM_TOLERANCE = 0.02
+SCHEDULE = [0.1] * 5 + [0.01] * 5  # LR of epochs 0-9
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR_STD = (0.2470, 0.2435, 0.2616)
+
+
+def normalize(x: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, 3, 32, 32) -> standardized float (N, 3, 32, 32), as exp2.py's given normalize()."""
+    mean = torch.tensor(CIFAR_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(CIFAR_STD).view(1, 3, 1, 1)
+    return (x.float() / 255 - mean) / std
+
+
+def key_mismatch(state: dict[str, list[int]], reference: dict[str, list[int]], limit: int = 5) -> str | None:
+    """None if keys and shapes agree; else the first missing, unexpected and mis-shaped keys."""
+    missing = [k for k in reference if k not in state]
+    unexpected = [k for k in state if k not in reference]
+    shaped = [f"{k} {tuple(state[k])} (expected {tuple(reference[k])})"
+              for k in reference if k in state and list(state[k]) != list(reference[k])]  # fmt: skip
+    parts = []
+    for label, items in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", shaped)):
+        if items:
+            more = f" and {len(items) - limit} more" if len(items) > limit else ""
+            parts.append(f"{len(items)} {label}: {', '.join(items[:limit])}{more}")
+    return "; ".join(parts) or None

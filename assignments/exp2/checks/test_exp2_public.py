@@ -1,0 +1,94 @@
+"""exp2 public checks: students run these with `grader check exp2 DIR --data-root DATA`."""
+
+import math
+import tempfile
+from pathlib import Path
+
+import torch
+from exp2_judge import PARAM_TOLERANCE, REFERENCE_STATE, SCHEDULE, TARGET_PARAMS, key_mismatch, normalize
+
+from grader.data import read_cifar10
+from grader.judge import WeightsError, expect_shape, fail, load_weights
+
+
+def _images(data_root, n: int, seed: int = 0):
+    """n real CIFAR-10 test images (uint8) and labels, chosen with a fixed seed."""
+    x, y = read_cifar10(data_root, train=False)
+    idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n]
+    return x[idx], y[idx]
+
+
+def test_architecture(contestant, data_root):
+    x, _ = _images(data_root, 4)
+    info = contestant.call("describe_model", x=normalize(x))
+    expect_shape(info["output"], (4, 10), "ResNet20()(x) for x of shape (4, 3, 32, 32)")
+    n = info["num_params"]
+    if abs(n - TARGET_PARAMS) > PARAM_TOLERANCE * TARGET_PARAMS:
+        fail(f"ResNet20 has {n:,} parameters; expected about 0.27M ({TARGET_PARAMS:,} ± {PARAM_TOLERANCE:.0%}): "
+             "3 stages of 3 BasicBlocks with 16, 32 and 64 channels")  # fmt: skip
+    if problem := key_mismatch(info["state"], REFERENCE_STATE):
+        fail(f"ResNet20's state_dict does not match the reference, so final.pth cannot be graded: {problem}")
+
+
+def test_gradients_flow(contestant, data_root):
+    x, y = _images(data_root, 32, seed=1)
+    norms = contestant.call("gradient_norms", x=normalize(x), y=y)
+    none = [k for k, v in norms.items() if v is None]
+    bad = [k for k, v in norms.items() if v is not None and not math.isfinite(v)]
+    zero = [k for k, v in norms.items() if v == 0.0]
+    for label, names in (("no gradient", none), ("a NaN or infinite gradient", bad), ("a zero gradient", zero)):
+        if names:
+            fail(f"after one backward pass {len(names)} parameter(s) have {label}: {', '.join(names[:5])}")
+
+
+def test_training_step(contestant, data_root):
+    x, y = _images(data_root, 64, seed=2)
+    losses = contestant.call("train_steps", x=normalize(x), y=y, steps=8, lr=0.05, seed=0)
+    if len(losses) != 8 or not all(math.isfinite(v) for v in losses):
+        fail(f"train_step returned losses {losses}; expected 8 finite numbers")
+    if not losses[-1] < 0.7 * losses[0]:
+        fail(f"8 train_step calls on one fixed batch of 64 (a small CNN, SGD lr 0.05, momentum 0.9) took the loss from "
+             f"{losses[0]:.3f} to {losses[-1]:.3f}; expected below {0.7 * losses[0]:.3f}")  # fmt: skip
+
+
+def test_lr_schedule(contestant):
+    got = contestant.call("schedule", epochs=10)
+    for epoch, (lr, want) in enumerate(zip(got, SCHEDULE, strict=False)):
+        if not math.isclose(lr, want, rel_tol=1e-9):
+            fail(f"lr_for_epoch({epoch}) returned {lr:g}; expected {want:g} (LR 0.1 for epochs 0-4, 0.01 for 5-9)")
+
+
+def test_checkpoint_resume(contestant):
+    # Resume after 7 epochs: mid-phase on purpose, so an off-by-one schedule costs only the schedule check.
+    history = {"train_loss": [2.0 - 0.1 * i for i in range(7)], "train_acc": [40.0 + i for i in range(7)],
+               "test_acc": [45.0 + i for i in range(7)]}  # fmt: skip
+    r = contestant.call("checkpoint_roundtrip", epoch=7, history=history)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "checkpoint.pth"
+        path.write_bytes(r["file"].numpy().tobytes())
+        try:
+            saved = load_weights(path)
+        except WeightsError as exc:
+            fail(f"save_checkpoint wrote a file the grader cannot read: {exc}")
+    if not isinstance(saved, dict) or not {"net", "epoch", "history"} <= set(saved):
+        have = sorted(saved) if isinstance(saved, dict) else type(saved).__name__
+        fail(f"save_checkpoint saved {have}; expected a dict with 'net', 'epoch' and 'history'")
+    if saved["epoch"] != 7:
+        fail(f"save_checkpoint(..., epoch=7, ...) stored epoch {saved['epoch']!r}; expected 7")
+    if r["start"] != 7:
+        fail(f"resume() of a checkpoint saved after 7 epochs returned start epoch {r['start']}; expected 7")
+    if not math.isclose(r["lr"], SCHEDULE[7], rel_tol=1e-9):
+        fail(f"after resume() the optimizer's LR is {r['lr']:g}; expected {SCHEDULE[7]:g} for epoch 7")
+    if r["max_weight_diff"] != 0.0:
+        fail(f"resume() did not restore the weights (they differ by up to {r['max_weight_diff']:.3g})")
+    if r["history"].get("test_acc") != history["test_acc"]:
+        fail("resume() did not return the saved history of test accuracies")
+
+
+def test_evaluation_loop(contestant, data_root):
+    x, _ = _images(data_root, 300, seed=3)
+    for flip in (0.0, 0.25):
+        r = contestant.call("evaluate_accuracy", x=x, flip_fraction=flip)
+        if not math.isclose(r["student"], r["expected"], abs_tol=1e-6):
+            fail(f"evaluate() returned {r['student']:.4g}% on 300 images whose accuracy is {r['expected']:.4g}% "
+                 "(is the model in eval mode, and is the count divided by the number of images?)")  # fmt: skip

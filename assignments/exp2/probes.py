@@ -1,0 +1,116 @@
+"""exp2 probes: run inside the sandbox next to the student's exp2.py and return plain data only."""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from grader.contestant import probe, student
+
+
+def _exp2():
+    return student("exp2")
+
+
+@probe
+def describe_model(x):
+    """Output for x, parameter count, and the state_dict's keys and shapes of a fresh ResNet20()."""
+    model = _exp2().ResNet20()
+    model.eval()
+    with torch.no_grad():
+        out = model(x)
+    return {
+        "output": out,
+        "num_params": int(sum(p.numel() for p in model.parameters())),
+        "state": {k: list(v.shape) for k, v in model.state_dict().items()},
+    }
+
+
+@probe
+def gradient_norms(x, y):
+    """One forward/backward pass of cross-entropy; the gradient norm of every parameter (None: no gradient)."""
+    model = _exp2().ResNet20()
+    model.train()
+    F.cross_entropy(model(x), y).backward()
+    return {
+        name: (None if p.grad is None else float(p.grad.detach().double().norm()))
+        for name, p in model.named_parameters()
+    }
+
+
+def _small_cnn() -> nn.Module:
+    """A fixed small CNN, so the training-step check grades train_step alone, not the student's ResNet20."""
+    return nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1),  # (N, 16, 32, 32)
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(4),  # (N, 16, 4, 4)
+        nn.Flatten(),  # (N, 256)
+        nn.Linear(256, 10),  # (N, 10)
+    )
+
+
+@probe
+def train_steps(x, y, steps, lr):
+    """The losses of `steps` calls of the student's train_step on one fixed batch, with plain SGD."""
+    m = _exp2()
+    model = _small_cnn()
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    return [float(m.train_step(model, optimizer, x, y)[0]) for _ in range(steps)]
+
+
+@probe
+def schedule(epochs):
+    return [float(_exp2().lr_for_epoch(e)) for e in range(epochs)]
+
+
+@probe
+def checkpoint_roundtrip(epoch, history):
+    """save_checkpoint a model, then resume() it into a differently initialised one."""
+    m = _exp2()
+    model = m.ResNet20()
+    m.save_checkpoint("probe_checkpoint.pth", model, epoch, history)
+    with open("probe_checkpoint.pth", "rb") as f:
+        saved = torch.frombuffer(bytearray(f.read()), dtype=torch.uint8)
+    torch.manual_seed(12345)
+    fresh = m.ResNet20()
+    optimizer = m.make_optimizer(fresh)
+    start, restored = m.resume("probe_checkpoint.pth", fresh, optimizer)
+    want, got = model.state_dict(), fresh.state_dict()
+    diff = max(float((want[k].double() - got[k].double()).abs().max()) for k in want if k in got)
+    return {
+        "file": saved,
+        "start": int(start),
+        "history": {k: [float(v) for v in vals] for k, vals in dict(restored).items()},
+        "lr": float(optimizer.param_groups[0]["lr"]),
+        "max_weight_diff": diff,
+    }
+
+
+@probe
+def evaluate_accuracy(x, flip_fraction):
+    """The student's evaluate() on labels whose true accuracy is known: the model's own eval-mode
+    predictions, with the first `flip_fraction` of them made wrong. BatchNorm statistics are warmed on
+    other data first, so evaluating in train mode gives a different answer."""
+    m = _exp2()
+    model = m.ResNet20()
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(m.normalize(x.flip(0)) * 0.5 + 0.3)
+    model.eval()
+    with torch.no_grad():
+        labels = model(m.normalize(x)).argmax(dim=1)  # (N,)
+    k = int(len(labels) * flip_fraction)
+    labels[:k] = (labels[:k] + 1) % 10
+    return {"student": float(m.evaluate(model, x, labels)), "expected": 100.0 * (len(labels) - k) / len(labels)}
+
+
+@probe
+def rerun(subset):
+    """Run the student's own main() for one epoch on `subset` images; return the checkpoint's bytes."""
+    import os
+
+    _exp2().main(["--data-root", os.environ["GRADER_DATA_ROOT"], "--epochs", "1", "--subset", str(subset),
+                  "--out", "rerun.pth"])  # fmt: skip
+    with open("rerun.pth", "rb") as f:
+        return torch.frombuffer(bytearray(f.read()), dtype=torch.uint8)

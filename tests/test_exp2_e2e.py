@@ -1,0 +1,102 @@
+"""exp2 graded end to end on the real CIFAR-10 test set: the bundled examples and checkpoint variants."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from grader.grading import grade
+from grader.results import GradeResult
+
+pytestmark = pytest.mark.slow
+
+FULL = {"architecture": 15, "gradients_flow": 10, "training_step": 15, "lr_schedule": 10, "checkpoint_resume": 10,
+        "evaluation_loop": 10, "accuracy": 20, "claimed_trend": 10}  # fmt: skip
+# What each bundled example loses; every other check gets full points.
+LOSSES = {
+    "solution": set(),
+    "stub": set(FULL),
+    "wrong-blocks": {"architecture", "accuracy", "claimed_trend"},  # 2 blocks per stage: 0.18M parameters
+    "no-batchnorm": {"architecture", "accuracy", "claimed_trend"},  # no bn keys: final.pth cannot load
+    "wrong-keys": {"accuracy", "claimed_trend"},  # saved a wrapper's state_dict: keys start with "backbone."
+    "lr-off-by-one": {"lr_schedule"},  # 0.1 through epoch 5; resumed from pretrain_model.pth, still >= 70%
+    "whole-model-pickle": {"accuracy", "claimed_trend"},  # torch.save(model): refused, never unpickled
+}
+
+
+def scores(result: GradeResult) -> dict[str, float]:
+    return {c.id: c.score for c in result.checks}
+
+
+def by_id(result: GradeResult) -> dict:
+    return {c.id: c for c in result.checks}
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_bundled_example_scores(course, data_root, name):
+    result = grade(course, "exp2", course.examples_dir("exp2") / name, data_root=data_root)
+    expected = {cid: 0 if cid in LOSSES[name] else pts for cid, pts in FULL.items()}
+    assert scores(result) == expected, {c.id: c.message for c in result.checks}
+    assert result.skipped == {"rerun_writes_checkpoint": "disabled in assignment.toml"}
+    assert result.max_score == 100
+
+
+def test_messages(course, data_root):
+    blocks = by_id(grade(course, "exp2", course.examples_dir("exp2") / "wrong-blocks", data_root=data_root))
+    assert "parameters; expected about 0.27M" in blocks["architecture"].message
+    keys = by_id(grade(course, "exp2", course.examples_dir("exp2") / "wrong-keys", data_root=data_root))
+    assert "does not load into the reference ResNet20" in keys["accuracy"].message
+    assert "missing: conv1.weight" in keys["accuracy"].message
+    assert "unexpected: backbone.conv1.weight" in keys["accuracy"].message
+    pickled = by_id(grade(course, "exp2", course.examples_dir("exp2") / "whole-model-pickle", data_root=data_root))
+    assert "pickled Python objects" in pickled["accuracy"].message and "state_dict" in pickled["accuracy"].message
+    off = by_id(grade(course, "exp2", course.examples_dir("exp2") / "lr-off-by-one", data_root=data_root))
+    want = "lr_for_epoch(5) returned 0.1; expected 0.01 (LR 0.1 for epochs 0-4, 0.01 for 5-9)"
+    assert off["lr_schedule"].message == want
+
+
+def test_solution_trend_is_plotted(course, data_root, tmp_path):
+    from grader.report import write_reports
+
+    result = grade(course, "exp2", course.examples_dir("exp2") / "solution", data_root=data_root)
+    trend = by_id(result)["claimed_trend"]
+    assert len(trend.series["test_acc"]) == 10
+    files = write_reports(result, tmp_path)
+    assert files["plot:claimed_trend"].read_text().startswith("<svg")
+    assert "![claimed_trend](plots/claimed_trend.svg)" in files["report"].read_text()
+
+
+def _variant(example, name: str, transform) -> object:
+    folder = example("exp2", "solution")
+    ckpt = torch.load(folder / "final.pth", weights_only=True)
+    torch.save(transform(ckpt), folder / "final.pth")
+    return folder
+
+
+def test_dataparallel_and_bare_checkpoints(course, data_root, example):
+    dp = _variant(example, "dp", lambda c: {**c, "net": {f"module.{k}": v for k, v in c["net"].items()}})
+    checks = by_id(grade(course, "exp2", dp, data_root=data_root, only=["accuracy", "claimed_trend"]))
+    assert checks["accuracy"].status == "passed" and checks["claimed_trend"].status == "passed"
+    assert any("DataParallel" in n for n in checks["accuracy"].notes)
+
+
+def test_bare_state_dict_and_other_shapes(course, data_root, example, tmp_path):
+    bare = _variant(example, "bare", lambda c: c["net"])
+    checks = by_id(grade(course, "exp2", bare, data_root=data_root, only=["accuracy", "claimed_trend"]))
+    assert checks["accuracy"].status == "passed" and any("bare state_dict" in n for n in checks["accuracy"].notes)
+    assert checks["claimed_trend"].message.startswith("final.pth has no history")
+    odd = _variant(example, "odd", lambda c: [c["net"]])
+    checks = by_id(grade(course, "exp2", odd, data_root=data_root, only=["accuracy"]))
+    want = "final.pth holds a list; expected a checkpoint dict with the state_dict under 'net'"
+    assert checks["accuracy"].message == want
+
+
+def test_data_root_precedence(course, data_root, tmp_path, monkeypatch):
+    from grader.data import DataError, resolve_data_root
+
+    spec = course.spec("exp2")
+    assert resolve_data_root(spec, None, course.root).source == "assignment.toml"
+    monkeypatch.setenv("GRADER_DATA_ROOT", str(tmp_path))
+    with pytest.raises(DataError, match=rf"dataset root {tmp_path} \(from GRADER_DATA_ROOT\) has no cifar-10"):
+        resolve_data_root(spec, None, course.root)
+    assert resolve_data_root(spec, data_root, course.root).source == "--data-root"
