@@ -14,9 +14,15 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-## Grade the bundled exp1 example submissions; reports go to out/demo/exp1/<example>/.
+SHARED := ../shared/datasets
+
+## Grade the bundled example submissions; reports go to out/demo/<assignment>/<example>/.
+## exp2 needs CIFAR-10: it is graded when ../shared/datasets (or data/) provides it.
 demo: $(STAMP)
 	$(BIN)/grader demo exp1 --out out/demo
+	@if [ -f $(SHARED)/materialize.py ]; then $(BIN)/python $(SHARED)/materialize.py data --only cifar10; fi
+	@if [ -f data/cifar-10-batches-py/test_batch ]; then $(BIN)/grader demo exp2 --out out/demo --data-root data; \
+	 else echo "exp2 skipped: no CIFAR-10 under data/ (see grader data prepare cifar10 --root data)"; fi
 
 ## The whole test suite (CI runs exactly this).
 test: $(STAMP) lint

@@ -167,3 +167,36 @@ def test_capped_output_keeps_head_and_tail():
     text = cap.text()
     assert text.startswith("0000\n") and text.rstrip().endswith("0999")
     assert "4900 bytes of output dropped" in text
+
+
+def test_submission_and_data_are_read_only(tmp_path):
+    sub = tmp_path / "submission"
+    sub.mkdir()
+    (sub / "sol.py").write_text("VALUE = 1\n")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.bin").write_bytes(b"dataset")
+    probes = tmp_path / "probes.py"
+    probes.write_text(
+        "import os\nfrom grader.contestant import probe\n"
+        "@probe\ndef tamper():\n"
+        "    out = []\n"
+        "    for path in ('../submission/sol.py', os.environ['GRADER_DATA_ROOT'] + '/train.bin'):\n"
+        "        try:\n"
+        "            open(path, 'a').write('x')\n"
+        "            out.append('wrote')\n"
+        "        except OSError as exc:\n"
+        "            out.append(type(exc).__name__)\n"
+        "    return out\n"
+    )
+    job = ContestantJob(submission=sub, probes=probes, limits=Limits(), data_root=data)
+    client = ContestantClient(LocalSandbox(), job)
+    try:
+        with_budget(client, 60)
+        result = client.call("tamper")
+        if not client.isolation.get("read_only_mounts", "").startswith("yes"):
+            pytest.skip(f"no read-only mounts here: {client.isolation.get('read_only_mounts')}")
+        assert result == ["OSError", "OSError"]
+    finally:
+        client.close()
+    assert (data / "train.bin").read_bytes() == b"dataset"

@@ -6,7 +6,9 @@ A separate tiny program rather than a `preexec_fn`, because preexec_fn is unsafe
 threads. It writes what it managed to apply to `<exchange>/isolation.json`. Order matters:
 rlimits first (inherited across exec), then namespaces (need root or a user namespace), then the fork
 that makes the contestant PID 1 of its own PID namespace (so killing it kills every process it started,
-even ones that double-forked), then the drop to an unprivileged user.
+even ones that double-forked), then the drop to an unprivileged user. In its own mount namespace the
+submission, the probes and the dataset root are bind-mounted read-only, so even a root contestant cannot
+change them.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import signal
 import sys
 
 CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x00020000, 0x10000000, 0x20000000, 0x40000000
+MS_RDONLY, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 32, 4096, 16384, 1 << 18
 PR_SET_PDEATHSIG = 1
 NOBODY = 65534
 MIB = 1 << 20
@@ -33,6 +36,19 @@ def _count_processes(uid: int) -> int:
             except OSError:
                 pass
     return n
+
+
+def _read_only(libc: ctypes.CDLL, paths: list[str]) -> str:
+    """Make `paths` read-only for this mount namespace (bind mount onto itself, then remount read-only)."""
+    if libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None) != 0:
+        return f"no: {os.strerror(ctypes.get_errno())}"
+    for path in paths:
+        p = path.encode()
+        if libc.mount(p, p, None, MS_BIND | MS_REC, None) != 0 or libc.mount(
+            None, p, None, MS_BIND | MS_REMOUNT | MS_RDONLY, None
+        ) != 0:
+            return f"no ({path}): {os.strerror(ctypes.get_errno())}"
+    return "yes: " + ", ".join(paths)
 
 
 def main(argv: list[str]) -> int:
@@ -53,7 +69,7 @@ def main(argv: list[str]) -> int:
         applied["address_space"] = f"{cfg['address_space_mb']} MiB (RLIMIT_AS)"
 
     root = os.geteuid() == 0
-    flags = CLONE_NEWNET | CLONE_NEWPID | (0 if root else CLONE_NEWUSER)
+    flags = CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWNS | (0 if root else CLONE_NEWUSER)
     if libc.unshare(flags) == 0:
         applied["network"] = "none (own network namespace)"
         applied["pid_namespace"] = "yes"
@@ -68,9 +84,11 @@ def main(argv: list[str]) -> int:
                     f.write(f"{gid} {gid} 1")
             except OSError:
                 pass
+        applied["read_only_mounts"] = _read_only(libc, cfg.get("read_only", []))
     else:
         applied["network"] = f"host network: unshare failed ({os.strerror(ctypes.get_errno())})"
         applied["pid_namespace"] = "no"
+        applied["read_only_mounts"] = "no (no mount namespace)"
 
     run_as = NOBODY if root and cfg.get("drop_root") else os.getuid()
     # RLIMIT_NPROC counts every process of the user, so allow what that user already runs.

@@ -132,6 +132,8 @@ class LocalProcess(SandboxProcess):
             "processes": lim.processes,
             "address_space_mb": None if self.job.gpu else lim.memory_mb + ADDRESS_SPACE_HEADROOM_MB,
             "drop_root": nobody_can_run_python(),
+            "read_only": [str(self.root / "submission"), str(self.root / "probes")]
+            + ([str(self.job.data_root)] if self.job.data_root is not None else []),
         }
         contestant = [
             sys.executable, "-I", "-m", "grader.contestant",
