@@ -29,7 +29,7 @@ test: $(STAMP) lint
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check grader tests assignments solutions
+	$(BIN)/ruff check grader tests assignments solutions bench
 
 clean:
 	rm -rf $(VENV) out

@@ -25,6 +25,10 @@ def example(tmp_path: Path):
 
     def copy(assignment: str, name: str) -> Path:
         dest = tmp_path / f"{assignment}-{name}"
+        n = 1
+        while dest.exists():  # a test may take several copies of one example
+            n += 1
+            dest = tmp_path / f"{assignment}-{name}-{n}"
         shutil.copytree(ROOT / "examples" / assignment / name, dest)
         return dest
 
