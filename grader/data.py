@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import os
 import pickle
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -123,3 +124,35 @@ def read_cifar10(root: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
         xs.append(torch.as_tensor(np.asarray(batch["data"], dtype=np.uint8)).reshape(-1, 3, 32, 32))
         ys.append(torch.as_tensor(np.asarray(batch["labels"], dtype=np.int64)))
     return torch.cat(xs), torch.cat(ys)
+
+
+def _read_idx(path: Path, magic: int, ndim: int) -> np.ndarray:
+    """One IDX file (the MNIST format): a big-endian header of magic and dims, then uint8 data."""
+    raw = path.read_bytes()
+    header = np.frombuffer(raw[: 4 * (1 + ndim)], dtype=">i4")
+    if int(header[0]) != magic:
+        raise DataError(f"{path} is not an IDX file of {ndim} dimension(s) (magic {int(header[0]):#x})")
+    dims = tuple(int(d) for d in header[1:])
+    data = np.frombuffer(raw, dtype=np.uint8, offset=4 * (1 + ndim))
+    if data.size != int(np.prod(dims)):
+        raise DataError(f"{path} holds {data.size} bytes of data for dimensions {dims}")
+    return data.reshape(dims)
+
+
+@functools.lru_cache(maxsize=4)
+def read_fashion_mnist(root: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fashion-MNIST as uint8 images (N, 1, 28, 28) and int64 labels (N,), from FashionMNIST/raw. Cached."""
+    folder = root / "FashionMNIST" / "raw"
+    prefix = "train" if train else "t10k"
+    images = _read_idx(folder / f"{prefix}-images-idx3-ubyte", 0x803, 3)  # (N, 28, 28)
+    labels = _read_idx(folder / f"{prefix}-labels-idx1-ubyte", 0x801, 1)  # (N,)
+    x = torch.from_numpy(images.copy()).unsqueeze(1)  # (N, 1, 28, 28)
+    return x, torch.from_numpy(labels.astype(np.int64))
+
+
+@functools.lru_cache(maxsize=2)
+def read_time_machine(root: Path) -> tuple[str, ...]:
+    """The Time Machine with d2l's preprocessing (8.2): in every line, each run of non-letters becomes one
+    space; then strip and lowercase. Blank lines are kept, as d2l keeps them. Cached."""
+    text = (root / "timemachine.txt").read_text(encoding="utf-8")
+    return tuple(re.sub("[^A-Za-z]+", " ", line).strip().lower() for line in text.splitlines())

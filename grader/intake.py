@@ -52,6 +52,9 @@ def intake(spec: AssignmentSpec, folder: Path) -> Submission:
     if not folder.is_dir():
         raise IntakeError(f"{folder} is not a folder: pass the folder that holds your submitted files")
     present = sorted(p.name for p in folder.iterdir())
+    declared = {fs.name for fs in spec.files}
+    # A near-miss name is only a hint if it is not itself a declared file (softmax.py is not softmax.pth).
+    undeclared = [n for n in present if n not in declared]
     records = []
     for fs in spec.files:
         path = folder / fs.name
@@ -61,7 +64,7 @@ def intake(spec: AssignmentSpec, folder: Path) -> Submission:
             )
             continue
         if not path.is_file():
-            hint = difflib.get_close_matches(fs.name, present, n=1, cutoff=0.6)
+            hint = difflib.get_close_matches(fs.name, undeclared, n=1, cutoff=0.6)
             problem = f"{fs.name} is missing from the submission"
             problem += f"; found {hint[0]!r}: rename it to {fs.name!r}" if hint else f"; add {fs.name} and resubmit"
             records.append(FileRecord(name=fs.name, present=False, problem=problem if fs.required else None))
@@ -73,5 +76,4 @@ def intake(spec: AssignmentSpec, folder: Path) -> Submission:
         elif size == 0:
             problem = f"{fs.name} is empty"
         records.append(FileRecord(name=fs.name, present=True, size=size, sha256=_sha256(path), problem=problem))
-    declared = {fs.name for fs in spec.files}
-    return Submission(source=folder.resolve(), files=records, ignored=[n for n in present if n not in declared])
+    return Submission(source=folder.resolve(), files=records, ignored=undeclared)

@@ -4,11 +4,37 @@ Helpers for check authors are re-exported here: `from grader.judge import fail, 
 """
 
 from grader.judge.client import ContestantError
+from grader.judge.curves import CurveSummary, curve_problem, expect_curve
+from grader.judge.gradients import (
+    autograd_gradients,
+    directional_derivatives,
+    expect_directional_match,
+    expect_gradients_match,
+    finite_difference_gradients,
+    gradient_dot,
+    gradient_mismatch,
+    perturbed,
+    random_directions,
+)
 from grader.judge.outcome import CheckFailed, Partial, fail, partial
-from grader.judge.tensors import expect_finite, expect_shape, expect_tensor, first_mismatch, shape_str
+from grader.judge.tensors import (
+    collapse_repeats,
+    expect_finite,
+    expect_shape,
+    expect_shape_trace,
+    expect_shapes,
+    expect_tensor,
+    first_mismatch,
+    shape_str,
+)
+from grader.judge.thresholds import Threshold, accuracy_threshold, perplexity_threshold
 from grader.judge.weights import WeightsError, load_weights, state_dict_from
 
 __all__ = [
-    "CheckFailed", "ContestantError", "Partial", "WeightsError", "expect_finite", "expect_shape",
-    "expect_tensor", "fail", "first_mismatch", "load_weights", "partial", "shape_str", "state_dict_from",
+    "CheckFailed", "ContestantError", "CurveSummary", "Partial", "Threshold", "WeightsError", "accuracy_threshold",
+    "autograd_gradients", "collapse_repeats", "curve_problem", "directional_derivatives", "expect_curve",
+    "expect_directional_match", "expect_finite", "expect_gradients_match", "expect_shape", "expect_shape_trace",
+    "expect_shapes", "expect_tensor", "fail", "finite_difference_gradients", "first_mismatch", "gradient_dot",
+    "gradient_mismatch", "load_weights", "partial", "perplexity_threshold", "perturbed", "random_directions",
+    "shape_str", "state_dict_from",
 ]  # fmt: skip

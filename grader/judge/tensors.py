@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -45,3 +46,48 @@ def first_mismatch(got: torch.Tensor, want: torch.Tensor, x: torch.Tensor, atol:
         f"at x={x.reshape(-1)[i].item():.4g} got {got64[i].item():.6g}; expected {want64[i].item():.6g} "
         f"({int(bad.sum())} of {bad.numel()} points differ by more than {atol:g} + {rtol:g}*|expected|)"
     )
+
+
+def expect_shapes(
+    values: Any, shapes: Sequence[tuple[int, ...]], names: Sequence[str], what: str
+) -> list[torch.Tensor]:
+    """A list of tensors with one expected shape each (e.g. a model's parameters); fails on the first that differs."""
+    if not isinstance(values, (list, tuple)):
+        fail(f"{what} returned a {type(values).__name__}; expected a list of {len(shapes)} tensors "
+             f"({', '.join(names)})")  # fmt: skip
+    if len(values) != len(shapes):
+        fail(f"{what} returned {len(values)} item(s); expected {len(shapes)} ({', '.join(names)})")
+    return [expect_shape(v, s, f"{what}: {n}") for v, s, n in zip(values, shapes, names, strict=True)]
+
+
+def collapse_repeats(shapes: Sequence[Sequence[int]]) -> list[tuple[int, ...]]:
+    """Drop each shape equal to the one before it: activations keep their input's shape, so a trace of every
+    layer's output collapses to the shapes where something changed."""
+    out: list[tuple[int, ...]] = []
+    for s in shapes:
+        if not out or out[-1] != tuple(s):
+            out.append(tuple(s))
+    return out
+
+
+def shape_trace_mismatch(
+    got: Sequence[Sequence[int]], want: Sequence[Sequence[int]], names: Sequence[str]
+) -> str | None:
+    """None if the traces agree; else a message naming the first step (by `names`) whose shape differs."""
+    got_t, want_t = [tuple(s) for s in got], [tuple(s) for s in want]
+    for i, (g, w) in enumerate(zip(got_t, want_t, strict=False)):
+        if g != w:
+            name = names[i] if i < len(names) else f"step {i + 1}"
+            return f"after {name} the shape is {shape_str(g)}; expected {shape_str(w)}"
+    if len(got_t) != len(want_t):
+        shown = " -> ".join(shape_str(s) for s in got_t)
+        return f"{len(got_t)} shape changes ({shown}); expected {len(want_t)}"
+    return None
+
+
+def expect_shape_trace(got: Any, want: Sequence[Sequence[int]], names: Sequence[str], what: str) -> None:
+    """Fail unless `got` (a list of shapes, e.g. each layer's output) equals `want` step by step."""
+    if not isinstance(got, (list, tuple)) or not all(isinstance(s, (list, tuple)) for s in got):
+        fail(f"{what}: expected a list of shapes, got a {type(got).__name__}")
+    if problem := shape_trace_mismatch(got, want, names):
+        fail(f"{what}: {problem}")

@@ -1,0 +1,67 @@
+"""lenet public checks: students run these with `grader check lenet DIR --data-root DATA`."""
+
+import math
+
+import torch
+from lenet_judge import (
+    LAYER_NAMES,
+    LAYER_SHAPES,
+    NUM_PARAMS,
+    STATE_SHAPES,
+    images,
+    key_mismatch,
+    small_model_loss,
+)
+
+from grader.judge import collapse_repeats, expect_curve, expect_shape_trace, fail
+
+TRAIN_IMAGES, TRAIN_LR, TRAIN_BATCH = 2048, 0.1, 256
+TRAIN_RATIO = 0.8  # the reference's 8 steps take the fixed model from 2.33 to 1.48 (ratio 0.63)
+XAVIER_STD_TOLERANCE = 0.15  # a layer's sample std within 15% of a / sqrt(3); the smallest layer has 150 weights
+
+
+def test_layer_shapes(contestant):
+    x = torch.zeros(1, 1, 28, 28)
+    r = contestant.call("layer_shapes", x=x)
+    expect_shape_trace(collapse_repeats(r["shapes"]), LAYER_SHAPES, LAYER_NAMES,
+                       "build_lenet() on a (1, 1, 28, 28) input")  # fmt: skip
+
+
+def test_parameter_count(contestant):
+    info = contestant.call("describe")
+    if info["num_params"] != NUM_PARAMS:
+        fail(f"build_lenet() has {info['num_params']:,} parameters; expected {NUM_PARAMS:,} (d2l's LeNet)")
+    if problem := key_mismatch(info["state"], STATE_SHAPES):
+        fail(f"build_lenet()'s state_dict does not match d2l's nn.Sequential, so lenet.pth cannot be graded: {problem}")
+
+
+def test_init_weights(contestant):
+    weights = contestant.call("initialised_weights")
+    if not weights:
+        fail("build_lenet() has no Conv2d or Linear layers")
+    for name, w in weights.items():
+        fan_out, fan_in = w.shape[0] * w[0, 0].numel(), w.shape[1] * w[0, 0].numel()
+        bound = math.sqrt(6.0 / (fan_in + fan_out))  # Xavier-uniform draws from U(-bound, bound)
+        top, std = float(w.abs().max()), float(w.double().std())
+        if top > bound * (1 + 1e-6) or abs(std - bound / math.sqrt(3)) > XAVIER_STD_TOLERANCE * bound / math.sqrt(3):
+            fail(f"layer {name}'s weights after net.apply(init_weights) have max |w| {top:.4f} and std {std:.4f}; "
+                 f"Xavier-uniform gives max <= {bound:.4f} and std {bound / math.sqrt(3):.4f} "
+                 f"(fan_in {fan_in}, fan_out {fan_out})")  # fmt: skip
+
+
+def test_evaluate_accuracy(contestant, data_root):
+    x, _ = images(data_root, 400, train=False, seed=1)
+    for flip in (0.0, 0.25):
+        r = contestant.call("evaluate_known", x=x, flip_fraction=flip)
+        if not math.isclose(r["student"], r["expected"], abs_tol=1e-9):
+            fail(f"evaluate_accuracy returned {r['student']:.4g} on 400 images whose accuracy is {r['expected']:.4g} "
+                 "(a fraction from 0 to 1, computed in eval mode: net.eval())")  # fmt: skip
+
+
+def test_training_epoch(contestant, data_root):
+    x, y = images(data_root, TRAIN_IMAGES, train=True, seed=2)
+    r = contestant.call("train_small", x=x, y=y, lr=TRAIN_LR, batch_size=TRAIN_BATCH, seed=0)
+    before, after = small_model_loss(r["before"], x, y), small_model_loss(r["after"], x, y)
+    expect_curve([before, after], f"one epoch of train_epoch on {TRAIN_IMAGES} images (lr {TRAIN_LR}, batch "
+                 f"{TRAIN_BATCH}, a fixed linear model) took the mean loss from {before:.4f} to {after:.4f}",
+                 max_ratio=TRAIN_RATIO)  # fmt: skip

@@ -1,0 +1,96 @@
+"""lenet probes: run inside the sandbox next to the student's lenet.py and return plain data only.
+
+The training and evaluation probes use a fixed small model of their own, so those checks grade train_epoch
+and evaluate_accuracy alone, not the student's LeNet.
+"""
+
+import torch
+from torch import nn
+
+from grader.contestant import probe, student
+
+
+def _lenet():
+    return student("lenet")
+
+
+@probe
+def layer_shapes(x):
+    """The output shape of every leaf module of build_lenet(), in the order they ran on x."""
+    net = _lenet().build_lenet()
+    shapes, names = [], []
+
+    def hook(module, args, output):
+        shapes.append(list(output.shape))
+        names.append(type(module).__name__)
+
+    for module in net.modules():
+        if not list(module.children()):
+            module.register_forward_hook(hook)
+    net.eval()
+    with torch.no_grad():
+        out = net(x)
+    return {"shapes": shapes, "names": names, "output": list(out.shape)}
+
+
+@probe
+def describe():
+    net = _lenet().build_lenet()
+    return {
+        "num_params": int(sum(p.numel() for p in net.parameters())),
+        "state": {k: list(v.shape) for k, v in net.state_dict().items()},
+    }
+
+
+@probe
+def initialised_weights():
+    """The weight of every Conv2d and Linear layer after net.apply(init_weights), with its fans."""
+    m = _lenet()
+    net = m.build_lenet()
+    net.apply(m.init_weights)
+    out = {}
+    for name, module in net.named_modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            out[name] = module.weight.detach()
+    return out
+
+
+@probe
+def forward_logits(state, x):
+    """build_lenet() with the judge's weights loaded (strictly), in eval mode, on x."""
+    net = _lenet().build_lenet()
+    net.load_state_dict(state)
+    net.eval()
+    with torch.no_grad():
+        return net(x)
+
+
+def _small_model(dropout: bool) -> nn.Module:
+    # With dropout, train mode and eval mode disagree, so evaluating in train mode shows.
+    if dropout:
+        return nn.Sequential(nn.Flatten(), nn.Dropout(0.5), nn.Linear(784, 10))  # (N, 784) -> (N, 10)
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 10))  # (N, 784) -> (N, 10)
+
+
+@probe
+def evaluate_known(x, flip_fraction):
+    """The student's evaluate_accuracy on labels whose accuracy is known: the model's own eval-mode predictions
+    with the first `flip_fraction` of them made wrong."""
+    m = _lenet()
+    model = _small_model(dropout=True)
+    model.eval()
+    with torch.no_grad():
+        labels = model(x).argmax(dim=1)  # (N,)
+    k = int(len(labels) * flip_fraction)
+    labels[:k] = (labels[:k] + 1) % 10
+    model.train()  # the student's function must switch to eval mode itself
+    return {"student": float(m.evaluate_accuracy(model, x, labels)), "expected": (len(labels) - k) / len(labels)}
+
+
+@probe
+def train_small(x, y, lr, batch_size):
+    """One epoch of the student's train_epoch on a fixed small model, in order; its weights before and after."""
+    model = _small_model(dropout=False)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    _lenet().train_epoch(model, x, y, lr, batch_size)
+    return {"before": before, "after": dict(model.state_dict())}

@@ -1,0 +1,53 @@
+"""The corpus, vocabulary and fixed inputs shared by rnn's public and hidden checks (judge side only).
+
+The vocabulary is rebuilt here exactly as rnn.py's given Vocab builds it: '<unk>', then the characters by
+frequency (ties alphabetical), from d2l's preprocessing of the book (grader.data.read_time_machine).
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+from pathlib import Path
+
+import torch
+
+from grader.data import read_time_machine
+
+PARAM_NAMES = ("W_xh", "W_hh", "b_h", "W_hq", "b_q")
+
+
+@functools.lru_cache(maxsize=2)
+def vocabulary(data_root: Path) -> tuple[str, ...]:
+    lines = read_time_machine(data_root)
+    counter = collections.Counter(ch for line in lines for ch in line)
+    return ("<unk>", *sorted(counter, key=lambda ch: (-counter[ch], ch)))
+
+
+@functools.lru_cache(maxsize=2)
+def corpus(data_root: Path) -> torch.Tensor:
+    """The book as token indices (170,580 of them), the lines concatenated as d2l does."""
+    index = {tok: i for i, tok in enumerate(vocabulary(data_root))}
+    return torch.tensor([index[ch] for line in read_time_machine(data_root) for ch in line])
+
+
+def param_shapes(vocab_size: int, num_hiddens: int) -> list[tuple[int, ...]]:
+    v, h = vocab_size, num_hiddens
+    return [(v, h), (h, h), (h,), (h, v), (v,)]
+
+
+def fixed_params(vocab_size: int, num_hiddens: int, seed: int, std: float) -> list[torch.Tensor]:
+    """The five parameters drawn from N(0, std^2) with a fixed seed (biases too, so they matter)."""
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(s, generator=g) * std for s in param_shapes(vocab_size, num_hiddens)]
+
+
+def minibatches(tokens: torch.Tensor, steps: int, batch_size: int, num_steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """d2l's sequential partitioning from offset 0: `steps` consecutive minibatches X, Y of shape
+    (steps, batch_size, num_steps), each continuing the one before it."""
+    n = steps * num_steps
+    Xs = tokens[: batch_size * n].reshape(batch_size, n)  # (B, L)
+    Ys = tokens[1 : batch_size * n + 1].reshape(batch_size, n)  # (B, L)
+    X = torch.stack([Xs[:, i : i + num_steps] for i in range(0, n, num_steps)])  # (S, B, T)
+    Y = torch.stack([Ys[:, i : i + num_steps] for i in range(0, n, num_steps)])  # (S, B, T)
+    return X, Y

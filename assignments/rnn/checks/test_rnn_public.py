@@ -1,0 +1,87 @@
+"""rnn public checks: students run these with `grader check rnn DIR --data-root DATA`."""
+
+import torch
+from rnn_judge import PARAM_NAMES, corpus, fixed_params, param_shapes, vocabulary
+
+from grader.judge import expect_finite, expect_shape, expect_shapes, fail
+
+NUM_HIDDENS = 64
+INIT_STD, STD_TOLERANCE = 0.01, 0.2  # W_* from N(0, 0.01^2); a sample std within 20% (W_hq has 1,792 entries)
+
+
+def test_param_shapes(contestant, data_root):
+    v = len(vocabulary(data_root))
+    r = contestant.call("param_shapes", vocab_size=v, num_hiddens=NUM_HIDDENS, batch_size=4)
+    params = expect_shapes(r["params"], param_shapes(v, NUM_HIDDENS), PARAM_NAMES,
+                           f"get_params({v}, {NUM_HIDDENS})")  # fmt: skip
+    for name, p, grad in zip(PARAM_NAMES, params, r["requires_grad"], strict=True):
+        if not grad:
+            fail(f"get_params: {name} does not require grad; call requires_grad_(True) on every parameter")
+        if name.startswith("b") and bool(p.abs().max() > 0):
+            fail(f"get_params: {name} should start at zero")
+        if name.startswith("W") and abs(float(p.std()) - INIT_STD) > STD_TOLERANCE * INIT_STD:
+            fail(f"get_params: {name} has std {float(p.std()):.4g}; expected weights from N(0, {INIT_STD:g}^2)")
+    if r["state_type"] != "tuple" or not isinstance(r["state"], list) or len(r["state"]) != 1:
+        fail(f"init_rnn_state(4, {NUM_HIDDENS}) returned a {r['state_type']}; expected a tuple of one tensor (H,)")
+    H = expect_shape(r["state"][0], (4, NUM_HIDDENS), f"init_rnn_state(4, {NUM_HIDDENS})[0]")
+    if bool(H.abs().max() > 0):
+        fail("init_rnn_state: the initial hidden state should be zeros")
+
+
+def test_forward_shapes(contestant, data_root):
+    v = len(vocabulary(data_root))
+    X = corpus(data_root)[:15].reshape(3, 5)  # (B=3, T=5) token indices
+    r = contestant.call("forward", X=X, vocab_size=v, num_hiddens=NUM_HIDDENS)
+    what = "the model on X of shape (batch 3, steps 5)"
+    expect_finite(expect_shape(r["Y"], (15, v), f"{what}: outputs (steps * batch, vocab)"), what)
+    if not isinstance(r["state"], list) or len(r["state"]) != 1:
+        fail(f"{what} returned a state of type {type(r['state']).__name__}; expected a tuple of one tensor (H,)")
+    expect_shape(r["state"][0], (3, NUM_HIDDENS), f"{what}: the new state H (batch, hiddens)")
+
+
+def _global_norm(grads) -> float:
+    return float(torch.sqrt(sum((g.double() ** 2).sum() for g in grads)))
+
+
+def test_grad_clipping(contestant):
+    params = fixed_params(28, 16, seed=1, std=0.1)
+    g = torch.Generator().manual_seed(2)
+    grads = [torch.randn(p.shape, generator=g) for p in params]
+    for target, theta in ((10.0, 1.0), (0.5, 1.0)):
+        scaled = [x * (target / _global_norm(grads)) for x in grads]  # global norm `target`
+        got = contestant.call("clip", params=params, grads=scaled, theta=theta)
+        if not isinstance(got, list) or any(x is None for x in got) or len(got) != len(scaled):
+            fail("grad_clipping removed gradients; it should scale them in place (param.grad[:] *= ...)")
+        norm = _global_norm(got)
+        if target > theta:
+            if norm > theta * (1 + 1e-5):
+                fail(f"after grad_clipping(net, theta={theta:g}) on gradients of global norm {target:g} the "
+                     f"global norm is {norm:.4g}; expected at most {theta:g} (one norm over ALL parameters "
+                     "together)")  # fmt: skip
+            for name, want, have in zip(PARAM_NAMES, scaled, got, strict=True):
+                if not torch.allclose(have, want * (theta / target), rtol=1e-4, atol=1e-7):
+                    fail(f"grad_clipping changed the direction of the gradient: {name} is not scaled by "
+                         f"theta / norm = {theta / target:g} like the others")  # fmt: skip
+        else:
+            for name, want, have in zip(PARAM_NAMES, scaled, got, strict=True):
+                if not torch.equal(have, want):
+                    fail(f"grad_clipping(net, theta={theta:g}) changed the gradient of {name} although the global "
+                         f"norm {target:g} is already below theta")  # fmt: skip
+
+
+def test_predict_length(contestant, data_root):
+    tokens = set(vocabulary(data_root))
+    params = fixed_params(len(tokens), 32, seed=3, std=0.5)
+    params[4][0] = -1e3  # never predict '<unk>' (index 0), which prints as 5 characters
+    prefix = "time traveller "
+    for n in (1, 10, 25):
+        text = contestant.call("predict_text", params=params, prefix=prefix, num_preds=n)
+        if not isinstance(text, str):
+            fail(f"predict(prefix, {n}, net, vocab) returned a {type(text).__name__}; expected a str")
+        if not text.startswith(prefix):
+            fail(f"predict({prefix!r}, {n}, net, vocab) returned {text!r}; expected it to start with the prefix")
+        if len(text) != len(prefix) + n:
+            fail(f"predict({prefix!r}, {n}, net, vocab) returned {len(text)} characters ({text!r}); expected "
+                 f"{len(prefix)} + {n} = {len(prefix) + n}")  # fmt: skip
+        if bad := sorted(set(text[len(prefix) :]) - tokens):
+            fail(f"predict returned characters outside the vocabulary: {bad}")

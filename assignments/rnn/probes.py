@@ -1,0 +1,101 @@
+"""rnn probes: run inside the sandbox next to the student's rnn.py and return plain data only.
+
+Probes that need fixed parameters build the given RNNModelScratch around the judge's tensors. The training
+probe runs its own loop (trusted code) around the student's model and grad_clipping, capped both by the
+number of minibatches the judge sends and by a time budget.
+"""
+
+import os
+import time
+
+import torch
+import torch.nn.functional as F
+
+from grader.contestant import probe, student
+
+
+def _rnn():
+    return student("rnn")
+
+
+def _leaves(params):
+    return [p.clone().requires_grad_(True) for p in params]
+
+
+def _model_with(m, params):
+    """The student's RNNModelScratch whose parameters are `params` (not get_params's)."""
+    return m.RNNModelScratch(params[0].shape[0], params[0].shape[1], "cpu", lambda *args: params,
+                             m.init_rnn_state, m.rnn)  # fmt: skip
+
+
+@probe
+def param_shapes(vocab_size, num_hiddens, batch_size):
+    m = _rnn()
+    params = m.get_params(vocab_size, num_hiddens, "cpu")
+    state = m.init_rnn_state(batch_size, num_hiddens, "cpu")
+    return {
+        "params": [p.detach() for p in params],
+        "requires_grad": [bool(p.requires_grad) for p in params],
+        "state": [s.detach() for s in state] if isinstance(state, (tuple, list)) else state,
+        "state_type": type(state).__name__,
+    }
+
+
+@probe
+def forward(X, vocab_size, num_hiddens):
+    """The student's model (get_params, init_rnn_state, rnn, __call__) on token indices X (B, T)."""
+    m = _rnn()
+    net = m.RNNModelScratch(vocab_size, num_hiddens, "cpu", m.get_params, m.init_rnn_state, m.rnn)
+    with torch.no_grad():
+        Y, state = net(X, net.begin_state(X.shape[0]))
+    return {"Y": Y, "state": list(state) if isinstance(state, (tuple, list)) else state}
+
+
+@probe
+def clip(params, grads, theta):
+    """The student's grad_clipping on leaf parameters holding the judge's gradients; the gradients after it."""
+    m = _rnn()
+    leaves = _leaves(params)
+    for p, g in zip(leaves, grads, strict=True):
+        p.grad = g.clone()
+    m.grad_clipping(_model_with(m, leaves), theta)
+    return [None if p.grad is None else p.grad for p in leaves]
+
+
+@probe
+def predict_text(params, prefix, num_preds):
+    m = _rnn()
+    vocab = m.Vocab(m.read_time_machine(os.environ["GRADER_DATA_ROOT"]))
+    with torch.no_grad():
+        return m.predict(prefix, num_preds, _model_with(m, _leaves(params)), vocab)
+
+
+@probe
+def rnn_step(inputs, H, params):
+    """The student's rnn() on one-hot inputs (T, B, V) from the state (H,)."""
+    with torch.no_grad():
+        Y, state = _rnn().rnn(inputs, (H,), params)
+    return {"Y": Y, "state": list(state) if isinstance(state, (tuple, list)) else state}
+
+
+@probe
+def train_steps(X, Y, vocab_size, num_hiddens, lr, theta, max_seconds):
+    """SGD on the judge's consecutive minibatches X, Y (S, B, T) with the student's model and grad_clipping;
+    the loss of each step. Stops early, returning what it has, once max_seconds have passed."""
+    m = _rnn()
+    net = m.RNNModelScratch(vocab_size, num_hiddens, "cpu", m.get_params, m.init_rnn_state, m.rnn)
+    state, losses, start = None, [], time.monotonic()
+    for xb, yb in zip(X, Y, strict=True):  # (B, T), (B, T)
+        state = net.begin_state(xb.shape[0]) if state is None else tuple(s.detach() for s in state)
+        y_hat, state = net(xb, state)  # (T * B, V)
+        loss = F.cross_entropy(y_hat, yb.T.reshape(-1))
+        loss.backward()
+        m.grad_clipping(net, theta)
+        with torch.no_grad():
+            for p in net.params:
+                p -= lr * p.grad
+                p.grad.zero_()
+        losses.append(float(loss))
+        if time.monotonic() - start > max_seconds:
+            break
+    return losses

@@ -1,0 +1,57 @@
+"""The reference functions and fixed inputs shared by softmax's public and hidden checks (judge side only).
+
+The reference is torch's own softmax and cross-entropy in float64. Inputs are drawn from fixed seeds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from grader.data import read_fashion_mnist
+from grader.judge import CheckFailed, WeightsError, fail, state_dict_from
+
+NUM_INPUTS, NUM_OUTPUTS = 784, 10
+
+
+def images(data_root: Path, n: int, train: bool, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """n Fashion-MNIST images as float (n, 1, 28, 28) in [0, 1], as the student's loader gives them, and labels."""
+    x, y = read_fashion_mnist(data_root, train)
+    idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n]
+    return x[idx].float() / 255, y[idx]
+
+
+def init_params(seed: int, std: float = 0.01) -> tuple[torch.Tensor, torch.Tensor]:
+    """W (784, 10) from N(0, std^2) and a small random b (10,), from a fixed seed."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(NUM_INPUTS, NUM_OUTPUTS, generator=g) * std, torch.randn(NUM_OUTPUTS, generator=g) * std
+
+
+def ref_logits(X: torch.Tensor, W: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return X.reshape(-1, W.shape[0]).double() @ W.double() + b.double()  # (N, 10)
+
+
+def ref_net(X: torch.Tensor, W: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.softmax(ref_logits(X, W, b), dim=1)  # (N, 10)
+
+
+def ref_loss_sum(X: torch.Tensor, y: torch.Tensor, W: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """The loss the student's training sums: cross-entropy of softmax(X W + b), summed over the batch."""
+    return F.cross_entropy(ref_logits(X, W, b), y, reduction="sum")
+
+
+def submitted_params(weights: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """W (784, 10) and b (10,) out of softmax.pth = {"W": ..., "b": ...}."""
+    try:
+        state = state_dict_from(weights, "softmax.pth")
+    except WeightsError as exc:
+        raise CheckFailed(f'{exc}; save torch.save({{"W": W.detach(), "b": b.detach()}}, "softmax.pth")') from None
+    for name, shape in (("W", (NUM_INPUTS, NUM_OUTPUTS)), ("b", (NUM_OUTPUTS,))):
+        if name not in state:
+            fail(f"softmax.pth has no {name!r} (found {sorted(state)}); expected W (784, 10) and b (10,)")
+        if tuple(state[name].shape) != shape:
+            fail(f"softmax.pth[{name!r}] has shape {tuple(state[name].shape)}; expected {shape}")
+    return state["W"].float(), state["b"].float()

@@ -1,0 +1,47 @@
+"""softmax hidden checks: stability at extreme logits, and the loss's finite differences in float64."""
+
+import torch
+from softmax_judge import images, init_params, ref_loss_sum
+
+from grader.judge import (
+    autograd_gradients,
+    directional_derivatives,
+    expect_directional_match,
+    expect_shape,
+    fail,
+    first_mismatch,
+    gradient_dot,
+    perturbed,
+    random_directions,
+)
+
+FD_DIRECTIONS = 3
+FD_EPS = 1e-6  # float64: truncation ~eps^2, rounding ~1e-16 * |loss| / eps ~ 1e-8 for a loss near 100
+
+
+def test_softmax_stable(contestant):
+    X = torch.tensor([[1000.0, 0.0, -1000.0], [1000.0, 1000.0, -1000.0], [-1000.0, -1000.0, -1000.0],
+                      [0.5, -0.5, 0.0]])  # fmt: skip
+    got = expect_shape(contestant.call("softmax_values", X=X), (4, 3), "softmax(X) for X (4, 3)")
+    if not torch.isfinite(got).all():
+        fail(f"softmax of logits of +-1000 gave {got.tolist()}: exp(1000) overflows; subtract each row's maximum "
+             "first (softmax is unchanged by a constant shift)")  # fmt: skip
+    if problem := first_mismatch(got, torch.softmax(X.double(), dim=1), torch.arange(got.numel()), 1e-6, 1e-5):
+        fail(f"softmax of logits of +-1000 differs from the reference: entry {problem.removeprefix('at x=')}")
+
+
+def test_gradient_finite_differences(contestant, data_root):
+    X, y = images(data_root, 32, train=True, seed=10)
+    W, b = init_params(seed=11, std=0.1)
+    X = X.double()
+    params = {"W": W.double(), "b": b.double()}
+    directions = random_directions(params, FD_DIRECTIONS, seed=12)
+    points = [p for d in directions for p in perturbed(params, d, FD_EPS)]  # plus, minus, plus, minus, ...
+    values = contestant.call("loss_values", X=X, y=y, points=points)
+    if not isinstance(values, list) or len(values) != len(points):
+        fail(f"expected {len(points)} loss values, got {values!r}")
+    measured = directional_derivatives(values[0::2], values[1::2], FD_EPS)
+    grad = autograd_gradients(lambda p: ref_loss_sum(X, y, p["W"], p["b"]), params)
+    predicted = [gradient_dot(grad, d) for d in directions]
+    expect_directional_match(measured, predicted, "cross_entropy(net(X), y).sum() for 32 images in float64 (keep "
+                             "the inputs' dtype)", atol=1e-5, rtol=1e-5)  # fmt: skip
