@@ -17,12 +17,13 @@ setup: $(STAMP)
 SHARED := ../shared/datasets
 
 ## Grade the bundled example submissions; reports go to out/demo/<assignment>/<example>/.
-## exp2 needs CIFAR-10: it is graded when ../shared/datasets (or data/) provides it.
+## exp2, softmax, lenet and rnn need datasets: graded when ../shared/datasets (or data/) provides them.
 demo: $(STAMP)
 	$(BIN)/grader demo exp1 --out out/demo
-	@if [ -f $(SHARED)/materialize.py ]; then $(BIN)/python $(SHARED)/materialize.py data --only cifar10; fi
-	@if [ -f data/cifar-10-batches-py/test_batch ]; then $(BIN)/grader demo exp2 --out out/demo --data-root data; \
-	 else echo "exp2 skipped: no CIFAR-10 under data/ (see grader data prepare cifar10 --root data)"; fi
+	@if [ -f $(SHARED)/materialize.py ]; then $(BIN)/python $(SHARED)/materialize.py data; fi
+	@if [ -f data/cifar-10-batches-py/test_batch ] && [ -f data/timemachine.txt ]; then \
+	  for a in exp2 softmax lenet rnn; do $(BIN)/grader demo $$a --out out/demo --data-root data || exit 1; done; \
+	 else echo "exp2, softmax, lenet, rnn skipped: no datasets under data/ (see grader data prepare)"; fi
 
 ## The whole test suite (CI runs exactly this).
 test: $(STAMP) lint

@@ -9,17 +9,17 @@ with seed 0, 5000 Adam epochs at lr 0.01, float32 on CPU; the evaluation itself 
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 
-from grader.judge import CheckFailed, WeightsError, expect_finite, expect_tensor, fail, partial, state_dict_from
+from grader.judge import CheckFailed, Threshold, WeightsError, expect_finite, expect_tensor, fail, state_dict_from
 
 NUM_TRAIN_SAMPLES = 1000
 X_MIN, X_MAX = -5.0, 5.0
 GRID = torch.linspace(X_MIN, X_MAX, 2001).reshape(-1, 1)  # (2001, 1), float32
-NMSE_FULL, NMSE_ZERO = 1e-3, 1e-1
+# Deterministic evaluation of fixed weights on a fixed grid: no seed, and no tolerance needed.
+FIT = Threshold("normalized MSE", full=1e-3, zero=1e-1, higher_is_better=False, seed=None, tolerance=0.0, scale="log")
 
 
 def reference_f(x: torch.Tensor) -> torch.Tensor:
@@ -31,14 +31,6 @@ def reference_f(x: torch.Tensor) -> torch.Tensor:
 def nmse(pred: torch.Tensor, target: torch.Tensor) -> float:
     pred, target = pred.double().reshape(-1), target.double().reshape(-1)
     return float(((pred - target) ** 2).mean() / target.var())
-
-
-def fit_fraction(value: float) -> float:
-    if not math.isfinite(value) or value >= NMSE_ZERO:
-        return 0.0
-    if value <= NMSE_FULL:
-        return 1.0
-    return (math.log10(NMSE_ZERO) - math.log10(value)) / (math.log10(NMSE_ZERO) - math.log10(NMSE_FULL))
 
 
 def state_dict_for(weights: Any, which: str, check: Any) -> dict[str, torch.Tensor]:
@@ -58,10 +50,4 @@ def grade_fit(pred: Any, target: torch.Tensor, what: str) -> None:
     pred = expect_finite(expect_tensor(pred, what), what)
     if pred.numel() != target.numel():
         fail(f"{what} returned {pred.numel()} values for {target.numel()} grid points")
-    value = nmse(pred, target)
-    frac = fit_fraction(value)
-    msg = (
-        f"{what}: normalized MSE {value:.3g} on {GRID.shape[0]} grid points over [{X_MIN:g}, {X_MAX:g}] "
-        f"(full credit at <= {NMSE_FULL:g}, none at >= {NMSE_ZERO:g})"
-    )
-    partial(frac, msg)
+    FIT.grade(nmse(pred, target), f"{what}, on {GRID.shape[0]} grid points over [{X_MIN:g}, {X_MAX:g}]")

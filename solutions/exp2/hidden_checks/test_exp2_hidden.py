@@ -1,9 +1,9 @@
 """exp2 hidden checks: the judge measures final.pth's accuracy itself, with the reference ResNet20.
 
-Accuracy credit: 100% of the points at >= 70% test accuracy, 0 at <= 50%, linear in between (60% earns half).
-The measurement is deterministic on a given machine (eval mode, no augmentation, fixed batch order); across
-CPU thread counts or GPUs, float reductions may move it by about 0.01 points, far inside the 1.5-point
-tolerance of the trend check.
+Accuracy credit (ACCURACY below): 100% of the points at >= 70% test accuracy, 0 at <= 50%, linear in between
+(60% earns half). The measurement is deterministic on a given machine (eval mode, no augmentation, fixed batch
+order); across CPU thread counts or GPUs, float reductions may move it by about 0.01 points, far inside the
+1.5-point tolerance of the trend check.
 """
 
 from __future__ import annotations
@@ -20,10 +20,12 @@ import torch
 from exp2_judge import REFERENCE_STATE, key_mismatch, normalize
 
 from grader.data import read_cifar10
-from grader.judge import CheckFailed, WeightsError, fail, load_weights, partial
+from grader.judge import CheckFailed, WeightsError, accuracy_threshold, fail, load_weights
 
 REFERENCE = Path(__file__).resolve().parents[1] / "exp2.py"
-FULL_AT, ZERO_AT = 70.0, 50.0
+# The whole test set in a fixed order: no seed. Tolerance: float reductions on another machine or thread
+# count move the measurement by about 0.01 points; 0.05 covers that, in the student's favour.
+ACCURACY = accuracy_threshold(full=70.0, zero=50.0, seed=None, tolerance=0.05)
 TREND_TOLERANCE = 1.5  # percentage points between the claimed last test accuracy and the judge's measurement
 EPOCHS = 10
 
@@ -94,10 +96,7 @@ def test_accuracy(submission, data_root, check):
     acc, notes = measure(submission.path("final.pth"), data_root)
     for n in notes:
         check.note(n)
-    fraction = min(1.0, max(0.0, (acc - ZERO_AT) / (FULL_AT - ZERO_AT)))
-    rule = f"full credit at >= {FULL_AT:g}%, none at <= {ZERO_AT:g}%, linear between"
-    partial(fraction, f"the judge measured {acc:.2f}% on the 10,000 CIFAR-10 test images with final.pth in the "
-                      f"reference ResNet20 ({rule})")  # fmt: skip
+    ACCURACY.grade(acc, "final.pth in the reference ResNet20, measured by the judge on the 10,000 CIFAR-10 test images")
 
 
 def test_claimed_trend(submission, data_root, check):
