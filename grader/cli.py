@@ -183,15 +183,13 @@ def demo(
     table.add_column("example")
     table.add_column("score", justify="right")
     table.add_column("failed checks", overflow="fold")
-    table.add_column("report")
     for ex in examples:
         result = _grade(assignment, ex, "grade", course, data_root)
         write_reports(result, out_dir / assignment / ex.name)
         failed = ", ".join(ch.id for ch in result.checks if ch.status != "passed") or "-"
-        table.add_row(
-            ex.name, f"{result.score:g}/{result.max_score:g}", failed, str(out_dir / assignment / ex.name / "report.md")
-        )
+        table.add_row(ex.name, f"{result.score:g}/{result.max_score:g}", failed)
     out.print(table)
+    out.print(f"reports: {out_dir / assignment}/<example>/report.md", highlight=False)
 
 
 data_app = typer.Typer(help="Provision the datasets assignments need.", no_args_is_help=True)
