@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -21,6 +22,9 @@ app.add_typer(assets_app, name="assets")
 out = Console()
 err = Console(stderr=True)
 
+SandboxOpt = Annotated[
+    str, typer.Option("--sandbox", help="local or docker (default: $GRADER_SANDBOX, else local)")
+]
 DataRootOpt = Annotated[
     Path | None, typer.Option("--data-root", help="dataset root (else $GRADER_DATA_ROOT, else assignment.toml)")
 ]
@@ -75,7 +79,7 @@ def _print_result(result, title: str) -> None:  # noqa: ANN001
     for c in result.checks:
         msg = c.message if len(c.message) < 400 else c.message[:400] + " [...] (full text in results.json)"
         msg += "".join(f"\nnote: {n}" for n in c.notes)
-        table.add_row(c.id, f"{c.score:g}/{c.max_score:g}", f"[{STATUS_STYLE[c.status]}]{c.status}[/]", msg)
+        table.add_row(c.id, f"{c.score:.4g}/{c.max_score:.4g}", f"[{STATUS_STYLE[c.status]}]{c.status}[/]", msg)
     out.print(table)
     for f in result.files:
         if f.problem:
@@ -83,13 +87,19 @@ def _print_result(result, title: str) -> None:  # noqa: ANN001
     out.print(f"[bold]score: {result.score:g} / {result.max_score:g}[/bold]  ({result.duration_s:.1f} s)")
 
 
-def _grade(assignment: str, submission: Path, mode: str, course: Path | None, data_root: Path | None):  # noqa: ANN202
+def _grade(  # noqa: ANN202
+    assignment: str, submission: Path, mode: str, course: Path | None, data_root: Path | None, sandbox: str = ""
+):
     from grader.data import DataError
-    from grader.grading import grade  # imports torch; keep --help fast
+    from grader.grading import default_sandbox, grade  # imports torch; keep --help fast
+    from grader.sandbox.base import SandboxError
 
     try:
-        return grade(Course.locate(course), assignment, submission, mode=mode, data_root=data_root)  # type: ignore[arg-type]
-    except (SpecError, DataError) as exc:
+        if sandbox:
+            os.environ["GRADER_SANDBOX"] = sandbox
+        sb = default_sandbox()
+        return grade(Course.locate(course), assignment, submission, mode=mode, data_root=data_root, sandbox=sb)  # type: ignore[arg-type]
+    except (SpecError, DataError, SandboxError) as exc:
         _die(str(exc))
 
 
@@ -99,11 +109,12 @@ def check(
     submission: Annotated[Path, typer.Argument(help="folder with your files")],
     course: CourseOpt = None,
     data_root: DataRootOpt = None,
+    sandbox: SandboxOpt = "",
     as_json: Annotated[bool, typer.Option("--json", help="print results.json instead of a table")] = False,
 ) -> None:
     """Run the public checks on your folder, in a sandbox. Exit 0 if every check passed."""
     args = _validated(assignment=assignment, submission=submission)
-    result = _grade(args.assignment, args.submission, "check", course, data_root)
+    result = _grade(args.assignment, args.submission, "check", course, data_root, sandbox)
     if as_json:
         out.print_json(result.model_dump_json())
     else:
@@ -118,12 +129,13 @@ def grade_cmd(
     out_dir: Annotated[Path, typer.Option("--out", help="folder for results.json, gradescope/results.json, report.md")],
     course: CourseOpt = None,
     data_root: DataRootOpt = None,
+    sandbox: SandboxOpt = "",
 ) -> None:
     """Run public and hidden checks and write the reports. Exit 0 once graded, whatever the score."""
     from grader.report import write_reports
 
     args = _validated(assignment=assignment, submission=submission, out=out_dir)
-    result = _grade(args.assignment, args.submission, "grade", course, data_root)
+    result = _grade(args.assignment, args.submission, "grade", course, data_root, sandbox)
     files = write_reports(result, out_dir)
     _print_result(result, f"{assignment}: {submission}")
     for name, path in files.items():
@@ -187,9 +199,36 @@ def demo(
         result = _grade(assignment, ex, "grade", course, data_root)
         write_reports(result, out_dir / assignment / ex.name)
         failed = ", ".join(ch.id for ch in result.checks if ch.status != "passed") or "-"
-        table.add_row(ex.name, f"{result.score:g}/{result.max_score:g}", failed)
+        table.add_row(ex.name, f"{result.score:.4g}/{result.max_score:.4g}", failed)
     out.print(table)
     out.print(f"reports: {out_dir / assignment}/<example>/report.md", highlight=False)
+
+
+image_app = typer.Typer(help="Build the grading image for the Docker sandbox.", no_args_is_help=True)
+app.add_typer(image_app, name="image")
+
+
+@image_app.command("build")
+def image_build(
+    cpu: Annotated[bool, typer.Option("--cpu", help="CPU image")] = False,
+    cuda: Annotated[bool, typer.Option("--cuda", help="CUDA image (the default)")] = False,
+    base_image: Annotated[str | None, typer.Option("--base-image", help="the BASE_IMAGE build arg")] = None,
+    tag: Annotated[str | None, typer.Option("--tag")] = None,
+    wheels: Annotated[Path | None, typer.Option("--wheels", help="wheels to prefer over the index")] = None,
+    ca_bundle: Annotated[Path | None, typer.Option("--ca-bundle", help="CA bundle for pip inside the build")] = None,
+) -> None:
+    """Build torch-grader:cpu or torch-grader:cuda from docker/Dockerfile."""
+    from grader import image
+    from grader.sandbox.base import SandboxError
+
+    if cpu and cuda:
+        _die("--cpu and --cuda exclude each other")
+    try:
+        plan = image.plan("cpu" if cpu else "cuda", base_image, tag, wheels, None, None, ca_bundle)
+        built = image.build(plan, log=lambda line: err.print(line, highlight=False, markup=False))
+    except SandboxError as exc:
+        _die(str(exc))
+    out.print(f"built {built.tag}: {built.size_bytes / 1e9:.2f} GB in {built.seconds:.0f} s")
 
 
 data_app = typer.Typer(help="Provision the datasets assignments need.", no_args_is_help=True)

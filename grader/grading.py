@@ -12,6 +12,7 @@ Rendering the result into files is grader.report's job.
 
 from __future__ import annotations
 
+import os
 import platform
 import tempfile
 import time
@@ -26,7 +27,7 @@ from grader.intake import IntakeError, Submission, intake
 from grader.judge.client import ContestantClient
 from grader.judge.plugin import GraderPlugin, run_checks
 from grader.results import CheckResult, Environment, GradeResult, Mode
-from grader.sandbox.base import ContestantJob, Sandbox
+from grader.sandbox.base import ContestantJob, Sandbox, SandboxError
 from grader.sandbox.local import LocalSandbox
 from grader.spec import AssignmentSpec, Course
 
@@ -66,6 +67,18 @@ def environment(sandbox: Sandbox, isolation: dict[str, str]) -> Environment:
     )
 
 
+def default_sandbox() -> Sandbox:
+    """$GRADER_SANDBOX: "local" (the default) or "docker" (the production path; needs an engine and the image)."""
+    choice = os.environ.get("GRADER_SANDBOX", "local")
+    if choice == "docker":
+        from grader.sandbox.docker import DockerSandbox
+
+        return DockerSandbox()
+    if choice != "local":
+        raise SandboxError(f"GRADER_SANDBOX={choice!r}: expected 'local' or 'docker'")
+    return LocalSandbox()
+
+
 def _unrun(spec: AssignmentSpec, cid: str, message: str) -> CheckResult:
     c = spec.check(cid)
     return CheckResult(
@@ -88,7 +101,7 @@ def grade(
     `data_root` is the --data-root option; see grader.data for the precedence."""
     spec = course.spec(assignment_id)
     root = resolve_data_root(spec, data_root, course.root).path if spec.datasets else None
-    sandbox = sandbox or LocalSandbox()
+    sandbox = sandbox or default_sandbox()
     started_at, t0 = datetime.now(timezone.utc), time.perf_counter()
     selected, skipped = selected_checks(spec, mode, only)
     output, isolation, timings = "", {}, {}

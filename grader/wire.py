@@ -70,6 +70,7 @@ def write_message(path: Path, value: Any) -> None:
     if tensors:
         tmp = tensor_path.with_name(tensor_path.name + ".tmp")
         save_file(tensors, str(tmp))
+        os.chmod(tmp, 0o644)  # safetensors writes 0600; the other side may run as another uid (Docker sandbox)
         os.replace(tmp, tensor_path)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps({"value": tree, "has_tensors": bool(tensors)}), encoding="utf-8")

@@ -46,8 +46,20 @@ def _process_table() -> dict[int, tuple[int, int]]:
     return table
 
 
+def _pss(pid: int, rss: int) -> int:
+    """Proportional set size: a forked child shares its parent's pages, and RSS would count them twice."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as f:
+            for line in f:
+                if line.startswith(b"Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return rss
+
+
 def tree_usage(root_pid: int) -> tuple[int, int]:
-    """(resident bytes, process count) of root_pid and all its descendants."""
+    """(memory in bytes, process count) of root_pid and all its descendants; memory is PSS where available."""
     table = _process_table()
     children: dict[int, list[int]] = {}
     for pid, (ppid, _) in table.items():
@@ -57,7 +69,7 @@ def tree_usage(root_pid: int) -> tuple[int, int]:
     while stack:
         pid = stack.pop()
         if pid in table:
-            rss += table[pid][1]
+            rss += _pss(pid, table[pid][1])
             count += 1
             stack.extend(children.get(pid, []))
     return rss, count
@@ -179,10 +191,11 @@ class LocalProcess(SandboxProcess):
         lim = self.job.limits
         while self.proc.poll() is None:
             rss, count = tree_usage(self.proc.pid)
-            if rss > lim.memory_mb * (1 << 20):
-                self.kill("memory", f"killed for exceeding {lim.memory_mb} MiB of memory")
-            elif count > lim.processes + 2:  # + the launcher and the contestant itself
+            # Processes first: a burst of forks also looks like a burst of memory for a moment.
+            if count > lim.processes + 2:  # + the launcher and the contestant itself
                 self.kill("processes", f"hit the process limit ({lim.processes} processes)")
+            elif rss > lim.memory_mb * (1 << 20):
+                self.kill("memory", f"killed for exceeding {lim.memory_mb} MiB of memory")
             time.sleep(WATCH_INTERVAL_S)
 
     def poll(self) -> ExitInfo | None:

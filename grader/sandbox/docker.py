@@ -1,0 +1,385 @@
+"""The Docker sandbox: a fresh container for each contestant process, the production path.
+
+Same interface and mailbox as the local sandbox (see base.py). Each container gets:
+no network; an unprivileged uid with every capability dropped and no-new-privileges; a read-only root file
+system with size-capped tmpfs folders for scratch (/tmp, and /grader/work as cwd and HOME); the
+submission, the probe module and the dataset root bind-mounted read-only; the host's exchange folder
+bind-mounted read-write (the only way data crosses back, as JSON + safetensors files); memory (cgroup, no
+swap, OOM kill), process count (pids cgroup), CPU (a quota of `threads` CPUs) and file-size limits from
+assignment.toml; the judge's wall-clock kill; output streamed and capped; GPUs through device requests.
+The container is removed in `close()`, at interpreter exit, and on SIGTERM; every container carries the
+label `grader.sandbox` so that `docker rm -f $(docker ps -aq --filter label=grader.sandbox)` sweeps up
+after a grader that was killed outright.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import shutil
+import signal
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+from grader.sandbox.base import CappedOutput, ContestantJob, ExitInfo, ExitReason, Sandbox, SandboxError, SandboxProcess
+from grader.spec import Limits
+
+MIB = 1 << 20
+CONTAINER_UID = 10001  # the image's `grader` user; passed explicitly so any image runs unprivileged
+IN = Path("/grader")  # where things appear inside the container
+EXCHANGE, SUBMISSION, PROBES, DATA, WORK = IN / "exchange", IN / "submission", IN / "probes", IN / "data", IN / "work"
+PYTHON = "/opt/grader/bin/python"
+# Threads the contestant runs besides those a student starts (interpreter, torch's pools): the pids cgroup
+# counts threads, and `processes` is what the student may start.
+PIDS_HEADROOM = 16
+# RLIMIT_DATA on top of the memory limit, as the local sandbox's RLIMIT_AS: turns one huge allocation
+# into a MemoryError instead of an OOM kill. Skipped for GPU jobs (CUDA maps large writable ranges).
+DATA_HEADROOM_MB = 8192
+LABEL = "grader.sandbox"
+WAIT_SLICE_S = 30
+
+_live: dict[str, Any] = {}  # container id -> container, for removal at exit
+_live_lock = threading.Lock()
+_hooks_installed = False
+
+
+def _remove_all_live() -> None:
+    with _live_lock:
+        containers = list(_live.values())
+        _live.clear()
+    for c in containers:
+        try:
+            c.remove(force=True)
+        except Exception:  # noqa: BLE001 - best effort at exit; the label lets an operator sweep the rest
+            pass
+
+
+def _install_exit_hooks() -> None:
+    """Remove live containers at exit; turn SIGTERM into SystemExit so that exit runs (Ctrl-C already does)."""
+    global _hooks_installed
+    if _hooks_installed:
+        return
+    _hooks_installed = True
+    atexit.register(_remove_all_live)
+    # Only where nobody else handles SIGTERM, and only from the main thread (a signal handler's rule).
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+
+        def _on_term(signum: int, frame: Any) -> None:
+            _remove_all_live()
+            raise SystemExit(128 + signum)
+
+        signal.signal(signal.SIGTERM, _on_term)
+
+
+def gpu_device_requests(env: dict[str, str] | None = None) -> list[Any]:
+    """Device requests for a GPU job: the GPUs named by CUDA_VISIBLE_DEVICES, else all of them.
+
+    Inside the container the chosen GPUs are renumbered from 0, so the host's CUDA_VISIBLE_DEVICES is
+    turned into device ids here and never passed on."""
+    from docker.types import DeviceRequest
+
+    env = os.environ if env is None else env
+    visible = env.get("CUDA_VISIBLE_DEVICES")
+    if visible is None:
+        return [DeviceRequest(count=-1, capabilities=[["gpu"]])]
+    ids = [d.strip() for d in visible.split(",") if d.strip()]
+    # CUDA stops at the first invalid entry, "-1" being the usual way to hide every GPU.
+    ids = ids[: next((i for i, d in enumerate(ids) if d.startswith("-")), len(ids))]
+    if not ids:
+        raise SandboxError(
+            f"this assignment needs a GPU but CUDA_VISIBLE_DEVICES={visible!r} hides every GPU: "
+            "unset it or name the GPUs to grade on"
+        )
+    return [DeviceRequest(device_ids=ids, capabilities=[["gpu"]])]
+
+
+def container_limits(limits: Limits, gpu: bool) -> dict[str, Any]:
+    """The resource part of `containers.create(...)` for `limits` (pure, so it is unit-tested)."""
+    from docker.types import Ulimit
+
+    scratch_mb = max(64, 2 * limits.file_size_mb)  # tmpfs pages count against the memory limit too
+    tmpfs_opts = f"size={scratch_mb}m,mode=1777,nosuid,nodev" + (",exec" if gpu else "")
+    fsize = limits.file_size_mb * MIB
+    ulimits = [Ulimit(name="fsize", soft=fsize, hard=fsize), Ulimit(name="core", soft=0, hard=0)]
+    if not gpu:
+        data = (limits.memory_mb + DATA_HEADROOM_MB) * MIB
+        ulimits.append(Ulimit(name="data", soft=data, hard=data))
+    return {
+        "mem_limit": f"{limits.memory_mb}m",
+        "memswap_limit": f"{limits.memory_mb}m",  # equal to mem_limit: no swap, the limit is a hard one
+        "pids_limit": limits.processes + PIDS_HEADROOM,
+        "nano_cpus": limits.threads * 10**9,
+        "ulimits": ulimits,
+        "tmpfs": {"/tmp": tmpfs_opts, str(WORK): tmpfs_opts.replace("mode=1777", f"uid={CONTAINER_UID},mode=0700")},
+    }
+
+
+def contestant_env(limits: Limits, data: bool) -> dict[str, str]:
+    """The contestant's whole environment: nothing of the grader's (tokens, keys) gets in."""
+    env = {
+        "PATH": "/opt/grader/bin:/usr/local/bin:/usr/bin:/bin",
+        "HOME": str(WORK),
+        "TMPDIR": "/tmp",
+        "LANG": "C.UTF-8",
+        "PYTHONHASHSEED": "0",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONUNBUFFERED": "1",
+        "OMP_NUM_THREADS": str(limits.threads),
+        "MKL_NUM_THREADS": str(limits.threads),
+        "GRADER_THREADS": str(limits.threads),
+        "CUBLAS_WORKSPACE_CONFIG": ":4096:8",  # deterministic cuBLAS
+    }
+    if data:
+        env["GRADER_DATA_ROOT"] = str(DATA)
+    return env
+
+
+class DockerProcess(SandboxProcess):
+    """One contestant in one container. Threads wait on the container and stream its logs, so `poll()`
+    costs no call to the engine (the judge polls every few milliseconds)."""
+
+    def __init__(self, sandbox: DockerSandbox, job: ContestantJob) -> None:
+        self.sandbox, self.job = sandbox, job
+        self.root = Path(tempfile.mkdtemp(prefix="grader-dkr-"))
+        self.container: Any = None
+        self._exit: ExitInfo | None = None
+        self._kill_reason: tuple[ExitReason, str] | None = None
+        self._status: dict[str, Any] | None = None  # from the engine's wait()
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._out = CappedOutput(job.limits.output_kb * 1024)
+        self._reader: threading.Thread | None = None
+        self._closed = False
+        try:
+            self._prepare()
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+
+    def _prepare(self) -> None:
+        # Copies with world-readable modes: the container's uid must read them whatever the host's umask.
+        os.chmod(self.root, 0o755)
+        sub = self.root / "submission"
+        shutil.copytree(self.job.submission, sub, symlinks=False)
+        for p in sub.rglob("*"):
+            p.chmod(0o555 if p.is_dir() else 0o444)
+        sub.chmod(0o555)
+        self.probes = self.root / "probes.py"
+        shutil.copy(self.job.probes, self.probes)
+        self.probes.chmod(0o444)
+        self.exchange = self.root / "exchange"
+        self.exchange.mkdir()
+        self.exchange.chmod(0o777)  # written by the container's uid, read by the judge
+
+    def _start(self) -> None:
+        import docker
+
+        job, lim = self.job, self.job.limits
+        volumes = {
+            str(self.exchange): {"bind": str(EXCHANGE), "mode": "rw"},
+            str(self.root / "submission"): {"bind": str(SUBMISSION), "mode": "ro"},
+            str(self.probes): {"bind": str(PROBES / "probes.py"), "mode": "ro"},
+        }
+        if job.data_root is not None:
+            volumes[str(Path(job.data_root).resolve())] = {"bind": str(DATA), "mode": "ro"}
+        command = [
+            PYTHON, "-I", "-m", "grader.contestant",
+            "--exchange", str(EXCHANGE), "--submission", str(SUBMISSION), "--probes", str(PROBES / "probes.py"),
+        ]  # fmt: skip
+        kwargs: dict[str, Any] = {
+            **container_limits(lim, job.gpu),
+            "command": command,
+            "user": f"{CONTAINER_UID}:{CONTAINER_UID}",
+            "working_dir": str(WORK),
+            "environment": contestant_env(lim, job.data_root is not None),
+            "volumes": volumes,
+            "network_mode": "none",
+            "read_only": True,
+            "cap_drop": ["ALL"],
+            "security_opt": ["no-new-privileges"],
+            "labels": {LABEL: str(os.getpid())},
+            # The engine's own log copy is capped too; the head is kept by our streaming reader.
+            "log_config": docker.types.LogConfig(
+                type="json-file", config={"max-size": f"{max(1, lim.output_kb * 4 // 1024)}m", "max-file": "1"}
+            ),
+            "stdin_open": False,
+            "detach": True,
+        }
+        if job.gpu:
+            kwargs["device_requests"] = gpu_device_requests()
+        (self.exchange / "isolation.json").write_text(json.dumps(self.sandbox.applied(job)))
+        client = self.sandbox.client()
+        try:
+            self.container = client.containers.create(self.sandbox.image_for(job), **kwargs)
+            with _live_lock:
+                _live[self.container.id] = self.container
+            self.container.start()
+        except docker.errors.ImageNotFound:
+            raise SandboxError(self.sandbox.missing_image_message(job)) from None
+        except docker.errors.APIError as exc:
+            hint = ""
+            if job.gpu and "gpu" in str(exc).lower():
+                hint = ": install the NVIDIA Container Toolkit and restart the engine"
+            raise SandboxError(f"the Docker engine could not start the contestant: {exc}{hint}") from None
+        threading.Thread(target=self._wait, daemon=True).start()
+        self._reader = threading.Thread(target=self._read_output, daemon=True)
+        self._reader.start()
+
+    def _wait(self) -> None:
+        import requests
+
+        while True:
+            try:
+                # In slices: a wait() longer than the client's request timeout (60 s) raises.
+                self._status = self.container.wait(timeout=WAIT_SLICE_S)
+                break
+            except requests.exceptions.RequestException:
+                if self._closed:
+                    break
+            except Exception as exc:  # noqa: BLE001 - removed under us (close) or the engine went away
+                self._status = {"StatusCode": None, "Error": {"Message": str(exc)}}
+                break
+        self._done.set()
+
+    def _read_output(self) -> None:
+        try:
+            for chunk in self.container.logs(stream=True, follow=True, stdout=True, stderr=True):
+                self._out.feed(chunk)
+        except Exception:  # noqa: BLE001 - the stream ends with an error when the container is removed
+            pass
+
+    def poll(self) -> ExitInfo | None:
+        if self._exit is not None:
+            return self._exit
+        if not self._done.is_set():
+            return None
+        with self._lock:
+            if self._exit is None:
+                self._exit = self._classify()
+        return self._exit
+
+    def _classify(self) -> ExitInfo:
+        rc = (self._status or {}).get("StatusCode")
+        if self._kill_reason is not None:
+            reason, detail = self._kill_reason
+            return ExitInfo(reason=reason, returncode=rc, detail=detail)
+        try:
+            self.container.reload()
+            oom = bool(self.container.attrs["State"].get("OOMKilled"))
+        except Exception:  # noqa: BLE001
+            oom = False
+        lim = self.job.limits
+        if oom:
+            reason, detail = "memory", f"killed for exceeding {lim.memory_mb} MiB of memory"
+        elif rc == 128 + signal.SIGXFSZ:
+            reason, detail = "killed", f"killed for writing a file over {lim.file_size_mb} MiB"
+        else:
+            reason, detail = "exited", f"exited with code {rc}"
+        return ExitInfo(reason=reason, returncode=rc, detail=detail)
+
+    def kill(self, reason: ExitReason, detail: str = "") -> None:
+        with self._lock:
+            if self._kill_reason is None and not self._done.is_set():
+                self._kill_reason = (reason, detail)
+        try:
+            self.container.kill()
+        except Exception:  # noqa: BLE001 - already stopped
+            pass
+        self._done.wait(10)
+
+    def output(self) -> str:
+        if self._done.is_set() and self._reader is not None:
+            self._reader.join(2)  # the last lines may still be in flight
+        return self._out.text()
+
+    def close(self) -> None:
+        self._closed = True
+        if self.container is not None:
+            with self._lock:
+                if self._kill_reason is None and not self._done.is_set():
+                    self._kill_reason = ("killed", "stopped by the judge")
+            try:
+                self.container.remove(force=True)
+            except Exception as exc:  # noqa: BLE001
+                if getattr(exc, "status_code", None) != 404:
+                    raise SandboxError(f"could not remove container {self.container.short_id}: {exc}") from None
+            finally:
+                with _live_lock:
+                    _live.pop(self.container.id, None)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+class DockerSandbox(Sandbox):
+    """Contestants in containers of the grading image (`grader image build`)."""
+
+    name = "docker"
+
+    def __init__(self, image: str | None = None, gpu_image: str | None = None) -> None:
+        from grader.image import IMAGE_TAGS
+
+        self.image = image or os.environ.get("GRADER_IMAGE") or IMAGE_TAGS["cpu"]
+        self.gpu_image = gpu_image or os.environ.get("GRADER_GPU_IMAGE") or IMAGE_TAGS["cuda"]
+        self._client: Any = None
+        self._checked: set[str] = set()
+
+    def client(self) -> Any:
+        if self._client is None:
+            from grader.image import docker_client
+
+            self._client = docker_client()
+            _install_exit_hooks()
+        return self._client
+
+    def image_for(self, job: ContestantJob) -> str:
+        return self.gpu_image if job.gpu else self.image
+
+    def missing_image_message(self, job: ContestantJob) -> str:
+        variant = "--cuda" if job.gpu else "--cpu"
+        return (
+            f"the grading image {self.image_for(job)} is not on this machine: build it with "
+            f"`grader image build {variant}` (see docs/docker.md), or name another with GRADER_IMAGE"
+        )
+
+    def preflight(self, job: ContestantJob) -> None:
+        """Fail now, with a fix, if the engine or the image is missing (once per image)."""
+        import docker
+
+        image = self.image_for(job)
+        if image in self._checked:
+            return
+        try:
+            self.client().images.get(image)
+        except docker.errors.ImageNotFound:
+            raise SandboxError(self.missing_image_message(job)) from None
+        self._checked.add(image)
+
+    def start(self, job: ContestantJob) -> DockerProcess:
+        try:
+            import docker  # noqa: F401
+        except ImportError:
+            raise SandboxError("the Docker sandbox needs the docker package: pip install 'docker>=7'") from None
+        self.preflight(job)
+        return DockerProcess(self, job)
+
+    def applied(self, job: ContestantJob) -> dict[str, str]:
+        """What a container for `job` gets; written to the exchange as isolation.json for the report."""
+        lim = container_limits(job.limits, job.gpu)
+        return {
+            "image": self.image_for(job),
+            "user": f"uid {CONTAINER_UID}, all capabilities dropped, no-new-privileges",
+            "network": "none",
+            "file_system": f"read-only root; tmpfs /tmp and {WORK} ({lim['tmpfs']['/tmp'].split(',')[0]})",
+            "read_only_mounts": "yes: submission, probes" + (", dataset root" if job.data_root else ""),
+            "memory": f"{job.limits.memory_mb} MiB (cgroup, no swap; OOM kill)",
+            "processes": f"{job.limits.processes} (+{PIDS_HEADROOM} for the runtime's threads; pids cgroup)",
+            "cpus": f"{job.limits.threads} (CPU quota)",
+            "file_size": f"{job.limits.file_size_mb} MiB (RLIMIT_FSIZE)",
+            "gpu": "device request" if job.gpu else "none",
+        }
+
+    def describe(self) -> dict[str, str]:
+        return {"sandbox": f"docker container ({self.image})", "memory": "cgroup limit, OOM kill"}
