@@ -50,9 +50,10 @@ took "dockerd ready" "$t"
 # 3. a base image without a registry: debootstrap from the mirror apt uses, then docker import
 mirror() {
     # deb822 (URIs:) or one-line (deb URL SUITE ...) sources; the first Debian archive that is not security.
-    cat /etc/apt/sources.list /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list 2>/dev/null \
+    # Some of these files need not exist (cat fails on them), and grep may match nothing: neither is an error.
+    { cat /etc/apt/sources.list /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list 2>/dev/null || true; } \
         | sed -n -E 's/^URIs:[[:space:]]*([^[:space:]]+).*/\1/p; s/^deb[[:space:]]+(\[[^]]*\][[:space:]]+)?([^[:space:]]+).*/\2/p' \
-        | grep -E '/debian/?$' | grep -v security | head -1
+        | { grep -E '/debian/?$' || true; } | { grep -v security || true; } | head -1
 }
 if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
     MIRROR=${MIRROR:-$(mirror)}
