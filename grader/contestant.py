@@ -134,7 +134,8 @@ def serve(exchange: Path, submission: Path, probes: Path) -> None:
     torch.set_num_threads(int(os.environ.get("GRADER_THREADS", "1")))
     torch.use_deterministic_algorithms(True, warn_only=True)
     _load_probes(probes)
-    (exchange / "ready").write_text(str(os.getpid()))
+    server = os.getpid()
+    (exchange / "ready").write_text(str(server))
     n = 1
     while True:
         req_path = exchange / f"req-{n:04d}.json"
@@ -151,6 +152,9 @@ def serve(exchange: Path, submission: Path, probes: Path) -> None:
             answer: dict[str, Any] = {"ok": True, "value": fn(**request.get("args", {}))}
         except BaseException as exc:  # noqa: BLE001 - everything becomes data for the judge
             answer = {"ok": False, "error": classify(exc)}
+        if os.getpid() != server:
+            # A child that student code forked came back out of the probe: it must not answer or serve.
+            os._exit(0)
         answer["duration_s"] = time.perf_counter() - started
         sys.stdout.flush()
         try:

@@ -39,10 +39,11 @@ def _process_table() -> dict[int, tuple[int, int]]:
         try:
             with open(f"/proc/{name}/stat", "rb") as f:
                 stat = f.read()
-        except OSError:
+            fields = stat[stat.rfind(b")") + 2 :].split()  # the command name may hold spaces
+            table[int(name)] = (int(fields[1]), int(fields[21]) * PAGE)
+        except (OSError, ValueError, IndexError):
+            # The process ended between listdir and read (constantly, under a fork bomb): skip it, keep scanning.
             continue
-        fields = stat[stat.rfind(b")") + 2 :].split()  # the command name may hold spaces
-        table[int(name)] = (int(fields[1]), int(fields[21]) * PAGE)
     return table
 
 
@@ -58,21 +59,25 @@ def _pss(pid: int, rss: int) -> int:
     return rss
 
 
-def tree_usage(root_pid: int) -> tuple[int, int]:
-    """(memory in bytes, process count) of root_pid and all its descendants; memory is PSS where available."""
+def process_tree(root_pid: int) -> dict[int, int]:
+    """pid -> resident bytes for root_pid and all its descendants."""
     table = _process_table()
     children: dict[int, list[int]] = {}
     for pid, (ppid, _) in table.items():
         children.setdefault(ppid, []).append(pid)
-    rss = count = 0
+    tree: dict[int, int] = {}
     stack = [root_pid]
     while stack:
         pid = stack.pop()
         if pid in table:
-            rss += _pss(pid, table[pid][1])
-            count += 1
+            tree[pid] = table[pid][1]
             stack.extend(children.get(pid, []))
-    return rss, count
+    return tree
+
+
+def tree_memory(tree: dict[int, int]) -> int:
+    """Memory of a process tree: PSS where available, so forked children do not count shared pages twice."""
+    return sum(_pss(pid, rss) for pid, rss in tree.items())
 
 
 def _world_can_reach(path: Path, mode: int) -> bool:
@@ -190,11 +195,12 @@ class LocalProcess(SandboxProcess):
     def _watch(self) -> None:
         lim = self.job.limits
         while self.proc.poll() is None:
-            rss, count = tree_usage(self.proc.pid)
-            # Processes first: a burst of forks also looks like a burst of memory for a moment.
-            if count > lim.processes + 2:  # + the launcher and the contestant itself
+            tree = process_tree(self.proc.pid)
+            # Processes first, and before reading any smaps: a fork bomb is cheapest to stop by its count, and a
+            # burst of forks also looks like a burst of memory for a moment.
+            if len(tree) > lim.processes + 2:  # + the launcher and the contestant itself
                 self.kill("processes", f"hit the process limit ({lim.processes} processes)")
-            elif rss > lim.memory_mb * (1 << 20):
+            elif tree_memory(tree) > lim.memory_mb * (1 << 20):
                 self.kill("memory", f"killed for exceeding {lim.memory_mb} MiB of memory")
             time.sleep(WATCH_INTERVAL_S)
 
