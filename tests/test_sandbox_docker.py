@@ -21,68 +21,13 @@ docker = pytest.importorskip("docker", reason="the docker package is not install
 
 from grader.sandbox import docker as dsbx  # noqa: E402 - needs the docker package checked first
 from grader.sandbox.docker import DockerSandbox, container_limits, gpu_device_requests  # noqa: E402
+from tests.sandbox_probes import COMMON  # noqa: E402
 
 IMAGE = os.environ.get("GRADER_IMAGE", "torch-grader:cpu")
 
-PROBES = """
-import os, socket, subprocess, sys, time
-from grader.contestant import probe, student
-
-@probe
-def echo(x):
-    return {"x": x * 2, "sum": float(x.sum())}
-
-@probe
-def hang():
-    while True:
-        pass
-
-@probe
-def hog(mb):
-    blocks = []
-    while True:
-        blocks.append(bytearray(b"x") * (mb << 20))  # written, so resident
-
-@probe
-def huge():
-    return len(bytearray(64 << 30))
-
-@probe
-def connect():
-    try:
-        socket.create_connection(("10.255.255.1", 80), timeout=3)
-        return "connected"
-    except OSError as exc:
-        return f"{type(exc).__name__}: {exc}"
-
-@probe
-def spam(mb):
-    line = "y" * 1023 + "\\n"
-    for _ in range(mb * 1024):
-        sys.stdout.write(line)
-    return "done"
-
-@probe
-def hard_exit():
-    os._exit(0)
-
-@probe
-def soft_exit():
-    sys.exit(0)
-
-@probe
-def spawn(n):
-    procs = [subprocess.Popen(["sleep", "30"]) for _ in range(n)]
-    time.sleep(5)
-    return len(procs)
-
-@probe
-def big_file(mb):
-    with open("big.bin", "wb") as f:
-        for _ in range(mb):
-            f.write(b"z" * (1 << 20))
-    return "written"
-
+PROBES = (
+    COMMON
+    + """
 @probe
 def ident():
     def can_write(path):
@@ -104,6 +49,7 @@ def nap(s):
 def student_value():
     return student("sol").VALUE
 """
+)
 
 
 # ---- configuration: no engine needed ---------------------------------------------------------------
@@ -337,6 +283,7 @@ def test_exp1_scores_match_the_local_sandbox(course, example):
     folder = course.examples_dir("exp1") / example
     in_docker = grade(course, "exp1", folder, sandbox=DockerSandbox(IMAGE))
     local = grade(course, "exp1", folder, sandbox=LocalSandbox())
+
     def comparable(result):
         return [c.model_dump(exclude={"duration_s"}) for c in result.checks]
 
