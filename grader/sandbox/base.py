@@ -21,6 +21,8 @@ and anything the student prints can never corrupt it. What a sandbox must provid
 from __future__ import annotations
 
 import abc
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -51,6 +53,26 @@ class ContestantJob:
     limits: Limits
     data_root: Path | None = None  # host folder with the datasets, mounted read-only as $GRADER_DATA_ROOT
     gpu: bool = False
+
+
+def copy_read_only(src: Path, dest: Path) -> None:
+    """Copy a folder with world-readable, nobody-writable modes: the contestant may run as another uid."""
+    shutil.copytree(src, dest, symlinks=False)
+    for p in dest.rglob("*"):
+        p.chmod(0o555 if p.is_dir() else 0o444)
+    dest.chmod(0o555)
+
+
+def remove_tree(root: Path) -> None:
+    """Remove a sandbox folder, read-only parts included (a non-root owner needs the write bits back)."""
+    if not root.exists():
+        return
+    for dirpath, _, _ in os.walk(root):
+        try:
+            os.chmod(dirpath, 0o755)
+        except OSError:
+            pass
+    shutil.rmtree(root, ignore_errors=True)
 
 
 class CappedOutput:

@@ -24,7 +24,17 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from grader.sandbox.base import CappedOutput, ContestantJob, ExitInfo, ExitReason, Sandbox, SandboxError, SandboxProcess
+from grader.sandbox.base import (
+    CappedOutput,
+    ContestantJob,
+    ExitInfo,
+    ExitReason,
+    Sandbox,
+    SandboxError,
+    SandboxProcess,
+    copy_read_only,
+    remove_tree,
+)
 from grader.spec import Limits
 
 MIB = 1 << 20
@@ -163,11 +173,7 @@ class DockerProcess(SandboxProcess):
     def _prepare(self) -> None:
         # Copies with world-readable modes: the container's uid must read them whatever the host's umask.
         os.chmod(self.root, 0o755)
-        sub = self.root / "submission"
-        shutil.copytree(self.job.submission, sub, symlinks=False)
-        for p in sub.rglob("*"):
-            p.chmod(0o555 if p.is_dir() else 0o444)
-        sub.chmod(0o555)
+        copy_read_only(self.job.submission, self.root / "submission")
         self.probes = self.root / "probes.py"
         shutil.copy(self.job.probes, self.probes)
         self.probes.chmod(0o444)
@@ -310,7 +316,7 @@ class DockerProcess(SandboxProcess):
             finally:
                 with _live_lock:
                     _live.pop(self.container.id, None)
-        shutil.rmtree(self.root, ignore_errors=True)
+        remove_tree(self.root)
 
 
 class DockerSandbox(Sandbox):

@@ -22,7 +22,16 @@ import threading
 import time
 from pathlib import Path
 
-from grader.sandbox.base import CappedOutput, ContestantJob, ExitInfo, ExitReason, Sandbox, SandboxProcess
+from grader.sandbox.base import (
+    CappedOutput,
+    ContestantJob,
+    ExitInfo,
+    ExitReason,
+    Sandbox,
+    SandboxProcess,
+    copy_read_only,
+    remove_tree,
+)
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 WATCH_INTERVAL_S = 0.05
@@ -125,11 +134,7 @@ class LocalProcess(SandboxProcess):
 
     def _prepare(self) -> None:
         os.chmod(self.root, 0o755)
-        sub = self.root / "submission"
-        shutil.copytree(self.job.submission, sub, symlinks=False)
-        for p in sub.rglob("*"):
-            p.chmod(0o555 if p.is_dir() else 0o444)
-        sub.chmod(0o555)
+        copy_read_only(self.job.submission, self.root / "submission")
         probes = self.root / "probes"
         probes.mkdir()
         shutil.copy(self.job.probes, probes / "probes.py")
@@ -236,19 +241,7 @@ class LocalProcess(SandboxProcess):
     def close(self) -> None:
         if getattr(self, "proc", None) is not None and self.proc.poll() is None:
             self.kill("killed", "stopped by the judge")
-        _rmtree(self.root)
-
-
-def _rmtree(root: Path) -> None:
-    """Remove a sandbox folder, including the read-only parts (a non-root owner needs write bits back)."""
-    if not root.exists():
-        return
-    for dirpath, _, _ in os.walk(root):
-        try:
-            os.chmod(dirpath, 0o755)
-        except OSError:
-            pass
-    shutil.rmtree(root, ignore_errors=True)
+        remove_tree(self.root)
 
 
 class LocalSandbox(Sandbox):
