@@ -84,6 +84,7 @@ class CappedOutput:
         self.head = bytearray()
         self.tail = bytearray()
         self.total = 0
+        self.lost = ""  # why some output never reached us (e.g. the engine's own log cap), if it did not
 
     def feed(self, chunk: bytes) -> None:
         self.total += len(chunk)
@@ -100,6 +101,8 @@ class CappedOutput:
         out = self.head.decode("utf-8", "replace")
         if self.total > kept:
             out += f"\n[... {self.total - kept} bytes of output dropped ...]\n"
+        if self.lost:
+            out += f"\n[... an unknown number of bytes of output dropped: {self.lost} ...]\n"
         return out + self.tail.decode("utf-8", "replace")
 
 

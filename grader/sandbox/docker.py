@@ -254,6 +254,10 @@ class DockerProcess(SandboxProcess):
     def _read_output(self) -> None:
         try:
             for chunk in self.container.logs(stream=True, follow=True, stdout=True, stderr=True):
+                if chunk.startswith(b"Error grabbing logs"):
+                    # The engine rotated its size-capped log under the reader: the rest is gone, say so.
+                    self._out.lost = "the engine's log file reached its size cap"
+                    continue
                 self._out.feed(chunk)
         except Exception:  # noqa: BLE001 - the stream ends with an error when the container is removed
             pass
