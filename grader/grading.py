@@ -38,6 +38,12 @@ def check_files(course: Course, spec: AssignmentSpec, mode: Mode) -> list[Path]:
     return public + hidden
 
 
+def check_folders(course: Course, spec: AssignmentSpec, mode: Mode) -> list[Path]:
+    """Folders whose helper modules the checks import (`from exp2_judge import ...`): put on sys.path."""
+    folders = [course.assignment_dir(spec.id) / "checks"]
+    return folders + [course.solution_dir(spec.id) / "hidden_checks"] if mode == "grade" else folders
+
+
 def selected_checks(
     spec: AssignmentSpec, mode: Mode, only: list[str] | None = None
 ) -> tuple[list[str], dict[str, str]]:
@@ -130,7 +136,7 @@ def grade(
                     check_files(course, spec, mode),
                     rootdir=course.root,
                     ini=ini,
-                    extra_path=[course.assignment_dir(spec.id) / "checks"],
+                    extra_path=check_folders(course, spec, mode),
                 )
             finally:
                 output = client.output()

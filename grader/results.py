@@ -24,6 +24,13 @@ class Location(BaseModel):
     function: str = ""
 
 
+class Confusion(BaseModel):
+    """A classifier's confusion matrix: matrix[true][predicted] counts."""
+
+    labels: list[str]
+    matrix: list[list[int]]
+
+
 class CheckResult(BaseModel):
     id: str
     name: str
@@ -36,7 +43,10 @@ class CheckResult(BaseModel):
     tags: list[str] = Field(default_factory=list)
     duration_s: float = 0.0
     locations: list[Location] = Field(default_factory=list)
-    series: dict[str, list[float]] = Field(default_factory=dict, description="per-epoch values to plot")
+    series: dict[str, list[float]] = Field(
+        default_factory=dict, description="per-epoch values to plot; names containing 'loss' are drawn as loss curves"
+    )
+    confusion: Confusion | None = None
 
 
 class FileRecord(BaseModel):
@@ -56,6 +66,33 @@ class Environment(BaseModel):
     sandbox: dict[str, str] = Field(default_factory=dict)
 
 
+class RubricScore(BaseModel):
+    id: str
+    name: str
+    max_score: float
+    score: float | None = Field(None, description="None: not graded yet (counts as 0 in the total)")
+    comment: str = ""
+
+
+class Lateness(BaseModel):
+    submitted_at: datetime | None
+    submitted_at_source: str = Field("", description="where the time came from, e.g. 'Gradescope metadata'")
+    due: datetime
+    days_late: int = Field(0, ge=0, description="started days past the due date and its grace period")
+    penalty_fraction: float = Field(0.0, ge=0, le=1)
+    penalty: float = Field(0.0, ge=0, description="points taken off the total")
+    message: str = ""
+
+
+class Adjustments(BaseModel):
+    """What batch grading adds to the automatic score: manual rubric items and the late penalty."""
+
+    rubric: list[RubricScore] = Field(default_factory=list)
+    late: Lateness | None = None
+    total: float = Field(description="automatic score + rubric - late penalty")
+    max_total: float
+
+
 class GradeResult(BaseModel):
     schema_version: int = SCHEMA_VERSION
     assignment: str
@@ -71,6 +108,17 @@ class GradeResult(BaseModel):
     skipped: dict[str, str] = Field(default_factory=dict, description="check id -> why it was not run or scored")
     contestant_output: str = Field("", description="what the student's code printed, capped")
     timings: dict[str, Any] = Field(default_factory=dict)
+    student: str | None = Field(None, description="student id, in batch grading")
+    adjustments: Adjustments | None = None
+
+    @property
+    def total(self) -> float:
+        """The final score: with rubric and late penalty where batch grading applied them."""
+        return self.adjustments.total if self.adjustments else self.score
+
+    @property
+    def max_total(self) -> float:
+        return self.adjustments.max_total if self.adjustments else self.max_score
 
     @property
     def passed(self) -> bool:

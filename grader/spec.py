@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
@@ -56,6 +57,30 @@ class CheckSpec(Strict):
     needs_gpu: bool = Field(False, description="run only where CUDA is available; skipped (not scored) elsewhere")
 
 
+class LatePolicy(Strict):
+    """Late submissions lose `penalty_per_day` of their earned total for each started day past `due`."""
+
+    due: datetime = Field(description="ISO 8601 with a UTC offset, e.g. 2026-10-12T23:59:00+08:00")
+    penalty_per_day: float = Field(ge=0, le=1, description="fraction of the earned total lost per started day")
+    grace_minutes: int = Field(0, ge=0, description="lateness up to this many minutes is forgiven")
+    max_days: int | None = Field(None, ge=0, description="after this many days late the submission earns 0")
+
+    @field_validator("due")
+    @classmethod
+    def _aware(cls, due: datetime) -> datetime:
+        if due.tzinfo is None:
+            raise ValueError("due needs a UTC offset (e.g. 2026-10-12T23:59:00+08:00); a bare time is ambiguous")
+        return due
+
+
+class RubricItem(Strict):
+    """A manually graded item (e.g. the written report); scores come from the instructor's rubric CSV."""
+
+    id: str = Field(pattern=CHECK_ID)
+    name: str = Field(min_length=1)
+    points: float = Field(gt=0)
+
+
 class AssignmentSpec(Strict):
     id: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
     title: str
@@ -66,6 +91,14 @@ class AssignmentSpec(Strict):
     limits: Limits = Limits()
     files: list[FileSpec]
     checks: list[CheckSpec] = Field(min_length=1)
+    rubric: list[RubricItem] = Field(default_factory=list, description="manual items, merged from a CSV")
+    late: LatePolicy | None = None
+    batch_prefetch: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*:[A-Za-z_][A-Za-z0-9_]*$",
+        description="'module:function' in the check folders that evaluates many submissions' weights at once; "
+        "batch grading calls it per worker before the checks, which then read its cache",
+    )
 
     @field_validator("files")
     @classmethod
@@ -82,6 +115,9 @@ class AssignmentSpec(Strict):
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         if dupes:
             raise ValueError(f"check ids must be unique; repeated: {', '.join(dupes)}")
+        clash = sorted({r.id for r in self.rubric} & set(ids))
+        if clash:
+            raise ValueError(f"rubric ids must differ from check ids; both: {', '.join(clash)}")
         declared = {f.name for f in self.files}
         for check in self.checks:
             unknown = [name for name in check.files if name not in declared]
@@ -91,7 +127,12 @@ class AssignmentSpec(Strict):
 
     @property
     def max_score(self) -> float:
+        """Points from the automatic checks (the rubric's are on top: `rubric_points`)."""
         return sum(c.points for c in self.checks)
+
+    @property
+    def rubric_points(self) -> float:
+        return sum(r.points for r in self.rubric)
 
     def check(self, check_id: str) -> CheckSpec:
         return next(c for c in self.checks if c.id == check_id)

@@ -5,6 +5,7 @@ Helpers for check authors are re-exported here: `from grader.judge import fail, 
 
 from grader.judge.client import ContestantError
 from grader.judge.curves import CurveSummary, curve_problem, expect_curve
+from grader.judge.evaluation import CIFAR10_CLASSES, FASHION_MNIST_CLASSES, confusion_matrix, judge_device
 from grader.judge.gradients import (
     autograd_gradients,
     directional_derivatives,
@@ -31,7 +32,8 @@ from grader.judge.thresholds import Threshold, accuracy_threshold, perplexity_th
 from grader.judge.weights import WeightsError, load_weights, state_dict_from
 
 __all__ = [
-    "CheckFailed", "ContestantError", "CurveSummary", "Partial", "Threshold", "WeightsError", "accuracy_threshold",
+    "CIFAR10_CLASSES", "FASHION_MNIST_CLASSES", "CheckFailed", "ContestantError", "CurveSummary", "Partial",
+    "Threshold", "WeightsError", "accuracy_threshold", "confusion_matrix", "judge_device",
     "autograd_gradients", "collapse_repeats", "curve_problem", "directional_derivatives", "expect_curve",
     "expect_directional_match", "expect_finite", "expect_gradients_match", "expect_shape", "expect_shape_trace",
     "expect_shapes", "expect_tensor", "fail", "finite_difference_gradients", "first_mismatch", "gradient_dot",

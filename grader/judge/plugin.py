@@ -22,7 +22,7 @@ from grader.intake import Submission
 from grader.judge.client import ContestantClient, ContestantError
 from grader.judge.outcome import CheckFailed, Partial
 from grader.judge.weights import load_weights
-from grader.results import CheckResult, Location
+from grader.results import CheckResult, Confusion, Location
 from grader.sandbox.base import SandboxError
 from grader.spec import AssignmentSpec, CheckSpec
 
@@ -36,6 +36,7 @@ class CheckHandle:
     spec: CheckSpec
     notes: list[str] = field(default_factory=list)
     series: dict[str, list[float]] = field(default_factory=dict)
+    confusion_matrix: Confusion | None = None
 
     def note(self, text: str) -> None:
         """A remark shown with the result that does not change the score."""
@@ -44,6 +45,11 @@ class CheckHandle:
     def plot(self, name: str, values: list[float]) -> None:
         """A per-epoch series the reports draw (e.g. the claimed test accuracy)."""
         self.series[name] = [float(v) for v in values]
+
+    def confusion(self, matrix: list[list[int]], labels: list[str]) -> None:
+        """A classifier's confusion matrix (rows: true class, columns: predicted), drawn in report.html."""
+        self.confusion_matrix = Confusion(labels=list(labels), matrix=matrix)
+
 
 
 class SubmissionView:
@@ -180,6 +186,7 @@ class GraderPlugin:
             message=message,
             notes=handle.notes,
             series=handle.series,
+            confusion=handle.confusion_matrix,
             visibility=spec.visibility,
             tags=spec.tags,
             duration_s=round(time.perf_counter() - self._started.get(cid, time.perf_counter()), 4),

@@ -6,8 +6,10 @@ from softmax_judge import images, init_params, ref_logits, ref_loss_sum, ref_net
 
 from grader.data import read_fashion_mnist
 from grader.judge import (
+    FASHION_MNIST_CLASSES,
     accuracy_threshold,
     autograd_gradients,
+    confusion_matrix,
     expect_curve,
     expect_finite,
     expect_gradients_match,
@@ -114,8 +116,9 @@ def test_training_epoch(contestant, data_root):
         fail(f"{what}; expected it to fall to at most {TRAIN_RATIO * before:.4f}")
 
 
-def test_test_accuracy(submission, data_root):
+def test_test_accuracy(submission, data_root, check):
     W, b = submitted_params(submission.weights("softmax.pth"))
     x, y = read_fashion_mnist(data_root, train=False)  # (10000, 1, 28, 28) uint8, (10000,)
     logits = ref_logits(x.float() / 255, W, b)  # (10000, 10), one batched product
+    check.confusion(confusion_matrix(logits.argmax(dim=1), y, 10), FASHION_MNIST_CLASSES)
     TEST_ACCURACY.grade(accuracy(logits, y), "softmax(X W + b) with softmax.pth on the 10,000 test images")

@@ -17,9 +17,11 @@ from lenet_judge import STATE_SHAPES, images, key_mismatch
 
 from grader.data import read_fashion_mnist
 from grader.judge import (
+    FASHION_MNIST_CLASSES,
     CheckFailed,
     WeightsError,
     accuracy_threshold,
+    confusion_matrix,
     expect_shape,
     fail,
     first_mismatch,
@@ -63,8 +65,8 @@ def test_forward_matches_reference(contestant, data_root):
 
 
 @functools.lru_cache(maxsize=64)
-def _measure(sha256: str, path: str, data_root: Path) -> float | str:
-    """Test accuracy of a weights file, or why it cannot be measured; cached by content."""
+def _measure(sha256: str, path: str, data_root: Path) -> tuple[float, list[list[int]]] | str:
+    """Test accuracy and confusion matrix of a weights file, or why it cannot be measured; cached by content."""
     try:
         state = state_dict_from(load_weights(Path(path)), "lenet.pth")
     except WeightsError as exc:
@@ -77,12 +79,14 @@ def _measure(sha256: str, path: str, data_root: Path) -> float | str:
     x, y = read_fashion_mnist(data_root, train=False)  # (10000, 1, 28, 28) uint8, (10000,)
     with torch.no_grad():
         logits = torch.cat([net(x[i : i + 2500].float() / 255) for i in range(0, len(x), 2500)])  # (10000, 10)
-    return accuracy(logits, y)
+    return accuracy(logits, y), confusion_matrix(logits.argmax(dim=1), y, 10)
 
 
-def test_test_accuracy(submission, data_root):
+def test_test_accuracy(submission, data_root, check):
     path = submission.path("lenet.pth")
     outcome = _measure(hashlib.sha256(path.read_bytes()).hexdigest(), str(path), data_root)
     if isinstance(outcome, str):
         raise CheckFailed(outcome)
-    TEST_ACCURACY.grade(outcome, "lenet.pth in the reference LeNet on the 10,000 test images")
+    acc, confusion = outcome
+    check.confusion(confusion, FASHION_MNIST_CLASSES)
+    TEST_ACCURACY.grade(acc, "lenet.pth in the reference LeNet on the 10,000 test images")
