@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from grader.report.plots import sparkline
-from grader.results import CheckResult, GradeResult
+from grader.report.plots import plot_groups, sparkline
+from grader.results import Adjustments, CheckResult, GradeResult
 
 MARK = {"passed": "✅", "partial": "🟡", "failed": "❌", "error": "⚠️"}
 
@@ -23,11 +23,27 @@ def _series_lines(c: CheckResult) -> list[str]:
     if not c.series:
         return []
     n = max(len(v) for v in c.series.values())
-    lines = [f"![{c.id}](plots/{c.id}.svg)", "", "| | " + " | ".join(str(i + 1) for i in range(n)) + " | trend |",
+    charts = [f"![{c.id}{suffix}](plots/{c.id}{suffix}.svg)" for suffix, _, _ in plot_groups(c.series)]
+    lines = [" ".join(charts), "", "| | " + " | ".join(str(i + 1) for i in range(n)) + " | trend |",
              "|---|" + "---|" * (n + 1)]  # fmt: skip
     for name, vals in c.series.items():
         cells = [f"{v:.2f}" for v in vals] + [""] * (n - len(vals))
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {sparkline(vals)} |")
+    return [*lines, ""]
+
+
+def _adjustment_lines(adj: Adjustments, show_total: bool) -> list[str]:
+    """The rubric items and the late penalty batch grading added, and the final total."""
+    if not adj.rubric and adj.late is None:
+        return []
+    lines = ["## Total", ""]
+    for r in adj.rubric:
+        got = "not graded yet" if r.score is None else _fmt(r.score)
+        lines.append(f"- {r.name}: {got} / {_fmt(r.max_score)}" + (f" ({r.comment})" if r.comment else ""))
+    if adj.late is not None and adj.late.message:
+        lines.append(f"- late policy: {adj.late.message}")
+    if show_total:
+        lines.append(f"- **total: {_fmt(adj.total)} / {_fmt(adj.max_total)}**")
     return [*lines, ""]
 
 
@@ -63,6 +79,8 @@ def to_markdown(result: GradeResult, audience: Literal["instructor", "student"] 
                 lines.append(f"at `{loc.file}` line {loc.line}" + (f", in `{loc.function}`" if loc.function else ""))
             lines += [f"- note: {n}" for n in c.notes] + [""]
             lines += _series_lines(c)
+    if result.adjustments is not None:
+        lines += _adjustment_lines(result.adjustments, show_total=not held)
     if audience == "instructor":
         env = result.environment
         lines += [
