@@ -204,6 +204,134 @@ def demo(
     out.print(f"reports: {out_dir / assignment}/<example>/report.md", highlight=False)
 
 
+class _BatchProgress:
+    """The batch's rich progress bar: done, failed and running counts with an ETA."""
+
+    def __init__(self) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("failed {task.fields[failed]}  running {task.fields[running]}"),
+                            TimeRemainingColumn(), console=err, transient=False)  # fmt: skip
+        self.task = None
+        self.running: set[str] = set()
+        self.failed = 0
+
+    def planned(self, total: int, skipped: int) -> None:
+        if skipped:
+            err.print(f"{skipped} submission(s) unchanged since the last run: skipped (--regrade grades them again)")
+        self.bar.start()
+        self.task = self.bar.add_task("grading", total=total, failed=0, running=0)
+
+    def event(self, ev) -> None:  # noqa: ANN001
+        if ev.kind == "start":
+            self.running.add(ev.student)
+        elif ev.kind in ("done", "crashed"):
+            self.running.discard(ev.student)
+            if ev.kind == "crashed" or '"status":"error"' in ev.payload:
+                self.failed += 1
+            self.bar.advance(self.task)
+        elif ev.kind == "note":
+            self.bar.console.print(f"[yellow]note:[/yellow] {ev.payload}", highlight=False)
+        self.bar.update(self.task, failed=self.failed, running=len(self.running))
+
+    def stop(self) -> None:
+        self.bar.stop()
+
+
+@app.command("batch")
+def batch_cmd(
+    assignment: Annotated[str, typer.Argument(help="assignment id, e.g. exp2")],
+    submissions: Annotated[Path, typer.Argument(help="folder of student folders or zips, or an export zip")],
+    out_dir: Annotated[Path, typer.Option("--out", help="output folder (also where resume state lives)")],
+    roster: Annotated[Path | None, typer.Option("--roster", help="CSV: id, name, email, aliases")] = None,
+    rubric: Annotated[Path | None, typer.Option("--rubric", help="manual scores CSV (default OUT/rubric.csv)")] = None,
+    workers: Annotated[int, typer.Option("--workers", "-j", help="parallel grading workers")] = 1,
+    gpus: Annotated[str, typer.Option("--gpus", help="CUDA device ids for the workers, e.g. 0,1")] = "",
+    chunk: Annotated[int, typer.Option("--chunk", help="submissions a worker takes at a time")] = 8,
+    threads: Annotated[int | None, typer.Option("--threads", help="torch threads per worker")] = None,
+    nbgrader_db: Annotated[str | None, typer.Option("--nbgrader-db", help="export into this nbgrader gradebook, "
+                                                    "e.g. sqlite:///gradebook.db")] = None,  # fmt: skip
+    regrade: Annotated[bool, typer.Option("--regrade", help="ignore saved results")] = False,
+    course: CourseOpt = None,
+    data_root: DataRootOpt = None,
+    sandbox: SandboxOpt = "",
+) -> None:
+    """Grade a whole class in parallel. Ctrl-C stops cleanly; the same command again resumes.
+
+    Writes OUT/students/<id>/ (report.html, report.md, results.json, gradescope/results.json), OUT/gradebook.csv,
+    OUT/canvas.csv, OUT/summary.html, OUT/rubric.csv (a template, when the assignment has rubric items) and
+    OUT/batch.json. Exit 0 once the class is graded, 130 when interrupted, 2 on bad input."""
+    from grader.batch.roster import RosterError
+    from grader.batch.run import BatchOptions, run_batch
+    from grader.data import DataError
+    from grader.sandbox.base import SandboxError
+
+    if not submissions.exists():
+        _die(f"{submissions}: no such file or folder; pass the folder of submissions or the export zip")
+    try:
+        opts = BatchOptions(assignment=assignment, submissions=submissions, out=out_dir, roster=roster,
+                            rubric=rubric, workers=workers, gpus=[g for g in gpus.split(",") if g.strip()],
+                            chunk=chunk, threads=threads, sandbox=sandbox or os.environ.get("GRADER_SANDBOX", "local"),
+                            data_root=data_root, nbgrader_db=nbgrader_db, regrade=regrade)  # fmt: skip
+    except ValidationError as exc:
+        _die(format_validation_error("command line", exc))
+    progress = _BatchProgress()
+    try:
+        report = run_batch(Course.locate(course), opts, progress)
+    except (SpecError, DataError, SandboxError, RosterError) as exc:
+        progress.stop()
+        _die(str(exc))
+    progress.stop()
+    _print_batch(report)
+    raise typer.Exit(130 if report.interrupted else 0)
+
+
+def _print_batch(report) -> None:  # noqa: ANN001
+    table = Table(title=f"{report.assignment}: {report.students} students ({report.input_kind})")
+    for col in ("student", "total", "status", "time (s)"):
+        table.add_column(col, justify="right" if col in ("total", "time (s)") else "left")
+    for row in report.rows:
+        r = row.result
+        total = f"{r.total:g} / {r.max_total:g}" if r else "-"
+        table.add_row(row.student.id, total, row.status, f"{row.duration_s:.1f}" if r else "-")
+    out.print(table)
+    out.print(f"graded now {report.graded_now}, unchanged {report.skipped_unchanged}, crashed {report.crashed}, "
+              f"missing {report.missing}; {report.wall_s:.1f} s", highlight=False)  # fmt: skip
+    for p in report.problems:
+        err.print(f"[yellow]problem:[/yellow] {p}", highlight=False)
+    for n in report.notes:
+        err.print(f"note: {n}", highlight=False)
+    if report.interrupted:
+        err.print("[red]interrupted:[/red] run the same command again to grade the rest", highlight=False)
+    for name, path in report.outputs.items():
+        out.print(f"  {name}: {path}", highlight=False)
+
+
+rubric_app = typer.Typer(help="Manual rubric items (written reports).", no_args_is_help=True)
+app.add_typer(rubric_app, name="rubric")
+
+
+@rubric_app.command("template")
+def rubric_template_cmd(
+    assignment: Annotated[str, typer.Argument(help="assignment id")],
+    roster: Annotated[Path | None, typer.Option("--roster", help="roster CSV: one row per student")] = None,
+    course: CourseOpt = None,
+) -> None:
+    """Print an empty rubric CSV (student_id, <item>, <item>_comment) to fill in and pass to `grader batch`."""
+    from grader.batch.roster import RosterError, read_roster
+    from grader.batch.rubric import rubric_template
+
+    try:
+        spec = Course.locate(course).spec(assignment)
+        students = read_roster(roster)[0] if roster else []
+    except (SpecError, RosterError) as exc:
+        _die(str(exc))
+    if not spec.rubric:
+        _die(f"{assignment} has no [[rubric]] items in its assignment.toml")
+    typer.echo(rubric_template(spec, students), nl=False)
+
+
 image_app = typer.Typer(help="Build the grading image for the Docker sandbox.", no_args_is_help=True)
 app.add_typer(image_app, name="image")
 
@@ -233,6 +361,9 @@ def image_build(
 
 data_app = typer.Typer(help="Provision the datasets assignments need.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+from grader.ci.cli import ci_app  # noqa: E402
+
+app.add_typer(ci_app, name="ci")
 
 
 @data_app.command("prepare")

@@ -17,6 +17,7 @@ class Student(BaseModel):
     name: str = ""
     email: str = ""
     aliases: list[str] = Field(default_factory=list, description="other keys exports use: LMS user id, SIS id")
+    submitted_at: datetime | None = Field(None, description="from the roster's submitted_at column (the LMS's time)")
 
 
 class Found(BaseModel):

@@ -41,7 +41,8 @@ class ContestantClient:
         self._n = 0
 
     def _start(self) -> SandboxProcess:
-        proc = self.sandbox.start(self.job)
+        # Recorded at once: an interrupt (batch Ctrl-C) while the contestant boots must still reach close().
+        proc = self.proc = self.sandbox.start(self.job)
         self.starts += 1
         self._n = 0
         limit = time.monotonic() + STARTUP_TIMEOUT_S
@@ -50,9 +51,11 @@ class ContestantClient:
             if exit_info is not None:
                 out = proc.output()
                 proc.close()
+                self.proc = None
                 raise SandboxError(f"the contestant process failed to start ({exit_info.detail}):\n{out[-2000:]}")
             if time.monotonic() > limit:
                 proc.close()
+                self.proc = None
                 raise SandboxError(f"the contestant process did not start within {STARTUP_TIMEOUT_S:.0f} s")
             time.sleep(POLL_S)
         try:

@@ -1,0 +1,243 @@
+"""Find a class's submissions in what an instructor downloaded, and unpack them safely.
+
+Accepted inputs (`discover` picks by looking, in this order):
+    Gradescope export  a zip (or its unpacked folder) with submission_metadata.yml and submission_<id>/ folders
+    Canvas export      a zip of flat files named <name>[_LATE]_<user id>_<submission id>_<file name>
+    Moodle export      a zip of folders named <Full Name>_<participant id>_assignsubmission_file_/
+    folder of folders  one folder per student, named by student id
+    folder of zips     one <student id>.zip per student (may be mixed with folders)
+Submission times come only from where a student cannot set them: Gradescope's metadata, or a `submitted_at`
+column in the roster (file and zip entry times are the student's or the download's, so the late policy ignores
+them). A zip is never trusted: no absolute paths or '..', no links, and caps on members and unpacked bytes. A problem
+with one submission is reported against it and never stops the others.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import stat
+import zipfile
+from datetime import datetime
+from pathlib import Path, PurePosixPath
+
+import yaml
+from pydantic import BaseModel, Field
+
+from grader.batch.models import Found
+
+JUNK = {"__MACOSX", ".DS_Store", "Thumbs.db", ".git", ".ipynb_checkpoints"}
+MAX_MEMBERS = 2_000  # per submission; a course submission has a handful of files
+MAX_UNPACKED = 512 * 1024 * 1024  # bytes per export or per student zip; exp2's final.pth is ~1.1 MB
+CANVAS = re.compile(r"^(?P<name>[A-Za-z0-9]+?)(?P<late>_LATE)?_(?P<uid>\d+)_(?P<sub>\d+)_(?P<file>.+)$")
+MOODLE = re.compile(r"^(?P<name>.+?)_(?P<pid>\d+)_assignsubmission_(?:file|onlinetext)_?$")
+
+
+class Discovery(BaseModel):
+    kind: str = Field(description="which layout was recognised, for the log")
+    found: list[Found] = Field(default_factory=list)
+    problems: list[str] = Field(default_factory=list, description="inputs that could not be used, and why")
+
+
+class UnsafeZip(Exception):
+    """A zip that would write outside its folder, holds links, or unpacks too large."""
+
+
+def _junk(part: str) -> bool:
+    return part in JUNK or part.startswith("._")
+
+
+def safe_extract(zf: zipfile.ZipFile, dest: Path, members: list[zipfile.ZipInfo] | None = None) -> None:
+    """Extract `members` (default: all) under `dest`, refusing anything that could escape it or blow up."""
+    members = [m for m in (members if members is not None else zf.infolist())
+               if not any(_junk(p) for p in PurePosixPath(m.filename).parts)]  # fmt: skip
+    if len(members) > MAX_MEMBERS:
+        raise UnsafeZip(f"{len(members)} entries (at most {MAX_MEMBERS})")
+    total = sum(m.file_size for m in members)
+    if total > MAX_UNPACKED:
+        raise UnsafeZip(f"{total / 2**20:.0f} MiB unpacked (at most {MAX_UNPACKED / 2**20:.0f} MiB)")
+    root = dest.resolve()
+    for m in members:
+        name = PurePosixPath(m.filename.replace("\\", "/"))
+        if name.is_absolute() or ".." in name.parts or re.match(r"^[A-Za-z]:", m.filename):
+            raise UnsafeZip(f"entry {m.filename!r} points outside the archive")
+        if stat.S_ISLNK(m.external_attr >> 16):
+            raise UnsafeZip(f"entry {m.filename!r} is a symbolic link")
+        target = (root / name).resolve()
+        if root not in target.parents and target != root:
+            raise UnsafeZip(f"entry {m.filename!r} points outside the archive")
+        if m.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        written = 0
+        with zf.open(m) as src, target.open("wb") as out:
+            # file_size is what the header claims; count what really comes out (a zip bomb lies).
+            while block := src.read(1 << 20):
+                written += len(block)
+                if written > m.file_size or written > MAX_UNPACKED:
+                    raise UnsafeZip(f"entry {m.filename!r} unpacks larger than its header says")
+                out.write(block)
+
+
+def content_root(folder: Path) -> Path:
+    """Students often zip a folder holding their folder: descend while there is one sub-folder and no file."""
+    while True:
+        entries = [p for p in folder.iterdir() if not _junk(p.name)]
+        if len(entries) == 1 and entries[0].is_dir():
+            folder = entries[0]
+        else:
+            return folder
+
+
+def _unpack(zf: zipfile.ZipFile, members: list[zipfile.ZipInfo], dest: Path, strip: str = "") -> None:
+    """Extract members, removing the prefix `strip` from their names."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    if strip:
+        for m in members:
+            m.filename = m.filename[len(strip) :]
+        members = [m for m in members if m.filename]
+    safe_extract(zf, dest, members)
+
+
+def _gradescope_metadata(text: str, source: str, problems: list[str]) -> dict[str, dict]:
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        problems.append(f"{source}: submission_metadata.yml is not valid YAML ({exc}); submitters unknown")
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _gradescope_found(key: str, meta: dict, folder: Path, source: str) -> Found:
+    submitters = meta.get(":submitters") or meta.get("submitters") or [{}]
+    first = submitters[0] if isinstance(submitters, list) and submitters else {}
+    created = meta.get(":created_at") or meta.get("created_at")
+    if isinstance(created, str):
+        try:
+            created = datetime.fromisoformat(created)
+        except ValueError:
+            created = None
+    sid = str(first.get(":sid") or first.get("sid") or "").strip()
+    return Found(
+        key=sid or key.removeprefix("submission_"),
+        source=source,
+        folder=content_root(folder),
+        submitted_at=created if isinstance(created, datetime) else None,
+        submitted_at_source="Gradescope metadata" if isinstance(created, datetime) else "",
+        name=str(first.get(":name") or first.get("name") or ""),
+        email=str(first.get(":email") or first.get("email") or ""),
+    )
+
+
+def _from_zip(path: Path, work: Path) -> Discovery:
+    out = Discovery(kind="")
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        return Discovery(kind="unreadable zip", problems=[f"{path}: not a readable zip ({exc}); download it again"])
+    with zf:
+        infos = [m for m in zf.infolist() if not any(_junk(p) for p in PurePosixPath(m.filename).parts)]
+        names = [m.filename for m in infos]
+        meta_name = next((n for n in names if PurePosixPath(n).name == "submission_metadata.yml"), None)
+        if meta_name:
+            out.kind = "Gradescope export"
+            base = meta_name[: -len("submission_metadata.yml")]
+            meta = _gradescope_metadata(zf.read(meta_name).decode("utf-8", "replace"), str(path), out.problems)
+            keys = sorted({n[len(base) :].split("/")[0] for n in names
+                           if n.startswith(base + "submission_") and "/" in n[len(base) :]})  # fmt: skip
+            for key in keys:
+                members = [m for m in infos if m.filename.startswith(f"{base}{key}/")]
+                dest = work / "gradescope" / key
+                try:
+                    _unpack(zf, members, dest, strip=f"{base}{key}/")
+                except UnsafeZip as exc:
+                    out.problems.append(f"{path}:{base}{key}/: unsafe ({exc}); not graded")
+                    continue
+                out.found.append(_gradescope_found(key, meta.get(key) or {}, dest, f"{path}:{base}{key}/"))
+            return out
+        flat = [m for m in infos if "/" not in m.filename.rstrip("/") and not m.is_dir()]
+        if flat and all(CANVAS.match(m.filename) for m in flat):
+            out.kind = "Canvas export"
+            groups: dict[str, list[zipfile.ZipInfo]] = {}
+            for m in flat:
+                groups.setdefault(CANVAS.match(m.filename)["uid"], []).append(m)
+            for uid, members in sorted(groups.items()):
+                first = CANVAS.match(members[0].filename)
+                dest = work / "canvas" / uid
+                if dest.exists():
+                    shutil.rmtree(dest)
+                dest.mkdir(parents=True)
+                try:
+                    for m in members:
+                        m.filename = CANVAS.match(m.filename)["file"]
+                    safe_extract(zf, dest, members)
+                except UnsafeZip as exc:
+                    out.problems.append(f"{path}: Canvas user {uid}: unsafe ({exc}); not graded")
+                    continue
+                late = " (Canvas marked it LATE)" if first["late"] else ""
+                out.found.append(Found(key=uid, source=f"{path}: Canvas user {uid}{late}", folder=content_root(dest),
+                                       name=first["name"]))  # fmt: skip
+            return out
+        tops = sorted({m.filename.split("/")[0] for m in infos if "/" in m.filename})
+        moodle = all(MOODLE.match(t) for t in tops) and tops
+        out.kind = "Moodle export" if moodle else "zip of student folders"
+        for top in tops:
+            members = [m for m in infos if m.filename.startswith(top + "/")]
+            match = MOODLE.match(top) if moodle else None
+            key = match["pid"] if match else top
+            dest = work / "zip" / re.sub(r"[^A-Za-z0-9._-]", "_", key)
+            try:
+                _unpack(zf, members, dest, strip=top + "/")
+            except UnsafeZip as exc:
+                out.problems.append(f"{path}:{top}/: unsafe ({exc}); not graded")
+                continue
+            out.found.append(Found(key=key, source=f"{path}:{top}/", folder=content_root(dest),
+                                   name=match["name"] if match else ""))
+        if flat and not moodle:
+            out.problems.append(f"{path}: {len(flat)} loose file(s) outside any student folder were ignored, "
+                                f"e.g. {flat[0].filename}")  # fmt: skip
+    return out
+
+
+def _from_folder(path: Path, work: Path) -> Discovery:
+    meta = path / "submission_metadata.yml"
+    if meta.is_file():
+        out = Discovery(kind="Gradescope export (unpacked)")
+        data = _gradescope_metadata(meta.read_text(encoding="utf-8", errors="replace"), str(path), out.problems)
+        for sub in sorted(p for p in path.iterdir() if p.is_dir() and p.name.startswith("submission_")):
+            out.found.append(_gradescope_found(sub.name, data.get(sub.name) or {}, sub, str(sub)))
+        return out
+    out = Discovery(kind="folder of student folders and zips")
+    for entry in sorted(path.iterdir()):
+        if _junk(entry.name) or entry.name.startswith("."):
+            continue
+        if entry.is_dir():
+            out.found.append(Found(key=entry.name, source=str(entry), folder=content_root(entry)))
+        elif entry.suffix.lower() == ".zip":
+            dest = work / "zips" / re.sub(r"[^A-Za-z0-9._-]", "_", entry.stem)
+            try:
+                with zipfile.ZipFile(entry) as zf:
+                    members = zf.infolist()
+                    _unpack(zf, members, dest)
+            except (zipfile.BadZipFile, OSError) as exc:
+                out.problems.append(f"{entry}: not a readable zip ({exc}); ask the student to upload it again")
+                continue
+            except UnsafeZip as exc:
+                out.problems.append(f"{entry}: unsafe zip ({exc}); not graded")
+                continue
+            out.found.append(Found(key=entry.stem, source=str(entry), folder=content_root(dest)))
+        else:
+            out.problems.append(f"{entry}: neither a student folder nor a .zip; ignored")
+    return out
+
+
+def discover(path: Path, work: Path) -> Discovery:
+    """Every submission under `path` (a folder or an export zip); zips are unpacked under `work`."""
+    if path.is_dir():
+        return _from_folder(path, work)
+    if path.is_file():
+        return _from_zip(path, work)
+    return Discovery(kind="nothing", problems=[f"{path}: no such file or folder"])

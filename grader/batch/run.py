@@ -1,0 +1,198 @@
+"""`grader batch`: grade a whole class, resumably, and write every report and export.
+
+The steps, in order (each needs the one before it):
+    1. spec      assignment.toml and the dataset root: an instructor's error stops here, before any work
+    2. discover  find and unpack the submissions (grader.batch.discover)
+    3. match     attach them to roster students; unknown and duplicate ids become problems, never errors
+    4. plan      hash each submission; skip those graded before with the same hash and grader fingerprint
+    5. grade     the worker pool (grader.batch.runner); each result is saved the moment it arrives
+    6. adjust    rubric CSV and late policy, applied to every result (cheap, so redone on every run)
+    7. write     per-student reports, then the class: gradebook.csv, canvas.csv, summary.html, batch.json,
+                 and the nbgrader gradebook when asked
+Steps 6 and 7 run after an interrupted step 5 too, over what was graded so far.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from grader.batch.discover import discover
+from grader.batch.models import ClassRow
+from grader.batch.roster import Matched, folder_name, match, read_roster
+from grader.batch.runner import Event, run_pool
+from grader.batch.state import Graded, StateStore, content_hash, grader_fingerprint
+from grader.batch.worker import WorkerConfig
+from grader.data import resolve_data_root
+from grader.results import GradeResult
+from grader.spec import Course
+
+
+class BatchOptions(BaseModel):
+    """Validated `grader batch` input."""
+
+    assignment: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
+    submissions: Path
+    out: Path
+    roster: Path | None = None
+    rubric: Path | None = Field(None, description="default: OUT/rubric.csv (a template is written there)")
+    workers: int = Field(1, ge=1, le=64)
+    gpus: list[str] = Field(default_factory=list, description="CUDA device ids, assigned to workers in turn")
+    chunk: int = Field(8, ge=1, le=1000, description="submissions a worker takes (and prefetches) at a time")
+    threads: int | None = Field(None, ge=1, description="torch threads per worker; default: cores / workers")
+    sandbox: str = Field("local", pattern="^(local|docker)$")
+    data_root: Path | None = None
+    nbgrader_db: str | None = Field(None, description="SQLAlchemy URL of an nbgrader gradebook to export into")
+    regrade: bool = Field(False, description="ignore saved results and grade everything again")
+
+
+class BatchReport(BaseModel):
+    """OUT/batch.json: what happened in this run."""
+
+    assignment: str
+    input_kind: str
+    grader: str
+    students: int
+    graded_now: int = 0
+    skipped_unchanged: int = 0
+    crashed: int = 0
+    missing: int = 0
+    interrupted: bool = False
+    wall_s: float = 0.0
+    problems: list[str] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+    outputs: dict[str, str] = Field(default_factory=dict)
+    rows: list[ClassRow] = Field(default_factory=list, exclude=True, description="the class, for the CLI's table")
+
+
+class Progress:
+    """What the CLI draws; the default draws nothing."""
+
+    def planned(self, total: int, skipped: int) -> None: ...
+
+    def event(self, event: Event) -> None: ...
+
+
+def run_batch(course: Course, opts: BatchOptions, progress: Progress | None = None) -> BatchReport:
+    progress = progress or Progress()
+    t0 = time.perf_counter()
+    # 1. spec
+    spec = course.spec(opts.assignment)
+    root = resolve_data_root(spec, opts.data_root, course.root).path if spec.datasets else None
+    fingerprint = grader_fingerprint(course, spec)
+    out = opts.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    # 2. discover, 3. match
+    found = discover(opts.submissions.resolve(), out / ".work" / "unpacked")
+    roster, roster_problems = read_roster(opts.roster) if opts.roster else (None, [])
+    matching = match(found.found, roster)
+    report = BatchReport(assignment=spec.id, input_kind=found.kind, grader=fingerprint,
+                         students=len(matching.graded) + len(matching.missing), missing=len(matching.missing),
+                         problems=found.problems + roster_problems + matching.problems)  # fmt: skip
+    # 4. plan
+    store = StateStore(out)
+    by_folder: dict[str, Matched] = {folder_name(m.student.id): m for m in matching.graded}
+    hashes = {f: content_hash(m.found.folder) for f, m in by_folder.items()}
+    todo = []
+    for f, m in by_folder.items():
+        saved = None if opts.regrade else store.load(f)
+        if saved and saved.status == "graded" and saved.content_hash == hashes[f] and saved.grader == fingerprint:
+            report.skipped_unchanged += 1
+        else:
+            todo.append((f, str(m.found.folder)))
+    progress.planned(len(todo), report.skipped_unchanged)
+
+    # 5. grade
+    def record(ev: Event) -> None:
+        if ev.kind == "done":
+            store.save(ev.student, Graded(student=by_folder[ev.student].student.id, content_hash=hashes[ev.student],
+                                          grader=fingerprint, status="graded",
+                                          result=GradeResult.model_validate_json(ev.payload)))  # fmt: skip
+            report.graded_now += 1
+        elif ev.kind == "crashed":
+            store.save(ev.student, Graded(student=by_folder[ev.student].student.id, content_hash=hashes[ev.student],
+                                          grader=fingerprint, status="crashed", message=ev.payload))  # fmt: skip
+            report.crashed += 1
+        elif ev.kind == "note":
+            report.notes.append(ev.payload)
+        progress.event(ev)
+
+    config = WorkerConfig(course_root=course.root, assignment=spec.id, data_root=root, sandbox=opts.sandbox,
+                          threads=opts.threads or max(1, (os.cpu_count() or 1) // opts.workers))  # fmt: skip
+    try:
+        if todo:
+            run_pool(todo, config, opts.workers, opts.gpus, opts.chunk, record)
+    except KeyboardInterrupt:
+        report.interrupted = True
+    # 6. adjust, 7. write
+    rows = report.rows = _class_rows(spec, matching, by_folder, store, out, opts, report)
+    report.outputs.update(_write_class(spec, rows, out, opts, report))
+    report.wall_s = round(time.perf_counter() - t0, 2)
+    (out / "batch.json").write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    return report
+
+
+def _class_rows(spec, matching, by_folder, store, out, opts, report) -> list[ClassRow]:  # noqa: ANN001
+    """Adjusted results (rubric, late policy), with every student's reports written under OUT/students/."""
+    from grader.batch.adjust import adjust
+    from grader.batch.rubric import read_rubric, rubric_template
+    from grader.report import write_reports
+
+    students = [m.student for m in matching.graded] + matching.missing
+    rubric_path = opts.rubric or out / "rubric.csv"
+    if spec.rubric and opts.rubric is None and not rubric_path.exists():
+        rubric_path.write_text(rubric_template(spec, sorted(students, key=lambda s: s.id)), encoding="utf-8")
+        report.notes.append(f"wrote a rubric template to {rubric_path}: fill in the scores and run again")
+    sheet = read_rubric(rubric_path, spec, {s.id for s in students}) if spec.rubric else None
+    if sheet is not None:
+        report.problems += sheet.problems
+    rows: list[ClassRow] = []
+    for f, m in sorted(by_folder.items()):
+        saved = store.load(f)
+        row = ClassRow(student=m.student, source=m.found.source, status="graded")
+        if saved is None or saved.result is None:
+            row.status = "crashed" if saved else "not graded yet"
+            row.problems.append(saved.message if saved else "not graded: the batch was interrupted; run it again")
+        else:
+            rubric = sheet.scores.get(m.student.id) if sheet else None
+            result = saved.result.model_copy(update={"student": m.student.id})
+            row.result = adjust(result, spec, rubric, m.found.submitted_at, m.found.submitted_at_source)
+            row.duration_s = row.result.duration_s
+            write_reports(row.result, out / "students" / f)
+        rows.append(row)
+    rows += [ClassRow(student=s, status="missing", problems=["no submission found"]) for s in matching.missing]
+    older = "an older submission; the newer one is graded"
+    rows += [ClassRow(student=d.student, source=d.found.source, status="skipped-duplicate", problems=[older])
+             for d in matching.duplicates]  # fmt: skip
+    for p in report.problems:  # attach each problem to the student it names, for the gradebook's column
+        for row in rows:
+            if row.source and row.source in p and p not in row.problems:
+                row.problems.append(p)
+    return rows
+
+
+def _write_class(spec, rows, out, opts, report) -> dict[str, str]:  # noqa: ANN001
+    from grader.batch.gradebook import canvas_csv, gradebook_csv
+    from grader.report.summary import summary_html
+
+    graded = [r for r in rows if r.status != "skipped-duplicate"]
+    files = {"gradebook": out / "gradebook.csv", "canvas": out / "canvas.csv", "summary": out / "summary.html"}
+    files["gradebook"].write_text(gradebook_csv(spec, graded), encoding="utf-8")
+    files["canvas"].write_text(canvas_csv(spec, graded, spec.title), encoding="utf-8")
+    files["summary"].write_text(summary_html(spec, rows, title=f"{spec.title}: class summary"), encoding="utf-8")
+    written = {k: str(v) for k, v in files.items()}
+    if opts.nbgrader_db:
+        from grader.batch.nbgrader_export import NbgraderError, export_to_nbgrader
+
+        try:
+            done = export_to_nbgrader(spec, graded, opts.nbgrader_db)
+        except NbgraderError as exc:  # the grades are safe in the other outputs; say what to fix and go on
+            report.problems.append(f"nbgrader export failed: {exc}")
+        else:
+            report.problems += [f"nbgrader: {p}" for p in done.problems]
+            written["nbgrader"] = opts.nbgrader_db
+    return written
+

@@ -1,0 +1,75 @@
+"""What a batch has already graded: one JSON file per student under OUT/.state, written atomically.
+
+A rerun of the same command skips a student whose submission hash and grader fingerprint are unchanged, so an
+interrupted batch resumes where it stopped and a finished one costs nothing to re-run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, ValidationError
+
+from grader import __version__
+from grader.batch.discover import JUNK
+from grader.results import GradeResult
+from grader.spec import AssignmentSpec, Course
+
+
+class Graded(BaseModel):
+    student: str
+    content_hash: str
+    grader: str
+    status: str  # graded | crashed
+    message: str = ""
+    result: GradeResult | None = None
+
+
+def content_hash(folder: Path) -> str:
+    """sha256 over the submission's relative paths and bytes (metadata such as mtimes does not count)."""
+    h = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        rel = path.relative_to(folder)
+        if any(part in JUNK for part in rel.parts):
+            continue
+        h.update(rel.as_posix().encode() + b"\0")
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def grader_fingerprint(course: Course, spec: AssignmentSpec) -> str:
+    """The grader version plus a hash of everything that decides this assignment's grades (spec, checks,
+    probes, hidden checks): editing a check regrades the class on the next run."""
+    h = hashlib.sha256()
+    folders = [course.assignment_dir(spec.id), course.solution_dir(spec.id) / "hidden_checks"]
+    for folder in folders:
+        for path in sorted(folder.rglob("*.py")) + sorted(folder.glob("*.toml")) + sorted(folder.rglob("*.json")):
+            if "__pycache__" not in path.parts:
+                h.update(path.relative_to(course.root).as_posix().encode() + b"\0" + path.read_bytes())
+    return f"{__version__}+{h.hexdigest()[:12]}"
+
+
+class StateStore:
+    def __init__(self, out: Path) -> None:
+        self.dir = out / ".state"
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, folder: str) -> Path:
+        return self.dir / f"{folder}.json"
+
+    def load(self, folder: str) -> Graded | None:
+        try:
+            return Graded.model_validate(json.loads(self._path(folder).read_text(encoding="utf-8")))
+        except (OSError, ValueError, ValidationError):
+            return None  # absent or torn: grade again
+
+    def save(self, folder: str, graded: Graded) -> None:
+        tmp = self._path(folder).with_suffix(".tmp")
+        tmp.write_text(graded.model_dump_json(), encoding="utf-8")
+        os.replace(tmp, self._path(folder))  # atomic: an interrupt never leaves half a file behind

@@ -1,0 +1,105 @@
+"""A batch worker: one long-lived judge process that grades many submissions in turn.
+
+Kept alive across submissions so the trusted, expensive work is paid once per worker: importing torch and
+pytest, reading the dataset, moving the test set to the device. Before a chunk of submissions it calls the
+assignment's `batch_prefetch` hook (exp2: measure every final.pth in one pass), whose cache the checks then read.
+Student code still runs only in the sandbox, one contestant per submission.
+
+This module imports nothing heavy at the top: the worker must set CUDA_VISIBLE_DEVICES before torch loads.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import signal
+import sys
+import traceback
+from multiprocessing.queues import Queue
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+
+class WorkerConfig(BaseModel):
+    course_root: Path
+    assignment: str
+    mode: str = "grade"
+    data_root: Path | None = None
+    sandbox: str = "local"
+    threads: int = 1
+    gpu: str | None = None  # CUDA_VISIBLE_DEVICES for this worker; None leaves it as inherited
+
+
+class Stop(KeyboardInterrupt):
+    """The batch was interrupted: leave now, through every finally (sandboxes are cleaned up there).
+
+    A KeyboardInterrupt because pytest lets only that (and its own Exit) through a check; it then ends the
+    session and returns normally, so `STOPPING` is what tells the worker not to report that half-run result."""
+
+
+STOPPING = False
+
+
+def _stop(signum: int, frame: Any) -> None:
+    global STOPPING
+    STOPPING = True
+    raise Stop()
+
+
+def load_prefetch(course: Any, spec: Any, mode: str) -> Any:
+    """The assignment's batch_prefetch function, imported the way the checks import their helpers."""
+    if not spec.batch_prefetch:
+        return None
+    from grader.grading import check_folders
+
+    for folder in check_folders(course, spec, mode):
+        if str(folder) not in sys.path:
+            sys.path.insert(0, str(folder))
+    module, func = spec.batch_prefetch.split(":")
+    return getattr(importlib.import_module(module), func)
+
+
+def main(config: dict, wid: int, tasks: Queue, events: Queue) -> None:
+    cfg = WorkerConfig.model_validate(config)
+    if cfg.gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = cfg.gpu
+    os.environ["GRADER_SANDBOX"] = cfg.sandbox
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the parent decides
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        import torch
+
+        from grader.grading import default_sandbox, grade
+        from grader.spec import Course
+
+        torch.set_num_threads(cfg.threads)
+        course = Course(root=cfg.course_root)
+        spec = course.spec(cfg.assignment)
+        sandbox = default_sandbox()
+        prefetch = load_prefetch(course, spec, cfg.mode)
+        events.put(("ready", wid))
+        while (chunk := tasks.get()) is not None:
+            if prefetch is not None and cfg.data_root is not None:
+                try:
+                    prefetch([Path(folder) for _, folder in chunk], cfg.data_root)
+                except Exception as exc:  # the checks then evaluate one by one; same grades, slower
+                    events.put(("note", wid, f"batch prefetch failed ({type(exc).__name__}: {exc})"))
+            for student, folder in chunk:
+                events.put(("start", wid, student))
+                try:
+                    result = grade(course, cfg.assignment, Path(folder), mode=cfg.mode, sandbox=sandbox,
+                                   data_root=cfg.data_root)  # type: ignore[arg-type]  # fmt: skip
+                except Exception as exc:
+                    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)[-4:])
+                    events.put(("crashed", wid, student, f"the grader failed on this submission: {exc}\n{tb}"))
+                else:
+                    if STOPPING:
+                        raise Stop()
+                    events.put(("done", wid, student, result.model_dump_json()))
+            events.put(("idle", wid))
+    except Stop:
+        pass
+    except Exception as exc:  # cannot even start (bad spec, no data): the parent reports it once
+        events.put(("fatal", wid, f"{type(exc).__name__}: {exc}"))

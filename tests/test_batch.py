@@ -1,0 +1,195 @@
+"""`grader batch` end to end: real workers, real sandboxes, real checks, on the bundled examples."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.test_exp1_e2e import EXPECTED
+
+ROOT = Path(__file__).resolve().parent.parent
+GRADER = [sys.executable, "-m", "grader.cli"]
+pytestmark = pytest.mark.slow
+
+
+def batch(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([*GRADER, "batch", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "GRADER_SANDBOX": "local", "COLUMNS": "200"})  # fmt: skip
+
+
+def exp1_class(tmp_path: Path, names=tuple(EXPECTED)) -> Path:
+    """A class folder: one folder per bundled exp1 example, plus one zipped and one unreadable zip."""
+    subs = tmp_path / "class"
+    subs.mkdir()
+    for name in names:
+        shutil.copytree(ROOT / "examples" / "exp1" / name, subs / name)
+    return subs
+
+
+def gradebook(out: Path) -> dict[str, dict[str, str]]:
+    with (out / "gradebook.csv").open(encoding="utf-8") as f:
+        return {row["student_id"]: row for row in csv.DictReader(f)}
+
+
+def test_class_is_graded_exported_and_resumed(tmp_path):
+    subs = exp1_class(tmp_path)
+    shutil.move(subs / "lr-too-high", tmp_path / "lr")
+    with zipfile.ZipFile(subs / "lr-too-high.zip", "w") as zf:  # the same student, as a zip
+        for p in (tmp_path / "lr").iterdir():
+            zf.write(p, f"lr-too-high/{p.name}")
+    (subs / "corrupt.zip").write_bytes(b"PK\x03\x04 truncated")
+    roster = tmp_path / "roster.csv"
+    roster.write_text("id,name\n" + "".join(f"{n},Student {n}\n" for n in EXPECTED) + "absent,Never Submitted\n")
+    out = tmp_path / "out"
+
+    r = batch("exp1", str(subs), "--out", str(out), "--roster", str(roster), "-j", "2", "--chunk", "2")
+    assert r.returncode == 0, r.stderr
+    book = gradebook(out)
+    assert set(book) == {*EXPECTED, "absent"}
+    for name, checks in EXPECTED.items():  # the same scores as grading each one alone
+        assert {c: float(book[name][c]) for c in checks} == {c: float(v) for c, v in checks.items()}, name
+        assert float(book[name]["auto_score"]) == sum(checks.values())
+        assert book[name]["status"] == "graded"
+        student = out / "students" / name
+        for f in ("report.html", "report.md", "results.json", "gradescope/results.json", "report.student.md"):
+            assert (student / f).is_file(), f
+        assert json.loads((student / "results.json").read_text())["student"] == name
+    assert book["absent"]["status"] == "missing" and float(book["absent"]["total"]) == 0
+    assert "corrupt.zip: not a readable zip" in r.stderr
+    report = json.loads((out / "batch.json").read_text())
+    assert report["graded_now"] == 5 and report["missing"] == 1 and report["skipped_unchanged"] == 0
+    assert (out / "rubric.csv").read_text().splitlines()[0] == "student_id,report,report_comment"
+    assert "Never Submitted" in (out / "summary.html").read_text()
+
+    # The instructor fills in the rubric; a rerun grades nothing again and merges the manual scores.
+    rows = (out / "rubric.csv").read_text().splitlines()
+    filled = [rows[0]] + [f"{line.split(',')[0]},15,clear table" if line.startswith("solution") else line
+                          for line in rows[1:]]  # fmt: skip
+    (out / "rubric.csv").write_text("\n".join(filled) + "\n")
+    (subs / "stub" / "exp1.py").write_text((subs / "stub" / "exp1.py").read_text() + "\n# edited\n")
+    r = batch("exp1", str(subs), "--out", str(out), "--roster", str(roster))
+    assert r.returncode == 0, r.stderr
+    report = json.loads((out / "batch.json").read_text())
+    assert (report["graded_now"], report["skipped_unchanged"]) == (1, 4)  # only the edited submission
+    book = gradebook(out)
+    assert float(book["solution"]["report"]) == 15 and float(book["solution"]["total"]) == 115
+    assert float(book["stub"]["total"]) == 0 and book["stub"]["report"] == ""
+
+
+def test_late_policy_from_gradescope_times(tmp_path):
+    """Gradescope's created_at drives the late penalty: 2 days late costs 20% of the earned total."""
+    meta = ("submission_1:\n  :submitters:\n  - :name: On Time\n    :sid: 'ontime'\n"
+            "  :created_at: 2026-10-11 23:50:00 +08:00\n"
+            "submission_2:\n  :submitters:\n  - :name: Late\n    :sid: 'late'\n"
+            "  :created_at: 2026-10-13 10:00:00 +08:00\n")  # fmt: skip
+    export = tmp_path / "export.zip"
+    with zipfile.ZipFile(export, "w") as zf:
+        zf.writestr("submission_metadata.yml", meta)
+        for sub in ("submission_1", "submission_2"):
+            for p in (ROOT / "examples" / "exp1" / "solution").iterdir():
+                zf.write(p, f"{sub}/{p.name}")
+    out = tmp_path / "out"
+    r = batch("exp1", str(export), "--out", str(out), "-j", "2")
+    assert r.returncode == 0, r.stderr
+    book = gradebook(out)
+    assert float(book["ontime"]["total"]) == 100 and float(book["ontime"]["late_days"]) == 0
+    assert float(book["late"]["late_days"]) == 2 and float(book["late"]["total"]) == 80
+    result = json.loads((out / "students" / "late" / "results.json").read_text())
+    assert result["adjustments"]["late"]["submitted_at_source"] == "Gradescope metadata"
+    assert "2 days" in (out / "students" / "late" / "report.html").read_text()
+
+
+def test_ctrl_c_stops_cleanly_and_the_rerun_resumes(tmp_path):
+    subs = exp1_class(tmp_path)
+    out = tmp_path / "out"
+    cmd = [*GRADER, "batch", "exp1", str(subs), "--out", str(out), "-j", "1", "--chunk", "1"]
+    tmp = tmp_path / "tmp"  # the sandboxes' and the judge's scratch folders go here, to be checked afterwards
+    tmp.mkdir()
+    env = {**os.environ, "GRADER_SANDBOX": "local", "TMPDIR": str(tmp)}
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, env=env)  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not list((out / ".state").glob("*.json")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)  # the next submission is now being graded
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole process group
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "interrupted: run the same command again" in stderr
+    done = len(list((out / ".state").glob("*.json")))
+    assert 1 <= done < len(EXPECTED)
+    left = subprocess.run(["pgrep", "-f", str(tmp)], capture_output=True, text=True)
+    assert left.stdout == "", "contestant processes outlived the batch"
+    assert list(tmp.iterdir()) == [], "sandbox or judge folders were left behind"
+
+    r = batch("exp1", str(subs), "--out", str(out), "-j", "2")
+    assert r.returncode == 0, r.stderr
+    report = json.loads((out / "batch.json").read_text())
+    assert report["skipped_unchanged"] == done and report["graded_now"] == len(EXPECTED) - done
+    book = gradebook(out)
+    assert {n: float(book[n]["auto_score"]) for n in EXPECTED} == {n: sum(c.values()) for n, c in EXPECTED.items()}
+
+
+def test_a_dying_judge_costs_one_submission(course_copy, tmp_path):
+    """A worker that dies mid-grade (here: a hidden check that kills its own process for one submission) marks
+    that submission crashed, and a fresh worker grades the rest."""
+    c = course_copy("exp1")
+    hidden = c.solution_dir("exp1") / "hidden_checks" / "test_exp1_hidden.py"
+    hidden.write_text(hidden.read_text().replace(
+        "def test_num_train_samples_unchanged(contestant, submission):",
+        "def test_num_train_samples_unchanged(contestant, submission):\n"
+        "    import os\n"
+        "    if 'KILL-THE-JUDGE' in submission.path('exp1.py').read_text():\n"
+        "        os._exit(9)\n",
+    ))  # fmt: skip
+    subs = exp1_class(tmp_path, names=("solution", "stub", "lr-too-high"))
+    (subs / "stub" / "exp1.py").write_text((subs / "stub" / "exp1.py").read_text() + "\n# KILL-THE-JUDGE\n")
+    out = tmp_path / "out"
+    r = batch("exp1", str(subs), "--out", str(out), "--course", str(c.root), "-j", "1", "--chunk", "3")
+    assert r.returncode == 0, r.stderr
+    book = gradebook(out)
+    assert book["stub"]["status"] == "crashed"
+    assert "the grading worker died (exit code 9)" in book["stub"]["problems"]
+    assert float(book["solution"]["auto_score"]) == 100 and float(book["lr-too-high"]["auto_score"]) == 50
+
+
+def test_bad_input_is_a_message(tmp_path):
+    r = batch("exp1", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o"))
+    assert r.returncode == 2 and "no such file or folder" in r.stderr
+    r = batch("exp1", str(tmp_path), "--out", str(tmp_path / "o"), "--workers", "0")
+    assert r.returncode == 2 and "workers" in r.stderr
+    (tmp_path / "roster.csv").write_text("name\nA\n")
+    r = batch("exp1", str(tmp_path), "--out", str(tmp_path / "o"), "--roster", str(tmp_path / "roster.csv"))
+    assert r.returncode == 2 and "no id column" in r.stderr
+
+
+def test_exp2_batch_shares_the_evaluation_and_matches_single_grading(tmp_path, data_root):
+    """The prefetch measures every final.pth in the worker; the scores equal grading alone; the accuracy check
+    carries a confusion matrix; the loss curve and trend reach report.html."""
+    subs = tmp_path / "class"
+    for name in ("solution", "lr-off-by-one", "wrong-keys"):
+        shutil.copytree(ROOT / "examples" / "exp2" / name, subs / name)
+    out = tmp_path / "out"
+    r = batch("exp2", str(subs), "--out", str(out), "--data-root", str(data_root), "-j", "1", timeout=900)
+    assert r.returncode == 0, r.stderr
+    book = gradebook(out)
+    assert {n: float(book[n]["auto_score"]) for n in book} == {"solution": 100, "lr-off-by-one": 90,
+                                                                "wrong-keys": 70}  # fmt: skip
+    result = json.loads((out / "students" / "solution" / "results.json").read_text())
+    acc = next(c for c in result["checks"] if c["id"] == "accuracy")
+    matrix = acc["confusion"]["matrix"]
+    assert len(matrix) == 10 and sum(map(sum, matrix)) == 10_000
+    assert abs(100 * sum(matrix[i][i] for i in range(10)) / 10_000 - 79.93) < 0.05  # the reference's 79.93%
+    trend = next(c for c in result["checks"] if c["id"] == "claimed_trend")
+    assert set(trend["series"]) >= {"test_acc", "train_loss"}
+    assert "airplane" in (out / "students" / "solution" / "report.html").read_text()

@@ -1,0 +1,160 @@
+"""Finding a class's submissions: the accepted layouts, hostile zips, and matching to the roster."""
+
+from __future__ import annotations
+
+import stat
+import zipfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from grader.batch.discover import MAX_UNPACKED, discover
+from grader.batch.models import Found
+from grader.batch.roster import RosterError, folder_name, match, read_roster
+
+ROOT = Path(__file__).resolve().parent.parent
+EXP1 = ROOT / "examples" / "exp1" / "solution"
+
+
+def _files(prefix: str) -> dict[str, bytes]:
+    return {f"{prefix}{p.name}": p.read_bytes() for p in EXP1.iterdir() if p.is_file()}
+
+
+def _zip(path: Path, members: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return path
+
+
+def test_folder_of_folders_and_zips(tmp_path):
+    subs = tmp_path / "subs"
+    (subs / "alice").mkdir(parents=True)
+    for name, data in _files("").items():
+        (subs / "alice" / name).write_bytes(data)
+    _zip(subs / "bob.zip", _files("bob-exp1/"))  # a zipped folder: descended into
+    (subs / "notes.txt").write_text("hi")
+    (subs / "broken.zip").write_bytes(b"PK not really")
+    d = discover(subs, tmp_path / "work")
+    assert [f.key for f in d.found] == ["alice", "bob"]
+    bob = d.found[1]
+    assert (bob.folder / "exp1.py").is_file() and bob.folder.name == "bob-exp1"
+    assert any("broken.zip: not a readable zip" in p for p in d.problems)
+    assert any("notes.txt: neither a student folder nor a .zip" in p for p in d.problems)
+    assert all(f.submitted_at is None for f in d.found)  # file times are not trusted for the late policy
+
+
+def test_gradescope_export(tmp_path):
+    meta = """
+submission_111:
+  :submitters:
+  - :name: Alice Liddell
+    :sid: '1001'
+    :email: alice@example.edu
+  :created_at: 2026-10-13 10:00:00.123456000 +08:00
+  :score: 0.0
+submission_222:
+  :submitters:
+  - :name: Bob
+    :sid: '1002'
+    :email: bob@example.edu
+  :created_at: 2026-10-11 20:00:00 +08:00
+"""
+    members = {"assignment_9_export/submission_metadata.yml": meta.encode()}
+    members |= _files("assignment_9_export/submission_111/")
+    members |= _files("assignment_9_export/submission_222/")
+    d = discover(_zip(tmp_path / "export.zip", members), tmp_path / "work")
+    assert d.kind == "Gradescope export"
+    alice, bob = d.found
+    assert (alice.key, alice.name, alice.email) == ("1001", "Alice Liddell", "alice@example.edu")
+    assert alice.submitted_at == datetime(2026, 10, 13, 2, 0, 0, 123456, tzinfo=timezone.utc)
+    assert alice.submitted_at_source == "Gradescope metadata"
+    assert (alice.folder / "model.pth").is_file()
+    assert bob.key == "1002"
+
+
+def test_canvas_and_moodle_exports(tmp_path):
+    canvas = {f"liddellalice_LATE_4242_777_{name}": data for name, data in _files("").items()}
+    d = discover(_zip(tmp_path / "canvas.zip", canvas), tmp_path / "w1")
+    assert d.kind == "Canvas export"
+    assert [f.key for f in d.found] == ["4242"] and "LATE" in d.found[0].source
+    assert sorted(p.name for p in d.found[0].folder.iterdir()) == sorted(_files(""))
+    moodle = _files("Alice Liddell_31_assignsubmission_file_/")
+    d = discover(_zip(tmp_path / "moodle.zip", moodle), tmp_path / "w2")
+    assert d.kind == "Moodle export"
+    assert (d.found[0].key, d.found[0].name) == ("31", "Alice Liddell")
+
+
+def test_hostile_zips_are_refused_one_by_one(tmp_path):
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    _zip(subs / "slip.zip", {"../../escaped.txt": b"x"})
+    with zipfile.ZipFile(subs / "link.zip", "w") as zf:
+        info = zipfile.ZipInfo("exp1.py")
+        info.external_attr = (stat.S_IFLNK | 0o777) << 16
+        zf.writestr(info, "/etc/passwd")
+    with zipfile.ZipFile(subs / "bomb.zip", "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("model.pth", b"\0" * 1024)
+    # Make the central directory claim far more than allowed, like a zip bomb's declared size.
+    raw = bytearray((subs / "bomb.zip").read_bytes())
+    cd = raw.rfind(b"PK\x01\x02")
+    raw[cd + 24 : cd + 28] = (MAX_UNPACKED + 1).to_bytes(4, "little")
+    (subs / "bomb.zip").write_bytes(bytes(raw))
+    _zip(subs / "good.zip", _files(""))
+    d = discover(subs, tmp_path / "work")
+    assert [f.key for f in d.found] == ["good"]
+    text = "\n".join(d.problems)
+    assert "slip.zip: unsafe zip (entry '../../escaped.txt' points outside the archive)" in text
+    assert "link.zip: unsafe zip (entry 'exp1.py' is a symbolic link)" in text
+    assert "bomb.zip: unsafe zip" in text and "MiB unpacked" in text
+    assert not (tmp_path / "escaped.txt").exists() and not (tmp_path / "work" / "escaped.txt").exists()
+
+
+def test_missing_input_is_a_problem_not_a_crash(tmp_path):
+    d = discover(tmp_path / "nope", tmp_path / "work")
+    assert d.found == [] and "no such file or folder" in d.problems[0]
+
+
+def _found(key: str, when: str | None = None, email: str = "") -> Found:
+    at = datetime.fromisoformat(when) if when else None
+    return Found(key=key, source=f"src/{key}/{when}", folder=Path("/x"), submitted_at=at, email=email)
+
+
+def test_roster_matching_reports_unknown_duplicate_and_missing(tmp_path):
+    roster = tmp_path / "roster.csv"
+    roster.write_text("\ufeffStudent_ID,Name,Email,Aliases,submitted_at\n"
+                      "s1,Alice,alice@x.edu,4242;alice-gh,2026-10-11T20:00:00+08:00\n"
+                      "s2,Bob,bob@x.edu,,\n"
+                      "s3,Carol,,,yesterday\n"
+                      "s1,Again,,,\n"
+                      ",Nobody,,,\n", encoding="utf-8")  # fmt: skip
+    students, problems = read_roster(roster)
+    assert [s.id for s in students] == ["s1", "s2", "s3"]
+    assert any(":4: submitted_at 'yesterday' is not an ISO 8601 time" in p for p in problems)
+    assert any(":5: id 's1' repeats an earlier row" in p for p in problems)
+    assert any(":6: empty id" in p for p in problems)
+    found = [_found("4242"), _found("x", email="BOB@x.edu"), _found("zed"),
+             _found("s2", "2026-10-12T00:00:00+00:00")]  # fmt: skip
+    m = match(found, students)
+    graded = {g.student.id: g.found for g in m.graded}
+    assert set(graded) == {"s1", "s2", "zed"}
+    assert graded["s1"].submitted_at_source == "roster CSV"  # the roster's LMS time wins
+    assert graded["s2"].key == "s2"  # the newer of Bob's two submissions
+    assert [d.found.key for d in m.duplicates] == ["x"]
+    assert [s.id for s in m.missing] == ["s3"]
+    assert any("'zed' is not on the roster" in p for p in m.problems)
+    assert any("another submission of 's2'" in p for p in m.problems)
+
+
+def test_roster_without_id_column_is_an_error(tmp_path):
+    (tmp_path / "r.csv").write_text("name,email\nA,a@x\n")
+    with pytest.raises(RosterError, match="no id column; the header needs one of id, student_id, sid"):
+        read_roster(tmp_path / "r.csv")
+
+
+def test_folder_names_are_safe_and_distinct():
+    assert folder_name("s1") == "s1"
+    odd = [folder_name(i) for i in ("../etc", "a/b", "a_b", ".hidden", "a b")]
+    assert all("/" not in n and not n.startswith(".") for n in odd)
+    assert len(set(odd)) == len(odd) and folder_name("a/b") != folder_name("a_b")
