@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def clear_accuracy_cache() -> None:
     for name, module in list(sys.modules.items()):
-        if name.endswith("test_exp2_hidden") and hasattr(module, "MEASURED"):
+        if name.endswith("exp2_accuracy") and hasattr(module, "MEASURED"):
             module.MEASURED.clear()
 
 

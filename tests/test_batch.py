@@ -22,9 +22,9 @@ GRADER = [sys.executable, "-m", "grader.cli"]
 pytestmark = pytest.mark.slow
 
 
-def batch(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+def batch(*args: str, timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([*GRADER, "batch", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "GRADER_SANDBOX": "local", "COLUMNS": "200"})  # fmt: skip
+                          env={**os.environ, "GRADER_SANDBOX": "local", "COLUMNS": "200", **(env or {})})  # fmt: skip
 
 
 def exp1_class(tmp_path: Path, names=tuple(EXPECTED)) -> Path:
@@ -154,9 +154,14 @@ def test_a_dying_judge_costs_one_submission(course_copy, tmp_path):
     ))  # fmt: skip
     subs = exp1_class(tmp_path, names=("solution", "stub", "lr-too-high"))
     (subs / "stub" / "exp1.py").write_text((subs / "stub" / "exp1.py").read_text() + "\n# KILL-THE-JUDGE\n")
-    out = tmp_path / "out"
-    r = batch("exp1", str(subs), "--out", str(out), "--course", str(c.root), "-j", "1", "--chunk", "3")
+    out, tmp = tmp_path / "out", tmp_path / "tmp"
+    tmp.mkdir()
+    r = batch("exp1", str(subs), "--out", str(out), "--course", str(c.root), "-j", "1", "--chunk", "3",
+              env={"TMPDIR": str(tmp)})
     assert r.returncode == 0, r.stderr
+    time.sleep(1)
+    left = subprocess.run(["pgrep", "-f", str(tmp)], capture_output=True, text=True)
+    assert left.stdout == "", "the dead judge's contestant outlived it"
     book = gradebook(out)
     assert book["stub"]["status"] == "crashed"
     assert "the grading worker died (exit code 9)" in book["stub"]["problems"]

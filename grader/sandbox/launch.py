@@ -56,6 +56,12 @@ def main(argv: list[str]) -> int:
     cmd = argv[argv.index("--") + 1 :]
     applied: dict[str, str] = {}
     libc = ctypes.CDLL(None, use_errno=True)
+    # If the judge dies (a batch worker killed for memory), take the contestant down too: the launcher gets
+    # SIGKILL with its parent, and the contestant with the launcher (below). The getppid check closes the race
+    # of a parent that died before prctl.
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() == 1:
+        return 128 + signal.SIGKILL
 
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     fsize = cfg["file_size_mb"] * MIB
