@@ -18,6 +18,7 @@ import re
 import shutil
 import stat
 import zipfile
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 
@@ -90,16 +91,23 @@ def content_root(folder: Path) -> Path:
             return folder
 
 
-def _unpack(zf: zipfile.ZipFile, members: list[zipfile.ZipInfo], dest: Path, strip: str = "") -> None:
-    """Extract members, removing the prefix `strip` from their names."""
+def _unpack(
+    zf: zipfile.ZipFile, members: list[zipfile.ZipInfo], dest: Path, rename: Callable[[str], str] | None = None
+) -> None:
+    """Extract members into a fresh `dest`, named by `rename` (e.g. without their folder); empty names are
+    dropped (the folder entry itself)."""
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
-    if strip:
+    if rename is not None:
         for m in members:
-            m.filename = m.filename[len(strip) :]
+            m.filename = rename(m.filename)
         members = [m for m in members if m.filename]
     safe_extract(zf, dest, members)
+
+
+def _strip(prefix: str) -> Callable[[str], str]:
+    return lambda name: name[len(prefix) :]
 
 
 def _gradescope_metadata(text: str, source: str, problems: list[str]) -> dict[str, dict]:
@@ -152,7 +160,7 @@ def _from_zip(path: Path, work: Path) -> Discovery:
                 members = [m for m in infos if m.filename.startswith(f"{base}{key}/")]
                 dest = work / "gradescope" / key
                 try:
-                    _unpack(zf, members, dest, strip=f"{base}{key}/")
+                    _unpack(zf, members, dest, _strip(f"{base}{key}/"))
                 except UnsafeZip as exc:
                     out.problems.append(f"{path}:{base}{key}/: unsafe ({exc}); not graded")
                     continue
@@ -167,13 +175,8 @@ def _from_zip(path: Path, work: Path) -> Discovery:
             for uid, members in sorted(groups.items()):
                 first = CANVAS.match(members[0].filename)
                 dest = work / "canvas" / uid
-                if dest.exists():
-                    shutil.rmtree(dest)
-                dest.mkdir(parents=True)
                 try:
-                    for m in members:
-                        m.filename = CANVAS.match(m.filename)["file"]
-                    safe_extract(zf, dest, members)
+                    _unpack(zf, members, dest, lambda name: CANVAS.match(name)["file"])
                 except UnsafeZip as exc:
                     out.problems.append(f"{path}: Canvas user {uid}: unsafe ({exc}); not graded")
                     continue
@@ -190,7 +193,7 @@ def _from_zip(path: Path, work: Path) -> Discovery:
             key = match["pid"] if match else top
             dest = work / "zip" / re.sub(r"[^A-Za-z0-9._-]", "_", key)
             try:
-                _unpack(zf, members, dest, strip=top + "/")
+                _unpack(zf, members, dest, _strip(top + "/"))
             except UnsafeZip as exc:
                 out.problems.append(f"{path}:{top}/: unsafe ({exc}); not graded")
                 continue
