@@ -228,8 +228,7 @@ class _BatchProgress:
             self.running.add(ev.student)
         elif ev.kind in ("done", "crashed"):
             self.running.discard(ev.student)
-            if ev.kind == "crashed" or '"status":"error"' in ev.payload:
-                self.failed += 1
+            self.failed += ev.failed
             self.bar.advance(self.task)
         elif ev.kind == "note":
             self.bar.console.print(f"[yellow]note:[/yellow] {ev.payload}", highlight=False)

@@ -22,13 +22,13 @@ from pydantic import BaseModel, Field
 
 from grader.batch.discover import discover
 from grader.batch.models import ClassRow
-from grader.batch.roster import Matched, folder_name, match, read_roster
+from grader.batch.roster import Matched, Matching, folder_name, match, read_roster
 from grader.batch.runner import Event, run_pool
 from grader.batch.state import Graded, StateStore, content_hash, grader_fingerprint
 from grader.batch.worker import WorkerConfig
 from grader.data import resolve_data_root
 from grader.results import GradeResult
-from grader.spec import Course
+from grader.spec import AssignmentSpec, Course
 
 
 class BatchOptions(BaseModel):
@@ -107,15 +107,16 @@ def run_batch(course: Course, opts: BatchOptions, progress: Progress | None = No
 
     # 5. grade
     def record(ev: Event) -> None:
-        if ev.kind == "done":
+        if ev.kind in ("done", "crashed"):
+            result = GradeResult.model_validate_json(ev.payload) if ev.kind == "done" else None
+            ev.failed = result is None or any(c.status == "error" for c in result.checks)
             store.save(ev.student, Graded(student=by_folder[ev.student].student.id, content_hash=hashes[ev.student],
-                                          grader=fingerprint, status="graded",
-                                          result=GradeResult.model_validate_json(ev.payload)))  # fmt: skip
-            report.graded_now += 1
-        elif ev.kind == "crashed":
-            store.save(ev.student, Graded(student=by_folder[ev.student].student.id, content_hash=hashes[ev.student],
-                                          grader=fingerprint, status="crashed", message=ev.payload))  # fmt: skip
-            report.crashed += 1
+                                          grader=fingerprint, status="graded" if result else "crashed",
+                                          message="" if result else ev.payload, result=result))  # fmt: skip
+            if result:
+                report.graded_now += 1
+            else:
+                report.crashed += 1
         elif ev.kind == "note":
             report.notes.append(ev.payload)
         progress.event(ev)
@@ -135,7 +136,8 @@ def run_batch(course: Course, opts: BatchOptions, progress: Progress | None = No
     return report
 
 
-def _class_rows(spec, matching, by_folder, store, out, opts, report) -> list[ClassRow]:  # noqa: ANN001
+def _class_rows(spec: AssignmentSpec, matching: Matching, by_folder: dict[str, Matched], store: StateStore,
+                out: Path, opts: BatchOptions, report: BatchReport) -> list[ClassRow]:  # fmt: skip
     """Adjusted results (rubric, late policy), with every student's reports written under OUT/students/."""
     from grader.batch.adjust import adjust
     from grader.batch.rubric import read_rubric, rubric_template
@@ -174,7 +176,8 @@ def _class_rows(spec, matching, by_folder, store, out, opts, report) -> list[Cla
     return rows
 
 
-def _write_class(spec, rows, out, opts, report) -> dict[str, str]:  # noqa: ANN001
+def _write_class(spec: AssignmentSpec, rows: list[ClassRow], out: Path, opts: BatchOptions,
+                 report: BatchReport) -> dict[str, str]:  # fmt: skip
     from grader.batch.gradebook import canvas_csv, gradebook_csv
     from grader.report.summary import summary_html
 

@@ -27,6 +27,7 @@ class Event:
     kind: str  # start | done | crashed | note
     student: str = ""
     payload: str = ""  # done: the GradeResult as JSON; crashed, note: a message
+    failed: bool = False  # set by the recorder: crashed, or a check the grader itself could not run
 
 
 @dataclass
