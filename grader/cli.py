@@ -263,6 +263,7 @@ def batch_cmd(
     OUT/batch.json. Exit 0 once the class is graded, 130 when interrupted, 2 on bad input."""
     from grader.batch.roster import RosterError
     from grader.batch.run import BatchOptions, run_batch
+    from grader.batch.runner import PoolError
     from grader.data import DataError
     from grader.sandbox.base import SandboxError
 
@@ -281,6 +282,9 @@ def batch_cmd(
     except (SpecError, DataError, SandboxError, RosterError) as exc:
         progress.stop()
         _die(str(exc))
+    except PoolError as exc:  # e.g. assignment.toml's batch_prefetch names a module that does not exist
+        progress.stop()
+        _die(f"no grading worker could start: {exc}")
     progress.stop()
     _print_batch(report)
     raise typer.Exit(130 if report.interrupted else 0)

@@ -168,6 +168,17 @@ def test_a_dying_judge_costs_one_submission(course_copy, tmp_path):
     assert float(book["solution"]["auto_score"]) == 100 and float(book["lr-too-high"]["auto_score"]) == 50
 
 
+def test_a_worker_that_cannot_start_is_a_message(course_copy, tmp_path):
+    c = course_copy("exp1")
+    toml = c.assignment_dir("exp1") / "assignment.toml"
+    toml.write_text(toml.read_text().replace('title = ', 'batch_prefetch = "nope:fn"\ntitle = ', 1))
+    subs = exp1_class(tmp_path, names=("solution",))
+    r = batch("exp1", str(subs), "--out", str(tmp_path / "out"), "--course", str(c.root))
+    assert r.returncode == 2
+    assert "no grading worker could start: ModuleNotFoundError: No module named 'nope'" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
 def test_bad_input_is_a_message(tmp_path):
     r = batch("exp1", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o"))
     assert r.returncode == 2 and "no such file or folder" in r.stderr
