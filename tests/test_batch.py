@@ -168,6 +168,29 @@ def test_a_dying_judge_costs_one_submission(course_copy, tmp_path):
     assert float(book["solution"]["auto_score"]) == 100 and float(book["lr-too-high"]["auto_score"]) == 50
 
 
+def test_a_grader_side_error_is_retried_on_the_next_run(course_copy, tmp_path):
+    """A check the grading machine could not run (status error) is not kept by the resume: the rerun grades it."""
+    c = course_copy("exp1")
+    hidden = c.solution_dir("exp1") / "hidden_checks" / "test_exp1_hidden.py"
+    hidden.write_text(hidden.read_text().replace(
+        "def test_num_train_samples_unchanged(contestant, submission):",
+        "def test_num_train_samples_unchanged(contestant, submission):\n"
+        "    import os\n"
+        "    if os.environ.get('BREAK_THE_GRADER'):\n"
+        "        raise RuntimeError('the grading machine broke')\n",
+    ))  # fmt: skip
+    subs = exp1_class(tmp_path, names=("solution",))
+    out = tmp_path / "out"
+    r = batch("exp1", str(subs), "--out", str(out), "--course", str(c.root), env={"BREAK_THE_GRADER": "1"})
+    assert r.returncode == 0, r.stderr
+    assert gradebook(out)["solution"]["num_train_samples_unchanged"] == "0"
+    r = batch("exp1", str(subs), "--out", str(out), "--course", str(c.root))
+    assert r.returncode == 0, r.stderr
+    report = json.loads((out / "batch.json").read_text())
+    assert (report["graded_now"], report["skipped_unchanged"]) == (1, 0)
+    assert float(gradebook(out)["solution"]["auto_score"]) == 100
+
+
 def test_a_worker_that_cannot_start_is_a_message(course_copy, tmp_path):
     c = course_copy("exp1")
     toml = c.assignment_dir("exp1") / "assignment.toml"

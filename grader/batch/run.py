@@ -99,7 +99,7 @@ def run_batch(course: Course, opts: BatchOptions, progress: Progress | None = No
     todo = []
     for f, m in by_folder.items():
         saved = None if opts.regrade else store.load(f)
-        if saved and saved.status == "graded" and saved.content_hash == hashes[f] and saved.grader == fingerprint:
+        if saved and saved.reusable(hashes[f], fingerprint):
             report.skipped_unchanged += 1
         else:
             todo.append((f, str(m.found.folder)))

@@ -27,6 +27,12 @@ class Graded(BaseModel):
     message: str = ""
     result: GradeResult | None = None
 
+    def reusable(self, content_hash: str, grader: str) -> bool:
+        """Whether a rerun may keep this result: the same files and grader, and no check the grading machine
+        failed to run (status error, e.g. the sandbox could not start), which deserves another try."""
+        return (self.status == "graded" and self.content_hash == content_hash and self.grader == grader
+                and self.result is not None and all(c.status != "error" for c in self.result.checks))  # fmt: skip
+
 
 def content_hash(folder: Path) -> str:
     """sha256 over the submission's relative paths and bytes (metadata such as mtimes does not count)."""
