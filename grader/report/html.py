@@ -13,7 +13,7 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Any, Literal
 
-from grader.report.plots import confusion_svg, line_chart
+from grader.report.plots import confusion_svg, line_chart, split_loss
 from grader.results import Adjustments, CheckResult, GradeResult, Lateness
 
 Audience = Literal["instructor", "student"]
@@ -253,8 +253,7 @@ def _plots_section(shown: list[CheckResult]) -> list[str]:
     """Per check: the loss curve and the accuracy (or other) trend side by side; then the confusion matrices."""
     lines, matrices = [], []
     for c in shown:
-        loss = {k: v for k, v in c.series.items() if "loss" in k.lower()}
-        other = {k: v for k, v in c.series.items() if "loss" not in k.lower()}
+        loss, other = split_loss(c.series)
         if loss:
             chart = line_chart(loss, "loss per epoch", "loss")
             lines.append(f'<figure class="chart loss">{chart}<figcaption>{e(c.name)}</figcaption></figure>')

@@ -255,8 +255,13 @@ def confusion_svg(labels: list[str], matrix: list[list[int]], title: str = "") -
     return "\n".join(parts) + "\n"
 
 
+def split_loss(series: dict[str, list[float]]) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """(the loss curves, the rest): they have different scales, so reports draw them on separate charts."""
+    loss = {k: v for k, v in series.items() if "loss" in k.lower()}
+    return loss, {k: v for k, v in series.items() if k not in loss}
+
+
 def plot_groups(series: dict[str, list[float]]) -> list[tuple[str, dict[str, list[float]], str]]:
     """(file suffix, series, y label) for the accuracy-like and the loss series of a check, where present."""
-    loss = {k: v for k, v in series.items() if "loss" in k}
-    other = {k: v for k, v in series.items() if k not in loss}
+    loss, other = split_loss(series)
     return [g for g in (("", other, "percent"), ("-loss", loss, "loss")) if g[1]]
