@@ -1,9 +1,9 @@
 """The contestant: the only process that imports student code. It runs inside a sandbox.
 
-    python -I -m grader.contestant --exchange DIR --submission DIR --probes FILE
+    python -m grader.contestant (--fd N | --connect SOCKET) --submission DIR --probes FILE
 
 It imports the assignment's probe module (trusted code, untrusted surroundings), then answers the judge's
-requests from the mailbox folder (see grader.sandbox.base) until it is killed. Each request names a probe,
+requests on its channel (a socket; see grader.channel) until the judge closes it. Each request names a probe,
 its keyword arguments and a seed; the answer is plain data (grader.wire) or a classified error. Nothing here
 decides a grade: the worst student code can do is lie about its own outputs, which the judge then checks.
 """
@@ -16,7 +16,10 @@ import importlib.util
 import os
 import random
 import resource
+import select
+import socket
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -27,7 +30,6 @@ from typing import Any
 _PROBES: dict[str, Callable[..., Any]] = {}
 _SUBMISSION: Path | None = None
 _MODULES: dict[str, ModuleType] = {}
-POLL_S = 0.005
 
 
 def probe(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -123,11 +125,36 @@ def _load_probes(path: Path) -> None:
     spec.loader.exec_module(mod)
 
 
-def serve(exchange: Path, submission: Path, probes: Path) -> None:
+def _exit_when_judge_goes(sock: socket.socket) -> None:
+    """Exit as soon as the judge's end closes (the judge died): a container must not outlive its grader."""
+    watcher = select.poll()
+    watcher.register(sock.fileno(), select.POLLRDHUP)
+    while True:
+        for _, events in watcher.poll():
+            if events & (select.POLLRDHUP | select.POLLHUP | select.POLLERR | select.POLLNVAL):
+                os._exit(0)
+
+
+def _answer(request: dict[str, Any], blob: bytes) -> dict[str, Any]:
+    from grader import wire
+
+    try:
+        args = wire.from_bytes(request.get("args", {}), blob)
+        fn = _PROBES.get(request["probe"])
+        if fn is None:
+            raise LookupError(f"the probe module has no probe {request['probe']!r}")
+        seed_everything(int(request.get("seed", 0)))
+        return {"ok": True, "value": fn(**args)}
+    except BaseException as exc:  # noqa: BLE001 - everything becomes data for the judge
+        return {"ok": False, "error": classify(exc)}
+
+
+def serve(sock: socket.socket, submission: Path, probes: Path) -> None:
+    """Answer the judge's requests on `sock`, one at a time, until the judge closes it."""
     global _SUBMISSION
     import torch
 
-    from grader import wire
+    from grader import frames, wire
 
     _SUBMISSION = submission.resolve()
     sys.path.insert(0, str(_SUBMISSION))
@@ -135,45 +162,42 @@ def serve(exchange: Path, submission: Path, probes: Path) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
     _load_probes(probes)
     server = os.getpid()
-    (exchange / "ready").write_text(str(server))
-    n = 1
+    sock.sendall(frames.pack({"ready": server}))
+    threading.Thread(target=_exit_when_judge_goes, args=(sock,), daemon=True).start()
     while True:
-        req_path = exchange / f"req-{n:04d}.json"
-        if not req_path.exists():
-            time.sleep(POLL_S)
-            continue
-        request = wire.read_message(req_path)
-        started = time.perf_counter()
-        fn = _PROBES.get(request["probe"])
         try:
-            if fn is None:
-                raise LookupError(f"the probe module has no probe {request['probe']!r}")
-            seed_everything(int(request.get("seed", 0)))
-            answer: dict[str, Any] = {"ok": True, "value": fn(**request.get("args", {}))}
-        except BaseException as exc:  # noqa: BLE001 - everything becomes data for the judge
-            answer = {"ok": False, "error": classify(exc)}
+            request, blob = frames.read_blocking(sock)
+        except EOFError:
+            return
+        started = time.perf_counter()
+        answer = _answer(request, blob)
         if os.getpid() != server:
             # A child that student code forked came back out of the probe: it must not answer or serve.
             os._exit(0)
+        answer["id"] = request.get("id")
         answer["duration_s"] = time.perf_counter() - started
         sys.stdout.flush()
         try:
-            wire.write_message(exchange / f"res-{n:04d}.json", answer)
+            tree, out = wire.to_bytes(answer)
         except wire.WireError as exc:
-            wire.write_message(
-                exchange / f"res-{n:04d}.json",
-                {"ok": False, "error": {"kind": "bad_output", "message": str(exc), "where": []}},
-            )
-        n += 1
+            tree, out = {"id": answer["id"], "ok": False, "error": {"kind": "bad_output", "message": str(exc)}}, b""
+        sock.sendall(frames.pack(tree, out))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description="grader contestant (runs inside a sandbox)")
-    ap.add_argument("--exchange", type=Path, required=True)
+    where = ap.add_mutually_exclusive_group(required=True)
+    where.add_argument("--fd", type=int, help="an inherited socket connected to the judge (local sandbox)")
+    where.add_argument("--connect", type=Path, help="the judge's listening socket (Docker sandbox)")
     ap.add_argument("--submission", type=Path, required=True)
     ap.add_argument("--probes", type=Path, required=True)
     args = ap.parse_args()
-    serve(args.exchange, args.submission, args.probes)
+    if args.fd is not None:
+        sock = socket.socket(fileno=args.fd)
+    else:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(str(args.connect))
+    serve(sock, args.submission, args.probes)
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ class Limits(Strict):
     output_kb: int = Field(256, gt=0, description="stdout+stderr kept; the rest is counted and dropped")
     file_size_mb: int = Field(64, gt=0, description="largest file the contestant may write")
     threads: int = Field(1, gt=0, description="torch/OpenMP threads; 1 keeps CPU results bit-reproducible")
+    answer_mb: int = Field(256, gt=0, description="largest answer the judge reads from the contestant")
 
 
 class CheckSpec(Strict):

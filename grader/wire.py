@@ -1,25 +1,22 @@
 """Plain data across the trust line: JSON plus tensors in safetensors, never pickle.
 
 A message is a JSON document in which each tensor is replaced by `{"__tensor__": key}`; the tensors
-themselves travel in a safetensors file beside it. Both sides use these functions, so what the
-contestant can send the judge is limited to JSON values and numeric tensors.
+themselves travel as safetensors bytes in the same frame (grader.frames). Both sides use these functions,
+so what the contestant can send the judge is limited to JSON values and numeric tensors.
 """
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load, save
 
 TENSOR_TAG = "__tensor__"
 
 
 class WireError(Exception):
-    """A message that is not plain data, or a file that is not a valid message."""
+    """A value that is not plain data, or bytes that are not a valid message."""
 
 
 def encode(value: Any) -> tuple[Any, dict[str, torch.Tensor]]:
@@ -49,12 +46,20 @@ def encode(value: Any) -> tuple[Any, dict[str, torch.Tensor]]:
     return walk(value), tensors
 
 
+# What may cross: real numbers, integers and booleans. The exotic dtypes (float8, complex, unsigned wider than
+# 8 bits) no course sends, and many judge-side operations would raise on them.
+DTYPES = {torch.float64, torch.float32, torch.float16, torch.bfloat16, torch.int64, torch.int32, torch.int16,
+          torch.int8, torch.uint8, torch.bool}  # fmt: skip
+
+
 def decode(tree: Any, tensors: dict[str, torch.Tensor]) -> Any:
     if isinstance(tree, dict):
         if set(tree) == {TENSOR_TAG}:
             key = tree[TENSOR_TAG]
-            if key not in tensors:
+            if not isinstance(key, str) or key not in tensors:
                 raise WireError(f"message names tensor {key!r} but carries no such tensor")
+            if tensors[key].dtype not in DTYPES:
+                raise WireError(f"tensor {key!r} has dtype {tensors[key].dtype}, which does not cross the trust line")
             return tensors[key]
         return {k: decode(v, tensors) for k, v in tree.items()}
     if isinstance(tree, list):
@@ -62,32 +67,18 @@ def decode(tree: Any, tensors: dict[str, torch.Tensor]) -> Any:
     return tree
 
 
-def write_message(path: Path, value: Any) -> None:
-    """Write `path` (JSON) and `path.with_suffix('.safetensors')`; the JSON lands last, atomically,
-    so a reader that sees it also sees the tensors."""
+def to_bytes(value: Any) -> tuple[Any, bytes]:
+    """A JSON-able tree and the safetensors bytes of its tensors (empty when there are none)."""
     tree, tensors = encode(value)
-    tensor_path = path.with_suffix(".safetensors")
-    if tensors:
-        tmp = tensor_path.with_name(tensor_path.name + ".tmp")
-        save_file(tensors, str(tmp))
-        os.chmod(tmp, 0o644)  # safetensors writes 0600; the other side may run as another uid (Docker sandbox)
-        os.replace(tmp, tensor_path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"value": tree, "has_tensors": bool(tensors)}), encoding="utf-8")
-    os.replace(tmp, path)
+    return tree, (save(tensors) if tensors else b"")
 
 
-def read_message(path: Path, max_bytes: int = 1 << 30) -> Any:
-    tensor_path = path.with_suffix(".safetensors")
+def from_bytes(tree: Any, blob: bytes) -> Any:
+    """The inverse of `to_bytes`. Raises WireError for anything malformed (the sender may be hostile)."""
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-        tensors: dict[str, torch.Tensor] = {}
-        if doc.get("has_tensors"):
-            if tensor_path.stat().st_size > max_bytes:
-                raise WireError(f"{tensor_path.name} is larger than {max_bytes} bytes")
-            tensors = load_file(str(tensor_path))
-        return decode(doc["value"], tensors)
+        tensors: dict[str, torch.Tensor] = load(blob) if blob else {}
+        return decode(tree, tensors)
     except WireError:
         raise
     except Exception as exc:  # noqa: BLE001 - any malformed message is the sender's fault
-        raise WireError(f"unreadable message {path.name}: {type(exc).__name__}: {exc}") from None
+        raise WireError(f"unreadable tensors or message ({type(exc).__name__}: {exc})") from None

@@ -1,17 +1,31 @@
-"""The judge's side of the mailbox: ask the contestant to run a probe, and explain whatever goes wrong."""
+"""The judge's side of the channel: ask the contestant to run a probe, and explain whatever goes wrong.
+
+Everything that arrives from the contestant is hostile data: frames are read under the check's deadline and
+a size cap (grader.channel), then validated with pydantic (`Answer`, and the probe's `returns` type when the
+check names one). Anything malformed is the student's failed check with a message, never a crash of the judge.
+"""
 
 from __future__ import annotations
 
-import json
 import time
-from typing import Any
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError, model_validator
 
 from grader import wire
+from grader.channel import Channel, ChannelClosed, ChannelTimeout
+from grader.frames import FrameError
+from grader.results import Location
 from grader.sandbox.base import ContestantJob, ExitInfo, Sandbox, SandboxError, SandboxProcess
 
-POLL_S = 0.005
 # Starting Python and importing torch inside the sandbox; not charged to any check's timeout.
 STARTUP_TIMEOUT_S = 180.0
+
+T = TypeVar("T")
+ErrorKind = Literal[
+    "exception", "not_implemented", "system_exit", "memory", "processes", "file_size",
+    "missing_file", "syntax_error", "import_error", "bad_output",
+]  # fmt: skip
 
 
 class ContestantError(AssertionError):
@@ -22,16 +36,86 @@ class ContestantError(AssertionError):
         self.message, self.kind, self.where = message, kind, where or []
 
 
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+
+class ProbeFailure(_Frozen):
+    kind: ErrorKind
+    message: str = Field(max_length=16_000)
+    where: list[Location] = Field(default_factory=list, max_length=64)
+
+
+class Answer(_Frozen):
+    """One answer frame, after its tensors were decoded."""
+
+    id: StrictInt
+    ok: StrictBool
+    value: Any = None
+    error: ProbeFailure | None = None
+    duration_s: float = Field(0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _error_iff_failed(self) -> Answer:
+        if self.ok == (self.error is not None):
+            raise ValueError("an answer carries an error exactly when ok is false")
+        return self
+
+
+class _Returned(_Frozen, Generic[T]):
+    """What a probe returned, validated against the type the check named (nested TypedDicts included)."""
+
+    value: T
+
+
+class Ready(_Frozen):
+    """Start-up frames: the local launcher says what isolation it applied, then the contestant is ready."""
+
+    isolation: dict[str, str] | None = Field(None, max_length=64)
+    refused: str | None = None  # the launcher will not run student code here, and says why
+    ready: StrictInt | None = None
+
+
+class _Died(Exception):
+    def __init__(self, info: ExitInfo) -> None:
+        self.info = info
+
+
+def _alive(proc: SandboxProcess) -> Any:
+    def check() -> None:
+        info = proc.poll()
+        if info is not None:
+            raise _Died(info)
+
+    return check
+
+
+def _exit_soon(proc: SandboxProcess, within_s: float = 2.0) -> ExitInfo | None:
+    """Why the process ended, if it does within `within_s`."""
+    limit = time.monotonic() + within_s
+    while (info := proc.poll()) is None and time.monotonic() < limit:
+        time.sleep(0.01)
+    return info
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    loc = err["loc"][1:] if err["loc"][:1] == ("value",) else err["loc"]
+    where = ".".join(str(p) for p in loc) or "the value"
+    return f"{where}: {err['msg']}"
+
+
 class ContestantClient:
     """Starts contestant processes on demand and runs probes in them, one request at a time.
 
-    A process that hangs, crashes or exits is killed and forgotten; the next call starts a fresh one,
-    so one bad probe costs only the check that asked for it.
+    A process that hangs, crashes, exits or sends anything malformed is killed and forgotten; the next call
+    starts a fresh one, so one bad probe costs only the check that asked for it.
     """
 
     def __init__(self, sandbox: Sandbox, job: ContestantJob) -> None:
         self.sandbox, self.job = sandbox, job
         self.proc: SandboxProcess | None = None
+        self.channel: Channel | None = None
         self.deadline: float | None = None  # set by the judge for the check that is running
         self.budget_s: float | None = None
         self.isolation: dict[str, str] = {}
@@ -40,72 +124,112 @@ class ContestantClient:
         self._logs: list[str] = []  # output of processes already discarded
         self._n = 0
 
-    def _start(self) -> SandboxProcess:
+    def _start(self) -> None:
         # Recorded at once: an interrupt (batch Ctrl-C) while the contestant boots must still reach close().
         proc = self.proc = self.sandbox.start(self.job)
         self.starts += 1
         self._n = 0
         limit = time.monotonic() + STARTUP_TIMEOUT_S
-        while not (proc.exchange / "ready").exists():
-            exit_info = proc.poll()
-            if exit_info is not None:
-                out = proc.output()
-                proc.close()
-                self.proc = None
-                raise SandboxError(f"the contestant process failed to start ({exit_info.detail}):\n{out[-2000:]}")
-            if time.monotonic() > limit:
-                proc.close()
-                self.proc = None
-                raise SandboxError(f"the contestant process did not start within {STARTUP_TIMEOUT_S:.0f} s")
-            time.sleep(POLL_S)
         try:
-            self.isolation = json.loads((proc.exchange / "isolation.json").read_text())
-        except (OSError, ValueError):
-            self.isolation = {}
-        return proc
+            channel = self.channel = proc.open_channel(limit)
+            isolation = dict(proc.isolation)
+            while True:
+                hello = Ready.model_validate(channel.recv(limit, _alive(proc))[0])
+                isolation.update(hello.isolation or {})
+                if hello.refused:
+                    raise SandboxError(hello.refused)
+                if hello.ready is not None:
+                    break
+        except _Died as died:
+            out = proc.output()
+            self._discard(keep_output=False)
+            raise SandboxError(f"the contestant process failed to start ({died.info.detail}):\n{out[-2000:]}") from None
+        except ChannelTimeout:
+            self._discard(keep_output=False)
+            raise SandboxError(f"the contestant process did not start within {STARTUP_TIMEOUT_S:.0f} s") from None
+        except (ChannelClosed, FrameError, ValidationError, SandboxError) as exc:
+            out = proc.output()
+            self._discard(keep_output=False)
+            if isinstance(exc, SandboxError):
+                raise
+            raise SandboxError(f"the contestant process failed to start ({exc}):\n{out[-2000:]}") from None
+        self.isolation = isolation
 
-    def call(self, probe: str, *, seed: int = 0, **args: Any) -> Any:
-        """Run `probe(**args)` in the contestant with every RNG seeded by `seed`; return its value."""
+    def call(self, probe: str, *, seed: int = 0, returns: Any = None, **args: Any) -> Any:
+        """Run `probe(**args)` in the contestant with every RNG seeded by `seed`; return its value.
+
+        `returns`: the type the probe returns (e.g. `torch.Tensor`, `dict[str, float]`, a TypedDict); the
+        answer is validated against it, so a check never sees a forged value of another shape."""
+        if self.proc is not None and self.proc.poll() is not None:
+            self._discard()  # died while idle (its hard deadline, say): a fresh one, at no cost to the student
         if self.proc is None:
             t0 = time.monotonic()
-            self.proc = self._start()
+            self._start()
             if self.deadline is not None:  # starting Python and torch is not the student's time
                 self.deadline += time.monotonic() - t0
-        proc = self.proc
+        proc, channel = self.proc, self.channel
+        assert proc is not None and channel is not None
         self._n += 1
-        wire.write_message(proc.exchange / f"req-{self._n:04d}.json", {"probe": probe, "args": args, "seed": seed})
-        res_path = proc.exchange / f"res-{self._n:04d}.json"
+        tree, blob = wire.to_bytes(args)
         started = time.monotonic()
-        while not res_path.exists():
-            exit_info = proc.poll()
-            if exit_info is not None:
-                self._discard()
-                raise ContestantError(self._died(probe, exit_info, proc.output()), kind=exit_info.reason)
-            if self.deadline is not None and time.monotonic() > self.deadline:
-                proc.kill("timeout", "")
-                self._discard()
-                raise ContestantError(
-                    f"timed out after {self.budget_s:g} s: `{probe}` did not finish "
-                    "(an infinite loop, or far more work than the check needs?)",
-                    kind="timeout",
-                )
-            time.sleep(POLL_S)
         try:
-            answer = wire.read_message(res_path)
+            channel.send({"id": self._n, "probe": probe, "seed": seed, "args": tree}, blob, self.deadline, _alive(proc))
+            doc, blob = channel.recv(self.deadline, _alive(proc))
+        except _Died as died:
+            self._discard()
+            raise ContestantError(self._died(probe, died.info, proc.output()), kind=died.info.reason) from None
+        except ChannelTimeout:
+            proc.kill("timeout", "")
+            self._discard()
+            raise ContestantError(
+                f"timed out after {self.budget_s:g} s: `{probe}` did not finish "
+                "(an infinite loop, or far more work than the check needs?)",
+                kind="timeout",
+            ) from None
+        except ChannelClosed as exc:
+            info = _exit_soon(proc)  # usually the process ended and closed its end on the way out
+            self._discard()
+            if info is not None:
+                raise ContestantError(self._died(probe, info, proc.output()), kind=info.reason) from None
+            raise ContestantError(self._bad(probe, str(exc)), kind="bad_output") from None
+        except FrameError as exc:
+            self._discard()
+            raise ContestantError(self._bad(probe, str(exc)), kind="bad_output") from None
+        try:
+            answer = Answer.model_validate(wire.from_bytes(doc, blob))
         except wire.WireError as exc:
-            raise ContestantError(f"the contestant sent an unreadable answer: {exc}", kind="bad_output") from None
+            self._discard()
+            raise ContestantError(self._bad(probe, str(exc)), kind="bad_output") from None
+        except ValidationError as exc:
+            self._discard()
+            raise ContestantError(self._bad(probe, _first_error(exc)), kind="bad_output") from None
+        if answer.id != self._n:
+            self._discard()
+            raise ContestantError(self._bad(probe, f"an answer to request {answer.id}, not {self._n}"), "bad_output")
         self.calls.append({"probe": probe, "seconds": round(time.monotonic() - started, 4)})
-        if not isinstance(answer, dict) or "ok" not in answer:
-            raise ContestantError("the contestant sent an answer of the wrong shape", kind="bad_output")
-        if not answer["ok"]:
-            err = answer.get("error") or {}
-            if err.get("kind") in ("memory", "processes"):
+        if answer.error is not None:
+            err = answer.error
+            if err.kind in ("memory", "processes"):
                 # MemoryError or EAGAIN from fork: the process is likely in a bad state; start afresh next time.
                 self._discard()
+            raise ContestantError(err.message, err.kind, [w.model_dump() for w in err.where])
+        if returns is None:
+            return answer.value
+        try:
+            return _Returned[returns].model_validate({"value": answer.value}).value
+        except ValidationError as exc:
             raise ContestantError(
-                str(err.get("message", "failed")), str(err.get("kind", "exception")), err.get("where")
-            )
-        return answer.get("value")
+                f"`{probe}` returned a value of the wrong shape ({_first_error(exc)}): does your code replace "
+                "the grader's functions or write to its channel?",
+                kind="bad_output",
+            ) from None
+
+    @staticmethod
+    def _bad(probe: str, what: str) -> str:
+        return (
+            f"the process running your code sent the grader a malformed answer to `{probe}` ({what}); "
+            "only the grader's own code may write to its channel"
+        )
 
     def _died(self, probe: str, info: ExitInfo, output: str) -> str:
         if info.reason == "exited":
@@ -118,9 +242,13 @@ class ContestantClient:
             msg += "\nlast output:\n" + "\n".join(tail)
         return msg
 
-    def _discard(self) -> None:
+    def _discard(self, keep_output: bool = True) -> None:
+        if self.channel is not None:
+            self.channel.close()
+            self.channel = None
         if self.proc is not None:
-            self._logs.append(self.proc.output())
+            if keep_output:
+                self._logs.append(self.proc.output())
             self.proc.close()
             self.proc = None
 

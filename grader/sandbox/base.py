@@ -1,21 +1,21 @@
-"""The sandbox interface. The local sandbox implements it now; a Docker sandbox implements the same one.
+"""The sandbox interface, implemented by the local sandbox (local.py) and the Docker sandbox (docker.py).
 
 A sandbox starts one contestant process for a submission and hands the judge a `SandboxProcess`.
-Judge and contestant talk only through a mailbox folder (`exchange`) that both can see:
+Judge and contestant talk over one connected stream socket (`open_channel`; framing in grader.frames):
+an inherited socket for a child process, a socket bind-mounted into a container. Not a folder: the judge
+never opens a path the contestant could have replaced with a link, a FIFO or a device, and nothing the
+contestant sends lands on the host's disk. Anything the student prints goes to stdout, never the channel.
+What a sandbox must provide:
 
-    exchange/req-0001.json (+ .safetensors)   written by the judge  (grader.wire format)
-    exchange/res-0001.json (+ .safetensors)   written by the contestant
-    exchange/ready                           written by the contestant once it has started
-
-Files, not pipes, so the protocol is the same for a child process and for a container with a bind mount,
-and anything the student prints can never corrupt it. What a sandbox must provide:
-
-- its own working folder; the submission read-only; datasets read-only;
+- its own working folder on size-capped scratch; the submission, probes and datasets read-only; nothing
+  else of the host writable, and the course's private folders (`ContestantJob.private`) out of sight;
 - a wall-clock limit (the judge kills the process when a request outlives its check's timeout);
 - limits on resident memory, process count, file size and captured output (`grader.spec.Limits`);
 - no network where the platform allows it;
 - `poll()` that says why the process ended, naming the limit it hit;
-- `close()` that removes the process and everything it left, whatever state it is in.
+- `close()` that removes the process and everything it left, whatever state it is in;
+- nothing that outlives the grader: a process dies with its judge, a container at its hard deadline, and
+  `sweep()` removes what a grader killed outright left behind.
 """
 
 from __future__ import annotations
@@ -23,13 +23,17 @@ from __future__ import annotations
 import abc
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel
 
 from grader.spec import Limits
+
+if TYPE_CHECKING:
+    from grader.channel import Channel
 
 ExitReason = Literal["exited", "timeout", "memory", "processes", "killed"]
 
@@ -53,6 +57,17 @@ class ContestantJob:
     limits: Limits
     data_root: Path | None = None  # host folder with the datasets, mounted read-only as $GRADER_DATA_ROOT
     gpu: bool = False
+    # Folders student code must never see (the course: hidden checks, solutions); a sandbox that cannot hide
+    # them refuses to start rather than show them.
+    private: tuple[Path, ...] = ()
+    # Hard deadline of one contestant, enforced inside the engine (Docker), so a container dies even when its
+    # judge was killed outright. The judge replaces a contestant that reached it between checks.
+    lifetime_s: float = 3600.0
+
+
+def scratch_mb(limits: Limits) -> int:
+    """Size of each tmpfs scratch folder: room for a few files at the file-size limit, never the host's disk."""
+    return max(64, 2 * limits.file_size_mb)
 
 
 def copy_read_only(src: Path, dest: Path) -> None:
@@ -64,15 +79,55 @@ def copy_read_only(src: Path, dest: Path) -> None:
 
 
 def remove_tree(root: Path) -> None:
-    """Remove a sandbox folder, read-only parts included (a non-root owner needs the write bits back)."""
+    """Remove a sandbox folder, read-only parts included (a non-root owner needs the write bits back).
+
+    Never follows a link: each folder is opened with O_NOFOLLOW and chmod-ed through its descriptor."""
     if not root.exists():
         return
     for dirpath, _, _ in os.walk(root):
         try:
-            os.chmod(dirpath, 0o755)
+            fd = os.open(dirpath, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            os.fchmod(fd, 0o755)
         except OSError:
             pass
+        finally:
+            os.close(fd)
     shutil.rmtree(root, ignore_errors=True)
+
+
+def owner_tag() -> str:
+    """This process as `pid.starttime`: a leftover folder or container names its owner, and a sweep can tell
+    a dead owner from a live one even after the pid is reused."""
+    try:
+        with open(f"/proc/{os.getpid()}/stat", "rb") as f:
+            start = f.read().rsplit(b")", 1)[1].split()[19].decode()
+    except (OSError, IndexError):
+        start = "0"
+    return f"{os.getpid()}.{start}"
+
+
+def owner_alive(tag: str) -> bool:
+    pid, _, start = tag.partition(".")
+    try:
+        with open(f"/proc/{int(pid)}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[19].decode() == start
+    except (OSError, ValueError, IndexError):
+        return False
+
+
+def sweep_folders(prefix: str) -> list[str]:
+    """Remove sandbox folders `<prefix><owner>-*` in the temp folder whose owner is gone (a grader killed
+    outright has no chance to clean up)."""
+    removed = []
+    for folder in Path(tempfile.gettempdir()).glob(f"{prefix}*"):
+        tag = folder.name[len(prefix) :].rsplit("-", 1)[0]
+        if folder.is_dir() and not folder.is_symlink() and not owner_alive(tag):
+            remove_tree(folder)
+            removed.append(str(folder))
+    return removed
 
 
 class CappedOutput:
@@ -107,7 +162,13 @@ class CappedOutput:
 
 
 class SandboxProcess(abc.ABC):
-    exchange: Path
+    # What the sandbox applied, as far as the judge knows it; the local launcher adds its own report
+    # on the channel before the contestant starts.
+    isolation: dict[str, str] = {}
+
+    @abc.abstractmethod
+    def open_channel(self, deadline: float) -> Channel:
+        """The judge's end of the socket to the contestant (waits until `deadline` for a container to connect)."""
 
     @abc.abstractmethod
     def poll(self) -> ExitInfo | None:
@@ -135,3 +196,7 @@ class Sandbox(abc.ABC):
     @abc.abstractmethod
     def describe(self) -> dict[str, str]:
         """The isolation this sandbox applies on this machine, for the report's environment section."""
+
+    def sweep(self) -> list[str]:
+        """Remove what sandboxes of graders that died outright left behind; returns what was removed."""
+        return []
