@@ -24,7 +24,7 @@ import torch
 from grader import __version__
 from grader.data import resolve_data_root
 from grader.intake import IntakeError, Submission, intake
-from grader.judge.client import ContestantClient
+from grader.judge.client import STARTUP_TIMEOUT_S, ContestantClient
 from grader.judge.plugin import GraderPlugin, run_checks
 from grader.results import CheckResult, Environment, GradeResult, Mode
 from grader.sandbox.base import ContestantJob, Sandbox, SandboxError
@@ -85,6 +85,11 @@ def default_sandbox() -> Sandbox:
     return LocalSandbox()
 
 
+def contestant_lifetime(spec: AssignmentSpec) -> float:
+    """A contestant's hard deadline: starting up, then every check's timeout, with a minute to spare."""
+    return STARTUP_TIMEOUT_S + sum(c.timeout for c in spec.checks) + 60
+
+
 def _unrun(spec: AssignmentSpec, cid: str, message: str) -> CheckResult:
     c = spec.check(cid)
     return CheckResult(
@@ -127,6 +132,8 @@ def grade(
                 limits=spec.limits,
                 data_root=root,
                 gpu=spec.needs_gpu,
+                private=(course.root,),
+                lifetime_s=contestant_lifetime(spec),
             )
             client = ContestantClient(sandbox, job)
             plugin = GraderPlugin(spec, sub, client, selected, root)

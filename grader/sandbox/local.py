@@ -1,11 +1,13 @@
-"""The local sandbox: a child process on this machine, for laptops and tests.
+"""The local sandbox: a child process on this machine, for laptops, tests and graders without Docker.
 
-Isolation applied (see launch.py; `describe()` reports what this machine allowed):
-its own temporary working folder; the submission copied read-only; a minimal environment with no
-secrets; resident memory of the whole process tree watched and killed past the limit; RLIMIT_NPROC,
-RLIMIT_FSIZE and an RLIMIT_AS backstop; a network and PID namespace where unshare works; running as
-`nobody` when the grader runs as root; stdout and stderr captured and capped.
-It is weaker than the Docker sandbox: the rest of the file system stays readable.
+Isolation applied (launch.py does it; what this machine allowed is reported in `environment.sandbox`):
+its own read-only root file system holding only the system and Python folders, the submission, the probes
+and the dataset, with size-capped tmpfs scratch; network, PID, IPC and mount namespaces (in a user namespace
+when the grader is not root); `nobody` when the grader is root; a minimal environment with no secrets;
+resident memory of the whole process tree watched and killed past the limit; RLIMIT_NPROC, RLIMIT_FSIZE
+and an RLIMIT_AS backstop; stdout and stderr captured and capped; a socket, not a folder, to talk to the
+judge. Where the kernel allows no namespaces, student code sees the host's files as the grader's user
+(or `nobody`) would, and the report says so; a root grader then refuses rather than run it as root.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import json
 import os
 import shutil
 import signal
-import stat
+import socket
 import subprocess
 import sys
 import tempfile
@@ -22,21 +24,27 @@ import threading
 import time
 from pathlib import Path
 
+from grader.channel import Channel
 from grader.sandbox.base import (
     CappedOutput,
     ContestantJob,
     ExitInfo,
     ExitReason,
     Sandbox,
+    SandboxError,
     SandboxProcess,
     copy_read_only,
+    owner_tag,
     remove_tree,
+    scratch_mb,
+    sweep_folders,
 )
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 WATCH_INTERVAL_S = 0.05
 # Virtual address space on top of the memory limit: importing torch (CUDA build) maps about 3.5 GiB.
 ADDRESS_SPACE_HEADROOM_MB = 8192
+FOLDER_PREFIX = "grader-sbx-"
 
 
 def _process_table() -> dict[int, tuple[int, int]]:
@@ -89,38 +97,30 @@ def tree_memory(tree: dict[int, int]) -> int:
     return sum(_pss(pid, rss) for pid, rss in tree.items())
 
 
-def _world_can_reach(path: Path, mode: int) -> bool:
-    """True if a user with no special rights can traverse every parent of `path` and has `mode` on it."""
-    path = path.resolve()
-    try:
-        if path.stat().st_mode & mode != mode:
-            return False
-        return all(p.stat().st_mode & stat.S_IXOTH for p in path.parents)
-    except OSError:
-        return False
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
 
 
-def nobody_can_run_python() -> bool:
-    """Whether `nobody` could run this interpreter, its standard library and our package.
+def python_binds() -> list[str]:
+    """What the contestant's root needs of this machine besides the system folders: the interpreter (its prefix
+    and venv), the standard library, site-packages and the grader package. Outermost paths only."""
+    import sysconfig
 
-    If not (a pyenv Python under /root, say), a root grader keeps the contestant's uid and relies on the
-    process watchdog instead of RLIMIT_NPROC, which root ignores."""
     import grader
 
-    return os.geteuid() == 0 and all(
-        _world_can_reach(p, m)
-        for p, m in (
-            (Path(sys.executable), stat.S_IXOTH),
-            (Path(os.__file__), stat.S_IROTH),
-            (Path(grader.__file__), stat.S_IROTH),
-        )
-    )
+    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, str(Path(grader.__file__).parent)}
+    paths |= {sysconfig.get_path(k) for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    real = sorted({os.path.realpath(p) for p in paths if p and os.path.isdir(p)} | {p for p in paths if p})
+    out: list[str] = []
+    for p in sorted(real, key=len):
+        if os.path.isdir(p) and not any(p == o or p.startswith(o.rstrip("/") + "/") for o in [*SYSTEM_DIRS, *out]):
+            out.append(p)
+    return out
 
 
 class LocalProcess(SandboxProcess):
     def __init__(self, job: ContestantJob) -> None:
         self.job = job
-        self.root = Path(tempfile.mkdtemp(prefix="grader-sbx-"))
+        self.root = Path(tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{owner_tag()}-"))
         self._exit: ExitInfo | None = None
         self._kill_reason: tuple[ExitReason, str] | None = None
         self._lock = threading.Lock()
@@ -140,33 +140,27 @@ class LocalProcess(SandboxProcess):
         shutil.copy(self.job.probes, probes / "probes.py")
         probes.chmod(0o555)
         (probes / "probes.py").chmod(0o444)
-        self.exchange = self.root / "exchange"
-        self.work = self.root / "work"
-        for d in (self.exchange, self.work, self.work / "tmp"):
+        (self.root / "view").mkdir()  # the contestant's own root is built on a tmpfs mounted here
+        self.work = self.root / "work"  # scratch only where no private root can be built
+        for d in (self.work, self.work / "tmp"):
             d.mkdir()
             d.chmod(0o777)  # the contestant may run as nobody
 
     def _spawn(self) -> None:
+        import grader
+
         lim = self.job.limits
-        cfg = {
-            "exchange": str(self.exchange),
-            "file_size_mb": lim.file_size_mb,
-            "processes": lim.processes,
-            "address_space_mb": None if self.job.gpu else lim.memory_mb + ADDRESS_SPACE_HEADROOM_MB,
-            "drop_root": nobody_can_run_python(),
-            "read_only": [str(self.root / "submission"), str(self.root / "probes")]
-            + ([str(self.job.data_root)] if self.job.data_root is not None else []),
-        }
-        contestant = [
-            sys.executable, "-I", "-m", "grader.contestant",
-            "--exchange", str(self.exchange),
-            "--submission", str(self.root / "submission"),
-            "--probes", str(self.root / "probes" / "probes.py"),
-        ]  # fmt: skip
+        for path in python_binds():
+            for private in self.job.private:
+                if Path(private).resolve().is_relative_to(path):
+                    raise SandboxError(
+                        f"the local sandbox would show student code {private}, because Python or the grader lives "
+                        f"at {path}: install the grader in a virtual environment outside the course folder"
+                    )
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._sock = ours
         env = {
             "PATH": "/usr/local/bin:/usr/bin:/bin",
-            "HOME": str(self.work),
-            "TMPDIR": str(self.work / "tmp"),
             "LANG": "C.UTF-8",
             "PYTHONHASHSEED": "0",
             "PYTHONDONTWRITEBYTECODE": "1",
@@ -176,21 +170,43 @@ class LocalProcess(SandboxProcess):
             "GRADER_THREADS": str(lim.threads),
             "CUBLAS_WORKSPACE_CONFIG": ":4096:8",  # deterministic cuBLAS
         }
-        if self.job.data_root is not None:
-            env["GRADER_DATA_ROOT"] = str(self.job.data_root)
         if cuda := os.environ.get("CUDA_VISIBLE_DEVICES"):
             env["CUDA_VISIBLE_DEVICES"] = cuda
-        self.proc = subprocess.Popen(
-            [sys.executable, "-I", "-m", "grader.sandbox.launch", json.dumps(cfg), "--", *contestant],
-            cwd=self.work,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        cfg = {
+            "fd": theirs.fileno(),
+            "file_size_mb": lim.file_size_mb,
+            "processes": lim.processes,
+            "address_space_mb": None if self.job.gpu else lim.memory_mb + ADDRESS_SPACE_HEADROOM_MB,
+            "scratch_mb": scratch_mb(lim),
+            "python": sys.executable,
+            "must_read": [sys.executable, os.__file__, grader.__file__],
+            "binds": [*SYSTEM_DIRS, *python_binds()],
+            "view": str(self.root / "view"),
+            "submission": str(self.root / "submission"),
+            "probes": str(self.root / "probes"),
+            "data_root": str(Path(self.job.data_root).resolve()) if self.job.data_root is not None else None,
+            "fallback_work": str(self.work),
+            "gpu": self.job.gpu,
+            "env": env,
+        }
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-I", "-m", "grader.sandbox.launch", json.dumps(cfg)],
+                cwd=self.work,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                pass_fds=(theirs.fileno(),),
+            )
+        finally:
+            theirs.close()
         threading.Thread(target=self._read_output, daemon=True).start()
         threading.Thread(target=self._watch, daemon=True).start()
+
+    def open_channel(self, deadline: float) -> Channel:
+        return Channel(self._sock, self.job.limits.answer_mb * (1 << 20))
 
     def _read_output(self) -> None:
         assert self.proc.stdout is not None
@@ -241,13 +257,24 @@ class LocalProcess(SandboxProcess):
     def close(self) -> None:
         if getattr(self, "proc", None) is not None and self.proc.poll() is None:
             self.kill("killed", "stopped by the judge")
+        if getattr(self, "_sock", None) is not None:
+            self._sock.close()
         remove_tree(self.root)
 
 
 class LocalSandbox(Sandbox):
     name = "local"
 
+    def __init__(self) -> None:
+        self._swept = False
+
+    def sweep(self) -> list[str]:
+        return sweep_folders(FOLDER_PREFIX)
+
     def start(self, job: ContestantJob) -> LocalProcess:
+        if not self._swept:  # once per grader: what a predecessor killed outright left behind
+            self._swept = True
+            self.sweep()
         return LocalProcess(job)
 
     def describe(self) -> dict[str, str]:
