@@ -1,29 +1,36 @@
 """The Docker sandbox: a fresh container for each contestant process, the production path.
 
-Same interface and mailbox as the local sandbox (see base.py). Each container gets:
+Same interface as the local sandbox (see base.py). Each container gets:
 no network; an unprivileged uid with every capability dropped and no-new-privileges; a read-only root file
 system with size-capped tmpfs folders for scratch (/tmp, and /grader/work as cwd and HOME); the
-submission, the probe module and the dataset root bind-mounted read-only; the host's exchange folder
-bind-mounted read-write (the only way data crosses back, as JSON + safetensors files); memory (cgroup, no
-swap, OOM kill), process count (pids cgroup), CPU (a quota of `threads` CPUs) and file-size limits from
-assignment.toml; the judge's wall-clock kill; output streamed and capped; GPUs through device requests.
-The container is removed in `close()`, at interpreter exit, and on SIGTERM; every container carries the
-label `grader.sandbox` so that `docker rm -f $(docker ps -aq --filter label=grader.sandbox)` sweeps up
-after a grader that was killed outright.
+submission, the probe module and the dataset root bind-mounted read-only; the judge's listening socket,
+bind-mounted (the only way data crosses back; nothing of the host is writable, so nothing lands on its
+disk); memory (cgroup, no swap, OOM kill), process count (pids cgroup), CPU (a quota of `threads` CPUs) and
+file-size limits from assignment.toml; the judge's wall-clock kill; output streamed and capped; GPUs through
+device requests.
+
+Nothing outlives its grader. The container is removed in `close()`, at interpreter exit and on SIGTERM. If
+the grader is killed outright, the contestant sees its channel close and exits; and PID 1 of the container
+is `timeout -s KILL <lifetime>`, a hard deadline the engine enforces whatever the judge does. Every
+container is labelled with its owner (host, pid and start time) and deadline, and each grader's first
+start sweeps the containers of owners that are gone.
 """
 
 from __future__ import annotations
 
 import atexit
-import json
 import os
+import select
 import shutil
 import signal
+import socket
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
+from grader.channel import Channel
 from grader.sandbox.base import (
     CappedOutput,
     ContestantJob,
@@ -33,14 +40,18 @@ from grader.sandbox.base import (
     SandboxError,
     SandboxProcess,
     copy_read_only,
+    owner_alive,
+    owner_tag,
     remove_tree,
+    scratch_mb,
+    sweep_folders,
 )
 from grader.spec import Limits
 
 MIB = 1 << 20
 CONTAINER_UID = 10001  # the image's `grader` user; passed explicitly so any image runs unprivileged
 IN = Path("/grader")  # where things appear inside the container
-EXCHANGE, SUBMISSION, PROBES, DATA, WORK = IN / "exchange", IN / "submission", IN / "probes", IN / "data", IN / "work"
+SOCKET, SUBMISSION, PROBES, DATA, WORK = IN / "judge.sock", IN / "submission", IN / "probes", IN / "data", IN / "work"
 PYTHON = "/opt/grader/bin/python"
 # Threads the contestant runs besides those a student starts (interpreter, torch's pools): the pids cgroup
 # counts threads, and `processes` is what the student may start.
@@ -48,7 +59,10 @@ PIDS_HEADROOM = 16
 # RLIMIT_DATA on top of the memory limit, as the local sandbox's RLIMIT_AS: turns one huge allocation
 # into a MemoryError instead of an OOM kill. Skipped for GPU jobs (CUDA maps large writable ranges).
 DATA_HEADROOM_MB = 8192
-LABEL = "grader.sandbox"
+LABEL = "grader.sandbox"  # the owner's pid (what an operator filters on)
+OWNER_LABEL = "grader.sandbox.owner"  # host/pid.starttime: a sweep removes containers of owners that are gone
+DEADLINE_LABEL = "grader.sandbox.deadline"  # Unix time after which the container is dead by its own timeout
+FOLDER_PREFIX = "grader-dkr-"
 WAIT_SLICE_S = 30
 
 _live: dict[str, Any] = {}  # container id -> container, for removal at exit
@@ -110,8 +124,8 @@ def container_limits(limits: Limits, gpu: bool) -> dict[str, Any]:
     """The resource part of `containers.create(...)` for `limits` (pure, so it is unit-tested)."""
     from docker.types import Ulimit
 
-    scratch_mb = max(64, 2 * limits.file_size_mb)  # tmpfs pages count against the memory limit too
-    tmpfs_opts = f"size={scratch_mb}m,mode=1777,nosuid,nodev" + (",exec" if gpu else "")
+    # tmpfs pages count against the memory limit too
+    tmpfs_opts = f"size={scratch_mb(limits)}m,mode=1777,nosuid,nodev" + (",exec" if gpu else "")
     fsize = limits.file_size_mb * MIB
     ulimits = [Ulimit(name="fsize", soft=fsize, hard=fsize), Ulimit(name="core", soft=0, hard=0)]
     if not gpu:
@@ -153,7 +167,7 @@ class DockerProcess(SandboxProcess):
 
     def __init__(self, sandbox: DockerSandbox, job: ContestantJob) -> None:
         self.sandbox, self.job = sandbox, job
-        self.root = Path(tempfile.mkdtemp(prefix="grader-dkr-"))
+        self.root = Path(tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{owner_tag()}-"))
         self.container: Any = None
         self._exit: ExitInfo | None = None
         self._kill_reason: tuple[ExitReason, str] | None = None
@@ -162,6 +176,8 @@ class DockerProcess(SandboxProcess):
         self._done = threading.Event()
         self._out = CappedOutput(job.limits.output_kb * 1024)
         self._reader: threading.Thread | None = None
+        self._listener: socket.socket | None = None
+        self._started_at = time.monotonic()
         self._closed = False
         try:
             self._prepare()
@@ -177,24 +193,29 @@ class DockerProcess(SandboxProcess):
         self.probes = self.root / "probes.py"
         shutil.copy(self.job.probes, self.probes)
         self.probes.chmod(0o444)
-        self.exchange = self.root / "exchange"
-        self.exchange.mkdir()
-        self.exchange.chmod(0o777)  # written by the container's uid, read by the judge
+        # The contestant connects once, before any student code runs; the judge then closes the listener.
+        self.socket_path = self.root / "judge.sock"
+        listener = self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(str(self.socket_path))
+        self.socket_path.chmod(0o666)  # connect() needs write permission for the container's uid
+        listener.listen(1)
 
     def _start(self) -> None:
         import docker
 
         job, lim = self.job, self.job.limits
         volumes = {
-            str(self.exchange): {"bind": str(EXCHANGE), "mode": "rw"},
+            str(self.socket_path): {"bind": str(SOCKET), "mode": "ro"},  # read-only still lets it connect
             str(self.root / "submission"): {"bind": str(SUBMISSION), "mode": "ro"},
             str(self.probes): {"bind": str(PROBES / "probes.py"), "mode": "ro"},
         }
         if job.data_root is not None:
             volumes[str(Path(job.data_root).resolve())] = {"bind": str(DATA), "mode": "ro"}
+        lifetime = max(1, int(job.lifetime_s))
         command = [
+            "timeout", "-s", "KILL", str(lifetime),
             PYTHON, "-I", "-m", "grader.contestant",
-            "--exchange", str(EXCHANGE), "--submission", str(SUBMISSION), "--probes", str(PROBES / "probes.py"),
+            "--connect", str(SOCKET), "--submission", str(SUBMISSION), "--probes", str(PROBES / "probes.py"),
         ]  # fmt: skip
         kwargs: dict[str, Any] = {
             **container_limits(lim, job.gpu),
@@ -207,7 +228,11 @@ class DockerProcess(SandboxProcess):
             "read_only": True,
             "cap_drop": ["ALL"],
             "security_opt": ["no-new-privileges"],
-            "labels": {LABEL: str(os.getpid())},
+            "labels": {
+                LABEL: str(os.getpid()),
+                OWNER_LABEL: f"{socket.gethostname()}/{owner_tag()}",
+                DEADLINE_LABEL: str(int(time.time()) + lifetime),
+            },
             # The engine's own log copy is capped too; the head is kept by our streaming reader.
             "log_config": docker.types.LogConfig(
                 type="json-file", config={"max-size": f"{max(1, lim.output_kb * 4 // 1024)}m", "max-file": "1"}
@@ -217,13 +242,14 @@ class DockerProcess(SandboxProcess):
         }
         if job.gpu:
             kwargs["device_requests"] = gpu_device_requests()
-        (self.exchange / "isolation.json").write_text(json.dumps(self.sandbox.applied(job)))
+        self.isolation = self.sandbox.applied(job)
         client = self.sandbox.client()
         try:
             self.container = client.containers.create(self.sandbox.image_for(job), **kwargs)
             with _live_lock:
                 _live[self.container.id] = self.container
             self.container.start()
+            self._started_at = time.monotonic()
         except docker.errors.ImageNotFound:
             raise SandboxError(self.sandbox.missing_image_message(job)) from None
         except docker.errors.APIError as exc:
@@ -234,6 +260,21 @@ class DockerProcess(SandboxProcess):
         threading.Thread(target=self._wait, daemon=True).start()
         self._reader = threading.Thread(target=self._read_output, daemon=True)
         self._reader.start()
+
+    def open_channel(self, deadline: float) -> Channel:
+        """Accept the contestant's one connection, then close the listener: no second one can come."""
+        listener = self._listener
+        assert listener is not None
+        try:
+            while not select.select([listener], [], [], 0.05)[0]:
+                if self.poll() is not None or time.monotonic() > deadline:
+                    raise SandboxError(f"the contestant never connected to the judge ({self.poll() or 'timed out'})")
+            conn, _ = listener.accept()
+        finally:
+            listener.close()
+            self._listener = None
+            self.socket_path.unlink(missing_ok=True)
+        return Channel(conn, self.job.limits.answer_mb * MIB)
 
     def _wait(self) -> None:
         import requests
@@ -285,6 +326,10 @@ class DockerProcess(SandboxProcess):
         lim = self.job.limits
         if oom:
             reason, detail = "memory", f"killed for exceeding {lim.memory_mb} MiB of memory"
+        elif rc == 128 + signal.SIGKILL and time.monotonic() - self._started_at >= self.job.lifetime_s - 1:
+            # `timeout -s KILL` kills its whole process group, itself included, so the exit code alone
+            # cannot tell the deadline from another SIGKILL: the container's age can.
+            reason, detail = "timeout", f"reached the container's hard deadline ({int(self.job.lifetime_s)} s)"
         elif rc == 128 + signal.SIGXFSZ:
             reason, detail = "killed", f"killed for writing a file over {lim.file_size_mb} MiB"
         else:
@@ -308,6 +353,9 @@ class DockerProcess(SandboxProcess):
 
     def close(self) -> None:
         self._closed = True
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
         if self.container is not None:
             with self._lock:
                 if self._kill_reason is None and not self._done.is_set():
@@ -342,7 +390,27 @@ class DockerSandbox(Sandbox):
 
             self._client = docker_client()
             _install_exit_hooks()
+            self.sweep()
         return self._client
+
+    def sweep(self) -> list[str]:
+        """Remove containers whose grader on this host is gone, and any past its hard deadline."""
+        removed = sweep_folders(FOLDER_PREFIX)
+        host, now = socket.gethostname(), time.time()
+        for c in self.client().containers.list(all=True, filters={"label": OWNER_LABEL}):
+            labels = c.labels or {}
+            owner_host, _, tag = labels.get(OWNER_LABEL, "").partition("/")
+            try:
+                expired = float(labels.get(DEADLINE_LABEL, "inf")) + 60 < now
+            except ValueError:
+                expired = False
+            if expired or (owner_host == host and not owner_alive(tag)):
+                try:
+                    c.remove(force=True)
+                    removed.append(c.short_id)
+                except Exception:  # noqa: BLE001 - removed by someone else meanwhile
+                    pass
+        return removed
 
     def image_for(self, job: ContestantJob) -> str:
         return self.gpu_image if job.gpu else self.image
@@ -376,7 +444,7 @@ class DockerSandbox(Sandbox):
         return DockerProcess(self, job)
 
     def applied(self, job: ContestantJob) -> dict[str, str]:
-        """What a container for `job` gets; written to the exchange as isolation.json for the report."""
+        """What a container for `job` gets, for the report (the judge knows it; nothing comes from the container)."""
         lim = container_limits(job.limits, job.gpu)
         return {
             "image": self.image_for(job),
