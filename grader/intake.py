@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import shutil
 from pathlib import Path
 
 from pydantic import BaseModel
 
+from grader.files import UnsafeFile, open_regular, read_regular
 from grader.results import FileRecord
 from grader.spec import AssignmentSpec
 
@@ -34,16 +34,8 @@ class Submission(BaseModel):
         dest.mkdir(parents=True, exist_ok=True)
         for rec in self.files:
             if rec.present and rec.problem is None:
-                shutil.copyfile(self.source / rec.name, dest / rec.name)
+                (dest / rec.name).write_bytes(read_regular(self.source / rec.name, rec.size or 0))
         return dest
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def intake(spec: AssignmentSpec, folder: Path) -> Submission:
@@ -58,11 +50,12 @@ def intake(spec: AssignmentSpec, folder: Path) -> Submission:
     records = []
     for fs in spec.files:
         path = folder / fs.name
-        if path.is_symlink():
-            records.append(
-                FileRecord(name=fs.name, present=True, problem=f"{fs.name} is a symbolic link; submit the file itself")
-            )
-            continue
+        if path.is_symlink() or (path.exists() and not path.is_file()):
+            try:
+                open_regular(path)
+            except UnsafeFile as exc:
+                records.append(FileRecord(name=fs.name, present=True, problem=str(exc)))
+                continue
         if not path.is_file():
             hint = difflib.get_close_matches(fs.name, undeclared, n=1, cutoff=0.6)
             problem = f"{fs.name} is missing from the submission"
@@ -70,10 +63,15 @@ def intake(spec: AssignmentSpec, folder: Path) -> Submission:
             records.append(FileRecord(name=fs.name, present=False, problem=problem if fs.required else None))
             continue
         size = path.stat().st_size
-        problem = None
+        problem, digest = None, None
         if size > fs.max_kb * 1024:
             problem = f"{fs.name} is {size / 1024:.0f} KiB, over the limit of {fs.max_kb} KiB"
         elif size == 0:
             problem = f"{fs.name} is empty"
-        records.append(FileRecord(name=fs.name, present=True, size=size, sha256=_sha256(path), problem=problem))
+        else:
+            try:
+                digest = hashlib.sha256(read_regular(path, fs.max_kb * 1024)).hexdigest()
+            except UnsafeFile as exc:
+                problem = str(exc)
+        records.append(FileRecord(name=fs.name, present=True, size=size, sha256=digest, problem=problem))
     return Submission(source=folder.resolve(), files=records, ignored=undeclared)

@@ -2,6 +2,7 @@
 
 import os
 import zipfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,22 +10,23 @@ import torch
 from grader import wire
 from grader.judge.weights import WeightsError, load_weights, state_dict_from
 
+ROOT = Path(__file__).resolve().parent.parent
 
-def test_message_round_trip(tmp_path):
+
+def test_message_round_trip():
     value = {"x": torch.arange(6.0).reshape(2, 3), "nested": [1, "a", {"t": torch.tensor([True])}], "n": None}
-    wire.write_message(tmp_path / "m.json", value)
-    back = wire.read_message(tmp_path / "m.json")
+    back = wire.from_bytes(*wire.to_bytes(value))
     assert torch.equal(back["x"], value["x"]) and back["nested"][:2] == [1, "a"]
     assert torch.equal(back["nested"][2]["t"], torch.tensor([True])) and back["n"] is None
 
 
-def test_only_plain_data_crosses(tmp_path):
+def test_only_plain_data_crosses():
     with pytest.raises(wire.WireError, match="cannot send a Linear"):
         wire.encode({"model": torch.nn.Linear(1, 1)})
-    (tmp_path / "bad.json").write_text('{"value": {"__tensor__": "t0"}, "has_tensors": true}')
-    (tmp_path / "bad.safetensors").write_bytes(b"\x80\x04not safetensors")
-    with pytest.raises(wire.WireError, match="unreadable message"):
-        wire.read_message(tmp_path / "bad.json")
+    with pytest.raises(wire.WireError, match="unreadable tensors"):
+        wire.from_bytes({"__tensor__": "t0"}, b"\x80\x04not safetensors")
+    with pytest.raises(wire.WireError, match="no such tensor"):
+        wire.from_bytes({"__tensor__": "t9"}, wire.to_bytes(torch.ones(1))[1])
 
 
 class Payload:
@@ -79,3 +81,71 @@ def test_state_dict_picking(tmp_path):
         state_dict_from(loaded, "ck.pth", "model")
     with pytest.raises(WeightsError, match="expected a state_dict"):
         state_dict_from(loaded, "ck.pth")
+
+
+# ---- weights that lie about their size are refused before anything is allocated ------------------------
+
+
+def _rezip(src: Path, dest: Path, compression: int = zipfile.ZIP_STORED, edit=None) -> None:
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dest, "w", compression=compression) as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            zout.writestr(info.filename, edit(info.filename, data) if edit else data)
+
+
+def test_expanded_view_bomb_is_refused(tmp_path):
+    """A few KB on disk declaring an 8 GiB tensor: one float expanded with stride 0."""
+    torch.save({"w": torch.zeros(1).expand(2**31)}, tmp_path / "bomb.pth")
+    assert (tmp_path / "bomb.pth").stat().st_size < 4096
+    with pytest.raises(WeightsError, match=r"shape 2147483648 \(8192 MiB\) declares more elements than its storage"):
+        load_weights(tmp_path / "bomb.pth")
+
+
+def test_view_past_its_storage_is_refused(tmp_path):
+    torch.save({"w": torch.ones(4)}, tmp_path / "ok.pth")
+    # The same tensor, with its pickled size (4,) turned into (9,): past the end of its 16-byte storage.
+    _rezip(tmp_path / "ok.pth", tmp_path / "long.pth",
+           edit=lambda name, data: data.replace(b"K\x04\x85", b"K\x09\x85") if name.endswith("data.pkl") else data)
+    with pytest.raises(WeightsError, match="declares more elements than its storage"):
+        load_weights(tmp_path / "long.pth")
+
+
+def test_storage_larger_than_its_record_is_refused(tmp_path):
+    torch.save({"w": torch.ones(6)}, tmp_path / "ok.pth")
+    _rezip(tmp_path / "ok.pth", tmp_path / "short.pth",
+           edit=lambda name, data: data[:8] if "/data/" in name else data)
+    with pytest.raises(WeightsError, match=r"storage '0' declares 24 bytes but its record holds 8"):
+        load_weights(tmp_path / "short.pth")
+
+
+def test_archives_torch_did_not_write_are_refused(tmp_path):
+    torch.save({"w": torch.ones(6)}, tmp_path / "ok.pth")
+    _rezip(tmp_path / "ok.pth", tmp_path / "deflated.pth", zipfile.ZIP_DEFLATED)
+    with pytest.raises(WeightsError, match="compressed after torch.save wrote it"):
+        load_weights(tmp_path / "deflated.pth")
+    raw = bytearray((tmp_path / "ok.pth").read_bytes())
+    at = raw.find(b"PK\x01\x02")
+    while at != -1:  # the "encrypted" flag in every central directory entry
+        raw[at + 8] |= 1
+        at = raw.find(b"PK\x01\x02", at + 4)
+    (tmp_path / "encrypted.pth").write_bytes(bytes(raw))
+    with pytest.raises(WeightsError, match="encrypted archive"):
+        load_weights(tmp_path / "encrypted.pth")
+    torch.save({"w": torch.ones(6)}, tmp_path / "legacy.pth", _use_new_zipfile_serialization=False)
+    with pytest.raises(WeightsError, match="legacy format .* save it again with torch.save"):
+        load_weights(tmp_path / "legacy.pth")
+
+
+def test_links_and_special_files_are_refused_without_blocking(tmp_path):
+    os.mkfifo(tmp_path / "fifo.pth")  # opening it for reading would block a naive judge forever
+    with pytest.raises(WeightsError, match="fifo.pth is not a regular file \\(it is a named pipe\\)"):
+        load_weights(tmp_path / "fifo.pth")
+    (tmp_path / "zero.pth").symlink_to("/dev/zero")
+    with pytest.raises(WeightsError, match="zero.pth is a symbolic link"):
+        load_weights(tmp_path / "zero.pth")
+
+
+def test_real_checkpoints_still_load():
+    for path in (ROOT / "examples/exp2/solution/final.pth", ROOT / "assignments/exp2/pretrain_model.pth",
+                 ROOT / "examples/exp1/solution/model.pth"):  # fmt: skip
+        assert isinstance(load_weights(path), dict), path

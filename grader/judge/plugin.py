@@ -158,6 +158,17 @@ class GraderPlugin:
         if cid in self.results or not (call.when == "call" or report.failed):
             return
         spec = self._spec.check(cid)
+        try:
+            self.results[cid] = self._result(spec, call)
+        except Exception as exc:  # noqa: BLE001 - a pytest hook that raises stops the whole run (INTERNAL_ERROR)
+            self.results[cid] = CheckResult(
+                id=cid, name=spec.name, max_score=spec.points, score=0, status="error",
+                message=f"the grader could not record this check ({type(exc).__name__}: {exc}); please tell the "
+                "instructor", visibility=spec.visibility, tags=spec.tags,
+            )  # fmt: skip
+
+    def _result(self, spec: CheckSpec, call: pytest.CallInfo[Any]) -> CheckResult:
+        cid = spec.id
         handle = self._handles.get(cid) or CheckHandle(spec)
         exc = call.excinfo.value if call.excinfo is not None else None
         fraction, status, message, where = 1.0, "passed", "", []
@@ -177,7 +188,7 @@ class GraderPlugin:
             fraction, status = 0.0, "error"
             tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)[-6:])
             message = f"the check itself failed ({type(exc).__name__}: {exc}); please tell the instructor\n{tb}"
-        self.results[cid] = CheckResult(
+        return CheckResult(
             id=cid,
             name=spec.name,
             max_score=spec.points,

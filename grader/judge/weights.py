@@ -1,56 +1,219 @@
-"""Loading submitted `.pth` files safely: only in the judge, only with `torch.load(weights_only=True)`."""
+"""Loading submitted `.pth` files safely: only in the judge, only with `torch.load(weights_only=True)`, and only
+after the archive has been inspected without allocating anything it declares.
+
+`torch.load(weights_only=True)` refuses code, but not size: a 38 KB file can declare an 8 GiB tensor (a view
+with stride 0 over a tiny storage, or a storage larger than its record), and the judge would be killed for
+memory when it first touches it. So before torch reads a byte, `inspect` checks that
+    - the archive is what torch.save writes: one data.pkl, stored records, no encryption, no size that lies;
+    - every storage the pickle names exists and fits inside its record, hence inside the file;
+    - every tensor's view fits inside its storage (no element beyond it, no more elements than it holds);
+    - the pickle names only the globals a dict of dense tensors needs.
+It walks the pickle with an unpickler whose globals are inert stand-ins, so nothing is built but small tuples.
+"""
 
 from __future__ import annotations
 
+import io
+import math
 import pickle
 import re
 import zipfile
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from grader.files import UnsafeFile, read_regular
+
 # A .pth is a zip archive (torch >= 1.6) or a legacy pickle stream that starts with a protocol opcode.
 ZIP_MAGIC = b"PK\x03\x04"
 LEGACY_MAGIC = b"\x80"
 MAX_UNPACKED_BYTES = 4 << 30  # a zip bomb is refused before anything is unpacked
+MAX_FILE_BYTES = 1 << 30  # what the judge reads into memory at most; specs set far lower limits per file
+ENCRYPTED = 0x1
 
 
 class WeightsError(AssertionError):
     """A weights file the judge will not use. The message says why and what to submit instead."""
 
 
-def load_weights(path: Path, max_unpacked: int = MAX_UNPACKED_BYTES) -> Any:
-    """Return the object saved in `path`, refusing anything but tensors and plain containers."""
-    name = path.name
-    if not path.is_file():
-        raise WeightsError(f"{name} is missing: train your model, save it with torch.save, and submit {name}")
-    with path.open("rb") as f:
-        head = f.read(4)
-    if head == ZIP_MAGIC:
-        try:
-            with zipfile.ZipFile(path) as zf:
-                unpacked = sum(i.file_size for i in zf.infolist())
-        except zipfile.BadZipFile as exc:
-            raise WeightsError(f"{name} is a damaged archive ({exc}): save it again with torch.save") from None
-        if unpacked > max_unpacked:
-            raise WeightsError(f"{name} would unpack to {unpacked >> 20} MiB, over the {max_unpacked >> 20} MiB limit")
-    elif not head.startswith(LEGACY_MAGIC):
+def _pickled_objects(name: str, what: str) -> WeightsError:
+    return WeightsError(
+        f"{name} holds pickled Python objects{what} that the grader will not unpickle, because unpickling "
+        "can run code. Save only tensors: torch.save(model.state_dict(), ...) instead of the whole model"
+    )
+
+
+class _Storage:
+    def __init__(self, nbytes: int, itemsize: int) -> None:
+        self.nbytes, self.itemsize = nbytes, itemsize
+
+
+class _StorageType:
+    def __init__(self, itemsize: int) -> None:
+        self.itemsize = itemsize
+
+
+class _Inert:
+    """Stands in for any object the scan need not understand; accepts what unpickling does to objects."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __setstate__(self, state: Any) -> None:
+        pass
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        pass
+
+    def append(self, value: Any) -> None:
+        pass
+
+    def extend(self, values: Any) -> None:
+        pass
+
+
+def _ints(value: Any, what: str) -> tuple[int, ...]:
+    if not isinstance(value, tuple) or not all(isinstance(v, int) and v >= 0 for v in value):
+        raise ValueError(f"a tensor's {what} is not a tuple of non-negative integers")
+    return value
+
+
+class _Scan(pickle.Unpickler):
+    """Walks data.pkl checking storages and views; builds nothing but inert stand-ins."""
+
+    def __init__(self, data: bytes, records: dict[str, zipfile.ZipInfo], prefix: str, name: str) -> None:
+        super().__init__(io.BytesIO(data))
+        self.records, self.prefix, self.name = records, prefix, name
+        self.tensors = 0
+
+    def find_class(self, module: str, name: str) -> Any:
+        full = f"{module}.{name}"
+        if full == "collections.OrderedDict":
+            return OrderedDict
+        if full in ("torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_tensor"):
+            return self._tensor
+        if full == "torch._utils._rebuild_tensor_v3":
+            return self._tensor_v3
+        if full in ("torch._utils._rebuild_parameter", "torch._utils._rebuild_parameter_with_state"):
+            return lambda data, *rest: data
+        if module == "torch" and isinstance(getattr(torch, name, None), torch.dtype):
+            return getattr(torch, name)
+        if module == "torch" and name.endswith("Storage") and getattr(torch, name, None) in torch._storage_classes:
+            if name == "UntypedStorage":
+                return _StorageType(1)
+            return _StorageType(torch._utils._element_size(torch.storage._get_dtype_from_pickle_storage_type(name)))
+        if full in ("torch.Size", "torch.device", "builtins.set", "builtins.complex", "collections.Counter"):
+            return _Inert
+        raise _pickled_objects(self.name, f" ({full})")
+
+    def persistent_load(self, pid: Any) -> _Storage:
+        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"):
+            raise ValueError(f"an unknown kind of record {str(pid)[:60]}")
+        _, kind, key, _location, numel = pid
+        if not isinstance(kind, _StorageType) or not isinstance(key, str) or not isinstance(numel, int) or numel < 0:
+            raise ValueError("a malformed storage record")
+        record = self.records.get(f"{self.prefix}data/{key}")
+        nbytes = numel * kind.itemsize
+        if record is None:
+            raise ValueError(f"the storage {key!r} it names is missing")
+        if nbytes > record.file_size:
+            raise ValueError(f"storage {key!r} declares {nbytes} bytes but its record holds {record.file_size}")
+        return _Storage(nbytes, kind.itemsize)
+
+    def _check_view(self, storage: Any, offset: Any, size: Any, stride: Any, itemsize: int) -> _Inert:
+        if not isinstance(storage, _Storage) or not isinstance(offset, int) or offset < 0:
+            raise ValueError("a tensor without a valid storage")
+        size, stride = _ints(size, "size"), _ints(stride, "stride")
+        if len(size) != len(stride):
+            raise ValueError("a tensor whose size and stride disagree")
+        numel = math.prod(size)
+        if numel:
+            last = offset + sum((n - 1) * s for n, s in zip(size, stride, strict=True))
+            if (last + 1) * itemsize > storage.nbytes or numel * itemsize > storage.nbytes:
+                shape = "x".join(map(str, size))
+                raise ValueError(
+                    f"a tensor of shape {shape} ({numel * itemsize / 2**20:.0f} MiB) declares more elements than "
+                    f"its storage of {storage.nbytes} bytes holds"
+                )
+        self.tensors += 1
+        return _Inert()
+
+    def _tensor(self, storage: Any, offset: Any, size: Any, stride: Any, *rest: Any) -> _Inert:
+        return self._check_view(storage, offset, size, stride, getattr(storage, "itemsize", 1))
+
+    def _tensor_v3(self, storage: Any, offset: Any, size: Any, stride: Any, grad: Any, hooks: Any,
+                   dtype: Any, *rest: Any) -> _Inert:  # fmt: skip
+        if not isinstance(dtype, torch.dtype):
+            raise ValueError("a tensor without a dtype")
+        return self._check_view(storage, offset, size, stride, torch._utils._element_size(dtype))
+
+
+def inspect(data: bytes, name: str, max_unpacked: int = MAX_UNPACKED_BYTES) -> None:
+    """Refuse (WeightsError) an archive whose records or tensors could make torch.load allocate more than
+    the file holds. Reads only the archive's directory and its pickle."""
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+        infos = zf.infolist()
+    except (zipfile.BadZipFile, ValueError, EOFError) as exc:
+        raise WeightsError(f"{name} is a damaged archive ({exc}): save it again with torch.save") from None
+    unpacked = sum(i.file_size for i in infos)
+    if unpacked > max_unpacked:
+        raise WeightsError(f"{name} would unpack to {unpacked >> 20} MiB, over the {max_unpacked >> 20} MiB limit")
+    for info in infos:
+        if info.flag_bits & ENCRYPTED:
+            raise WeightsError(f"{name} is an encrypted archive: submit the file torch.save wrote")
+        if info.compress_type != zipfile.ZIP_STORED or info.compress_size != info.file_size:
+            raise WeightsError(f"{name} was compressed after torch.save wrote it: submit the file torch.save wrote")
+        if info.header_offset + info.file_size > len(data):
+            raise WeightsError(f"{name} is a damaged archive (a record runs past the end of the file)")
+    pickles = [i for i in infos if i.filename.endswith("/data.pkl") and i.filename.count("/") == 1]
+    if len(pickles) != 1:
+        raise WeightsError(f"{name} is not an archive torch.save wrote (no single data.pkl): save it again")
+    prefix = pickles[0].filename[: -len("data.pkl")]
+    try:
+        scan = _Scan(zf.read(pickles[0]), {i.filename: i for i in infos}, prefix, name)
+        scan.load()
+    except WeightsError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any malformed pickle is the file's fault
+        raise WeightsError(f"{name} could not be read as PyTorch weights: {exc}") from None
+
+
+def weights_from_bytes(data: bytes, name: str, max_unpacked: int = MAX_UNPACKED_BYTES) -> Any:
+    """The object saved in `data` (the bytes of `name`), refusing anything but tensors and plain containers."""
+    if data[:4] == ZIP_MAGIC:
+        inspect(data, name, max_unpacked)
+    elif data[:1] == LEGACY_MAGIC:
         raise WeightsError(
-            f"{name} is not a PyTorch weights file (it starts with {head!r}): save it with "
+            f"{name} is in PyTorch's legacy format (torch < 1.6, or _use_new_zipfile_serialization=False), which "
+            "the grader does not read: save it again with torch.save and the default settings"
+        )
+    else:
+        raise WeightsError(
+            f"{name} is not a PyTorch weights file (it starts with {data[:4]!r}): save it with "
             "torch.save(model.state_dict(), ...)"
         )
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        found = re.search(r"GLOBAL ([\w.]+)", str(exc)) or re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
-        what = f" ({found.group(1)})" if found else ""
-        raise WeightsError(
-            f"{name} holds pickled Python objects{what} that the grader will not unpickle, because unpickling "
-            "can run code. Save only tensors: torch.save(model.state_dict(), ...) instead of the whole model"
-        ) from None
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        raise _pickled_objects(name, f" ({found.group(1)})" if found else "") from None
     except Exception as exc:  # noqa: BLE001 - any other failure is a malformed file
         raise WeightsError(f"{name} could not be read as PyTorch weights ({type(exc).__name__}: {exc})") from None
+
+
+def load_weights(path: Path, max_unpacked: int = MAX_UNPACKED_BYTES) -> Any:
+    """Return the object saved in `path` (a regular file, not a link), as `weights_from_bytes`."""
+    name = path.name
+    if not path.exists() and not path.is_symlink():
+        raise WeightsError(f"{name} is missing: train your model, save it with torch.save, and submit {name}")
+    try:
+        data = read_regular(path, MAX_FILE_BYTES)
+    except UnsafeFile as exc:
+        raise WeightsError(str(exc)) from None
+    return weights_from_bytes(data, name, max_unpacked)
 
 
 def state_dict_from(obj: Any, name: str, key: str | None = None) -> dict[str, torch.Tensor]:
@@ -60,6 +223,7 @@ def state_dict_from(obj: Any, name: str, key: str | None = None) -> dict[str, to
             have = sorted(map(str, obj))[:6] if isinstance(obj, dict) else type(obj).__name__
             raise WeightsError(f"{name} has no {key!r} entry (found {have})")
         obj = obj[key]
-    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise WeightsError(f"{name}: expected a state_dict (a dict of tensors), found {type(obj).__name__}")
+    if not isinstance(obj, dict) or not obj or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                                       for k, v in obj.items()):  # fmt: skip
+        raise WeightsError(f"{name}: expected a state_dict (a dict of tensors by name), found {type(obj).__name__}")
     return dict(obj)
