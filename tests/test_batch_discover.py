@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import stat
 import zipfile
 from datetime import datetime, timezone
@@ -158,3 +159,55 @@ def test_folder_names_are_safe_and_distinct():
     odd = [folder_name(i) for i in ("../etc", "a/b", "a_b", ".hidden", "a b")]
     assert all("/" not in n and not n.startswith(".") for n in odd)
     assert len(set(odd)) == len(odd) and folder_name("a/b") != folder_name("a_b")
+
+
+def _patch_entries(path: Path, edit) -> None:
+    """Edit every local and central header of a zip in place: edit(raw, offset, central)."""
+    raw = bytearray(path.read_bytes())
+    for sig, central in ((b"PK\x03\x04", False), (b"PK\x01\x02", True)):
+        at = raw.find(sig)
+        while at != -1:
+            edit(raw, at, central)
+            at = raw.find(sig, at + 4)
+    path.write_bytes(bytes(raw))
+
+
+def test_zips_that_cannot_be_unpacked_never_stop_the_batch(tmp_path):
+    """Encrypted entries, an unknown compression method, corrupt data: one problem line each, the rest graded."""
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    _zip(subs / "alice.zip", _files(""))
+    _zip(subs / "enc.zip", _files(""))
+    _patch_entries(subs / "enc.zip", lambda raw, at, central: raw.__setitem__(at + (8 if central else 6),
+                                                                                raw[at + (8 if central else 6)] | 1))
+    _zip(subs / "method.zip", _files(""))  # compression method 99 (AES in WinZip's scheme), unknown to zipfile
+    _patch_entries(subs / "method.zip", lambda raw, at, central: raw.__setitem__(
+        slice(at + (10 if central else 8), at + (12 if central else 10)), (99).to_bytes(2, "little")))
+    with zipfile.ZipFile(subs / "corrupt.zip", "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("exp1.py", b"x = 1\n" * 5000)
+    raw = bytearray((subs / "corrupt.zip").read_bytes())
+    raw[60:90] = b"\xff" * 30  # inside the deflate stream
+    (subs / "corrupt.zip").write_bytes(bytes(raw))
+
+    d = discover(subs, tmp_path / "work")
+
+    assert [f.key for f in d.found] == ["alice"]
+    problems = "\n".join(d.problems)
+    assert re.search(r"enc\.zip: unsafe zip \(entry '[\w.]+' is encrypted: zip the files again without a password",
+                     problems), problems
+    assert re.search(r"method\.zip: unsafe zip \(entry '[\w.]+' uses a compression method the grader cannot read",
+                     problems), problems
+    assert re.search(r"corrupt\.zip: unsafe zip \(entry 'exp1\.py' is damaged \(\w+", problems), problems
+
+
+def test_an_export_zip_with_unreadable_entries(tmp_path):
+    members = {"alice/exp1.py": b"x = 1\n", "bob/exp1.py": b"y = 2\n"}
+    _zip(tmp_path / "export.zip", members)
+    raw = bytearray((tmp_path / "export.zip").read_bytes())
+    at = raw.find(b"PK\x01\x02", raw.find(b"PK\x01\x02") + 4)  # bob's central entry: encrypted
+    raw[at + 8] |= 1
+    (tmp_path / "export.zip").write_bytes(bytes(raw))
+    d = discover(tmp_path / "export.zip", tmp_path / "work")
+    assert [f.key for f in d.found] == ["alice"]
+    assert any("bob/: unsafe (entry 'bob/exp1.py' is encrypted" in p or "bob/: unsafe (entry 'exp1.py' is encrypted"
+               in p for p in d.problems), d.problems  # fmt: skip

@@ -72,13 +72,28 @@ def safe_extract(zf: zipfile.ZipFile, dest: Path, members: list[zipfile.ZipInfo]
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
         written = 0
-        with zf.open(m) as src, target.open("wb") as out:
-            # file_size is what the header claims; count what really comes out (a zip bomb lies).
-            while block := src.read(1 << 20):
-                written += len(block)
-                if written > m.file_size or written > MAX_UNPACKED:
-                    raise UnsafeZip(f"entry {m.filename!r} unpacks larger than its header says")
-                out.write(block)
+        try:
+            with zf.open(m) as src, target.open("wb") as out:
+                # file_size is what the header claims; count what really comes out (a zip bomb lies).
+                while block := src.read(1 << 20):
+                    written += len(block)
+                    if written > m.file_size or written > MAX_UNPACKED:
+                        raise UnsafeZip(f"entry {m.filename!r} unpacks larger than its header says")
+                    out.write(block)
+        except UnsafeZip:
+            raise
+        except Exception as exc:  # noqa: BLE001 - whatever the zip library raises, it is this entry's fault
+            raise UnsafeZip(f"entry {m.filename!r} {_unreadable(exc)}") from None
+
+
+def _unreadable(exc: Exception) -> str:
+    """Why the zip library could not read an entry, in words a student can act on."""
+    text = str(exc)
+    if "encrypted" in text or "password" in text:
+        return "is encrypted: zip the files again without a password"
+    if isinstance(exc, NotImplementedError) or "compression" in text:
+        return f"uses a compression method the grader cannot read ({text}): zip the files again with the default method"
+    return f"is damaged ({type(exc).__name__}: {text}): upload the zip again"
 
 
 def content_root(folder: Path) -> Path:
@@ -144,7 +159,7 @@ def _from_zip(path: Path, work: Path) -> Discovery:
     out = Discovery(kind="")
     try:
         zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
+    except Exception as exc:  # noqa: BLE001 - BadZipFile, OSError, EOFError, ValueError ...
         return Discovery(kind="unreadable zip", problems=[f"{path}: not a readable zip ({exc}); download it again"])
     with zf:
         infos = [m for m in zf.infolist() if not any(_junk(p) for p in PurePosixPath(m.filename).parts)]
@@ -153,7 +168,12 @@ def _from_zip(path: Path, work: Path) -> Discovery:
         if meta_name:
             out.kind = "Gradescope export"
             base = meta_name[: -len("submission_metadata.yml")]
-            meta = _gradescope_metadata(zf.read(meta_name).decode("utf-8", "replace"), str(path), out.problems)
+            try:
+                meta_text = zf.read(meta_name).decode("utf-8", "replace")
+            except Exception as exc:  # noqa: BLE001 - an unreadable entry
+                out.problems.append(f"{path}:{meta_name} {_unreadable(exc)}; submitters unknown")
+                meta_text = ""
+            meta = _gradescope_metadata(meta_text, str(path), out.problems)
             keys = sorted({n[len(base) :].split("/")[0] for n in names
                            if n.startswith(base + "submission_") and "/" in n[len(base) :]})  # fmt: skip
             for key in keys:
@@ -225,11 +245,11 @@ def _from_folder(path: Path, work: Path) -> Discovery:
                 with zipfile.ZipFile(entry) as zf:
                     members = zf.infolist()
                     _unpack(zf, members, dest)
-            except (zipfile.BadZipFile, OSError) as exc:
-                out.problems.append(f"{entry}: not a readable zip ({exc}); ask the student to upload it again")
-                continue
             except UnsafeZip as exc:
                 out.problems.append(f"{entry}: unsafe zip ({exc}); not graded")
+                continue
+            except Exception as exc:  # noqa: BLE001 - BadZipFile, OSError, EOFError, ValueError ...
+                out.problems.append(f"{entry}: not a readable zip ({exc}); ask the student to upload it again")
                 continue
             out.found.append(Found(key=entry.stem, source=str(entry), folder=content_root(dest)))
         else:
