@@ -19,6 +19,7 @@ from grader.judge.gradients import (
 )
 from grader.judge.outcome import CheckFailed, Partial, fail, partial
 from grader.judge.tensors import (
+    FileBytes,
     collapse_repeats,
     expect_finite,
     expect_shape,
@@ -27,16 +28,18 @@ from grader.judge.tensors import (
     expect_tensor,
     first_mismatch,
     shape_str,
+    tensor,
 )
 from grader.judge.thresholds import Threshold, accuracy_threshold, perplexity_threshold
-from grader.judge.weights import WeightsError, load_weights, state_dict_from
+from grader.judge.weights import WeightsError, load_weights, state_dict_from, weights_from_bytes
 
 __all__ = [
-    "CIFAR10_CLASSES", "FASHION_MNIST_CLASSES", "CheckFailed", "ContestantError", "CurveSummary", "Partial",
+    "CIFAR10_CLASSES", "FASHION_MNIST_CLASSES", "CheckFailed", "ContestantError", "CurveSummary", "FileBytes",
+    "Partial",
     "Threshold", "WeightsError", "accuracy_threshold", "confusion_matrix", "judge_device",
     "autograd_gradients", "collapse_repeats", "curve_problem", "directional_derivatives", "expect_curve",
     "expect_directional_match", "expect_finite", "expect_gradients_match", "expect_shape", "expect_shape_trace",
     "expect_shapes", "expect_tensor", "fail", "finite_difference_gradients", "first_mismatch", "gradient_dot",
     "gradient_mismatch", "load_weights", "partial", "perplexity_threshold", "perturbed", "random_directions",
-    "shape_str", "state_dict_from",
+    "shape_str", "state_dict_from", "tensor", "weights_from_bytes",
 ]  # fmt: skip

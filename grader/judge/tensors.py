@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import torch
+from pydantic import AfterValidator
 
 from grader.judge.outcome import fail
 
@@ -13,6 +14,25 @@ from grader.judge.outcome import fail
 def shape_str(shape: Any) -> str:
     dims = tuple(shape)
     return "(" + ", ".join(str(d) for d in dims) + ("," if len(dims) == 1 else "") + ")"
+
+
+def tensor(*, dtype: torch.dtype | None = None, ndim: int | None = None, shape: tuple[int, ...] | None = None) -> Any:
+    """A `returns=` type for `contestant.call`: a tensor, of `dtype`, `ndim` dimensions or `shape` when given."""
+
+    def check(t: torch.Tensor) -> torch.Tensor:
+        if dtype is not None and t.dtype != dtype:
+            raise ValueError(f"a tensor of dtype {t.dtype}; expected {dtype}")
+        if ndim is not None and t.dim() != ndim:
+            raise ValueError(f"a tensor with {t.dim()} dimension(s); expected {ndim}")
+        if shape is not None and tuple(t.shape) != tuple(shape):
+            raise ValueError(f"a tensor of shape {shape_str(t.shape)}; expected {shape_str(shape)}")
+        return t
+
+    return Annotated[torch.Tensor, AfterValidator(check)]
+
+
+# The bytes of a file written in the sandbox (e.g. a checkpoint), as the probes send them.
+FileBytes = tensor(dtype=torch.uint8, ndim=1)
 
 
 def expect_tensor(value: Any, what: str) -> torch.Tensor:
@@ -38,6 +58,8 @@ def expect_finite(t: torch.Tensor, what: str) -> torch.Tensor:
 def first_mismatch(got: torch.Tensor, want: torch.Tensor, x: torch.Tensor, atol: float, rtol: float) -> str | None:
     """None if `got` matches `want` within atol + rtol*|want|, else a message naming the first bad point."""
     got64, want64 = got.double().reshape(-1), want.double().reshape(-1)
+    if got64.numel() != want64.numel():
+        return f"got {got64.numel()} values; expected {want64.numel()}"
     bad = ~torch.isclose(got64, want64, atol=atol, rtol=rtol) | ~torch.isfinite(got64)
     if not bad.any():
         return None

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from typing_extensions import TypedDict
 
 from grader.judge import CheckFailed, Threshold, WeightsError, expect_finite, expect_tensor, fail, state_dict_from
 
@@ -20,6 +21,29 @@ X_MIN, X_MAX = -5.0, 5.0
 GRID = torch.linspace(X_MIN, X_MAX, 2001).reshape(-1, 1)  # (2001, 1), float32
 # Deterministic evaluation of fixed weights on a fixed grid: no seed, and no tolerance needed.
 FIT = Threshold("normalized MSE", full=1e-3, zero=1e-1, higher_is_better=False, seed=None, tolerance=0.0, scale="log")
+
+
+class TrainCurve(TypedDict):
+    """What the train_curve probe returns: the MSE before and after train(), and train()'s losses if a list."""
+
+    before: float
+    after: float
+    losses: list[float] | None
+
+
+# A module constant as the settings probe sends it: its own value if a plain scalar or None, else its repr.
+Setting = bool | int | float | str | None
+
+
+class Settings(TypedDict):
+    """What the settings probe returns: exp1.py's constants, and how many samples make_data(f) made."""
+
+    NUM_TRAIN_SAMPLES: Setting
+    NUM_TRAIN_EPOCHS: Setting
+    LEARNING_RATE: Setting
+    X_MIN: Setting
+    X_MAX: Setting
+    samples_made: int
 
 
 def reference_f(x: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """exp1 public checks: students run these with `grader check exp1 DIR`."""
 
 import torch
-from exp1_judge import GRID, X_MAX, X_MIN, grade_fit, reference_f, state_dict_for
+from exp1_judge import GRID, X_MAX, X_MIN, TrainCurve, grade_fit, reference_f, state_dict_for
 
 from grader.judge import expect_finite, expect_shape, fail, first_mismatch, partial
 
@@ -19,7 +19,8 @@ def test_f_reference_values(contestant):
 def test_mlp_output_shape(contestant):
     for n in (64, 1):
         x = torch.linspace(X_MIN, X_MAX, n).reshape(n, 1)  # (n, 1)
-        out = expect_shape(contestant.call("model_output", x=x), (n, 1), f"model(x) for x of shape ({n}, 1)")
+        out = contestant.call("model_output", x=x)
+        out = expect_shape(out, (n, 1), f"model(x) for x of shape ({n}, 1)")
         expect_finite(out, f"model(x) for x of shape ({n}, 1)")
 
 
@@ -27,7 +28,7 @@ def test_training_lowers_mse(contestant):
     g = torch.Generator().manual_seed(1234)
     x = torch.rand(256, 1, generator=g) * (X_MAX - X_MIN) + X_MIN  # (256, 1)
     y = reference_f(x).float()  # (256, 1): the true f, so this check does not depend on the student's f
-    r = contestant.call("train_curve", x=x, y=y, num_epochs=STEP_BUDGET, lr=TRAIN_LR, seed=0)
+    r = contestant.call("train_curve", x=x, y=y, num_epochs=STEP_BUDGET, lr=TRAIN_LR, seed=0, returns=TrainCurve)
     before, after = float(r["before"]), float(r["after"])
     call = f"train(model, x, y, num_epochs={STEP_BUDGET}, lr={TRAIN_LR})"
     what = f"after {call} the MSE went from {before:.4g} to {after:.4g}"

@@ -6,6 +6,9 @@ import json
 from pathlib import Path
 
 import torch
+from typing_extensions import TypedDict
+
+from grader.judge import FileBytes
 
 HERE = Path(__file__).resolve().parent
 # Keys and shapes of the reference ResNet20's state_dict, generated from solutions/exp2 by `grader release exp2`.
@@ -15,6 +18,31 @@ PARAM_TOLERANCE = 0.02
 SCHEDULE = [0.1] * 5 + [0.01] * 5  # LR of epochs 0-9
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
+
+
+class DescribeModel(TypedDict):
+    """What the describe_model probe returns: a fresh ResNet20's output, parameter count and state_dict shapes."""
+
+    output: torch.Tensor
+    num_params: int
+    state: dict[str, list[int]]
+
+
+class CheckpointRoundtrip(TypedDict):
+    """What the checkpoint_roundtrip probe returns: the saved file's bytes (uint8) and what resume() restored."""
+
+    file: FileBytes  # type: ignore[valid-type]
+    start: int
+    history: dict[str, list[float]]
+    lr: float
+    max_weight_diff: float
+
+
+class EvaluateAccuracy(TypedDict):
+    """What the evaluate_accuracy probe returns: evaluate()'s accuracy in percent, and the true one."""
+
+    student: float
+    expected: float
 
 
 def normalize(x: torch.Tensor) -> torch.Tensor:

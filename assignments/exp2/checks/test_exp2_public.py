@@ -1,14 +1,22 @@
 """exp2 public checks: students run these with `grader check exp2 DIR --data-root DATA`."""
 
 import math
-import tempfile
-from pathlib import Path
 
 import torch
-from exp2_judge import PARAM_TOLERANCE, REFERENCE_STATE, SCHEDULE, TARGET_PARAMS, key_mismatch, normalize
+from exp2_judge import (
+    PARAM_TOLERANCE,
+    REFERENCE_STATE,
+    SCHEDULE,
+    TARGET_PARAMS,
+    CheckpointRoundtrip,
+    DescribeModel,
+    EvaluateAccuracy,
+    key_mismatch,
+    normalize,
+)
 
 from grader.data import read_cifar10
-from grader.judge import WeightsError, expect_shape, fail, load_weights
+from grader.judge import WeightsError, expect_shape, fail, weights_from_bytes
 
 
 def _images(data_root, n: int, seed: int = 0):
@@ -20,7 +28,7 @@ def _images(data_root, n: int, seed: int = 0):
 
 def test_architecture(contestant, data_root):
     x, _ = _images(data_root, 4)
-    info = contestant.call("describe_model", x=normalize(x))
+    info = contestant.call("describe_model", x=normalize(x), returns=DescribeModel)
     expect_shape(info["output"], (4, 10), "ResNet20()(x) for x of shape (4, 3, 32, 32)")
     n = info["num_params"]
     if abs(n - TARGET_PARAMS) > PARAM_TOLERANCE * TARGET_PARAMS:
@@ -32,7 +40,7 @@ def test_architecture(contestant, data_root):
 
 def test_gradients_flow(contestant, data_root):
     x, y = _images(data_root, 32, seed=1)
-    norms = contestant.call("gradient_norms", x=normalize(x), y=y)
+    norms = contestant.call("gradient_norms", x=normalize(x), y=y, returns=dict[str, float | None])
     none = [k for k, v in norms.items() if v is None]
     bad = [k for k, v in norms.items() if v is not None and not math.isfinite(v)]
     zero = [k for k, v in norms.items() if v == 0.0]
@@ -43,7 +51,7 @@ def test_gradients_flow(contestant, data_root):
 
 def test_training_step(contestant, data_root):
     x, y = _images(data_root, 64, seed=2)
-    losses = contestant.call("train_steps", x=normalize(x), y=y, steps=8, lr=0.05, seed=0)
+    losses = contestant.call("train_steps", x=normalize(x), y=y, steps=8, lr=0.05, seed=0, returns=list[float])
     if len(losses) != 8 or not all(math.isfinite(v) for v in losses):
         fail(f"train_step returned losses {losses}; expected 8 finite numbers")
     if not losses[-1] < 0.7 * losses[0]:
@@ -52,7 +60,7 @@ def test_training_step(contestant, data_root):
 
 
 def test_lr_schedule(contestant):
-    got = contestant.call("schedule", epochs=10)
+    got = contestant.call("schedule", epochs=10, returns=list[float])
     for epoch, (lr, want) in enumerate(zip(got, SCHEDULE, strict=False)):
         if not math.isclose(lr, want, rel_tol=1e-9):
             fail(f"lr_for_epoch({epoch}) returned {lr:g}; expected {want:g} (LR 0.1 for epochs 0-4, 0.01 for 5-9)")
@@ -62,18 +70,15 @@ def test_checkpoint_resume(contestant):
     # Resume after 7 epochs: mid-phase on purpose, so an off-by-one schedule costs only the schedule check.
     history = {"train_loss": [2.0 - 0.1 * i for i in range(7)], "train_acc": [40.0 + i for i in range(7)],
                "test_acc": [45.0 + i for i in range(7)]}  # fmt: skip
-    r = contestant.call("checkpoint_roundtrip", epoch=7, history=history)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "checkpoint.pth"
-        path.write_bytes(r["file"].numpy().tobytes())
-        try:
-            saved = load_weights(path)
-        except WeightsError as exc:
-            fail(f"save_checkpoint wrote a file the grader cannot read: {exc}")
+    r = contestant.call("checkpoint_roundtrip", epoch=7, history=history, returns=CheckpointRoundtrip)
+    try:
+        saved = weights_from_bytes(r["file"].numpy().tobytes(), "checkpoint.pth")
+    except WeightsError as exc:
+        fail(f"save_checkpoint wrote a file the grader cannot read: {exc}")
     if not isinstance(saved, dict) or not {"net", "epoch", "history"} <= set(saved):
-        have = sorted(saved) if isinstance(saved, dict) else type(saved).__name__
+        have = sorted(map(str, saved)) if isinstance(saved, dict) else type(saved).__name__
         fail(f"save_checkpoint saved {have}; expected a dict with 'net', 'epoch' and 'history'")
-    if saved["epoch"] != 7:
+    if not isinstance(saved["epoch"], int) or saved["epoch"] != 7:
         fail(f"save_checkpoint(..., epoch=7, ...) stored epoch {saved['epoch']!r}; expected 7")
     if r["start"] != 7:
         fail(f"resume() of a checkpoint saved after 7 epochs returned start epoch {r['start']}; expected 7")
@@ -88,7 +93,7 @@ def test_checkpoint_resume(contestant):
 def test_evaluation_loop(contestant, data_root):
     x, _ = _images(data_root, 300, seed=3)
     for flip in (0.0, 0.25):
-        r = contestant.call("evaluate_accuracy", x=x, flip_fraction=flip)
+        r = contestant.call("evaluate_accuracy", x=x, flip_fraction=flip, returns=EvaluateAccuracy)
         if not math.isclose(r["student"], r["expected"], abs_tol=1e-6):
             fail(f"evaluate() returned {r['student']:.4g}% on 300 images whose accuracy is {r['expected']:.4g}% "
                  "(is the model in eval mode, and is the count divided by the number of images?)")  # fmt: skip

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from typing_extensions import TypedDict
 
 from grader.data import read_fashion_mnist
+from grader.judge import tensor
 
 NUM_PARAMS = 61_706
 # The output of every layer that changes the shape, for a (1, 1, 28, 28) input (activations keep the shape).
@@ -19,6 +21,40 @@ STATE_SHAPES = {
     "7.weight": [120, 400], "7.bias": [120], "9.weight": [84, 120], "9.bias": [84],
     "11.weight": [10, 84], "11.bias": [10],
 }  # fmt: skip
+
+
+class LayerShapes(TypedDict):
+    """What the layer_shapes probe returns: every leaf module's output shape and class name, and the output's."""
+
+    shapes: list[list[int]]
+    names: list[str]
+    output: list[int]
+
+
+class Describe(TypedDict):
+    """What the describe probe returns: build_lenet()'s parameter count and state_dict shapes."""
+
+    num_params: int
+    state: dict[str, list[int]]
+
+
+class EvaluateKnown(TypedDict):
+    """What the evaluate_known probe returns: evaluate_accuracy's fraction, and the true one."""
+
+    student: float
+    expected: float
+
+
+# The state_dict of the probes' fixed training model: nn.Sequential(nn.Flatten(), nn.Linear(784, 10)).
+# The probes' fixed training model is flatten + Linear(784, 10): its state has exactly these shapes.
+SmallState = TypedDict("SmallState", {"1.weight": tensor(shape=(10, 784)), "1.bias": tensor(shape=(10,))})
+
+
+class TrainSmall(TypedDict):
+    """What the train_small probe returns: the fixed small model's weights before and after one epoch."""
+
+    before: SmallState
+    after: SmallState
 
 
 def images(data_root: Path, n: int, train: bool, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -8,6 +8,10 @@ from lenet_judge import (
     LAYER_SHAPES,
     NUM_PARAMS,
     STATE_SHAPES,
+    Describe,
+    EvaluateKnown,
+    LayerShapes,
+    TrainSmall,
     images,
     key_mismatch,
     small_model_loss,
@@ -22,13 +26,13 @@ XAVIER_STD_TOLERANCE = 0.15  # a layer's sample std within 15% of a / sqrt(3); t
 
 def test_layer_shapes(contestant):
     x = torch.zeros(1, 1, 28, 28)
-    r = contestant.call("layer_shapes", x=x)
+    r = contestant.call("layer_shapes", x=x, returns=LayerShapes)
     expect_shape_trace(collapse_repeats(r["shapes"]), LAYER_SHAPES, LAYER_NAMES,
                        "build_lenet() on a (1, 1, 28, 28) input")  # fmt: skip
 
 
 def test_parameter_count(contestant):
-    info = contestant.call("describe")
+    info = contestant.call("describe", returns=Describe)
     if info["num_params"] != NUM_PARAMS:
         fail(f"build_lenet() has {info['num_params']:,} parameters; expected {NUM_PARAMS:,} (d2l's LeNet)")
     if problem := key_mismatch(info["state"], STATE_SHAPES):
@@ -36,13 +40,15 @@ def test_parameter_count(contestant):
 
 
 def test_init_weights(contestant):
-    weights = contestant.call("initialised_weights")
+    weights = contestant.call("initialised_weights", returns=dict[str, torch.Tensor])
     if not weights:
         fail("build_lenet() has no Conv2d or Linear layers")
     for name, w in weights.items():
+        if w.dim() < 2 or w.numel() < 2:
+            fail(f"layer {name}'s weight has shape {tuple(w.shape)}; expected a Conv2d or Linear weight")
         fan_out, fan_in = w.shape[0] * w[0, 0].numel(), w.shape[1] * w[0, 0].numel()
         bound = math.sqrt(6.0 / (fan_in + fan_out))  # Xavier-uniform draws from U(-bound, bound)
-        top, std = float(w.abs().max()), float(w.double().std())
+        top, std = float(w.double().abs().max()), float(w.double().std())
         if top > bound * (1 + 1e-6) or abs(std - bound / math.sqrt(3)) > XAVIER_STD_TOLERANCE * bound / math.sqrt(3):
             fail(f"layer {name}'s weights after net.apply(init_weights) have max |w| {top:.4f} and std {std:.4f}; "
                  f"Xavier-uniform gives max <= {bound:.4f} and std {bound / math.sqrt(3):.4f} "
@@ -52,7 +58,7 @@ def test_init_weights(contestant):
 def test_evaluate_accuracy(contestant, data_root):
     x, _ = images(data_root, 400, train=False, seed=1)
     for flip in (0.0, 0.25):
-        r = contestant.call("evaluate_known", x=x, flip_fraction=flip)
+        r = contestant.call("evaluate_known", x=x, flip_fraction=flip, returns=EvaluateKnown)
         if not math.isclose(r["student"], r["expected"], abs_tol=1e-9):
             fail(f"evaluate_accuracy returned {r['student']:.4g} on 400 images whose accuracy is {r['expected']:.4g} "
                  "(a fraction from 0 to 1, computed in eval mode: net.eval())")  # fmt: skip
@@ -60,7 +66,7 @@ def test_evaluate_accuracy(contestant, data_root):
 
 def test_training_epoch(contestant, data_root):
     x, y = images(data_root, TRAIN_IMAGES, train=True, seed=2)
-    r = contestant.call("train_small", x=x, y=y, lr=TRAIN_LR, batch_size=TRAIN_BATCH, seed=0)
+    r = contestant.call("train_small", x=x, y=y, lr=TRAIN_LR, batch_size=TRAIN_BATCH, seed=0, returns=TrainSmall)
     before, after = small_model_loss(r["before"], x, y), small_model_loss(r["after"], x, y)
     expect_curve([before, after], f"one epoch of train_epoch on {TRAIN_IMAGES} images (lr {TRAIN_LR}, batch "
                  f"{TRAIN_BATCH}, a fixed linear model) took the mean loss from {before:.4f} to {after:.4f}",

@@ -9,12 +9,42 @@ from __future__ import annotations
 import collections
 import functools
 from pathlib import Path
+from typing import Annotated, Any
 
 import torch
+from pydantic import AfterValidator
+from typing_extensions import TypedDict
 
 from grader.data import read_time_machine
 
 PARAM_NAMES = ("W_xh", "W_hh", "b_h", "W_hq", "b_q")
+
+
+class _ParamShapes(TypedDict):
+    """What the param_shapes probe returns: get_params's tensors and their requires_grad, and init_rnn_state's
+    value (a list of its tensors if it is a tuple or list, else the value itself) and type name."""
+
+    params: list[torch.Tensor]
+    requires_grad: list[bool]
+    state: Any  # whatever init_rnn_state returned when not a tuple or list; the check says what it got
+    state_type: str
+
+
+def _flag_per_param(r: _ParamShapes) -> _ParamShapes:
+    if len(r["requires_grad"]) != len(r["params"]):
+        raise ValueError("expected one requires_grad flag per parameter")
+    return r
+
+
+ParamShapes = Annotated[_ParamShapes, AfterValidator(_flag_per_param)]
+
+
+class RnnStep(TypedDict):
+    """What the rnn_step and forward probes return: the outputs, and the new state (a list of its tensors if it
+    is a tuple or list, else the value itself)."""
+
+    Y: torch.Tensor
+    state: Any  # whatever the student's rnn returned as its state when not a tuple or list; the checks say what
 
 
 @functools.lru_cache(maxsize=2)

@@ -1,7 +1,7 @@
 """rnn public checks: students run these with `grader check rnn DIR --data-root DATA`."""
 
 import torch
-from rnn_judge import PARAM_NAMES, corpus, fixed_params, param_shapes, vocabulary
+from rnn_judge import PARAM_NAMES, ParamShapes, RnnStep, corpus, fixed_params, param_shapes, vocabulary
 
 from grader.judge import expect_finite, expect_shape, expect_shapes, fail
 
@@ -11,7 +11,7 @@ INIT_STD, STD_TOLERANCE = 0.01, 0.2  # W_* from N(0, 0.01^2); a sample std withi
 
 def test_param_shapes(contestant, data_root):
     v = len(vocabulary(data_root))
-    r = contestant.call("param_shapes", vocab_size=v, num_hiddens=NUM_HIDDENS, batch_size=4)
+    r = contestant.call("param_shapes", vocab_size=v, num_hiddens=NUM_HIDDENS, batch_size=4, returns=ParamShapes)
     params = expect_shapes(r["params"], param_shapes(v, NUM_HIDDENS), PARAM_NAMES,
                            f"get_params({v}, {NUM_HIDDENS})")  # fmt: skip
     for name, p, grad in zip(PARAM_NAMES, params, r["requires_grad"], strict=True):
@@ -31,7 +31,7 @@ def test_param_shapes(contestant, data_root):
 def test_forward_shapes(contestant, data_root):
     v = len(vocabulary(data_root))
     X = corpus(data_root)[:15].reshape(3, 5)  # (B=3, T=5) token indices
-    r = contestant.call("forward", X=X, vocab_size=v, num_hiddens=NUM_HIDDENS)
+    r = contestant.call("forward", X=X, vocab_size=v, num_hiddens=NUM_HIDDENS, returns=RnnStep)
     what = "the model on X of shape (batch 3, steps 5)"
     expect_finite(expect_shape(r["Y"], (15, v), f"{what}: outputs (steps * batch, vocab)"), what)
     if not isinstance(r["state"], list) or len(r["state"]) != 1:
@@ -49,9 +49,10 @@ def test_grad_clipping(contestant):
     grads = [torch.randn(p.shape, generator=g) for p in params]
     for target, theta in ((10.0, 1.0), (0.5, 1.0)):
         scaled = [x * (target / _global_norm(grads)) for x in grads]  # global norm `target`
-        got = contestant.call("clip", params=params, grads=scaled, theta=theta)
+        got = contestant.call("clip", params=params, grads=scaled, theta=theta, returns=list[torch.Tensor | None])
         if not isinstance(got, list) or any(x is None for x in got) or len(got) != len(scaled):
             fail("grad_clipping removed gradients; it should scale them in place (param.grad[:] *= ...)")
+        got = expect_shapes(got, [tuple(s.shape) for s in scaled], PARAM_NAMES, "the gradients after grad_clipping")
         norm = _global_norm(got)
         if target > theta:
             if norm > theta * (1 + 1e-5):

@@ -6,15 +6,44 @@ The reference is torch's own softmax and cross-entropy in float64. Inputs are dr
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
+from typing_extensions import TypedDict
 
 from grader.data import read_fashion_mnist
 from grader.judge import CheckFailed, WeightsError, fail, state_dict_from
 
 NUM_INPUTS, NUM_OUTPUTS = 784, 10
+
+
+# One entry per tensor the sgd check sends (two: a weight and a bias), so it can zip and index them together.
+_PerParam = Field(min_length=2, max_length=2)
+
+
+class SgdStep(TypedDict):
+    """What the sgd_step probe returns: each parameter, its .grad (None if sgd removed it) and requires_grad."""
+
+    params: Annotated[list[torch.Tensor], _PerParam]
+    grads: Annotated[list[torch.Tensor | None], _PerParam]
+    requires_grad: Annotated[list[bool], _PerParam]
+
+
+class LossGradient(TypedDict):
+    """What the loss_gradient probe returns: the summed loss and the gradients of W and b (None: no gradient)."""
+
+    loss: float
+    W: torch.Tensor | None
+    b: torch.Tensor | None
+
+
+class TrainEpoch(TypedDict):
+    """What the train_epoch probe returns: W and b after one epoch."""
+
+    W: torch.Tensor
+    b: torch.Tensor
 
 
 def images(data_root: Path, n: int, train: bool, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

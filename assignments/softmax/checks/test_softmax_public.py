@@ -2,7 +2,17 @@
 
 import torch
 import torch.nn.functional as F
-from softmax_judge import images, init_params, ref_logits, ref_loss_sum, ref_net, submitted_params
+from softmax_judge import (
+    LossGradient,
+    SgdStep,
+    TrainEpoch,
+    images,
+    init_params,
+    ref_logits,
+    ref_loss_sum,
+    ref_net,
+    submitted_params,
+)
 
 from grader.data import read_fashion_mnist
 from grader.judge import (
@@ -29,8 +39,8 @@ TRAIN_RATIO = 0.7  # one epoch (16 steps) takes the reference from 2.36 to 1.15 
 
 def test_softmax_rows(contestant):
     X = torch.randn(8, 10, generator=torch.Generator().manual_seed(0)) * 3  # (8, 10)
-    got = expect_finite(expect_shape(contestant.call("softmax_values", X=X), (8, 10), "softmax(X) for X (8, 10)"),
-                        "softmax(X)")  # fmt: skip
+    got = contestant.call("softmax_values", X=X)
+    got = expect_finite(expect_shape(got, (8, 10), "softmax(X) for X (8, 10)"), "softmax(X)")
     sums = got.double().sum(dim=1)
     if (bad := (sums - 1).abs() > 1e-5).any():
         row = int(bad.nonzero()[0])
@@ -55,7 +65,7 @@ def test_accuracy_count(contestant):
     y_hat = torch.softmax(torch.randn(64, 10, generator=g), dim=1)  # (64, 10)
     y = y_hat.argmax(dim=1)
     y[:27] = (y[:27] + 1) % 10  # 27 wrong, 37 right
-    got = contestant.call("accuracy_value", y_hat=y_hat, y=y)
+    got = contestant.call("accuracy_value", y_hat=y_hat, y=y, returns=float)
     if got != 37:
         fail(f"accuracy(y_hat, y) returned {got!r} for 64 examples of which 37 are right; expected 37 "
              "(the number of correct predictions, as d2l's accuracy; evaluate_accuracy divides by N)")  # fmt: skip
@@ -66,7 +76,7 @@ def test_sgd_update(contestant):
     params = [torch.randn(4, 3, generator=g), torch.randn(3, generator=g)]
     grads = [torch.randn(4, 3, generator=g), torch.randn(3, generator=g)]
     lr, batch = 0.5, 8
-    r = contestant.call("sgd_step", params=params, grads=grads, lr=lr, batch_size=batch)
+    r = contestant.call("sgd_step", params=params, grads=grads, lr=lr, batch_size=batch, returns=SgdStep)
     for i, (p, gr, got) in enumerate(zip(params, grads, r["params"], strict=True)):
         want = p - lr * gr / batch
         if torch.equal(got, p):
@@ -75,7 +85,7 @@ def test_sgd_update(contestant):
             fail(f"after sgd(params, lr={lr}, batch_size={batch}) params[{i}] is not param - lr * grad / "
                  f"batch_size: entry {problem.removeprefix('at x=')}")  # fmt: skip
         after = r["grads"][i]
-        if after is not None and bool(after.abs().max() > 0):
+        if after is not None and bool(after.double().abs().max() > 0):
             fail(f"after sgd, params[{i}].grad still holds the old gradient; zero it (param.grad.zero_()) so the "
                  "next backward() does not add to it")  # fmt: skip
         if not r["requires_grad"][i]:
@@ -85,7 +95,8 @@ def test_sgd_update(contestant):
 def test_net_output(contestant, data_root):
     X, _ = images(data_root, 16, train=False, seed=4)
     W, b = init_params(seed=5, std=0.1)
-    got = expect_shape(contestant.call("net_output", X=X, W=W, b=b), (16, 10), "net(X) for X (16, 1, 28, 28)")
+    got = contestant.call("net_output", X=X, W=W, b=b)
+    got = expect_shape(got, (16, 10), "net(X) for X (16, 1, 28, 28)")
     if problem := first_mismatch(got, ref_net(X, W, b), torch.arange(got.numel()), 1e-6, 1e-5):
         fail(f"net(X) differs from softmax(X.reshape(-1, 784) @ W + b): entry {problem.removeprefix('at x=')}")
 
@@ -93,7 +104,7 @@ def test_net_output(contestant, data_root):
 def test_loss_gradient(contestant, data_root):
     X, y = images(data_root, 64, train=True, seed=6)
     W, b = init_params(seed=7, std=0.1)
-    r = contestant.call("loss_gradient", X=X, y=y, W=W, b=b)
+    r = contestant.call("loss_gradient", X=X, y=y, W=W, b=b, returns=LossGradient)
     want = autograd_gradients(lambda p: ref_loss_sum(X, y, p["W"], p["b"]), {"W": W, "b": b})
     expect_gradients_match({"W": r["W"], "b": r["b"]}, want, "the gradient of cross_entropy(net(X), y).sum() for "
                            "64 images", atol=1e-5, rtol=1e-4)  # fmt: skip
@@ -102,7 +113,8 @@ def test_loss_gradient(contestant, data_root):
 def test_training_epoch(contestant, data_root):
     X, y = images(data_root, TRAIN_IMAGES, train=True, seed=8)
     W, b = init_params(seed=9)
-    r = contestant.call("train_epoch", X=X, y=y, W=W, b=b, lr=TRAIN_LR, batch_size=TRAIN_BATCH, seed=0)
+    r = contestant.call("train_epoch", X=X, y=y, W=W, b=b, lr=TRAIN_LR, batch_size=TRAIN_BATCH, seed=0,
+                         returns=TrainEpoch)  # fmt: skip
     before = float(ref_loss_sum(X, y, W, b)) / len(y)
     after = float(ref_loss_sum(X, y, expect_shape(r["W"], (784, 10), "W after train_epoch"),
                                expect_shape(r["b"], (10,), "b after train_epoch"))) / len(y)  # fmt: skip

@@ -3,7 +3,7 @@
 import ast
 
 import torch
-from exp1_judge import GRID, NUM_TRAIN_SAMPLES, grade_fit, reference_f, state_dict_for
+from exp1_judge import GRID, NUM_TRAIN_SAMPLES, Settings, grade_fit, reference_f, state_dict_for
 
 from grader.judge import expect_finite, expect_shape, fail
 
@@ -21,7 +21,7 @@ def _static_value(source: str, name: str):
 
 def test_num_train_samples_unchanged(contestant, submission):
     """The constant as written (read from the source text), as imported, and as make_data(f) uses it."""
-    settings = contestant.call("settings")
+    settings = contestant.call("settings", returns=Settings)
     try:
         static = _static_value(submission.path("exp1.py").read_text(encoding="utf-8"), "NUM_TRAIN_SAMPLES")
     except SyntaxError:
@@ -34,7 +34,8 @@ def test_num_train_samples_unchanged(contestant, submission):
 
 
 def test_custom_function_fits(contestant, submission, check):
-    yc = expect_shape(contestant.call("custom_values", x=GRID), tuple(GRID.shape), "custom_f(x) on the grid")
+    yc = contestant.call("custom_values", x=GRID)
+    yc = expect_shape(yc, tuple(GRID.shape), "custom_f(x) on the grid")
     expect_finite(yc, "custom_f(x) on the grid")
     if torch.allclose(yc.double(), reference_f(GRID), atol=1e-3, rtol=1e-4):
         fail("custom_f(x) equals the default f(x) on the grid; define a function of your own")

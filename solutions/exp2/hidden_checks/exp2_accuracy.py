@@ -59,8 +59,9 @@ def state_dict_of(obj: Any, name: str) -> tuple[dict[str, torch.Tensor], list[st
     else:
         have = f"a dict with keys {sorted(map(str, obj))[:6]}" if isinstance(obj, dict) else f"a {type(obj).__name__}"
         raise CheckFailed(f"{name} holds {have}; expected a checkpoint dict with the state_dict under 'net'")
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckFailed(f"{name}['net'] is not a state_dict (a dict of tensors)")
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):  # fmt: skip
+        raise CheckFailed(f"{name}['net'] is not a state_dict (a dict of tensors by name)")
     if state and all(k.startswith("module.") for k in state):
         state = {k.removeprefix("module."): v for k, v in state.items()}
         notes.append(f"{name} was saved from DataParallel; removed the 'module.' prefix from its keys")

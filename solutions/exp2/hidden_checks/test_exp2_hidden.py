@@ -9,13 +9,11 @@ order); across CPU thread counts or GPUs, float reductions may move it by about 
 from __future__ import annotations
 
 import math
-import tempfile
-from pathlib import Path
 
 from exp2_accuracy import measure, state_dict_of
 from exp2_judge import REFERENCE_STATE, key_mismatch
 
-from grader.judge import CIFAR10_CLASSES, accuracy_threshold, fail, load_weights
+from grader.judge import CIFAR10_CLASSES, FileBytes, accuracy_threshold, fail, weights_from_bytes
 
 # The whole test set in a fixed order: no seed. Tolerance: float reductions on another machine or thread
 # count move the measurement by about 0.01 points; 0.05 covers that, in the student's favour.
@@ -55,10 +53,7 @@ def test_claimed_trend(submission, data_root, check):
 
 def test_rerun_writes_checkpoint(contestant, data_root):
     """GPU only, and only where assignment.toml enables it: exp2.py itself, one short epoch on a subset."""
-    r = contestant.call("rerun", subset=2048)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "rerun.pth"
-        path.write_bytes(r.numpy().tobytes())
-        state, _ = state_dict_of(load_weights(path), "the re-run's checkpoint")
+    r = contestant.call("rerun", subset=2048, returns=FileBytes)
+    state, _ = state_dict_of(weights_from_bytes(r.numpy().tobytes(), "rerun.pth"), "the re-run's checkpoint")
     if problem := key_mismatch({k: list(v.shape) for k, v in state.items()}, REFERENCE_STATE):
         fail(f"the re-run's checkpoint does not match the reference: {problem}")

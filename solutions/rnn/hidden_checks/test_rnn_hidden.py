@@ -24,7 +24,7 @@ from types import ModuleType
 
 import torch
 import torch.nn.functional as F
-from rnn_judge import PARAM_NAMES, corpus, fixed_params, minibatches, param_shapes, vocabulary
+from rnn_judge import PARAM_NAMES, RnnStep, corpus, fixed_params, minibatches, param_shapes, vocabulary
 
 from grader.judge import (
     CheckFailed,
@@ -59,7 +59,7 @@ def test_rnn_matches_reference(contestant, data_root):
     tokens = corpus(data_root)[100:124].reshape(4, 6)  # (B=4, T=6)
     inputs = F.one_hot(tokens.T, v).float()  # (T, B, V)
     H = torch.randn(4, 32, generator=torch.Generator().manual_seed(5)) * 0.5  # (B, H): not zeros, so it matters
-    r = contestant.call("rnn_step", inputs=inputs, H=H, params=params)
+    r = contestant.call("rnn_step", inputs=inputs, H=H, params=params, returns=RnnStep)
     with torch.no_grad():
         want_Y, (want_H,) = reference().rnn(inputs, (H,), params)
     got_Y = expect_shape(r["Y"], (24, v), "rnn(inputs (6, 4, V), (H,), params): outputs")
@@ -77,7 +77,7 @@ def test_training_lowers_perplexity(contestant, data_root):
     v = len(vocabulary(data_root))
     X, Y = minibatches(corpus(data_root), TRAIN_STEPS, 32, 35)  # (40, 32, 35) each
     losses = contestant.call("train_steps", X=X, Y=Y, vocab_size=v, num_hiddens=TRAIN_HIDDENS, lr=TRAIN_LR,
-                             theta=TRAIN_THETA, max_seconds=TRAIN_SECONDS, seed=0)  # fmt: skip
+                             theta=TRAIN_THETA, max_seconds=TRAIN_SECONDS, seed=0, returns=list[float])  # fmt: skip
     if not isinstance(losses, list) or len(losses) < 2 * TRAIN_WINDOW:
         n = len(losses) if isinstance(losses, list) else losses
         fail(f"training ran {n} step(s) within {TRAIN_SECONDS:g} s; expected {TRAIN_STEPS} (is the model far slower "

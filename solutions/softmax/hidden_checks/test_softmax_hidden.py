@@ -22,7 +22,8 @@ FD_EPS = 1e-6  # float64: truncation ~eps^2, rounding ~1e-16 * |loss| / eps ~ 1e
 def test_softmax_stable(contestant):
     X = torch.tensor([[1000.0, 0.0, -1000.0], [1000.0, 1000.0, -1000.0], [-1000.0, -1000.0, -1000.0],
                       [0.5, -0.5, 0.0]])  # fmt: skip
-    got = expect_shape(contestant.call("softmax_values", X=X), (4, 3), "softmax(X) for X (4, 3)")
+    got = contestant.call("softmax_values", X=X)
+    got = expect_shape(got, (4, 3), "softmax(X) for X (4, 3)")
     if not torch.isfinite(got).all():
         fail(f"softmax of logits of +-1000 gave {got.tolist()}: exp(1000) overflows; subtract each row's maximum "
              "first (softmax is unchanged by a constant shift)")  # fmt: skip
@@ -37,7 +38,7 @@ def test_gradient_finite_differences(contestant, data_root):
     params = {"W": W.double(), "b": b.double()}
     directions = random_directions(params, FD_DIRECTIONS, seed=12)
     points = [p for d in directions for p in perturbed(params, d, FD_EPS)]  # plus, minus, plus, minus, ...
-    values = contestant.call("loss_values", X=X, y=y, points=points)
+    values = contestant.call("loss_values", X=X, y=y, points=points, returns=list[float])
     if not isinstance(values, list) or len(values) != len(points):
         fail(f"expected {len(points)} loss values, got {values!r}")
     measured = directional_derivatives(values[0::2], values[1::2], FD_EPS)
