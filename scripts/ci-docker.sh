@@ -6,7 +6,7 @@
 #   scripts/ci-docker.sh            everything
 #   scripts/ci-docker.sh --no-test  stop after the images
 #
-# Environment: MIRROR (Debian mirror; default: the one apt uses), SUITE (bookworm), BASE_IMAGE
+# Environment: MIRROR (Debian mirror; default: the one apt uses; required where apt names none), SUITE (bookworm), BASE_IMAGE
 # (grader-base:$SUITE), IMAGE (torch-grader:cpu), GRADER_WHEELS (folder of wheels preferred over PyPI,
 # e.g. a matching CPU torch + torchvision), CA_BUNDLE (for pip inside the build where TLS is intercepted;
 # default: this machine's bundle), REBUILD=1 (rebuild the grading image; Docker's cache keeps torch).
@@ -57,7 +57,7 @@ mirror() {
 }
 if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
     MIRROR=${MIRROR:-$(mirror)}
-    MIRROR=${MIRROR:-http://deb.debian.org/debian}
+    [ -n "$MIRROR" ] || { echo "no Debian mirror in apt's sources: set MIRROR=<the mirror's URL>" >&2; exit 1; }
     rootfs=$(mktemp -d /tmp/grader-rootfs.XXXXXX)
     trap 'rm -rf "$rootfs"' EXIT
     t=$(now)
