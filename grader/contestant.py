@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import errno
 import importlib.util
+import json
 import os
 import random
 import resource
@@ -30,6 +31,8 @@ from typing import Any
 _PROBES: dict[str, Callable[..., Any]] = {}
 _SUBMISSION: Path | None = None
 _MODULES: dict[str, ModuleType] = {}
+_IMPORT_FAILED: dict[str, Any] = {}  # module -> grader.loader.ImportProblem
+_PLAN: dict[str, Any] = {"modules": [], "definitions_only": [], "cpu_seconds": 20.0, "wall_seconds": 60.0}
 
 
 def probe(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -45,32 +48,65 @@ class StudentImportError(Exception):
 
 
 def student(module: str) -> ModuleType:
-    """Import `<module>.py` from the submission (once per process)."""
+    """The student's module `<module>.py`, as the contestant imported it at start-up (grader.loader)."""
     if module in _MODULES:
         return _MODULES[module]
+    if module not in _IMPORT_FAILED:  # not among the modules imported at start-up: import it now, once
+        from grader.loader import ImportProblem, import_module
+
+        assert _SUBMISSION is not None
+        path = _SUBMISSION / f"{module}.py"
+        if not path.is_file():
+            raise StudentImportError("missing_file", f"{path.name} is not in the submission", [])
+        try:
+            _MODULES[module] = import_module(module, path, _PLAN["cpu_seconds"], _PLAN["wall_seconds"])
+            return _MODULES[module]
+        except ImportProblem as problem:
+            _IMPORT_FAILED[module] = problem
+    problem = _IMPORT_FAILED[module]
+    kind = "syntax_error" if problem.kind == "syntax" else "import_error"
+    raise StudentImportError(kind, problem.message, problem.where)
+
+
+def _import_all(sock: socket.socket, plan: dict[str, Any]) -> None:
+    """Import every student module before serving, each reported to the judge as it goes.
+
+    A module that fails its full import (past the budget, exits, no network or data, an exception) is reported
+    with `restart`: this process may be in any state (threads, half-built globals), so the judge starts a fresh
+    one that imports only that module's definitions."""
+    from grader import frames
+    from grader.loader import ImportProblem, import_definitions, import_module
+
     assert _SUBMISSION is not None
-    path = _SUBMISSION / f"{module}.py"
-    if not path.is_file():
-        raise StudentImportError("missing_file", f"{path.name} is not in the submission", [])
-    spec = importlib.util.spec_from_file_location(module, path)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[module] = mod
-    try:
-        spec.loader.exec_module(mod)
-    except SyntaxError as exc:
-        del sys.modules[module]
-        where = [{"file": path.name, "line": exc.lineno or 0, "function": "<module>"}]
-        raise StudentImportError(
-            "syntax_error", f"{path.name} line {exc.lineno}: {exc.msg}: fix the syntax error and resubmit", where
-        ) from None
-    except BaseException as exc:  # noqa: BLE001 - SystemExit at import counts too
-        del sys.modules[module]
-        raise StudentImportError(
-            "import_error", f"importing {path.name} raised {_describe(exc)}", _student_frames(exc)
-        ) from None
-    _MODULES[module] = mod
-    return mod
+    # As if the student had run `python exp1.py`: argparse sees no options, not the contestant's own.
+    sys.argv = [str(_SUBMISSION / f"{plan['modules'][0]}.py")] if plan["modules"] else ["student"]
+    unloadable = dict(plan.get("unloadable", []))
+    for name in plan["modules"]:
+        path = _SUBMISSION / f"{name}.py"
+        if name in unloadable:
+            _IMPORT_FAILED[name] = ImportProblem("stopped", unloadable[name])
+            continue
+        if not path.is_file():
+            continue
+        sock.sendall(frames.pack({"importing": name}))
+        started = time.perf_counter()
+        report: dict[str, Any] = {"module": name}
+        try:
+            if name in plan["definitions_only"]:
+                _MODULES[name], left = import_definitions(name, path, plan["cpu_seconds"])
+                report |= {"mode": "definitions", "left_out": [str(x) for x in left]}
+            else:
+                _MODULES[name] = import_module(name, path, plan["cpu_seconds"], plan["wall_seconds"])
+                report["mode"] = "full"
+        except ImportProblem as problem:
+            _IMPORT_FAILED[name] = problem
+            report |= {"mode": "failed", "kind": problem.kind, "message": problem.message, "where": problem.where}
+            report["restart"] = problem.kind != "syntax" and name not in plan["definitions_only"]
+        report["seconds"] = round(time.perf_counter() - started, 3)
+        sys.stdout.flush()
+        sock.sendall(frames.pack({"imported": report}))
+        if report.get("restart"):
+            os._exit(0)
 
 
 def _describe(exc: BaseException) -> str:
@@ -149,18 +185,27 @@ def _answer(request: dict[str, Any], blob: bytes) -> dict[str, Any]:
         return {"ok": False, "error": classify(exc)}
 
 
-def serve(sock: socket.socket, submission: Path, probes: Path) -> None:
-    """Answer the judge's requests on `sock`, one at a time, until the judge closes it."""
+def serve(sock: socket.socket, submission: Path, probes: Path, plan: dict[str, Any]) -> None:
+    """Import the student's modules, then answer the judge's requests on `sock` until the judge closes it."""
     global _SUBMISSION
     import torch
 
     from grader import frames, wire
+    from grader.loader import AllowedImports
 
     _SUBMISSION = submission.resolve()
     sys.path.insert(0, str(_SUBMISSION))
     torch.set_num_threads(int(os.environ.get("GRADER_THREADS", "1")))
     torch.use_deterministic_algorithms(True, warn_only=True)
-    _load_probes(probes)
+    try:
+        _load_probes(probes)
+    except BaseException:  # noqa: BLE001 - the course's own code: the judge reports it to the instructor
+        sock.sendall(frames.pack({"probes_error": traceback.format_exc(limit=-8)[-6000:]}))
+        os._exit(1)
+    if plan.get("packages") is not None:
+        own = set(plan["modules"])
+        sys.meta_path.insert(0, AllowedImports(set(plan["packages"]), _SUBMISSION, lambda: own))
+    _import_all(sock, plan)
     server = os.getpid()
     sock.sendall(frames.pack({"ready": server}))
     threading.Thread(target=_exit_when_judge_goes, args=(sock,), daemon=True).start()
@@ -191,13 +236,15 @@ def main() -> None:
     where.add_argument("--connect", type=Path, help="the judge's listening socket (Docker sandbox)")
     ap.add_argument("--submission", type=Path, required=True)
     ap.add_argument("--probes", type=Path, required=True)
+    ap.add_argument("--loading", type=json.loads, default={}, help="grader.sandbox.base.LoadPlan as JSON")
     args = ap.parse_args()
     if args.fd is not None:
         sock = socket.socket(fileno=args.fd)
     else:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.connect(str(args.connect))
-    serve(sock, args.submission, args.probes)
+    _PLAN.update(args.loading)
+    serve(sock, args.submission, args.probes, _PLAN)
 
 
 if __name__ == "__main__":

@@ -58,5 +58,14 @@ def big_file(mb):
         for _ in range(mb):
             f.write(b"z" * (1 << 20))
     return "written"
+@probe
+def string_hash():
+    return hash("torch-grader")
+
+@probe
+def shout_then_hang():
+    print("about to hang")  # no flush: the contestant's output must be unbuffered
+    while True:
+        pass
 
 """

@@ -289,3 +289,16 @@ def test_exp1_scores_match_the_local_sandbox(course, example):
 
     assert comparable(in_docker) == comparable(local)
     assert in_docker.environment.sandbox["sandbox"].startswith("docker container")
+
+
+@engine
+def test_hash_seed_is_fixed_and_output_before_a_kill_is_kept(client):
+    """PYTHONHASHSEED and unbuffered output reach the contestant (python -I would ignore both)."""
+    with_budget(client, 60)
+    first = client.call("string_hash")
+    with_budget(client, 3)
+    with pytest.raises(ContestantError, match="timed out"):
+        client.call("shout_then_hang")
+    assert "about to hang" in client.output()
+    with_budget(client, 60)
+    assert client.call("string_hash") == first and client.starts == 2  # a fresh process, the same hash

@@ -7,7 +7,10 @@ check names one). Anything malformed is the student's failed check with a messag
 
 from __future__ import annotations
 
+import ast
 import time
+from dataclasses import replace
+from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError, model_validator
@@ -15,11 +18,16 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Valida
 from grader import wire
 from grader.channel import Channel, ChannelClosed, ChannelTimeout
 from grader.frames import FrameError
+from grader.judge.outcome import JudgeConfigError
+from grader.loader import GUARD
 from grader.results import Location
 from grader.sandbox.base import ContestantJob, ExitInfo, Sandbox, SandboxError, SandboxProcess
 
 # Starting Python and importing torch inside the sandbox; not charged to any check's timeout.
 STARTUP_TIMEOUT_S = 180.0
+# Beyond a module's wall-clock import budget, how long the judge waits for the contestant's own budget to stop
+# the import before it kills the process itself (student code may block the interruption, e.g. in C code).
+IMPORT_SLACK_S = 30.0
 
 T = TypeVar("T")
 ErrorKind = Literal[
@@ -68,12 +76,39 @@ class _Returned(_Frozen, Generic[T]):
     value: T
 
 
+class ImportReport(_Frozen):
+    """How one student module was imported (grader.loader), as the contestant reports it."""
+
+    module: str = Field(max_length=200)
+    mode: Literal["full", "definitions", "failed"]
+    kind: str = Field("", max_length=40)  # why the full import failed: budget, exit, network, ...
+    message: str = Field("", max_length=16_000)
+    where: list[Location] = Field(default_factory=list, max_length=64)
+    left_out: list[str] = Field(default_factory=list, max_length=10_000)
+    restart: bool = False
+    seconds: float = 0.0
+
+
 class Ready(_Frozen):
-    """Start-up frames: the local launcher says what isolation it applied, then the contestant is ready."""
+    """Start-up frames, in order: the local launcher's isolation report; then, per student module, `importing`
+    and `imported`; then `ready`. `probes_error` or `refused` end the start-up with an instructor's message."""
 
     isolation: dict[str, str] | None = Field(None, max_length=64)
     refused: str | None = None  # the launcher will not run student code here, and says why
+    probes_error: str | None = None  # the course's probe module failed to import
+    importing: str | None = None
+    imported: ImportReport | None = None
     ready: StrictInt | None = None
+
+
+class ModuleImport(_Frozen):
+    """What the judge keeps of a module's import across contestant starts: the first problem, then how it loads."""
+
+    module: str
+    problem: ImportReport | None = None  # the full import's failure, when it failed
+    mode: Literal["full", "definitions", "failed"] = "full"
+    left_out: list[str] = Field(default_factory=list)
+    seconds: float = 0.0
 
 
 class _Died(Exception):
@@ -88,6 +123,20 @@ def _alive(proc: SandboxProcess) -> Any:
             raise _Died(info)
 
     return check
+
+
+def probe_names(path: Path) -> set[str]:
+    """The functions the probe module registers with @probe, read from its source (never imported here).
+    Raises JudgeConfigError at once for a probe module that cannot be parsed (no sandbox needs to start)."""
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8-sig"), str(path))
+    except SyntaxError as exc:
+        where = f"{path.name} line {exc.lineno}"
+        raise JudgeConfigError(f"{where}: {exc.msg} (a syntax error in the probe module)") from None
+    except OSError as exc:
+        raise JudgeConfigError(f"the probe module {path} cannot be read ({exc.strerror})") from None
+    return {node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef) and any(
+        (d.id if isinstance(d, ast.Name) else getattr(d, "attr", "")) == "probe" for d in node.decorator_list)}
 
 
 def _exit_soon(proc: SandboxProcess, within_s: float = 2.0) -> ExitInfo | None:
@@ -123,23 +172,60 @@ class ContestantClient:
         self.calls: list[dict[str, Any]] = []
         self._logs: list[str] = []  # output of processes already discarded
         self._n = 0
+        self.imports: dict[str, ModuleImport] = {}  # how each student module was imported
+        self.definitions_only: set[str] = set()
+        self.unloadable: dict[str, str] = {}  # modules not even their definitions import: why, for every check
+        self._import_deadline = 0.0
+        self._probe_names: set[str] | None = None
 
     def _start(self) -> None:
+        """Start a contestant and see it through its imports. A module whose full import fails is retried in a
+        fresh process, definitions only (each module at most once)."""
+        while not self._start_once():
+            pass
+
+    def _start_once(self) -> bool:
+        """One start; False when it must be redone with more modules imported definitions-only."""
+        loading = replace(self.job.loading, definitions_only=tuple(sorted(self.definitions_only)),
+                          unloadable=tuple(sorted(self.unloadable.items())))  # fmt: skip
         # Recorded at once: an interrupt (batch Ctrl-C) while the contestant boots must still reach close().
-        proc = self.proc = self.sandbox.start(self.job)
+        proc = self.proc = self.sandbox.start(replace(self.job, loading=loading))
         self.starts += 1
         self._n = 0
         limit = time.monotonic() + STARTUP_TIMEOUT_S
+        importing: str | None = None
+        isolation = dict(proc.isolation)
         try:
             channel = self.channel = proc.open_channel(limit)
-            isolation = dict(proc.isolation)
             while True:
-                hello = Ready.model_validate(channel.recv(limit, _alive(proc))[0])
-                isolation.update(hello.isolation or {})
+                deadline = limit if importing is None else self._import_deadline
+                try:
+                    hello = Ready.model_validate(channel.recv(deadline, _alive(proc))[0])
+                except (ChannelTimeout, _Died, ChannelClosed, FrameError, ValidationError) as exc:
+                    if importing is None:
+                        raise
+                    return self._import_went_wrong(importing, exc, proc)
                 if hello.refused:
                     raise SandboxError(hello.refused)
-                if hello.ready is not None:
+                if hello.probes_error:
+                    raise JudgeConfigError(f"the probe module {self.job.probes.name} failed to import:\n"
+                                           f"{hello.probes_error}")  # fmt: skip
+                if hello.isolation is not None and importing is None:
+                    isolation.update(hello.isolation)
+                elif hello.importing is not None and importing is None and hello.importing in self.job.loading.modules:
+                    importing = hello.importing
+                    self._import_deadline = time.monotonic() + self.job.loading.wall_seconds + IMPORT_SLACK_S
+                elif hello.imported is not None and hello.imported.module == importing:
+                    importing = None
+                    if not self._imported(hello.imported):
+                        self._discard()
+                        return False
+                elif hello.ready is not None and importing is None:
                     break
+                elif importing is not None:
+                    return self._import_went_wrong(importing, FrameError("an unexpected frame"), proc)
+                else:
+                    raise FrameError(f"an unexpected start-up frame {hello.model_dump(exclude_none=True)}")
         except _Died as died:
             out = proc.output()
             self._discard(keep_output=False)
@@ -147,19 +233,59 @@ class ContestantClient:
         except ChannelTimeout:
             self._discard(keep_output=False)
             raise SandboxError(f"the contestant process did not start within {STARTUP_TIMEOUT_S:.0f} s") from None
-        except (ChannelClosed, FrameError, ValidationError, SandboxError) as exc:
+        except (ChannelClosed, FrameError, ValidationError, SandboxError, JudgeConfigError) as exc:
             out = proc.output()
             self._discard(keep_output=False)
-            if isinstance(exc, SandboxError):
+            if isinstance(exc, (SandboxError, JudgeConfigError)):
                 raise
             raise SandboxError(f"the contestant process failed to start ({exc}):\n{out[-2000:]}") from None
         self.isolation = isolation
+        return True
+
+    def _imported(self, report: ImportReport) -> bool:
+        """Record a module's import; False when the contestant must restart with it definitions-only."""
+        name = report.module
+        record = self.imports.get(name) or ModuleImport(module=name)
+        if report.mode == "failed" and record.problem is None:
+            record = record.model_copy(update={"problem": report})
+        record = record.model_copy(update={"mode": report.mode, "left_out": report.left_out,
+                                           "seconds": record.seconds + report.seconds})  # fmt: skip
+        self.imports[name] = record
+        if report.restart and name not in self.definitions_only:
+            self.definitions_only.add(name)
+            return False
+        return True
+
+    def _import_went_wrong(self, name: str, exc: BaseException, proc: SandboxProcess) -> bool:
+        """The contestant hung, died or wrote garbage while a student module was being imported: that module's
+        problem, not the machine's. Restart with it definitions-only, or, if it was already, give up on it."""
+        if isinstance(exc, ChannelTimeout):
+            what = (f"runs code when imported (still running after {self.job.loading.wall_seconds:g} s, and it could "
+                    "not be interrupted)")  # fmt: skip
+        elif isinstance(exc, _Died):
+            what = f"ends the process when imported ({exc.info.detail})"
+        else:
+            what = "writes to the grader's channel when imported"
+        message = f"{name}.py {what}: {GUARD}"
+        proc.kill("killed", "import stopped by the judge")
+        self._discard()
+        again = name in self.definitions_only  # even its definitions misbehave: it cannot be imported at all
+        self._imported(ImportReport(module=name, mode="failed", kind="stopped", message=message, restart=not again))
+        if again:
+            self.unloadable[name] = message
+        return False
 
     def call(self, probe: str, *, seed: int = 0, returns: Any = None, **args: Any) -> Any:
         """Run `probe(**args)` in the contestant with every RNG seeded by `seed`; return its value.
 
         `returns`: the type the probe returns (e.g. `torch.Tensor`, `dict[str, float]`, a TypedDict); the
         answer is validated against it, so a check never sees a forged value of another shape."""
+        if self._probe_names is None:
+            self._probe_names = probe_names(self.job.probes)
+        if probe not in self._probe_names:
+            known = ", ".join(sorted(self._probe_names)) or "none"
+            raise JudgeConfigError(f"the check calls probe {probe!r}, which {self.job.probes.name} does not define "
+                                   f"(it defines: {known})")  # fmt: skip
         if self.proc is not None and self.proc.poll() is not None:
             self._discard()  # died while idle (its hard deadline, say): a fresh one, at no cost to the student
         if self.proc is None:

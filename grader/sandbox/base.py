@@ -21,8 +21,11 @@ What a sandbox must provide:
 from __future__ import annotations
 
 import abc
+import dataclasses
+import json
 import os
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +52,30 @@ class ExitInfo(BaseModel):
 
 
 @dataclass(frozen=True)
+class LoadPlan:
+    """How the contestant imports the student's modules (grader.loader): each under a budget, or, once a
+    module is known to run code at import, its definitions only."""
+
+    modules: tuple[str, ...] = ()
+    definitions_only: tuple[str, ...] = ()
+    cpu_seconds: float = 20.0
+    wall_seconds: float = 60.0
+    packages: tuple[str, ...] | None = None  # what student code may import besides the stdlib; None: anything
+    unloadable: tuple[tuple[str, str], ...] = ()  # (module, why): not imported at all; its checks fail with why
+
+    def args(self) -> list[str]:
+        return ["--loading", json.dumps(dataclasses.asdict(self))]
+
+
+def python_flags(version: tuple[int, int] = sys.version_info[:2]) -> list[str]:
+    """The contestant's interpreter flags. Not -I: it would ignore PYTHONHASHSEED (string hashing would differ
+    on every start) and PYTHONUNBUFFERED (what student code printed before a kill would be lost). The
+    environment is the sandbox's own anyway; -s skips user site-packages and -P (3.11+) keeps the scratch
+    working folder off sys.path."""
+    return ["-s", "-u", *(["-P"] if version >= (3, 11) else [])]
+
+
+@dataclass(frozen=True)
 class ContestantJob:
     """Everything a sandbox needs to start a contestant for one submission."""
 
@@ -63,6 +90,7 @@ class ContestantJob:
     # Hard deadline of one contestant, enforced inside the engine (Docker), so a container dies even when its
     # judge was killed outright. The judge replaces a contestant that reached it between checks.
     lifetime_s: float = 3600.0
+    loading: LoadPlan = LoadPlan()
 
 
 def scratch_mb(limits: Limits) -> int:

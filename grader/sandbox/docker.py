@@ -42,6 +42,7 @@ from grader.sandbox.base import (
     copy_read_only,
     owner_alive,
     owner_tag,
+    python_flags,
     remove_tree,
     scratch_mb,
     sweep_folders,
@@ -155,6 +156,7 @@ def contestant_env(limits: Limits, data: bool) -> dict[str, str]:
         "MKL_NUM_THREADS": str(limits.threads),
         "GRADER_THREADS": str(limits.threads),
         "CUBLAS_WORKSPACE_CONFIG": ":4096:8",  # deterministic cuBLAS
+        "MPLBACKEND": "Agg",  # plotting works and never needs a display
     }
     if data:
         env["GRADER_DATA_ROOT"] = str(DATA)
@@ -214,8 +216,9 @@ class DockerProcess(SandboxProcess):
         lifetime = max(1, int(job.lifetime_s))
         command = [
             "timeout", "-s", "KILL", str(lifetime),
-            PYTHON, "-I", "-m", "grader.contestant",
+            PYTHON, *python_flags((3, 11)), "-m", "grader.contestant",  # the images' Pythons are 3.11 or newer
             "--connect", str(SOCKET), "--submission", str(SUBMISSION), "--probes", str(PROBES / "probes.py"),
+            *job.loading.args(),
         ]  # fmt: skip
         kwargs: dict[str, Any] = {
             **container_limits(lim, job.gpu),

@@ -266,8 +266,8 @@ def child(cfg: dict[str, Any], applied: dict[str, str], namespaces: bool, runnin
         resource.setrlimit(resource.RLIMIT_NPROC, (running + cfg["processes"],) * 2)
     os.set_inheritable(cfg["fd"], True)
     os.chdir(work)
-    argv = [python, "-I", "-m", "grader.contestant", "--fd", str(cfg["fd"]),
-            "--submission", sub, "--probes", f"{probes}/probes.py"]  # fmt: skip
+    argv = [python, *cfg["flags"], "-m", "grader.contestant", "--fd", str(cfg["fd"]),
+            "--submission", sub, "--probes", f"{probes}/probes.py", *cfg["args"]]  # fmt: skip
     os.execve(python, argv, env)
     return 127  # not reached
 

@@ -35,6 +35,7 @@ from grader.sandbox.base import (
     SandboxProcess,
     copy_read_only,
     owner_tag,
+    python_flags,
     remove_tree,
     scratch_mb,
     sweep_folders,
@@ -169,6 +170,7 @@ class LocalProcess(SandboxProcess):
             "MKL_NUM_THREADS": str(lim.threads),
             "GRADER_THREADS": str(lim.threads),
             "CUBLAS_WORKSPACE_CONFIG": ":4096:8",  # deterministic cuBLAS
+            "MPLBACKEND": "Agg",  # plotting works and never needs a display
         }
         if cuda := os.environ.get("CUDA_VISIBLE_DEVICES"):
             env["CUDA_VISIBLE_DEVICES"] = cuda
@@ -188,6 +190,8 @@ class LocalProcess(SandboxProcess):
             "fallback_work": str(self.work),
             "gpu": self.job.gpu,
             "env": env,
+            "flags": python_flags(),
+            "args": self.job.loading.args(),
         }
         try:
             self.proc = subprocess.Popen(

@@ -1,0 +1,269 @@
+"""Loading a student's module inside the contestant: under an import budget, and, when the module runs code at
+import time that it should not, its definitions only.
+
+The most common student slip is code that runs when the module is imported: a training loop at module level,
+a bare `main()`, `argparse` parsing, a dataset download. `import_module` runs the module under a budget of CPU
+seconds (load-independent: a busy grading machine does not shorten it) and a wall-clock cap (for code that
+sleeps or waits); when it runs past them, exits, or fails, it raises `ImportProblem` saying what happened, where
+the code was (file and line), and what to do. The contestant then restarts and `import_definitions` loads only
+the imports, functions, classes and assignments, one top-level statement at a time, leaving out calls and
+loops; an assignment that fails or runs long is left out too. What was left out is reported.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.abc
+import importlib.util
+import signal
+import sys
+import time
+import traceback
+import types
+import urllib.error
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# An assignment at top level that calls something may build a model (cheap) or train one (not): each gets this
+# much CPU time when only definitions are loaded.
+STATEMENT_CPU_S = 5.0
+
+
+class _OverBudget(BaseException):
+    """Raised into the module's code by the budget's timers: a BaseException, so `except Exception` lets it by."""
+
+    def __init__(self, what: str, frame: types.FrameType | None) -> None:
+        super().__init__(what)
+        self.what, self.frame = what, frame
+
+
+@dataclass
+class ImportProblem(Exception):
+    """Importing a student's module did something it should not; the message is for the student."""
+
+    kind: str  # budget | exit | network | missing_data | package | exception | syntax | stopped
+    message: str
+    where: list[dict[str, Any]] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass
+class LeftOut:
+    line: int
+    code: str
+    why: str
+
+    def __str__(self) -> str:
+        return f"line {self.line} `{self.code}` ({self.why})"
+
+
+@contextmanager
+def budget(cpu_s: float, wall_s: float) -> Iterator[None]:
+    """Interrupt the main thread's code after `cpu_s` of process CPU time or `wall_s` of wall time, and again
+    every second after that (code that catches everything still gets interrupted until it gives up)."""
+
+    def on_cpu(signum: int, frame: types.FrameType | None) -> None:
+        raise _OverBudget(f"{cpu_s:g} s of CPU time", frame)
+
+    def on_wall(signum: int, frame: types.FrameType | None) -> None:
+        raise _OverBudget(f"{wall_s:g} s", frame)
+
+    old = signal.signal(signal.SIGPROF, on_cpu), signal.signal(signal.SIGALRM, on_wall)
+    signal.setitimer(signal.ITIMER_PROF, cpu_s, 1.0)
+    signal.setitimer(signal.ITIMER_REAL, wall_s, 1.0)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGPROF, old[0])
+        signal.signal(signal.SIGALRM, old[1])
+
+
+def _frames_in(path: Path, tb: types.TracebackType | None, frame: types.FrameType | None) -> list[dict[str, Any]]:
+    """The frames of `path` in a traceback (or above a frame), outermost first."""
+    if tb is not None:
+        summary = traceback.extract_tb(tb)
+    else:
+        summary = traceback.extract_stack(frame)
+    return [{"file": path.name, "line": fs.lineno or 0, "function": fs.name}
+            for fs in summary if Path(fs.filename) == path]  # fmt: skip
+
+
+GUARD = 'put the code that should only run when you start the file yourself under `if __name__ == "__main__":`'
+
+
+def _guard(path: Path) -> str:
+    return GUARD.replace("the file", path.name)
+
+
+def _from_argparse(exc: BaseException) -> bool:
+    return any("argparse" in fs.filename for fs in traceback.extract_tb(exc.__traceback__))
+
+
+def classify_import(path: Path, exc: BaseException) -> ImportProblem:
+    """What an exception that escaped the module's top level means, in the student's terms."""
+    where = _frames_in(path, exc.__traceback__, exc.frame if isinstance(exc, _OverBudget) else None)
+    if isinstance(exc, _OverBudget):
+        where = where or _frames_in(path, None, exc.frame)
+    line = where[-1]["line"] if where else None
+    at = f" at line {line}" if line else ""
+    if len(where) > 1 and where[-1]["function"] != "<module>" and where[0]["function"] == "<module>":
+        at += f", in {where[-1]['function']}(), called at line {where[0]['line']}"
+    name = path.name
+    if isinstance(exc, _OverBudget):
+        still = f"still running{at} after {exc.what}" if line else f"still running after {exc.what}"
+        return ImportProblem("budget", f"{name} runs code when imported ({still}): {_guard(path)}", where)
+    if isinstance(exc, SystemExit):
+        why = "argparse's parse_args() exits when the grader's command line lacks your options" if _from_argparse(
+            exc) else f"sys.exit({exc.code!r})"  # fmt: skip
+        return ImportProblem("exit", f"{name} exits when imported ({why}{at}): {_guard(path)}", where)
+    if isinstance(exc, ModuleNotFoundError) and "grading does not provide" in str(exc):
+        return ImportProblem("package", f"{exc}{at}", where)
+    text = f"{type(exc).__name__}: {exc}"[:300]
+    said = str(exc).lower()
+    network = isinstance(exc, (urllib.error.URLError, ConnectionError, TimeoutError)) or any(
+        w in said for w in ("name resolution", "urlopen error", "network is unreachable", "error downloading")
+    )
+    if network:
+        text = text.splitlines()[0]
+        return ImportProblem("network", f"{name} uses the network when imported ({text}{at}; a download=True?): "
+                             f"grading has no network; {_guard(path)}", where)  # fmt: skip
+    if isinstance(exc, FileNotFoundError) or ("not found" in said and "dataset" in said):
+        return ImportProblem("missing_data", f"{name} reads files that grading does not have when imported ({text}{at})"
+                             f": {_guard(path)}", where)  # fmt: skip
+    return ImportProblem("exception", f"{name} fails when imported ({text}{at}): {_guard(path)}", where)
+
+
+def _new_module(name: str, path: Path) -> types.ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    return module
+
+
+def read_source_text(data: bytes) -> str:
+    """A module's text as Python reads it: a UTF-8 byte-order mark and CRLF line ends change nothing."""
+    return data.decode("utf-8-sig", errors="replace").replace("\r\n", "\n")
+
+
+def read_source(path: Path) -> str:
+    return read_source_text(path.read_bytes())
+
+
+def import_module(name: str, path: Path, cpu_s: float, wall_s: float) -> types.ModuleType:
+    """Import `path` as module `name` under the budget; raise ImportProblem (syntax errors included)."""
+    source = read_source(path)
+    try:
+        code = compile(source, str(path), "exec")
+    except SyntaxError as exc:
+        where = [{"file": path.name, "line": exc.lineno or 0, "function": "<module>"}]
+        raise ImportProblem("syntax", f"{path.name} line {exc.lineno}: {exc.msg}: fix the syntax error and resubmit",
+                            where) from None  # fmt: skip
+    module = _new_module(name, path)
+    try:
+        with budget(cpu_s, wall_s):
+            exec(code, module.__dict__)
+    except BaseException as exc:  # noqa: BLE001 - whatever escapes the module's top level is the student's
+        sys.modules.pop(name, None)
+        raise classify_import(path, exc) from None
+    return module
+
+
+def _is_main_guard(node: ast.stmt) -> bool:
+    return isinstance(node, ast.If) and "__main__" in ast.unparse(node.test) and "__name__" in ast.unparse(node.test)
+
+
+def _has_call(node: ast.AST) -> bool:
+    return any(isinstance(n, ast.Call) for n in ast.walk(node))
+
+
+DEFINITIONS = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+ASSIGNMENTS = (ast.Assign, ast.AnnAssign, ast.AugAssign)
+
+
+def definitions(tree: ast.Module, source: str) -> tuple[list[ast.stmt], list[LeftOut]]:
+    """The top-level statements a definitions-only import runs, and those it leaves out (with why)."""
+    keep: list[ast.stmt] = []
+    left: list[LeftOut] = []
+
+    def first_line(node: ast.stmt) -> str:
+        text = (ast.get_source_segment(source, node) or "").splitlines()[0] if source else ""
+        return text if len(text) <= 60 else text[:57] + "..."
+
+    for i, node in enumerate(tree.body):
+        docstring = i == 0 and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+        if isinstance(node, DEFINITIONS + ASSIGNMENTS + (ast.Pass,)) or docstring:
+            keep.append(node)
+        elif _is_main_guard(node):
+            continue  # runs only when the file is started itself: never at import
+        elif isinstance(node, (ast.If, ast.Try)) and all(
+            isinstance(n, DEFINITIONS + ASSIGNMENTS + (ast.Pass, ast.If, ast.Try, ast.ExceptHandler, ast.Raise))
+            for n in ast.walk(node) if isinstance(n, ast.stmt)
+        ):  # fmt: skip
+            keep.append(node)  # `try: import x except ImportError: ...`, `if cuda: device = ...`
+        else:
+            why = "a loop" if isinstance(node, (ast.For, ast.While, ast.AsyncFor)) else (
+                "a call" if isinstance(node, ast.Expr) else "a statement that runs code")  # fmt: skip
+            left.append(LeftOut(node.lineno, first_line(node), why))
+    return keep, left
+
+
+def import_definitions(name: str, path: Path, cpu_s: float) -> tuple[types.ModuleType, list[LeftOut]]:
+    """Import only the definitions of `path`, statement by statement; return the module and what was left out.
+
+    Raises ImportProblem when even that fails (a definition that raises)."""
+    source = read_source(path)
+    tree = ast.parse(source, str(path))  # a syntax error never reaches here: the full import reported it
+    keep, left = definitions(tree, source)
+    module = _new_module(name, path)
+    started = time.process_time()
+    for node in keep:
+        code = compile(ast.Module(body=[node], type_ignores=[]), str(path), "exec")
+        guarded = isinstance(node, ASSIGNMENTS + (ast.If, ast.Try)) and _has_call(node)
+        left_so_far = max(0.1, cpu_s - (time.process_time() - started))
+        try:
+            if guarded:
+                with budget(min(STATEMENT_CPU_S, left_so_far), 3 * STATEMENT_CPU_S):
+                    exec(code, module.__dict__)
+            else:
+                exec(code, module.__dict__)
+        except BaseException as exc:  # noqa: BLE001
+            if isinstance(node, DEFINITIONS[2:]):  # a def or class that raises: nothing sensible is left
+                sys.modules.pop(name, None)
+                raise classify_import(path, exc) from None
+            why = f"ran past {exc.what}" if isinstance(exc, _OverBudget) else f"raised {type(exc).__name__}"
+            left.append(LeftOut(node.lineno, (ast.get_source_segment(source, node) or "").splitlines()[0][:60], why))
+    left.sort(key=lambda lo: lo.line)
+    return module, left
+
+
+class AllowedImports(importlib.abc.MetaPathFinder):
+    """Refuses, with a message naming the allowed list, any package outside it that student code imports.
+
+    Only imports made by the student's own files are checked (torch importing its dependencies is not)."""
+
+    def __init__(self, allowed: set[str], submission: Path, own: Callable[[], set[str]]) -> None:
+        self.allowed, self.submission, self.own = allowed, submission, own
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> None:
+        top = fullname.partition(".")[0]
+        if top in self.allowed or top in sys.stdlib_module_names or top in self.own() or "." in fullname:
+            return None
+        frame = sys._getframe(1)
+        while frame is not None and frame.f_code.co_filename.startswith("<frozen importlib"):
+            frame = frame.f_back  # type: ignore[assignment]
+        if frame is None or Path(frame.f_code.co_filename).parent != self.submission:
+            return None
+        allowed = ", ".join(sorted(self.allowed))
+        raise ModuleNotFoundError(
+            f"{Path(frame.f_code.co_filename).name} imports {top}, which grading does not provide (allowed besides "
+            f"Python's standard library: {allowed}): copy what you need from {top} into your file, or remove it",
+            name=top,
+        )
