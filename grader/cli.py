@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from pydantic import BaseModel, DirectoryPath, Field, ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from grader import __version__
@@ -43,7 +44,7 @@ class RunInput(BaseModel):
 
 
 def _die(message: str, code: int = 2) -> None:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
+    err.print(f"[red]error:[/red] {escape(message)}", highlight=False)
     raise typer.Exit(code)
 
 
@@ -79,12 +80,18 @@ def _print_result(result, title: str) -> None:  # noqa: ANN001
     for c in result.checks:
         msg = c.message if len(c.message) < 400 else c.message[:400] + " [...] (full text in results.json)"
         msg += "".join(f"\nnote: {n}" for n in c.notes)
-        table.add_row(c.id, f"{c.score:.4g}/{c.max_score:.4g}", f"[{STATUS_STYLE[c.status]}]{c.status}[/]", msg)
+        table.add_row(c.id, f"{c.score:.4g}/{c.max_score:.4g}", f"[{STATUS_STYLE[c.status]}]{c.status}[/]", escape(msg))
     out.print(table)
-    for f in result.files:
-        if f.problem:
-            out.print(f"[red]file problem:[/red] {f.problem}", highlight=False)
+    for n in result.notices():
+        label = f"problem (−{n.points:g} points)" if n.points else "problem"
+        out.print(f"[red]{label}:[/red] {escape(n.text)}", highlight=False)
+        for d in n.details:
+            out.print(f"    {escape(d)}", highlight=False)
     out.print(f"[bold]score: {result.score:g} / {result.max_score:g}[/bold]  ({result.duration_s:.1f} s)")
+    errors = [c.id for c in result.checks if c.status == "error"]
+    if errors:
+        err.print(f"[magenta]error:[/magenta] {len(errors)} check(s) could not be run because of a mistake in the "
+                  f"course or the grading machine, not the submission: {', '.join(errors)}", highlight=False)
 
 
 def _grade(  # noqa: ANN202
@@ -92,6 +99,7 @@ def _grade(  # noqa: ANN202
 ):
     from grader.data import DataError
     from grader.grading import default_sandbox, grade  # imports torch; keep --help fast
+    from grader.judge.outcome import JudgeConfigError
     from grader.sandbox.base import SandboxError
 
     try:
@@ -99,7 +107,7 @@ def _grade(  # noqa: ANN202
             os.environ["GRADER_SANDBOX"] = sandbox
         sb = default_sandbox()
         return grade(Course.locate(course), assignment, submission, mode=mode, data_root=data_root, sandbox=sb)  # type: ignore[arg-type]
-    except (SpecError, DataError, SandboxError) as exc:
+    except (SpecError, DataError, SandboxError, JudgeConfigError) as exc:
         _die(str(exc))
 
 
@@ -119,7 +127,13 @@ def check(
         out.print_json(result.model_dump_json())
     else:
         _print_result(result, f"{assignment}: public checks on {submission}")
-    raise typer.Exit(0 if result.passed else 1)
+    costly = [f.name for f in result.files if f.problem]
+    if costly and not as_json:
+        err.print(f"[red]not ready to submit:[/red] {', '.join(costly)} will cost points when graded (see the "
+                  "problems above), whatever the public checks say", highlight=False)
+    if any(c.status == "error" for c in result.checks):
+        raise typer.Exit(2)
+    raise typer.Exit(0 if result.passed and not costly and not result.deducted else 1)
 
 
 @app.command("grade")
@@ -140,6 +154,8 @@ def grade_cmd(
     _print_result(result, f"{assignment}: {submission}")
     for name, path in files.items():
         out.print(f"  {name}: {path}", highlight=False)
+    if any(c.status == "error" for c in result.checks):
+        raise typer.Exit(2)  # the reports are written, but the grade is not one to trust
 
 
 @app.command("release")

@@ -23,11 +23,14 @@ import torch
 
 from grader import __version__
 from grader.data import resolve_data_root
+from grader.files import read_regular
 from grader.intake import IntakeError, Submission, intake
-from grader.judge.client import STARTUP_TIMEOUT_S, ContestantClient
+from grader.judge.client import STARTUP_TIMEOUT_S, ContestantClient, ModuleImport
 from grader.judge.plugin import GraderPlugin, run_checks
-from grader.results import CheckResult, Environment, GradeResult, Mode
-from grader.sandbox.base import ContestantJob, Sandbox, SandboxError
+from grader.judge.source_rules import package_problems, rule_problems
+from grader.loader import read_source_text
+from grader.results import CheckResult, Environment, GradeResult, Mode, Problem
+from grader.sandbox.base import ContestantJob, LoadPlan, Sandbox, SandboxError
 from grader.sandbox.local import LocalSandbox
 from grader.spec import AssignmentSpec, Course
 
@@ -90,6 +93,29 @@ def contestant_lifetime(spec: AssignmentSpec) -> float:
     return STARTUP_TIMEOUT_S + sum(c.timeout for c in spec.checks) + 60
 
 
+def import_problems(
+    spec: AssignmentSpec, imports: dict[str, ModuleImport], max_score: float, said: set[str]
+) -> list[Problem]:
+    """One problem per student module whose full import went wrong, with the fallback's penalty when only its
+    definitions could be graded (the checks then pass or fail on their own merits: the slip is charged once)."""
+    out = []
+    for name, record in sorted(imports.items()):
+        first = record.problem
+        if first is None or (first.kind == "package" and f"packages:{name}.py" in said):
+            continue  # a package that grading lacks is said once, by the source scan
+        message, points, details = first.message, 0.0, []
+        if record.mode == "definitions" and first.kind != "package":
+            points = round(spec.imports.fallback_penalty * max_score, 4)
+            message += (f". The grader then imported only its definitions (imports, functions, classes and "
+                        f"assignments) and graded those, for {spec.imports.fallback_penalty:.0%} of the points")
+            details = [f"left out: {lo}" for lo in record.left_out]
+        elif record.mode == "failed":
+            message += ". Not even its definitions could be imported, so every check that needs it fails"
+        out.append(Problem(id=f"import:{name}", message=message, points=points,
+                           locations=list(first.where), details=details))  # fmt: skip
+    return out
+
+
 def _unrun(spec: AssignmentSpec, cid: str, message: str) -> CheckResult:
     c = spec.check(cid)
     return CheckResult(
@@ -116,12 +142,16 @@ def grade(
     started_at, t0 = datetime.now(timezone.utc), time.perf_counter()
     selected, skipped = selected_checks(spec, mode, only)
     output, isolation, timings = "", {}, {}
+    problems: list[Problem] = []
     try:
         sub = intake(spec, folder)
     except IntakeError as exc:
         sub = Submission(source=folder, files=[], ignored=[])
         checks = [_unrun(spec, cid, str(exc)) for cid in selected]
     else:
+        sources = {r.name: read_source_text(read_regular(sub.source / (r.found_as or r.name), r.size or 0))
+                   for r in sub.files if r.name.endswith(".py") and r.present and r.problem is None}  # fmt: skip
+        problems = rule_problems(spec, sources) + package_problems(spec, sources)
         with tempfile.TemporaryDirectory(prefix="grader-judge-") as tmp:
             staged = sub.stage(Path(tmp) / "submission")
             ini = Path(tmp) / "pytest.ini"
@@ -134,7 +164,11 @@ def grade(
                 gpu=spec.needs_gpu,
                 private=(course.root,),
                 lifetime_s=contestant_lifetime(spec),
-            )
+                loading=LoadPlan(
+                    modules=tuple(spec.modules), cpu_seconds=spec.imports.cpu_seconds,
+                    wall_seconds=spec.imports.wall_seconds, packages=tuple(spec.imports.packages),
+                ),
+            )  # fmt: skip
             client = ContestantClient(sandbox, job)
             plugin = GraderPlugin(spec, sub, client, selected, root)
             try:
@@ -149,13 +183,18 @@ def grade(
                 output = client.output()
                 client.close()
             isolation = client.isolation
-            timings = {"contestant_starts": client.starts, "probes": client.calls}
+            timings = {"contestant_starts": client.starts, "probes": client.calls,
+                       "imports": {m: i.seconds for m, i in client.imports.items()}}  # fmt: skip
         checks = [plugin.results.get(cid) or _unrun(spec, cid, "this check did not run") for cid in selected]
+        max_score = sum(c.max_score for c in checks)
+        problems += import_problems(spec, client.imports, max_score, {p.id for p in problems})
+    earned = sum(c.score for c in checks) - sum(p.points for p in problems)
     return GradeResult(
         assignment=spec.id,
         submission=str(folder),
         mode=mode,
-        score=round(sum(c.score for c in checks), 4),
+        score=round(max(0.0, earned), 4),
+        problems=problems,
         max_score=sum(c.max_score for c in checks),
         checks=checks,
         files=sub.files,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, Field
 
@@ -55,6 +55,19 @@ class FileRecord(BaseModel):
     size: int | None = None
     sha256: str | None = None
     problem: str | None = Field(None, description="why the file cannot be used, and what to do")
+    found_as: str | None = Field(None, description="where it was found, when not at the top under its name")
+    note: str | None = Field(None, description="a remark that costs nothing (e.g. how it was found)")
+
+
+class Problem(BaseModel):
+    """One slip in a submission, said once, with what happened, where, and how to fix it. `points` come off
+    the checks' total (0: the checks that needed the thing already lost theirs)."""
+
+    id: str = Field(description="import:<module>, rule:<rule id>, packages:<module>")
+    message: str
+    points: float = Field(0.0, ge=0)
+    locations: list[Location] = Field(default_factory=list)
+    details: list[str] = Field(default_factory=list, description="e.g. what a definitions-only import left out")
 
 
 class Environment(BaseModel):
@@ -93,6 +106,12 @@ class Adjustments(BaseModel):
     max_total: float
 
 
+class Notice(NamedTuple):
+    text: str
+    points: float = 0.0  # deducted
+    details: list[str] = []
+
+
 class GradeResult(BaseModel):
     schema_version: int = SCHEMA_VERSION
     assignment: str
@@ -102,6 +121,7 @@ class GradeResult(BaseModel):
     max_score: float
     checks: list[CheckResult]
     files: list[FileRecord]
+    problems: list[Problem] = Field(default_factory=list, description="slips said once, with their deductions")
     started_at: datetime
     duration_s: float
     environment: Environment
@@ -123,6 +143,21 @@ class GradeResult(BaseModel):
     @property
     def passed(self) -> bool:
         return all(c.status == "passed" for c in self.checks)
+
+    @property
+    def deducted(self) -> float:
+        return sum(p.points for p in self.problems)
+
+    def shown_score(self, shown: list[CheckResult]) -> float:
+        """The points of the checks shown, less the problems' deductions (which apply to any view)."""
+        return max(0.0, round(sum(c.score for c in shown) - self.deducted, 4))
+
+    def notices(self) -> list[Notice]:
+        """What to tell the student before the checks: unusable files, notes on how files were found, then each
+        problem with the points it cost."""
+        out = [Notice(f.problem) for f in self.files if f.problem]
+        out += [Notice(f.note) for f in self.files if f.note and not f.problem]
+        return out + [Notice(p.message, p.points, p.details) for p in self.problems]
 
     def visible_to_student(self) -> list[CheckResult]:
         return [c for c in self.checks if c.visibility == "visible"]

@@ -31,6 +31,10 @@ class FileSpec(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="file name inside the submission folder")
     max_kb: int = Field(gt=0, description="largest accepted size in KiB")
     required: bool = True
+    # A weights file over max_kb because it also holds optimizer state or per-epoch snapshots is still read,
+    # up to this many times max_kb, and graded from the entries the checks need, with a note on how to save
+    # only the weights. Beyond it the file is refused.
+    oversize_factor: int = Field(8, ge=1, le=64, description="weights files: read up to this multiple of max_kb")
 
 
 class Limits(Strict):
@@ -82,6 +86,42 @@ class RubricItem(Strict):
     points: float = Field(gt=0)
 
 
+DEFAULT_PACKAGES = ["matplotlib", "numpy", "PIL", "torch", "torchvision", "tqdm"]
+
+
+class Imports(Strict):
+    """How the contestant imports the student's modules, and what those may import."""
+
+    cpu_seconds: float = Field(
+        20.0, gt=0, le=600, description="budget for importing each student module, in CPU seconds (load-independent)"
+    )
+    wall_seconds: float = Field(60.0, gt=0, le=1800, description="and in wall-clock seconds, for code that waits")
+    # 5%: the module works once its top-level script code is left out; only the handout's instruction to keep
+    # that code under `if __name__ == "__main__":` was missed, and a TA would take off a little for the fix.
+    fallback_penalty: float = Field(
+        0.05, ge=0, le=1, description="fraction of the automatic total lost when only the definitions could be imported"
+    )
+    packages: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_PACKAGES),
+        description="top-level packages student code may import besides Python's standard library",
+    )
+
+
+class Rule(Strict):
+    """A rule the handout states about the submitted source, checked statically (the judge reads the text)."""
+
+    id: str = Field(pattern=CHECK_ID)
+    file: str = Field(description="the submitted .py file it applies to")
+    functions: list[str] = Field(default_factory=list, description="where it applies; empty: the whole file")
+    forbid: list[str] = Field(
+        min_length=1,
+        description="dotted names whose use breaks the rule (`torch.optim` covers `torch.optim.SGD`); a name "
+        "starting with '.' is a method of anything (`.softmax` catches `x.softmax(1)`)",
+    )
+    points: float = Field(gt=0, description="deducted once if the rule is broken, wherever and however often")
+    why: str = Field(min_length=1, description="the handout's reason, quoted in the message")
+
+
 class AssignmentSpec(Strict):
     id: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
     title: str
@@ -94,6 +134,8 @@ class AssignmentSpec(Strict):
     checks: list[CheckSpec] = Field(min_length=1)
     rubric: list[RubricItem] = Field(default_factory=list, description="manual items, merged from a CSV")
     late: LatePolicy | None = None
+    imports: Imports = Imports()
+    rules: list[Rule] = Field(default_factory=list)
     batch_prefetch: str | None = Field(
         None,
         pattern=r"^[A-Za-z_][A-Za-z0-9_]*:[A-Za-z_][A-Za-z0-9_]*$",
@@ -120,6 +162,9 @@ class AssignmentSpec(Strict):
         if clash:
             raise ValueError(f"rubric ids must differ from check ids; both: {', '.join(clash)}")
         declared = {f.name for f in self.files}
+        for rule in self.rules:
+            if rule.file not in declared or not rule.file.endswith(".py"):
+                raise ValueError(f"rule {rule.id!r} applies to {rule.file!r}, which is not a declared .py file")
         for check in self.checks:
             unknown = [name for name in check.files if name not in declared]
             if unknown:
@@ -130,6 +175,11 @@ class AssignmentSpec(Strict):
     def max_score(self) -> float:
         """Points from the automatic checks (the rubric's are on top: `rubric_points`)."""
         return sum(c.points for c in self.checks)
+
+    @property
+    def modules(self) -> list[str]:
+        """The student's Python modules, by import name (exp1.py -> exp1)."""
+        return [f.name[:-3] for f in self.files if f.name.endswith(".py")]
 
     @property
     def rubric_points(self) -> float:

@@ -335,7 +335,7 @@ def test_gradebook_csv_reads_back_with_every_number() -> None:
     text = gradebook_csv(spec, class_rows())
     header = text.splitlines()[0].split(",")
     assert header == [
-        "student_id", "name", "email", "status", "shape", "fits", "auto_score", "report",
+        "student_id", "name", "email", "status", "shape", "fits", "deducted", "auto_score", "report",
         "late_days", "late_penalty", "total", "max_total", "problems",
     ]  # fmt: skip
     rows = {r["student_id"]: r for r in parse(text)}

@@ -72,12 +72,13 @@ def _write(header: list[str], body: list[list[str]]) -> str:
 
 
 def gradebook_csv(spec: AssignmentSpec, rows: list[ClassRow]) -> str:
-    """gradebook.csv: a row per student (sorted by id) with each check's score, the automatic score, the rubric
+    """gradebook.csv: a row per student (sorted by id) with each check's score, the points deducted for problems
+    (import fallback, rules), the automatic score (checks less deductions), the rubric
     items, the late penalty, the total and the possible total. Missing students total 0; crashed ones stay
     empty (not graded: see `problems`)."""
     checks = scored_checks(spec, rows)
     max_total = class_max_total(spec, rows)
-    header = ["student_id", "name", "email", "status", *(c.id for c in checks), "auto_score"]
+    header = ["student_id", "name", "email", "status", *(c.id for c in checks), "deducted", "auto_score"]
     header += [*(r.id for r in spec.rubric), "late_days", "late_penalty", "total", "max_total", "problems"]
     body = []
     for row in one_per_student(rows):
@@ -86,17 +87,18 @@ def gradebook_csv(spec: AssignmentSpec, rows: list[ClassRow]) -> str:
         result = row.result
         if result is None:
             total = 0.0 if row.status == "missing" else None
-            line += [""] * (len(checks) + 1 + len(spec.rubric) + 2) + [num(total)]
+            line += [""] * (len(checks) + 2 + len(spec.rubric) + 2) + [num(total)]
         else:
             scores = {c.id: c.score for c in result.checks}
-            line += [num(scores.get(c.id)) for c in checks] + [num(result.score)]
+            line += [num(scores.get(c.id)) for c in checks] + [num(result.deducted), num(result.score)]
             adj = result.adjustments
             rubric = {r.id: r.score for r in adj.rubric} if adj else {}
             line += [num(rubric.get(r.id)) for r in spec.rubric]
             late = adj.late if adj else None
             known = late is not None and late.submitted_at is not None
             line += [str(late.days_late) if known else "", num(late.penalty) if known else "", num(result.total)]
-        line += [num(max_total), safe_cell("; ".join(row.problems))]
+        said = [f"{p.id} (-{p.points:g})" for p in (result.problems if result else []) if p.points]
+        line += [num(max_total), safe_cell("; ".join([*said, *row.problems]))]
         body.append(line)
     return _write(header, body)
 

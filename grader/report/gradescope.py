@@ -27,11 +27,16 @@ def to_gradescope(result: GradeResult) -> dict[str, Any]:
                 "tags": [c.id, *c.tags],
             }
         )
-    problems = [f.problem for f in result.files if f.problem]
+    for p in result.problems:
+        if p.points:  # a deduction shows as a test of its own, so the student sees where the points went
+            tests.append({"name": f"Deduction: {p.id}", "number": str(len(tests) + 1), "score": -p.points,
+                          "max_score": 0, "status": "failed", "output": "\n".join([p.message, *p.details]),
+                          "output_format": "text", "visibility": "visible", "tags": [p.id]})  # fmt: skip
+    notices = [n.text + (f" (−{n.points:g} points)" if n.points else "") for n in result.notices()]
     return {
         "score": result.score,
         "execution_time": round(result.duration_s),
-        "output": "\n".join(problems) if problems else f"{result.assignment}: graded by torch-grader",
+        "output": "\n".join(notices) if notices else f"{result.assignment}: graded by torch-grader",
         "output_format": "text",
         "visibility": "visible",
         "stdout_visibility": "hidden",

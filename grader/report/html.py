@@ -136,7 +136,7 @@ def _headline(result: GradeResult, shown: list[CheckResult]) -> tuple[float, flo
     visible ones: the total would reveal how the hidden checks went."""
     if len(shown) == len(result.checks):
         return result.total, result.max_total, True
-    return sum(c.score for c in shown), sum(c.max_score for c in shown), False
+    return result.shown_score(shown), sum(c.max_score for c in shown), False
 
 
 def _late_text(late: Lateness, with_points: bool) -> str:
@@ -161,7 +161,7 @@ def _score_section(result: GradeResult, shown: list[CheckResult], final: bool) -
     adj: Adjustments | None = result.adjustments
     if adj is None:
         return []
-    auto, auto_max = sum(c.score for c in shown), sum(c.max_score for c in shown)
+    auto, auto_max = result.shown_score(shown), sum(c.max_score for c in shown)
     held = len(result.checks) - len(shown)
     rows = [
         "<tr><td>automatic checks"
@@ -381,11 +381,14 @@ def to_html(result: GradeResult, audience: Audience = "instructor") -> str:
         meter(score / top if top else 0.0),
         "</div></header>",
     ]
-    problems = [f for f in result.files if f.problem]
-    if problems:
-        items = "".join(f"<li>{e(f.problem)}</li>" for f in problems)
-        header.append(f'<section class="problems" id="problems"><h2>Problems with the submitted files</h2>'
-                      f"<ul>{items}</ul></section>")  # fmt: skip
+    notices = result.notices()
+    if notices:
+        items = "".join(
+            "<li>" + (f'<span class="penalty">−{fmt(n.points)} points</span> ' if n.points else "") + e(n.text)
+            + ("<ul>" + "".join(f"<li>{e(d)}</li>" for d in n.details) + "</ul>" if n.details else "") + "</li>"
+            for n in notices
+        )
+        header.append(f'<section class="problems" id="problems"><h2>Problems</h2><ul>{items}</ul></section>')
     body = [
         *header,
         *_score_section(result, shown, final),

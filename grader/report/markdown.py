@@ -50,7 +50,7 @@ def _adjustment_lines(adj: Adjustments, show_total: bool) -> list[str]:
 def to_markdown(result: GradeResult, audience: Literal["instructor", "student"] = "instructor") -> str:
     shown: list[CheckResult] = result.checks if audience == "instructor" else result.visible_to_student()
     held = [c for c in result.checks if c not in shown]
-    score = sum(c.score for c in shown)
+    score = result.shown_score(shown)
     top = sum(c.max_score for c in shown)
     lines = [f"# {result.assignment}: {_fmt(score)} / {_fmt(top)}", ""]
     if held:
@@ -58,9 +58,13 @@ def to_markdown(result: GradeResult, audience: Literal["instructor", "student"] 
             f"{len(held)} more check(s) worth {_fmt(sum(c.max_score for c in held))} points are graded later.",
             "",
         ]
-    problems = [f for f in result.files if f.problem]
-    if problems:
-        lines += ["**Problems with the submitted files**", ""] + [f"- {f.problem}" for f in problems] + [""]
+    notices = result.notices()
+    if notices:
+        lines += ["**Problems**", ""]
+        for n in notices:
+            lines.append(f"- {f'(−{_fmt(n.points)} points) ' if n.points else ''}{n.text}")
+            lines += [f"  - {d}" for d in n.details]
+        lines.append("")
     lines += ["| | check | points | result |", "|---|---|---|---|"]
     for c in shown:
         vis = "" if c.visibility == "visible" or audience == "student" else f" *({c.visibility})*"

@@ -1,0 +1,177 @@
+"""Rules the handout states about the submitted source, checked by reading it (the judge never imports it).
+
+Two kinds: `[[rules]]` in assignment.toml forbid library shortcuts ("softmax regression from scratch": no
+`torch.softmax`, no `F.cross_entropy`, no `torch.optim`), and `[imports] packages` lists what student code may
+import. Names are resolved through the file's own imports, so `import torch.nn.functional as F` then
+`F.softmax(x)` is `torch.nn.functional.softmax`, and `from torch import optim` then `optim.SGD` is
+`torch.optim.SGD`.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from dataclasses import dataclass
+
+from grader.results import Location, Problem
+from grader.spec import AssignmentSpec, Rule
+
+
+@dataclass(frozen=True)
+class Use:
+    line: int
+    name: str  # the resolved dotted name, e.g. torch.nn.functional.softmax
+    written: str  # as the student wrote it, e.g. F.softmax
+    function: str
+
+
+def _aliases(tree: ast.AST) -> dict[str, str]:
+    """Local name -> the dotted name it stands for, from every import in the file."""
+    names: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                if a.asname:
+                    names[a.asname] = a.name
+                else:
+                    top = a.name.partition(".")[0]
+                    names[top] = top
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            for a in node.names:
+                names[a.asname or a.name] = f"{node.module}.{a.name}"
+    return names
+
+
+def _dotted(node: ast.expr, aliases: dict[str, str]) -> str | None:
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        return None
+    return ".".join([aliases.get(node.id, node.id), *reversed(parts)])
+
+
+def _matches(name: str, forbidden: str) -> bool:
+    return name == forbidden or name.startswith(forbidden + ".")
+
+
+class _Finder(ast.NodeVisitor):
+    def __init__(self, source: str, aliases: dict[str, str], forbid: list[str]) -> None:
+        self.source, self.aliases = source, aliases
+        self.names = [f for f in forbid if not f.startswith(".")]
+        self.methods = {f[1:] for f in forbid if f.startswith(".")}
+        self.function = "<module>"
+        self.uses: list[Use] = []
+
+    def _record(self, node: ast.expr, name: str) -> None:
+        written = ast.get_source_segment(self.source, node) or name
+        self.uses.append(Use(node.lineno, name, written.splitlines()[0][:60], self.function))
+
+    def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+        outer, self.function = self.function, node.name
+        self.generic_visit(node)
+        self.function = outer
+
+    visit_AsyncFunctionDef = visit_FunctionDef  # noqa: N815 - ast.NodeVisitor's naming
+
+    def _check(self, node: ast.Attribute | ast.Name) -> bool:
+        name = _dotted(node, self.aliases)
+        if name is not None and any(_matches(name, f) for f in self.names):
+            self._record(node, name)
+            return True
+        return False
+
+    def visit_Attribute(self, node: ast.Attribute) -> None:
+        if not self._check(node):
+            self.generic_visit(node)
+
+    def visit_Name(self, node: ast.Name) -> None:
+        if node.id in self.aliases:  # `softmax(x)` after `from torch.nn.functional import softmax`
+            self._check(node)
+
+    def visit_Call(self, node: ast.Call) -> None:
+        func = node.func
+        if isinstance(func, ast.Attribute) and func.attr in self.methods:
+            if not self._check(func):  # `x.softmax(1)`: a method of anything
+                self._record(func, "." + func.attr)
+                self.visit(func.value)
+            for arg in [*node.args, *(k.value for k in node.keywords)]:
+                self.visit(arg)
+            return
+        self.generic_visit(node)
+
+
+def forbidden_uses(source: str, rule: Rule) -> list[Use]:
+    """Every use of a name `rule` forbids, in the functions it covers (the whole file when it names none)."""
+    tree = ast.parse(source)
+    aliases = _aliases(tree)
+    finder = _Finder(source, aliases, rule.forbid)
+    if not rule.functions:
+        finder.visit(tree)
+    else:
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name in rule.functions:
+                finder.visit(node)
+    return sorted(set(finder.uses), key=lambda u: (u.line, u.written))
+
+
+def imported_packages(source: str) -> list[tuple[int, str]]:
+    """(line, top-level package) for every absolute import in the file."""
+    out = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            out += [(node.lineno, a.name.partition(".")[0]) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            out.append((node.lineno, node.module.partition(".")[0]))
+    return out
+
+
+def rule_problems(spec: AssignmentSpec, sources: dict[str, str]) -> list[Problem]:
+    """One problem per broken rule, naming each forbidden use and its line. `sources`: file name -> text
+    (files that are missing or do not parse are left to the checks, which already say so)."""
+    problems = []
+    for rule in spec.rules:
+        source = sources.get(rule.file)
+        if source is None:
+            continue
+        try:
+            uses = forbidden_uses(source, rule)
+        except SyntaxError:
+            continue
+        if not uses:
+            continue
+        listed = ", ".join(f"{u.written} (line {u.line}, in {u.function})" for u in uses[:8])
+        more = f" and {len(uses) - 8} more" if len(uses) > 8 else ""
+        problems.append(Problem(
+            id=f"rule:{rule.id}", points=rule.points,
+            message=f"{rule.file} uses {listed}{more}, which the handout does not allow: {rule.why}",
+            locations=[Location(file=rule.file, line=u.line, function=u.function) for u in uses],
+        ))  # fmt: skip
+    return problems
+
+
+def package_problems(spec: AssignmentSpec, sources: dict[str, str]) -> list[Problem]:
+    """One problem per file that imports a package grading does not provide (its checks then fail where the
+    package is needed; this says why, once, before they run)."""
+    allowed = set(spec.imports.packages) | set(sys.stdlib_module_names) | set(spec.modules) | {"__future__"}
+    problems = []
+    for name, source in sources.items():
+        try:
+            bad = [(line, pkg) for line, pkg in imported_packages(source) if pkg not in allowed]
+        except SyntaxError:
+            continue
+        if not bad:
+            continue
+        pkgs = sorted({pkg for _, pkg in bad})
+        lines = ", ".join(f"{pkg} (line {line})" for line, pkg in bad[:6])
+        problems.append(Problem(
+            id=f"packages:{name}",
+            message=f"{name} imports {lines}, which grading does not provide (allowed besides Python's standard "
+                    f"library: {', '.join(sorted(spec.imports.packages))}): copy what you need from "
+                    f"{' and '.join(pkgs)} into your file, or remove the import",
+            locations=[Location(file=name, line=line) for line, _ in bad],
+        ))  # fmt: skip
+    return problems
+
+
