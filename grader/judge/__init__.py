@@ -17,7 +17,7 @@ from grader.judge.gradients import (
     perturbed,
     random_directions,
 )
-from grader.judge.outcome import CheckFailed, Partial, fail, partial
+from grader.judge.outcome import CheckFailed, Deferred, Partial, defer, fail, partial
 from grader.judge.tensors import (
     FileBytes,
     collapse_repeats,
@@ -34,8 +34,8 @@ from grader.judge.thresholds import Threshold, accuracy_threshold, perplexity_th
 from grader.judge.weights import WeightsError, load_weights, state_dict_from, weights_from_bytes
 
 __all__ = [
-    "CIFAR10_CLASSES", "FASHION_MNIST_CLASSES", "CheckFailed", "ContestantError", "CurveSummary", "FileBytes",
-    "Partial",
+    "CIFAR10_CLASSES", "FASHION_MNIST_CLASSES", "CheckFailed", "ContestantError", "CurveSummary", "Deferred",
+    "FileBytes", "Partial", "defer",
     "Threshold", "WeightsError", "accuracy_threshold", "confusion_matrix", "judge_device",
     "autograd_gradients", "collapse_repeats", "curve_problem", "directional_derivatives", "expect_curve",
     "expect_directional_match", "expect_finite", "expect_gradients_match", "expect_shape", "expect_shape_trace",

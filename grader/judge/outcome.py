@@ -5,6 +5,10 @@ from __future__ import annotations
 from typing import NoReturn
 
 
+class JudgeConfigError(Exception):
+    """The course itself is wrong (its checks, probes or assignment.toml): the instructor's error, not the student's."""
+
+
 class CheckFailed(AssertionError):
     """No points. The message says what was expected and what was got."""
 
@@ -16,6 +20,20 @@ class Partial(Exception):
         super().__init__(message)
         self.fraction = min(1.0, max(0.0, float(fraction)))
         self.message = message
+
+
+class Deferred(Exception):
+    """Full points with a note: what this check would measure is wrong only because of a mistake another
+    check already charges (one bug is charged once)."""
+
+    def __init__(self, owner: str, message: str) -> None:
+        super().__init__(message)
+        self.owner, self.message = owner, message
+
+
+def defer(owner: str, reason: str) -> NoReturn:
+    """Do not charge this check: `reason` is a mistake that check `owner` charges."""
+    raise Deferred(owner, f"not charged here: {reason}; that mistake is charged once, by {owner}")
 
 
 def fail(message: str) -> NoReturn:

@@ -18,17 +18,15 @@ from typing import Any
 
 import pytest
 
+from grader.files import read_regular
 from grader.intake import Submission
 from grader.judge.client import ContestantClient, ContestantError
-from grader.judge.outcome import CheckFailed, Partial
+from grader.judge.outcome import CheckFailed, Deferred, JudgeConfigError, Partial
 from grader.judge.weights import load_weights
+from grader.loader import read_source_text
 from grader.results import CheckResult, Confusion, Location
 from grader.sandbox.base import SandboxError
 from grader.spec import AssignmentSpec, CheckSpec
-
-
-class JudgeConfigError(Exception):
-    """The assignment's checks and its assignment.toml disagree: an instructor's error."""
 
 
 @dataclass
@@ -59,10 +57,33 @@ class SubmissionView:
         self._sub = submission
 
     def path(self, name: str) -> Path:
-        return self._sub.source / name
+        rec = self._sub.record(name)
+        return self._sub.source / (rec.found_as or rec.name)
+
+    def text(self, name: str) -> str:
+        """A submitted source file's text (a UTF-8 BOM and CRLF line ends normalized away)."""
+        return read_source_text(read_regular(self.path(name), MAX_TEXT_BYTES))
 
     def weights(self, name: str) -> Any:
         return load_weights(self.path(name))
+
+
+MAX_TEXT_BYTES = 4 << 20
+COURSE_MISTAKE = "a mistake in the course, not in the submission: tell the instructor"
+
+
+def _where_in_check(exc: BaseException) -> str:
+    """`checks/test_x.py:42: ` for the innermost frame of the course's check code (not pytest's, not the grader's)."""
+    import grader
+
+    package = Path(grader.__file__).parent
+    frames = [fs for fs in traceback.extract_tb(exc.__traceback__)
+              if not Path(fs.filename).is_relative_to(package) and "site-packages" not in fs.filename]  # fmt: skip
+    if not frames:
+        return ""
+    fs = frames[-1]
+    path = Path(fs.filename)
+    return f"{path.parent.name}/{path.name}:{fs.lineno}: "
 
 
 def _message(exc: BaseException) -> str:
@@ -172,7 +193,9 @@ class GraderPlugin:
         handle = self._handles.get(cid) or CheckHandle(spec)
         exc = call.excinfo.value if call.excinfo is not None else None
         fraction, status, message, where = 1.0, "passed", "", []
-        if isinstance(exc, Partial):
+        if isinstance(exc, Deferred):
+            handle.notes.append(exc.message)
+        elif isinstance(exc, Partial):
             fraction, message = exc.fraction, exc.message
             status = "passed" if fraction >= 1 else "partial" if fraction > 0 else "failed"
         elif isinstance(exc, AssertionError):  # CheckFailed, ContestantError, WeightsError, plain assert
@@ -184,10 +207,14 @@ class GraderPlugin:
             message = (
                 f"the sandbox could not run the code: {exc}\n(a problem of the grading machine, not of the submission)"
             )
+        elif isinstance(exc, JudgeConfigError):
+            fraction, status = 0.0, "error"
+            message = f"{_where_in_check(exc)}{exc}\n({COURSE_MISTAKE})"
         elif exc is not None:
             fraction, status = 0.0, "error"
-            tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)[-6:])
-            message = f"the check itself failed ({type(exc).__name__}: {exc}); please tell the instructor\n{tb}"
+            tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)[-4:])
+            what = f"the check itself failed ({type(exc).__name__}: {exc})"
+            message = f"{_where_in_check(exc)}{what}: {COURSE_MISTAKE}\n{tb}"
         return CheckResult(
             id=cid,
             name=spec.name,
@@ -218,8 +245,27 @@ def pytest_args(files: list[Path], rootdir: Path, ini: Path) -> list[str]:
     ]  # fmt: skip
 
 
+_loaded_from: set[Path] = set()  # the check folders whose modules this process has imported
+
+
+def _forget_other_courses(folders: list[Path]) -> None:
+    """Check modules and their helpers are imported by names relative to the course (`exp1_judge`,
+    `assignments.exp1.checks.test_exp1_public`), so a second course in the same process would get the first
+    one's. Forget modules from other folders; keep this course's (their caches, e.g. a batch prefetch)."""
+    wanted = {f.resolve() for f in folders}
+    stale = _loaded_from - wanted
+    if stale:
+        for name, module in list(sys.modules.items()):
+            file = getattr(module, "__file__", None)
+            if file and any(Path(file).resolve().is_relative_to(folder) for folder in stale):
+                del sys.modules[name]
+    _loaded_from.clear()
+    _loaded_from.update(wanted)
+
+
 def run_checks(plugin: GraderPlugin, files: list[Path], rootdir: Path, ini: Path, extra_path: list[Path]) -> None:
     """Run pytest on `files` in this process. Raises JudgeConfigError for an instructor's mistake."""
+    _forget_other_courses(extra_path)
     added = [str(p) for p in extra_path if str(p) not in sys.path]
     sys.path[:0] = added
     try:
