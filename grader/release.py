@@ -16,7 +16,7 @@ import importlib.util
 import re
 from pathlib import Path
 
-from grader.spec import Course
+from grader.spec import AssignmentSpec, Course, FileSpec
 
 BEGIN = re.compile(r"^(?P<indent>\s*)### BEGIN SOLUTION(?::\s*(?P<hint>.*?))?\s*$")
 END = re.compile(r"^\s*### END SOLUTION\s*$")
@@ -66,9 +66,71 @@ def _hook_files(course: Course, assignment_id: str) -> dict[Path, str]:
     return {course.root / rel: text for rel, text in module.generated_files().items()}
 
 
+GENERATED = re.compile(r"(<!-- BEGIN GENERATED: grading -->\n).*?(<!-- END GENERATED -->)", re.S)
+
+
+def _kib(kb: int) -> str:
+    return f"{kb // 1024} MiB" if kb % 1024 == 0 else f"{kb} KiB"
+
+
+def grading_section(spec: AssignmentSpec) -> str:
+    """The handout's "How your code is run" section, from assignment.toml, so the two never disagree."""
+    def size(f: FileSpec) -> str:
+        text = f"`{f.name}` at most {_kib(f.max_kb)}"
+        if f.name.endswith((".pth", ".pt")):
+            text += (f" (a weights file over it, e.g. with optimizer state, is still read up to "
+                     f"{_kib(f.max_kb * f.oversize_factor)}, with a note on saving only the weights)")  # fmt: skip
+        return text
+
+    files = "; ".join(size(f) for f in spec.files)
+    names = [f"`{m}.py`" for m in spec.modules]
+    modules = f"{names[0]} is" if len(names) == 1 else f"each of {', '.join(names)} is"
+    data = " The datasets are provided read-only (`$GRADER_DATA_ROOT`); nothing is downloaded." if spec.datasets else ""
+    lim, imp = spec.limits, spec.imports
+    timeouts = sorted({c.timeout for c in spec.checks})
+    per_check = f"{timeouts[0]:g} s" if len(timeouts) == 1 else f"{timeouts[0]:g} to {timeouts[-1]:g} s"
+    lines = [
+        "## How your code is run",
+        "",
+        f"- **Files**: {files}. A file in a folder inside your submission, or with other capitals "
+        f"(`{spec.files[0].name.capitalize()}`), is found and graded, with a note.",
+        f"- **Where**: a sandbox with no network, {'a GPU' if spec.needs_gpu else 'the CPU'} and {lim.threads} "
+        f"thread{'s' if lim.threads > 1 else ''}, {lim.memory_mb} MiB of memory; each check has its own time limit "
+        f"({per_check}).{data}",
+        f"- **Importing your code**: {modules} imported once, with a budget of {imp.cpu_seconds:g} s of CPU time "
+        f"({imp.wall_seconds:g} s on the clock). Keep what "
+        'trains, parses arguments or downloads data under `if __name__ == "__main__":`. If importing runs past '
+        "the budget, exits or fails, only the file's definitions (imports, functions, classes and assignments) "
+        f"are imported and graded, top-level calls and loops are left out, and {imp.fallback_penalty:.0%} of the "
+        "points are taken off.",
+        "- **Packages**: besides Python's standard library, your code may import "
+        f"{', '.join(sorted(imp.packages))}. Anything else (e.g. `d2l`) is not there: copy the functions you "
+        "need into your file. Plots (`plt.show()`) never need a screen.",
+        "- **One mistake is charged once**: each check tests one function, with the reference standing in for "
+        "your others; a check that depends on a function another check already marks wrong says so and "
+        "takes nothing.",
+    ]
+    for rule in spec.rules:
+        where = f"in {', '.join(f'`{f}`' for f in rule.functions)}" if rule.functions else f"in `{rule.file}`"
+        lines.append(f"- **Rule ({rule.points:g} points)**: {rule.why}. Checked by reading your code {where}: "
+                     f"no {', '.join(f'`{n}`' for n in rule.forbid)}.")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def _handout(course: Course, assignment_id: str) -> dict[Path, str]:
+    """The handout with its generated section refreshed, if it has one (between the GENERATED markers)."""
+    path = course.assignment_dir(assignment_id) / "README.md"
+    if not path.is_file():
+        return {}
+    text = path.read_text(encoding="utf-8")
+    section = grading_section(course.spec(assignment_id))
+    new = GENERATED.sub(lambda m: m.group(1) + section + m.group(2), text)
+    return {path: new} if new != text or GENERATED.search(text) else {}
+
+
 def planned_files(course: Course, assignment_id: str) -> dict[Path, str]:
     """Every file release writes, with its content."""
-    plan: dict[Path, str] = _hook_files(course, assignment_id)
+    plan: dict[Path, str] = {**_hook_files(course, assignment_id), **_handout(course, assignment_id)}
     examples = course.examples_dir(assignment_id)
     for src in solution_sources(course, assignment_id):
         text = src.read_text(encoding="utf-8")

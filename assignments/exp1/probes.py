@@ -33,11 +33,21 @@ def model_output(x):
         return model(x)
 
 
+def _reference_mlp() -> torch.nn.Module:
+    """The handout's MLP (1 -> 64 -> 64 -> 1, tanh), so the training check grades train() alone: a mistake in the
+    student's model is charged once, by the shape and fit checks."""
+    return torch.nn.Sequential(
+        torch.nn.Linear(1, 64), torch.nn.Tanh(),  # (N, 1) -> (N, 64)
+        torch.nn.Linear(64, 64), torch.nn.Tanh(),  # (N, 64) -> (N, 64)
+        torch.nn.Linear(64, 1),  # (N, 64) -> (N, 1)
+    )  # fmt: skip
+
+
 @probe
 def train_curve(x, y, num_epochs, lr):
-    """MSE of a fresh build_model() before and after the student's train()."""
+    """MSE of a fresh reference MLP before and after the student's train()."""
     m = _exp1()
-    model = m.build_model()
+    model = _reference_mlp()
     with torch.no_grad():
         before = _mse(model(x), y)
     losses = m.train(model, x, y, num_epochs, lr)

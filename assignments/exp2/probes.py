@@ -38,7 +38,8 @@ def gradient_norms(x, y):
 
 
 def _small_cnn() -> nn.Module:
-    """A fixed small CNN, so the training-step check grades train_step alone, not the student's ResNet20."""
+    """A fixed small CNN (with BatchNorm), so the checks of train_step, evaluate and the checkpoints grade those
+    functions alone: a mistake in the student's ResNet20 is charged once, by the architecture check."""
     return nn.Sequential(
         nn.Conv2d(3, 16, 3, padding=1),  # (N, 16, 32, 32)
         nn.BatchNorm2d(16),
@@ -67,12 +68,13 @@ def schedule(epochs):
 def checkpoint_roundtrip(epoch, history):
     """save_checkpoint a model, then resume() it into a differently initialised one."""
     m = _exp2()
-    model = m.ResNet20()
+    torch.manual_seed(0)
+    model = _small_cnn()  # not the student's ResNet20: this grades save_checkpoint and resume alone
     m.save_checkpoint("probe_checkpoint.pth", model, epoch, history)
     with open("probe_checkpoint.pth", "rb") as f:
         saved = torch.frombuffer(bytearray(f.read()), dtype=torch.uint8)
     torch.manual_seed(12345)
-    fresh = m.ResNet20()
+    fresh = _small_cnn()
     optimizer = m.make_optimizer(fresh)
     start, restored = m.resume("probe_checkpoint.pth", fresh, optimizer)
     want, got = model.state_dict(), fresh.state_dict()
@@ -92,7 +94,7 @@ def evaluate_accuracy(x, flip_fraction):
     predictions, with the first `flip_fraction` of them made wrong. BatchNorm statistics are warmed on
     other data first, so evaluating in train mode gives a different answer."""
     m = _exp2()
-    model = m.ResNet20()
+    model = _small_cnn()  # not the student's ResNet20: this grades evaluate() alone
     model.train()
     with torch.no_grad():
         for _ in range(3):

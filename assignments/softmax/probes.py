@@ -2,7 +2,13 @@
 
 The judge sends every input (logits, images, W and b); probes that need parameters set the module's globals
 W and b to copies of the judge's, since the student's net() reads them.
+
+One bug is charged once: a probe that tests one function puts the reference in place of the student's other
+functions it calls (`_stand_ins`), so a wrong softmax is charged by the softmax check alone, not again by
+net's, the gradient's and training's.
 """
+
+from contextlib import contextmanager
 
 import torch
 
@@ -11,6 +17,50 @@ from grader.contestant import probe, student
 
 def _softmax():
     return student("softmax")
+
+
+def ref_softmax(X):
+    return torch.softmax(X, dim=1)
+
+
+def ref_net(X):
+    m = _softmax()
+    return ref_softmax(X.reshape(-1, m.W.shape[0]) @ m.W + m.b)
+
+
+def ref_cross_entropy(y_hat, y):
+    return -torch.log(y_hat.gather(1, y.reshape(-1, 1)).squeeze(1))
+
+
+def ref_sgd(params, lr, batch_size):
+    with torch.no_grad():
+        for p in params:
+            p -= lr * p.grad / batch_size
+            p.grad.zero_()
+
+
+REFERENCE = {"softmax": ref_softmax, "net": ref_net, "cross_entropy": ref_cross_entropy, "sgd": ref_sgd}
+
+
+@contextmanager
+def _stand_ins(m, *names):
+    """The reference in place of the student's `names` for the duration (the student's functions look each
+    other up in the module's globals, so they call the stand-ins)."""
+    saved = {n: getattr(m, n, None) for n in names}
+    for n in names:
+        setattr(m, n, REFERENCE[n])
+    try:
+        yield
+    finally:
+        for n, f in saved.items():
+            setattr(m, n, f)
+
+
+def _keeps_graph(fn, *args):
+    """Whether fn's output still carries autograd's graph back to its first input."""
+    x = args[0].clone().requires_grad_(True)
+    out = fn(x, *args[1:])
+    return isinstance(out, torch.Tensor) and out.requires_grad
 
 
 def _set_params(m, W, b):
@@ -26,9 +76,19 @@ def softmax_values(X):
 
 
 @probe
+def softmax_keeps_graph(X):
+    return _keeps_graph(_softmax().softmax, X)
+
+
+@probe
 def cross_entropy_values(y_hat, y):
     with torch.no_grad():
         return _softmax().cross_entropy(y_hat, y)
+
+
+@probe
+def cross_entropy_keeps_graph(y_hat, y):
+    return _keeps_graph(_softmax().cross_entropy, y_hat, y)
 
 
 @probe
@@ -53,19 +113,22 @@ def sgd_step(params, grads, lr, batch_size):
 
 @probe
 def net_output(X, W, b):
+    """The student's net, with the reference softmax: net's own part (flatten, X W + b) is what is tested."""
     m = _softmax()
     _set_params(m, W, b)
-    with torch.no_grad():
+    with torch.no_grad(), _stand_ins(m, "softmax"):
         return m.net(X)
 
 
 @probe
 def loss_gradient(X, y, W, b):
-    """The summed loss through the student's net and cross_entropy, and its gradient by autograd."""
+    """The summed loss through the student's net (reference softmax and cross_entropy), and its gradient by
+    autograd: whether net lets the gradient reach W and b."""
     m = _softmax()
     W, b = _set_params(m, W, b)
-    loss = m.cross_entropy(m.net(X), y).sum()
-    loss.backward()
+    with _stand_ins(m, "softmax", "cross_entropy"):
+        loss = m.cross_entropy(m.net(X), y).sum()
+        loss.backward()
     return {"loss": float(loss), "W": W.grad, "b": b.grad}
 
 
@@ -83,8 +146,10 @@ def loss_values(X, y, points):
 
 @probe
 def train_epoch(X, y, W, b, lr, batch_size):
-    """One epoch of the student's train_epoch, in order, from the judge's W and b; the parameters after it."""
+    """One epoch of train_epoch with the student's sgd, from the judge's W and b, and the reference softmax, net
+    and cross_entropy (each has its own check): training with the student's sgd; the parameters after it."""
     m = _softmax()
     _set_params(m, W, b)
-    m.train_epoch(X, y, lr, batch_size)
+    with _stand_ins(m, "softmax", "net", "cross_entropy"):
+        m.train_epoch(X, y, lr, batch_size)
     return {"W": m.W.detach(), "b": m.b.detach()}

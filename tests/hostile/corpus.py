@@ -36,7 +36,7 @@ class Case:
     code: str = ""
     fails: dict[str, str] = field(default_factory=dict)  # check id -> regex its message must match
     weights: Callable[[Path], None] | None = None  # replaces model.pth
-    local_ok: bool = True  # False: the local sandbox does not claim to stop this (README)
+    problem: str = ""  # a regex one of the result's problems must match
 
 
 class Payload:
@@ -171,8 +171,9 @@ CASES = [
          fails={c: r"^model\.pth is 2097152 KiB, over the limit of 2048 KiB" for c in WEIGHT_CHECKS}),
     Case("zip-bomb-pth", "", weights=zip_bomb, fails={c: r"would unpack to \d+ MiB" for c in WEIGHT_CHECKS}),
     Case("syntax-error", "module", "def broken(:\n    pass", {c: r"line \d+: .*syntax" for c in CODE_CHECKS}),
-    Case("import-time-exception", "module", "raise RuntimeError('boom at import')",
-         {c: r"importing exp1\.py raised RuntimeError: boom at import" for c in CODE_CHECKS}),
+    # Code that fails at import costs the fallback's penalty once; the definitions are graded (grader.loader).
+    Case("import-time-exception", "module", "raise RuntimeError('boom at import')", {},
+         problem=r"^exp1\.py fails when imported \(RuntimeError: boom at import at line \d+\).*only its definitions"),
     # The trust line's channel and the host, attacked from student code.
     Case("host-writes", "custom_f", HOST_WRITES, {}),
     Case("fill-disk", "custom_f", FILL_DISK, {}),
@@ -365,6 +366,7 @@ def run_case(case: Case, course, sandbox, work: Path, host: Host) -> dict:
         "case": case.name,
         "seconds": round(time.monotonic() - t0, 2),
         "checks": {c.id: {"status": c.status, "score": c.score, "message": c.message} for c in result.checks},
+        "problems": [p.message for p in result.problems],
         "submission_changed": _digest_folder(folder) != before_sub,
         "host_changed": host.digest() != before_host,
         "created": (host.dir / "created.txt").exists(),
@@ -397,6 +399,8 @@ def problems(case: Case, outcome: dict) -> list[str]:
                 out.append(f"{cid}: message {check['message'][:300]!r} does not match {case.fails[cid]!r}")
         elif check["status"] != "passed":
             out.append(f"{cid}: expected a pass, got {check['status']}: {check['message'][:300]}")
+    if case.problem and not any(re.search(case.problem, p) for p in outcome["problems"]):
+        out.append(f"no problem matches {case.problem!r}: {outcome['problems']}")
     if outcome["submission_changed"]:
         out.append("the submission changed while it was graded")
     if outcome["host_changed"] or outcome["created"]:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from typing_extensions import TypedDict
 
 from grader.data import read_fashion_mnist
-from grader.judge import tensor
+from grader.judge import collapse_repeats, tensor
+from grader.judge.tensors import shape_trace_mismatch
 
 NUM_PARAMS = 61_706
 # The output of every layer that changes the shape, for a (1, 1, 28, 28) input (activations keep the shape).
@@ -68,6 +70,12 @@ def small_model_loss(state: dict[str, torch.Tensor], x: torch.Tensor, y: torch.T
     """Mean cross-entropy of the probes' fixed training model (flatten, linear 784->10) with `state`."""
     logits = x.reshape(len(x), -1).double() @ state["1.weight"].double().T + state["1.bias"].double()  # (N, 10)
     return float(F.cross_entropy(logits, y))
+
+
+def shapes_differ(contestant: Any) -> str | None:
+    """What layer_shapes charges, if the architecture's shapes are wrong: checks built on them defer to it."""
+    r = contestant.call("layer_shapes", x=torch.zeros(1, 1, 28, 28), returns=LayerShapes)
+    return shape_trace_mismatch(collapse_repeats(r["shapes"]), LAYER_SHAPES, LAYER_NAMES)
 
 
 def key_mismatch(state: dict[str, list[int]], reference: dict[str, list[int]]) -> str | None:

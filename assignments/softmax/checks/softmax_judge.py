@@ -14,7 +14,7 @@ from pydantic import Field
 from typing_extensions import TypedDict
 
 from grader.data import read_fashion_mnist
-from grader.judge import CheckFailed, WeightsError, fail, state_dict_from
+from grader.judge import CheckFailed, WeightsError, fail, first_mismatch, state_dict_from
 
 NUM_INPUTS, NUM_OUTPUTS = 784, 10
 
@@ -70,6 +70,46 @@ def ref_net(X: torch.Tensor, W: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def ref_loss_sum(X: torch.Tensor, y: torch.Tensor, W: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """The loss the student's training sums: cross-entropy of softmax(X W + b), summed over the batch."""
     return F.cross_entropy(ref_logits(X, W, b), y, reduction="sum")
+
+
+def sgd_problem(contestant: Any) -> str | None:
+    """What is wrong with the student's sgd on fixed parameters and gradients, or None."""
+    g = torch.Generator().manual_seed(3)
+    params = [torch.randn(4, 3, generator=g), torch.randn(3, generator=g)]
+    grads = [torch.randn(4, 3, generator=g), torch.randn(3, generator=g)]
+    lr, batch = 0.5, 8
+    r = contestant.call("sgd_step", params=params, grads=grads, lr=lr, batch_size=batch, returns=SgdStep)
+    for i, (p, gr, got) in enumerate(zip(params, grads, r["params"], strict=True)):
+        want = p - lr * gr / batch
+        if torch.equal(got, p):
+            return f"sgd left params[{i}] unchanged: update each tensor in place (param -= ...) under torch.no_grad()"
+        if problem := first_mismatch(got, want, torch.arange(got.numel()), 1e-6, 1e-6):
+            return (f"after sgd(params, lr={lr}, batch_size={batch}) params[{i}] is not param - lr * grad / "
+                    f"batch_size: entry {problem.removeprefix('at x=')}")  # fmt: skip
+        after = r["grads"][i]
+        if after is not None and bool(after.double().abs().max() > 0):
+            return (f"after sgd, params[{i}].grad still holds the old gradient; zero it (param.grad.zero_()) so the "
+                    "next backward() does not add to it")  # fmt: skip
+        if not r["requires_grad"][i]:
+            return f"after sgd, params[{i}] no longer requires grad; update it in place under torch.no_grad()"
+    return None
+
+
+def wrong_piece(contestant: Any) -> tuple[str, str] | None:
+    """(owning check, what is wrong) if the student's softmax or cross_entropy gives wrong values in float64:
+    checks built on them defer to the owner instead of charging the same mistake again."""
+    logits = torch.randn(6, 10, generator=torch.Generator().manual_seed(99), dtype=torch.float64)
+    y = torch.arange(6) % 10
+    got = contestant.call("softmax_values", X=logits)
+    if not isinstance(got, torch.Tensor) or got.shape != logits.shape or not torch.allclose(
+            got.double(), torch.softmax(logits, dim=1), atol=1e-6):  # fmt: skip
+        return "softmax_rows", "your softmax gives other values than the reference"
+    probs = torch.softmax(logits, dim=1)
+    got = contestant.call("cross_entropy_values", y_hat=probs, y=y)
+    if not isinstance(got, torch.Tensor) or got.numel() != 6 or not torch.allclose(
+            got.double().reshape(-1), F.cross_entropy(logits, y, reduction="none"), atol=1e-6):  # fmt: skip
+        return "cross_entropy_values", "your cross_entropy gives other values than the reference"
+    return None
 
 
 def submitted_params(weights: Any) -> tuple[torch.Tensor, torch.Tensor]:

@@ -4,13 +4,13 @@ import torch
 import torch.nn.functional as F
 from softmax_judge import (
     LossGradient,
-    SgdStep,
     TrainEpoch,
     images,
     init_params,
     ref_logits,
     ref_loss_sum,
     ref_net,
+    sgd_problem,
     submitted_params,
 )
 
@@ -20,6 +20,7 @@ from grader.judge import (
     accuracy_threshold,
     autograd_gradients,
     confusion_matrix,
+    defer,
     expect_curve,
     expect_finite,
     expect_gradients_match,
@@ -47,6 +48,9 @@ def test_softmax_rows(contestant):
         fail(f"row {row} of softmax(X) sums to {float(sums[row]):.6g}; expected 1 (within 1e-5)")
     if problem := first_mismatch(got, torch.softmax(X.double(), dim=1), torch.arange(got.numel()), 1e-6, 1e-5):
         fail(f"softmax(X) differs from the reference: entry {problem.removeprefix('at x=')}")
+    if not contestant.call("softmax_keeps_graph", X=X, returns=bool):
+        fail("softmax(X) breaks autograd (its result has no gradient): no .detach(), .item(), numpy or "
+             "torch.no_grad() inside it, or training cannot learn")
 
 
 def test_cross_entropy_values(contestant):
@@ -57,7 +61,15 @@ def test_cross_entropy_values(contestant):
     got = expect_shape(got, (32,), "cross_entropy(y_hat, y) for y_hat (32, 10), y (32,) (one loss per example)")
     want = F.cross_entropy(logits, y, reduction="none")  # == F.nll_loss(log_softmax(logits), y)
     if problem := first_mismatch(got, want, torch.arange(32), 1e-6, 0.0):
+        y_hat = torch.softmax(logits, dim=1)
+        if first_mismatch(got, F.cross_entropy(y_hat, y, reduction="none"), torch.arange(32), 1e-6, 0.0) is None:
+            fail("softmax applied twice: cross_entropy(y_hat, y) gets probabilities (net's output, already "
+                 "softmax-ed) and takes the softmax again; take -log of y_hat at the true class directly "
+                 f"(example {problem.removeprefix('at x=')})")  # fmt: skip
         fail(f"cross_entropy differs from F.cross_entropy (float64 inputs): example {problem.removeprefix('at x=')}")
+    if not contestant.call("cross_entropy_keeps_graph", y_hat=torch.softmax(logits, dim=1), y=y, returns=bool):
+        fail("cross_entropy breaks autograd (the loss has no gradient): no .detach(), .item(), numpy or "
+             "torch.no_grad() inside it, or training cannot learn")
 
 
 def test_accuracy_count(contestant):
@@ -72,24 +84,8 @@ def test_accuracy_count(contestant):
 
 
 def test_sgd_update(contestant):
-    g = torch.Generator().manual_seed(3)
-    params = [torch.randn(4, 3, generator=g), torch.randn(3, generator=g)]
-    grads = [torch.randn(4, 3, generator=g), torch.randn(3, generator=g)]
-    lr, batch = 0.5, 8
-    r = contestant.call("sgd_step", params=params, grads=grads, lr=lr, batch_size=batch, returns=SgdStep)
-    for i, (p, gr, got) in enumerate(zip(params, grads, r["params"], strict=True)):
-        want = p - lr * gr / batch
-        if torch.equal(got, p):
-            fail(f"sgd left params[{i}] unchanged: update each tensor in place (param -= ...) under torch.no_grad()")
-        if problem := first_mismatch(got, want, torch.arange(got.numel()), 1e-6, 1e-6):
-            fail(f"after sgd(params, lr={lr}, batch_size={batch}) params[{i}] is not param - lr * grad / "
-                 f"batch_size: entry {problem.removeprefix('at x=')}")  # fmt: skip
-        after = r["grads"][i]
-        if after is not None and bool(after.double().abs().max() > 0):
-            fail(f"after sgd, params[{i}].grad still holds the old gradient; zero it (param.grad.zero_()) so the "
-                 "next backward() does not add to it")  # fmt: skip
-        if not r["requires_grad"][i]:
-            fail(f"after sgd, params[{i}] no longer requires grad; update it in place under torch.no_grad()")
+    if problem := sgd_problem(contestant):
+        fail(problem)
 
 
 def test_net_output(contestant, data_root):
@@ -106,8 +102,8 @@ def test_loss_gradient(contestant, data_root):
     W, b = init_params(seed=7, std=0.1)
     r = contestant.call("loss_gradient", X=X, y=y, W=W, b=b, returns=LossGradient)
     want = autograd_gradients(lambda p: ref_loss_sum(X, y, p["W"], p["b"]), {"W": W, "b": b})
-    expect_gradients_match({"W": r["W"], "b": r["b"]}, want, "the gradient of cross_entropy(net(X), y).sum() for "
-                           "64 images", atol=1e-5, rtol=1e-4)  # fmt: skip
+    expect_gradients_match({"W": r["W"], "b": r["b"]}, want, "the gradient of the summed loss through your net(X) "
+                           "(with the reference softmax and cross_entropy) for 64 images", atol=1e-5, rtol=1e-4)
 
 
 def test_training_epoch(contestant, data_root):
@@ -123,6 +119,8 @@ def test_training_epoch(contestant, data_root):
     try:
         expect_curve([before, after], what, max_ratio=TRAIN_RATIO)
     except AssertionError:
+        if problem := sgd_problem(contestant):
+            defer("sgd_update", f"training uses your sgd, and {problem}")
         if after < before:
             partial(0.5, f"{what}; expected at most {TRAIN_RATIO:g} x {before:.4f} = {TRAIN_RATIO * before:.4f}")
         fail(f"{what}; expected it to fall to at most {TRAIN_RATIO * before:.4f}")

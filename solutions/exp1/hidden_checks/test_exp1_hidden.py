@@ -23,7 +23,7 @@ def test_num_train_samples_unchanged(contestant, submission):
     """The constant as written (read from the source text), as imported, and as make_data(f) uses it."""
     settings = contestant.call("settings", returns=Settings)
     try:
-        static = _static_value(submission.path("exp1.py").read_text(encoding="utf-8"), "NUM_TRAIN_SAMPLES")
+        static = _static_value(submission.text("exp1.py"), "NUM_TRAIN_SAMPLES")
     except SyntaxError:
         static = settings["NUM_TRAIN_SAMPLES"]
     for got in (static, settings["NUM_TRAIN_SAMPLES"]):

@@ -13,7 +13,7 @@ import importlib.util
 from pathlib import Path
 
 import torch
-from lenet_judge import STATE_SHAPES, images, key_mismatch
+from lenet_judge import STATE_SHAPES, images, key_mismatch, shapes_differ
 
 from grader.data import read_fashion_mnist
 from grader.judge import (
@@ -22,6 +22,7 @@ from grader.judge import (
     WeightsError,
     accuracy_threshold,
     confusion_matrix,
+    defer,
     expect_shape,
     fail,
     first_mismatch,
@@ -50,6 +51,8 @@ def fixed_state(seed: int) -> dict[str, torch.Tensor]:
 
 
 def test_forward_matches_reference(contestant, data_root):
+    if problem := shapes_differ(contestant):
+        defer("layer_shapes", f"d2l's weights do not fit your layers, because {problem}")
     x, _ = images(data_root, 8, train=False, seed=3)
     state = fixed_state(4)
     got = contestant.call("forward_logits", state=state, x=x)
