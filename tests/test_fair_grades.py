@@ -1,0 +1,287 @@
+"""Fair grades for what real students hand in (the fair-grades issue): code that runs on import, packaging
+near-misses, the handout's rules, packages grading lacks, and the course's own mistakes, each said once.
+
+The submissions are the bundled exp1 and softmax work with the slips students make, written as they write them
+(comments, prints, plots, their own helpers); each asserts the exact score and the message, through `grade`,
+and through the `check` and `batch` commands where those differ.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from grader.grading import grade
+from grader.sandbox.local import LocalSandbox
+from tests.test_exp1_e2e import EXPECTED
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parent.parent
+SOLUTION = ROOT / "examples/exp1/solution"
+FULL = sum(EXPECTED["solution"].values())
+
+
+def cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "grader.cli", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, env={"PATH": "/usr/bin:/bin", "COLUMNS": "250", "GRADER_SANDBOX": "local",
+                                                "HOME": str(ROOT)})  # fmt: skip
+
+
+@pytest.fixture
+def quick_course(course_copy):
+    """exp1 with a 3-second import budget, so code that trains at import is stopped quickly."""
+    course = course_copy("exp1")
+    toml = course.assignment_dir("exp1") / "assignment.toml"
+    toml.write_text(toml.read_text() + "\n[imports]\ncpu_seconds = 3\nwall_seconds = 10\n")
+    return course
+
+
+def student_exp1(tmp_path: Path, edit, name: str = "exp1.py") -> Path:
+    """The solution's files with `edit(source) -> source` applied to exp1.py."""
+    folder = tmp_path / "student"
+    shutil.copytree(SOLUTION, folder)
+    src = edit((folder / "exp1.py").read_text())
+    (folder / "exp1.py").unlink()
+    (folder / name).write_text(src)
+    return folder
+
+
+def at_bottom(code: str):
+    return lambda src: src.replace('if __name__ == "__main__":\n    main()\n', code)
+
+
+def scores(result) -> dict[str, float]:
+    return {c.id: c.score for c in result.checks}
+
+
+# ---- 1. code that runs when the module is imported ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("sandbox_name", ["local", "docker"])
+def test_training_at_import_is_stopped_once_and_the_definitions_are_graded(quick_course, sandbox_name):
+    if sandbox_name == "docker":
+        from tests.test_hostile import _docker_sandbox
+
+        sandbox = _docker_sandbox()
+    else:
+        sandbox = LocalSandbox()
+    result = grade(quick_course, "exp1", ROOT / "examples/exp1/trains-at-import", sandbox=sandbox)
+    assert scores(result) == EXPECTED["solution"]  # every check graded on the definitions
+    assert result.score == FULL - 5 and result.deducted == 5  # the fallback's 5% penalty, once
+    (problem,) = result.problems
+    assert re.fullmatch(
+        r"exp1\.py runs code when imported \(still running at line \d+, in \w+\(\), called at line 97 after 3 s "
+        r'of CPU time\): put the code that should only run when you start exp1\.py yourself under `if __name__ == '
+        r'"__main__":`\. The grader then imported only its definitions \(imports, functions, classes and '
+        r"assignments\) and graded those, for 5% of the points", problem.message), problem.message
+    assert problem.details == [
+        "left out: line 96 `print(\"training the default and custom models...\")` (a call)",
+        "left out: line 97 `main()` (a call)",
+        "left out: line 100 `for lr in [1, 0.1, 0.01, 0.001]:` (a loop)",
+        "left out: line 107 `plt.yscale(\"log\")` (a call)",
+        "left out: line 108 `plt.legend()` (a call)",
+        "left out: line 109 `plt.savefig(\"lr_curves.png\")` (a call)",
+        "left out: line 110 `plt.show()` (a call)",
+    ]
+    # What it printed before it was stopped reaches the report (unbuffered output).
+    assert "training the default and custom models..." in result.contestant_output
+    assert result.timings["contestant_starts"] == 2  # the stopped import, then one process for every check
+
+
+def test_training_at_import_through_check_and_batch(quick_course, tmp_path):
+    folder = ROOT / "examples/exp1/trains-at-import"
+    r = cli("check", "exp1", str(folder), "--course", str(quick_course.root))
+    assert r.returncode == 1, r.stdout + r.stderr  # every public check passes, but points will be lost
+    assert "problem (−3.25 points): exp1.py runs code when imported (still running at line" in r.stdout
+    assert "left out: line 97 `main()` (a call)" in r.stdout
+    subs = tmp_path / "class"
+    shutil.copytree(folder, subs / "ana")
+    shutil.copytree(SOLUTION, subs / "ben")
+    r = cli("batch", "exp1", str(subs), "--out", str(tmp_path / "out"), "--course", str(quick_course.root))
+    assert r.returncode == 0, r.stderr
+    ana = json.loads((tmp_path / "out/students/ana/results.json").read_text())
+    assert ana["score"] == FULL - 5 and ana["problems"][0]["id"] == "import:exp1"
+    assert json.loads((tmp_path / "out/students/ben/results.json").read_text())["score"] == FULL
+    assert "−5 points" in (tmp_path / "out/students/ana/report.html").read_text()
+
+
+@pytest.mark.parametrize(
+    "code, pattern",
+    [
+        # argparse with a required option: parse_args() exits, as it would when run without options
+        ("import argparse\nparser = argparse.ArgumentParser()\nparser.add_argument('--epochs', type=int, "
+         "required=True)\nargs = parser.parse_args()\nprint('epochs:', args.epochs)\n",
+         r"^exp1\.py exits when imported \(argparse's parse_args\(\) exits when the grader's command line lacks your "
+         r"options at line \d+\)"),
+        # a dataset downloaded at import: grading has no network
+        ("import torchvision\n# MNIST for my extra experiment\ntrainset = torchvision.datasets.MNIST('./data', "
+         "train=True, download=True)\nprint(len(trainset))\n",
+         r"^exp1\.py uses the network when imported \(.*; a download=True\?\): grading has no network"),
+        # a data file of the student's own machine
+        ("import numpy as np\n# my measurements from the lab\nmeasured = np.load('/home/me/exp1/measured.npy')\n",
+         r"^exp1\.py reads files that grading does not have when imported \(FileNotFoundError"),
+    ],
+    ids=["argparse", "download", "missing-data"],
+)
+def test_other_code_at_import(quick_course, tmp_path, code, pattern):
+    folder = student_exp1(tmp_path, at_bottom(code + '\nif __name__ == "__main__":\n    main()\n'))
+    result = grade(quick_course, "exp1", folder, sandbox=LocalSandbox())
+    assert scores(result) == EXPECTED["solution"]
+    (problem,) = result.problems
+    assert re.search(pattern, problem.message), problem.message
+    assert problem.points == 5 and "only its definitions" in problem.message
+
+
+def test_a_package_grading_lacks_is_said_once_before_the_checks(quick_course, tmp_path):
+    """`from d2l import torch as d2l` at the top, used only in the student's own plotting helper."""
+    folder = student_exp1(tmp_path, lambda src: src.replace("import torch\n", (
+        "import torch\nfrom d2l import torch as d2l  # for plotting, as in the book\n"), 1).replace(
+        "def main() -> None:", "def plot(losses):\n    d2l.plot(list(range(len(losses))), [losses])\n\n\n"
+        "def main() -> None:"))  # fmt: skip
+    result = grade(quick_course, "exp1", folder, sandbox=LocalSandbox())
+    assert scores(result) == EXPECTED["solution"] and result.score == FULL  # costs nothing it does not break
+    (problem,) = result.problems
+    assert problem.message == (
+        "exp1.py imports d2l (line 12), which grading does not provide (allowed besides Python's standard library: "
+        "PIL, matplotlib, numpy, torch, torchvision, tqdm): copy what you need from d2l into your file, or remove "
+        "the import")
+    r = cli("check", "exp1", str(folder), "--course", str(quick_course.root))
+    assert "problem: exp1.py imports d2l (line 12)" in r.stdout
+
+
+# ---- 2. packaging near-misses ---------------------------------------------------------------------------
+
+
+def test_a_nested_folder_and_a_capitalized_name_grade_the_same_everywhere(quick_course, tmp_path):
+    folder = tmp_path / "upload"
+    shutil.copytree(SOLUTION, folder / "exp1_submission")
+    (folder / "exp1_submission/exp1.py").rename(folder / "exp1_submission/Exp1.py")
+    result = grade(quick_course, "exp1", folder, sandbox=LocalSandbox())
+    assert result.score == FULL
+    notes = {f.name: f.note for f in result.files}
+    assert notes["exp1.py"] == ("found exp1.py as exp1_submission/Exp1.py: graded it; next time submit it as "
+                                "exp1.py at the top of your folder")  # fmt: skip
+    r = cli("check", "exp1", str(folder), "--course", str(quick_course.root))
+    assert r.returncode == 0 and "found exp1.py as exp1_submission/Exp1.py" in r.stdout, r.stdout
+    subs = tmp_path / "class"
+    shutil.copytree(folder, subs / "cai")
+    r = cli("batch", "exp1", str(subs), "--out", str(tmp_path / "out"), "--course", str(quick_course.root))
+    assert json.loads((tmp_path / "out/students/cai/results.json").read_text())["score"] == FULL
+
+
+def test_weights_with_snapshots_are_read_with_a_note_up_to_a_cap(quick_course, tmp_path):
+    saved = torch.load(SOLUTION / "model.pth", weights_only=True)
+    folder = tmp_path / "student"
+    shutil.copytree(SOLUTION, folder)
+    # "I kept a snapshot every 100 epochs so I could plot the fit over time"
+    saved["snapshots"] = [{k: v + 0.001 * i for k, v in saved["default"].items()} for i in range(120)]
+    torch.save(saved, folder / "model.pth")
+    result = grade(quick_course, "exp1", folder, sandbox=LocalSandbox())
+    assert result.score == FULL
+    note = next(f.note for f in result.files if f.name == "model.pth")
+    assert re.fullmatch(r"model\.pth is 2\.\d MiB, over its 2048 KiB limit: it holds 'snapshots' \(2\.\d MiB\), "
+                        r"'default' \(0\.0 MiB\), 'custom' \(0\.0 MiB\), more than the weights the checks read\. The "
+                        r"grader read it anyway and used only what the checks need; next time save only the "
+                        r"weights, .*", note), note  # fmt: skip
+    # every 10 epochs instead: about 20 MiB, past what the grader reads
+    saved["snapshots"] = [{k: v + 0.001 * i for k, v in saved["default"].items()} for i in range(1200)]
+    torch.save(saved, folder / "model.pth")
+    result = grade(quick_course, "exp1", folder, sandbox=LocalSandbox())
+    assert scores(result)["model_fits_target"] == 0 and scores(result)["custom_function_fits"] == 0
+    problem = next(f.problem for f in result.files if f.name == "model.pth")
+    assert "(and over 16384 KiB, the most the grader reads): it likely holds more than the weights" in problem
+    r = cli("check", "exp1", str(folder), "--course", str(quick_course.root))
+    assert r.returncode == 1 and "not ready to submit: model.pth will cost points when graded" in r.stderr
+
+
+def test_a_byte_order_mark_and_crlf_change_nothing(quick_course, tmp_path):
+    folder = student_exp1(tmp_path, lambda src: src)
+    raw = (folder / "exp1.py").read_text()
+    (folder / "exp1.py").write_bytes(b"\xef\xbb\xbf" + raw.replace("\n", "\r\n").encode())
+    result = grade(quick_course, "exp1", folder, sandbox=LocalSandbox())
+    assert scores(result) == EXPECTED["solution"] and result.problems == []
+
+
+# ---- 3. rules the handout states -------------------------------------------------------------------------
+
+
+def test_library_shortcuts_break_the_from_scratch_rule(course, data_root):
+    folder = ROOT / "examples/softmax/library-shortcuts"
+    result = grade(course, "softmax", folder, data_root=data_root, sandbox=LocalSandbox())
+    assert result.score == 90 and all(c.status == "passed" for c in result.checks)
+    (problem,) = result.problems
+    assert problem.id == "rule:from_scratch" and problem.points == 10
+    assert problem.message.startswith(
+        "softmax.py uses F.softmax (line 64, in softmax), F.nll_loss (line 75, in cross_entropy), torch.optim.SGD "
+        "(line 88, in sgd), which the handout does not allow: the assignment is softmax regression from scratch")
+    r = cli("check", "softmax", str(folder), "--data-root", str(data_root))
+    assert r.returncode == 1 and "problem (−10 points): softmax.py uses F.softmax (line 64" in r.stdout
+
+
+# ---- 4. one bug is charged once --------------------------------------------------------------------------
+
+
+def test_softmax_applied_twice_is_charged_once_and_named(course, data_root):
+    result = grade(course, "softmax", ROOT / "examples/softmax/softmax-twice", data_root=data_root,
+                   sandbox=LocalSandbox())  # fmt: skip
+    failed = {c.id: c.message for c in result.checks if c.status != "passed"}
+    assert set(failed) == {"cross_entropy_values", "test_accuracy"}  # its weights are worse: trained with the bug
+    assert failed["cross_entropy_values"].startswith("softmax applied twice: cross_entropy(y_hat, y) gets "
+                                                     "probabilities (net's output, already softmax-ed)")  # fmt: skip
+    deferred = [c.id for c in result.checks if c.status == "passed" and any("not charged" in n for n in c.notes)]
+    assert deferred == ["gradient_finite_differences"]
+
+
+# ---- 6. the course's own mistakes are never the student's ------------------------------------------------
+
+
+def _break(course, edit) -> None:
+    path = course.assignment_dir("exp1") / "checks/test_exp1_public.py"
+    path.write_text(edit(path.read_text()))
+
+
+def test_a_check_calling_an_unknown_probe_is_an_error_for_the_instructor(quick_course, tmp_path):
+    _break(quick_course, lambda s: s.replace('contestant.call("f_values"', 'contestant.call("f_vals"'))
+    result = grade(quick_course, "exp1", SOLUTION, sandbox=LocalSandbox())
+    check = next(c for c in result.checks if c.id == "f_reference_values")
+    assert check.status == "error" and check.score == 0
+    assert re.match(r"checks/test_exp1_public\.py:\d+: the check calls probe 'f_vals', which probes\.py does not "
+                    r"define \(it defines: custom_values, f_values, ", check.message), check.message
+    assert check.message.rstrip().endswith("(a mistake in the course, not in the submission: tell the instructor)")
+    assert all(c.status == "passed" for c in result.checks if c.id != "f_reference_values")
+    r = cli("grade", "exp1", str(SOLUTION), "--out", str(tmp_path / "out"), "--course", str(quick_course.root))
+    assert r.returncode == 2 and "1 check(s) could not be run" in r.stderr
+
+
+def test_a_check_that_raises_names_its_own_line(quick_course):
+    _break(quick_course, lambda s: s.replace('    before, after = float(r["before"]), float(r["after"])',
+                                             '    before, after = float(r["start"]), float(r["after"])'))
+    result = grade(quick_course, "exp1", SOLUTION, sandbox=LocalSandbox())
+    check = next(c for c in result.checks if c.id == "training_lowers_mse")
+    assert check.status == "error"
+    assert re.match(r"checks/test_exp1_public\.py:\d+: the check itself failed \(KeyError: 'start'\): a mistake in "
+                    r"the course", check.message), check.message
+
+
+def test_a_broken_probe_module_is_an_error_at_once(quick_course):
+    probes = quick_course.assignment_dir("exp1") / "probes.py"
+    probes.write_text(probes.read_text().replace("def f_values(x):", "def f_values(x:", 1))
+    result = grade(quick_course, "exp1", SOLUTION, sandbox=LocalSandbox())
+    needs_code = [c for c in result.checks if c.id != "model_fits_target"]
+    assert all(c.status == "error" for c in result.checks if c.id in ("f_reference_values", "mlp_output_shape"))
+    assert "probes.py line" in needs_code[0].message and "syntax error in the probe module" in needs_code[0].message
+    assert result.timings.get("contestant_starts", 0) == 0  # found without starting a sandbox
+
+
+def test_a_declared_check_without_a_test_exits_2_with_a_message(quick_course, tmp_path):
+    _break(quick_course, lambda s: s.replace("def test_mlp_output_shape(", "def helper_mlp_output_shape("))
+    r = cli("grade", "exp1", str(SOLUTION), "--out", str(tmp_path / "out"), "--course", str(quick_course.root))
+    assert r.returncode == 2 and "no test implements the checks mlp_output_shape" in r.stderr
+    assert "Traceback" not in r.stderr
