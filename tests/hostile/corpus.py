@@ -141,7 +141,8 @@ CASES = [
     # The local sandbox under a root grader has no RLIMIT_NPROC (root ignores it): its watchdog or the
     # timeout ends the bomb, whichever the starved judge reaches first. The Docker sandbox's pids cgroup does.
     Case("fork-bomb", "train", "import os\nwhile True:\n    os.fork()",
-         {"training_lowers_mse": r"process limit|timed out after"}),
+         # Whichever limit the bomb meets first stops it: the process count, the clock, or the memory its copies share.
+         {"training_lowers_mse": r"process limit|timed out after|killed for exceeding 2048 MiB of memory"}),
     Case("memory-bomb", "train", "blocks = []\nwhile True:\n    blocks.append(bytearray(b'x') * (64 << 20))",
          {"training_lowers_mse": r"killed for exceeding 2048 MiB of memory|ran out of memory"}),
     Case("network", "custom_f", "import socket\nsocket.create_connection(('10.255.255.1', 80), timeout=3)",
