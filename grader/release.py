@@ -106,6 +106,10 @@ def grading_section(spec: AssignmentSpec) -> str:
         "- **Packages**: besides Python's standard library, your code may import "
         f"{', '.join(sorted(imp.packages))}. Anything else (e.g. `d2l`) is not there: copy the functions you "
         "need into your file. Plots (`plt.show()`) never need a screen.",
+        "- **Your trained model is measured by the grader itself**: your weights run in your own model (the "
+        "handout's, when yours computes the same; else yours, exported from the sandbox as an ONNX graph and "
+        "checked), on data your code never sees; no number your code reports is graded. A model built otherwise "
+        "than the handout asks still earns what it really achieves; only the architecture checks deduct.",
         "- **One mistake is charged once**: each check tests one function, with the reference standing in for "
         "your others; a check that depends on a function another check already marks wrong says so and "
         "takes nothing.",

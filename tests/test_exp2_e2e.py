@@ -16,8 +16,12 @@ FULL = {"architecture": 15, "gradients_flow": 10, "training_step": 15, "lr_sched
 LOSSES = {
     "solution": set(),
     "stub": set(FULL),
-    "wrong-blocks": {"architecture", "accuracy", "claimed_trend"},  # 2 blocks per stage: 0.18M parameters
-    "no-batchnorm": {"architecture", "accuracy", "claimed_trend"},  # no bn keys: final.pth cannot load
+    # 2 blocks per stage: 0.18M parameters; measured in its own model (the judge exports it): 500 training images
+    # reach 29.11%, which the history reports honestly, so the trend holds.
+    "wrong-blocks": {"architecture", "accuracy"},
+    "no-batchnorm": {"architecture", "accuracy"},  # no bn keys: its own model, 19.55% after 500 images
+    # the paper's option-A shortcuts (no 1x1 convs): its own model measures 79.33%; only the architecture differs
+    "option-a-shortcuts": {"architecture"},
     "wrong-keys": {"accuracy", "claimed_trend"},  # saved a wrapper's state_dict: keys start with "backbone."
     "lr-off-by-one": {"lr_schedule"},  # 0.1 through epoch 5; resumed from pretrain_model.pth, still >= 70%
     "whole-model-pickle": {"accuracy", "claimed_trend"},  # torch.save(model): refused, never unpickled
@@ -45,9 +49,14 @@ def test_messages(course, data_root):
     blocks = by_id(grade(course, "exp2", course.examples_dir("exp2") / "wrong-blocks", data_root=data_root))
     assert "parameters; expected about 0.27M" in blocks["architecture"].message
     keys = by_id(grade(course, "exp2", course.examples_dir("exp2") / "wrong-keys", data_root=data_root))
-    assert "does not load into the reference ResNet20" in keys["accuracy"].message
-    assert "missing: conv1.weight" in keys["accuracy"].message
-    assert "unexpected: backbone.conv1.weight" in keys["accuracy"].message
+    assert keys["accuracy"].message.startswith(
+        "final.pth does not load into the reference ResNet20 (missing: conv1.weight, bn1.weight, bn1.bias and 102 "
+        "more; unexpected: backbone.conv1.weight, backbone.bn1.weight, backbone.bn1.bias and 102 more), and your own "
+        "model does not take its weights either")  # fmt: skip
+    option_a = by_id(grade(course, "exp2", course.examples_dir("exp2") / "option-a-shortcuts", data_root=data_root,
+                           only=["accuracy"]))  # fmt: skip
+    assert "accuracy 79.3300" in option_a["accuracy"].message
+    assert option_a["accuracy"].notes[-1].endswith("measured in your own model, exported with those weights")
     pickled = by_id(grade(course, "exp2", course.examples_dir("exp2") / "whole-model-pickle", data_root=data_root))
     assert "pickled Python objects" in pickled["accuracy"].message and "state_dict" in pickled["accuracy"].message
     off = by_id(grade(course, "exp2", course.examples_dir("exp2") / "lr-off-by-one", data_root=data_root))

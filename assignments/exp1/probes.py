@@ -5,15 +5,11 @@ The judge decides every input (points, seeds, step budgets) and checks every out
 
 import torch
 
-from grader.contestant import probe, student
+from grader.contestant import export_graph, probe, student
 
 
 def _exp1():
     return student("exp1")
-
-
-def _mse(pred: torch.Tensor, y: torch.Tensor) -> float:
-    return float(((pred.reshape(y.shape) - y) ** 2).mean())
 
 
 @probe
@@ -33,31 +29,35 @@ def model_output(x):
         return model(x)
 
 
-def _reference_mlp() -> torch.nn.Module:
-    """The handout's MLP (1 -> 64 -> 64 -> 1, tanh), so the training check grades train() alone: a mistake in the
-    student's model is charged once, by the shape and fit checks."""
-    return torch.nn.Sequential(
-        torch.nn.Linear(1, 64), torch.nn.Tanh(),  # (N, 1) -> (N, 64)
-        torch.nn.Linear(64, 64), torch.nn.Tanh(),  # (N, 64) -> (N, 64)
-        torch.nn.Linear(64, 1),  # (N, 64) -> (N, 1)
-    )  # fmt: skip
+class _HandoutMLP(torch.nn.Module):
+    """The handout's MLP (1 -> 64 -> 64 -> 1, tanh), as in the checks' exp1_judge.HandoutMLP: the training check
+    grades train() alone, so a mistake in the student's model is charged once, by the shape and fit checks."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = torch.nn.Sequential(
+            torch.nn.Linear(1, 64), torch.nn.Tanh(),  # (N, 1) -> (N, 64)
+            torch.nn.Linear(64, 64), torch.nn.Tanh(),  # (N, 64) -> (N, 64)
+            torch.nn.Linear(64, 1),  # (N, 64) -> (N, 1)
+        )  # fmt: skip
+
+    def forward(self, x):
+        return self.net(x)
 
 
 @probe
-def train_curve(x, y, num_epochs, lr):
-    """MSE of a fresh reference MLP before and after the student's train()."""
+def train_curve(x, y, init_state, num_epochs, lr):
+    """The student's train() on the handout's MLP from the judge's weights; the weights it leaves (the judge
+    measures the loss before and after itself) and the losses train() returned (drawn, never graded)."""
     m = _exp1()
-    model = _reference_mlp()
-    with torch.no_grad():
-        before = _mse(model(x), y)
+    model = _HandoutMLP()
+    model.load_state_dict(init_state)
     losses = m.train(model, x, y, num_epochs, lr)
-    with torch.no_grad():
-        after = _mse(model(x), y)
     try:
         losses = [float(v) for v in losses]
     except TypeError:
         losses = None
-    return {"before": before, "after": after, "losses": losses}
+    return {"state": {k: v.detach().clone() for k, v in model.state_dict().items()}, "losses": losses}
 
 
 @probe
@@ -70,17 +70,24 @@ def settings():
     return out
 
 
-@probe
-def predict(state_dict, x, which):
-    """Load the judge-provided state_dict (read by the judge with weights_only) into the student's model."""
+def _with_weights(state, which):
+    """The student's model (build_model() or build_custom_model()) with model.pth's weights, in eval mode."""
     m = _exp1()
     model = m.build_model() if which == "default" else m.build_custom_model()
-    result = model.load_state_dict(state_dict, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise ValueError(
-            f"model.pth[{which!r}] does not fit {'build_model' if which == 'default' else 'build_custom_model'}(): "
-            f"missing keys {result.missing_keys[:5]}, unexpected keys {result.unexpected_keys[:5]}"
-        )
+    model.load_state_dict(state)
     model.eval()
+    return model
+
+
+@probe
+def model_outputs(state, inputs, which):
+    """The student's model's outputs with model.pth's weights: tells the judge whether the reference computes the
+    same (it never grades these numbers)."""
     with torch.no_grad():
-        return model(x)
+        return [_with_weights(state, which)(*inputs)]
+
+
+@probe
+def export_model(state, which):
+    """The student's model with model.pth's weights, as an ONNX graph the judge checks and runs itself."""
+    return export_graph(_with_weights(state, which), (torch.zeros(1, 1),), ["x"], ["y"])

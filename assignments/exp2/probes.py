@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from grader.contestant import probe, student
+from grader.contestant import export_graph, probe, student
 
 
 def _exp2():
@@ -23,6 +23,28 @@ def describe_model(x):
         "num_params": int(sum(p.numel() for p in model.parameters())),
         "state": {k: list(v.shape) for k, v in model.state_dict().items()},
     }
+
+
+def _with_weights(state):
+    """The student's ResNet20 with the judge's weights (final.pth's), in eval mode."""
+    model = _exp2().ResNet20()
+    model.load_state_dict(state)
+    model.eval()
+    return model
+
+
+@probe
+def model_outputs(state, inputs):
+    """The student's model's outputs with final.pth's weights: tells the judge whether the reference computes
+    the same (it never grades these numbers)."""
+    with torch.no_grad():
+        return [_with_weights(state)(*inputs)]
+
+
+@probe
+def export_model(state):
+    """The student's model with final.pth's weights, as an ONNX graph the judge checks and runs itself."""
+    return export_graph(_with_weights(state), (torch.zeros(1, 3, 32, 32),), ["x"], ["logits"])
 
 
 @probe
@@ -51,12 +73,16 @@ def _small_cnn() -> nn.Module:
 
 
 @probe
-def train_steps(x, y, steps, lr):
-    """The losses of `steps` calls of the student's train_step on one fixed batch, with plain SGD."""
+def train_steps(x, y, init_state, steps, lr):
+    """`steps` calls of the student's train_step on one fixed batch, from the judge's weights, with SGD; the
+    weights they leave (the judge measures the loss before and after itself)."""
     m = _exp2()
     model = _small_cnn()
+    model.load_state_dict(init_state)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
-    return [float(m.train_step(model, optimizer, x, y)[0]) for _ in range(steps)]
+    for _ in range(steps):
+        m.train_step(model, optimizer, x, y)
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
 @probe

@@ -7,7 +7,7 @@ and evaluate_accuracy alone, not the student's LeNet.
 import torch
 from torch import nn
 
-from grader.contestant import probe, student
+from grader.contestant import export_graph, probe, student
 
 
 def _lenet():
@@ -53,6 +53,27 @@ def initialised_weights():
         if isinstance(module, (nn.Conv2d, nn.Linear)):
             out[name] = module.weight.detach()
     return out
+
+
+def _with_weights(state):
+    net = _lenet().build_lenet()
+    net.load_state_dict(state)
+    net.eval()
+    return net
+
+
+@probe
+def model_outputs(state, inputs):
+    """The student's LeNet's outputs with lenet.pth's weights: tells the judge whether the reference computes the
+    same (it never grades these numbers)."""
+    with torch.no_grad():
+        return [_with_weights(state)(*inputs)]
+
+
+@probe
+def export_model(state):
+    """The student's LeNet with lenet.pth's weights, as an ONNX graph the judge checks and runs itself."""
+    return export_graph(_with_weights(state), (torch.zeros(1, 1, 28, 28),), ["x"], ["logits"])
 
 
 @probe

@@ -11,7 +11,9 @@ import time
 import torch
 import torch.nn.functional as F
 
-from grader.contestant import probe, student
+from grader.contestant import export_graph, probe, student
+
+PARAM_NAMES = ("W_xh", "W_hh", "b_h", "W_hq", "b_q")
 
 
 def _rnn():
@@ -78,14 +80,44 @@ def rnn_step(inputs, H, params):
     return {"Y": Y, "state": list(state) if isinstance(state, (tuple, list)) else state}
 
 
+class _Step(torch.nn.Module):
+    """One time step of the student's rnn() with rnn.pth's tensors: (x (S, V), h (S, H)) -> (y (S, V), h')."""
+
+    def __init__(self, state):
+        super().__init__()
+        for name in PARAM_NAMES:
+            setattr(self, name, torch.nn.Parameter(state[name].float()))
+
+    def forward(self, x, h):
+        y, new = _rnn().rnn(x.unsqueeze(0), (h,), [getattr(self, n) for n in PARAM_NAMES])
+        return y, new[0]
+
+
+@probe
+def step_outputs(state, inputs):
+    """The student's rnn step's outputs with rnn.pth's tensors: tells the judge whether the reference computes the
+    same (it never grades these numbers)."""
+    with torch.no_grad():
+        return list(_Step(state)(*inputs))
+
+
+@probe
+def export_step(state):
+    """One step of the student's rnn with rnn.pth's tensors, as an ONNX graph; the judge drives it over the book."""
+    v, h = state["W_xh"].shape
+    return export_graph(_Step(state), (torch.zeros(1, v), torch.zeros(1, h)), ["x", "h"], ["y", "h_next"])
+
+
 @probe
 def train_steps(X, Y, vocab_size, num_hiddens, lr, theta, max_seconds):
     """SGD on the judge's consecutive minibatches X, Y (S, B, T) with the student's model and grad_clipping;
-    the loss of each step. Stops early, returning what it has, once max_seconds have passed."""
+    the parameters before each step (the judge measures each step's loss itself). Stops early, returning what
+    it has, once max_seconds have passed."""
     m = _rnn()
     net = m.RNNModelScratch(vocab_size, num_hiddens, "cpu", m.get_params, m.init_rnn_state, m.rnn)
-    state, losses, start = None, [], time.monotonic()
+    state, trajectory, start = None, [], time.monotonic()
     for xb, yb in zip(X, Y, strict=True):  # (B, T), (B, T)
+        trajectory.append([p.detach().clone() for p in net.params])
         state = net.begin_state(xb.shape[0]) if state is None else tuple(s.detach() for s in state)
         y_hat, state = net(xb, state)  # (T * B, V)
         loss = F.cross_entropy(y_hat, yb.T.reshape(-1))
@@ -95,7 +127,6 @@ def train_steps(X, Y, vocab_size, num_hiddens, lr, theta, max_seconds):
             for p in net.params:
                 p -= lr * p.grad
                 p.grad.zero_()
-        losses.append(float(loss))
         if time.monotonic() - start > max_seconds:
             break
-    return losses
+    return trajectory

@@ -1,7 +1,19 @@
 """exp1 public checks: students run these with `grader check exp1 DIR`."""
 
 import torch
-from exp1_judge import GRID, X_MAX, X_MIN, TrainCurve, grade_fit, reference_f, state_dict_for
+from exp1_judge import (
+    GRID,
+    X_MAX,
+    X_MIN,
+    HandoutMLP,
+    TrainCurve,
+    fit_of,
+    grade_fit,
+    model_spec,
+    mse,
+    reference_f,
+    state_dict_for,
+)
 
 from grader.judge import expect_finite, expect_shape, fail, first_mismatch, partial
 
@@ -28,8 +40,14 @@ def test_training_lowers_mse(contestant):
     g = torch.Generator().manual_seed(1234)
     x = torch.rand(256, 1, generator=g) * (X_MAX - X_MIN) + X_MIN  # (256, 1)
     y = reference_f(x).float()  # (256, 1): the true f, so this check does not depend on the student's f
-    r = contestant.call("train_curve", x=x, y=y, num_epochs=STEP_BUDGET, lr=TRAIN_LR, seed=0, returns=TrainCurve)
-    before, after = float(r["before"]), float(r["after"])
+    start = HandoutMLP()  # the weights training starts from: the judge's, so it knows the loss before
+    init = {k: v.clone() for k, v in start.state_dict().items()}
+    r = contestant.call("train_curve", x=x, y=y, init_state=init, num_epochs=STEP_BUDGET, lr=TRAIN_LR, seed=0,
+                        returns=TrainCurve)  # fmt: skip
+    if problem := model_spec("default").build().state_dict().keys() ^ r["state"].keys():
+        fail(f"after train() the model's weights have other names ({sorted(problem)[:3]}): does train() replace "
+             "the model's layers?")  # fmt: skip
+    before, after = mse(init, x, y), mse(r["state"], x, y)  # measured by the judge, on the weights train() left
     call = f"train(model, x, y, num_epochs={STEP_BUDGET}, lr={TRAIN_LR})"
     what = f"after {call} the MSE went from {before:.4g} to {after:.4g}"
     if not torch.isfinite(torch.tensor(after)):
@@ -43,5 +61,5 @@ def test_training_lowers_mse(contestant):
 
 def test_model_fits_target(contestant, submission, check):
     state = state_dict_for(submission.weights("model.pth"), "default", check)
-    pred = contestant.call("predict", state_dict=state, x=GRID, which="default")
-    grade_fit(pred, reference_f(GRID), 'model.pth["default"] loaded into build_model()')
+    pred = fit_of(contestant, state, "default", 'model.pth["default"]', check)
+    grade_fit(pred, reference_f(GRID), 'model.pth["default"] in your model, run by the judge')

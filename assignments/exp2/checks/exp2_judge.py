@@ -20,6 +20,32 @@ CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
 
 
+def small_cnn() -> torch.nn.Module:
+    """The fixed small CNN the train_step, evaluate and checkpoint checks use (the probes define the same one)."""
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, 16, 3, padding=1),  # (N, 16, 32, 32)
+        torch.nn.BatchNorm2d(16),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(4),  # (N, 16, 4, 4)
+        torch.nn.Flatten(),  # (N, 256)
+        torch.nn.Linear(256, 10),  # (N, 10)
+    )
+
+
+def small_cnn_state(seed: int) -> dict[str, torch.Tensor]:
+    torch.manual_seed(seed)
+    return {k: v.clone() for k, v in small_cnn().state_dict().items()}
+
+
+def batch_loss(state: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> float:
+    """Cross-entropy of the small CNN with `state` on (x, y), in train mode (as train_step sees the batch)."""
+    model = small_cnn()
+    model.load_state_dict(state)
+    model.train()
+    with torch.no_grad():
+        return float(torch.nn.functional.cross_entropy(model(x), y))
+
+
 class DescribeModel(TypedDict):
     """What the describe_model probe returns: a fresh ResNet20's output, parameter count and state_dict shapes."""
 

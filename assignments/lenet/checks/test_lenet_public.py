@@ -40,7 +40,7 @@ def test_parameter_count(contestant):
     if info["num_params"] != NUM_PARAMS:
         fail(f"build_lenet() has {info['num_params']:,} parameters; expected {NUM_PARAMS:,} (d2l's LeNet)")
     if problem := key_mismatch(info["state"], STATE_SHAPES):
-        fail(f"build_lenet()'s state_dict does not match d2l's nn.Sequential, so lenet.pth cannot be graded: {problem}")
+        fail(f"build_lenet()'s state_dict does not match d2l's nn.Sequential: {problem}")
 
 
 def test_init_weights(contestant):

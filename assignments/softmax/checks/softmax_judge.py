@@ -14,7 +14,9 @@ from pydantic import Field
 from typing_extensions import TypedDict
 
 from grader.data import read_fashion_mnist
+from grader.graphs import GraphPolicy
 from grader.judge import CheckFailed, WeightsError, fail, first_mismatch, state_dict_from
+from grader.judge.measured import ModelSpec
 
 NUM_INPUTS, NUM_OUTPUTS = 784, 10
 
@@ -57,6 +59,30 @@ def init_params(seed: int, std: float = 0.01) -> tuple[torch.Tensor, torch.Tenso
     """W (784, 10) from N(0, std^2) and a small random b (10,), from a fixed seed."""
     g = torch.Generator().manual_seed(seed)
     return torch.randn(NUM_INPUTS, NUM_OUTPUTS, generator=g) * std, torch.randn(NUM_OUTPUTS, generator=g) * std
+
+
+class SoftmaxRegression(torch.nn.Module):
+    """The handout's model, softmax(X W + b), with softmax.pth's W and b as its parameters."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.W = torch.nn.Parameter(torch.zeros(NUM_INPUTS, NUM_OUTPUTS))
+        self.b = torch.nn.Parameter(torch.zeros(NUM_OUTPUTS))
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(X.reshape(-1, NUM_INPUTS) @ self.W + self.b, dim=1)  # (N, 784) -> (N, 10)
+
+
+# What the student's net may compile to: the linear map, the softmax by hand or built in, and casts.
+POLICY = GraphPolicy(ops=("MatMul", "Gemm", "Add", "Sub", "Mul", "Div", "Exp", "Log", "ReduceSum", "ReduceMax",
+                          "Softmax", "Reshape", "Flatten", "Identity", "Constant", "Cast", "Max"),
+                     max_params=20_000, inputs=((None, 1, 28, 28),), outputs=((None, NUM_OUTPUTS),))  # fmt: skip
+MODEL = ModelSpec(
+    name="softmax regression", reference_source=Path(__file__), build=SoftmaxRegression,
+    example=(torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(0)),),  # (4, 1, 28, 28)
+    input_names=["X"], output_names=["probabilities"], policy=POLICY,
+    outputs_probe="model_outputs", export_probe="export_model",
+)  # fmt: skip
 
 
 def ref_logits(X: torch.Tensor, W: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -3,7 +3,7 @@
 import ast
 
 import torch
-from exp1_judge import GRID, NUM_TRAIN_SAMPLES, Settings, grade_fit, reference_f, state_dict_for
+from exp1_judge import GRID, NUM_TRAIN_SAMPLES, Settings, fit_of, grade_fit, reference_f, state_dict_for
 
 from grader.judge import expect_finite, expect_shape, fail
 
@@ -42,5 +42,5 @@ def test_custom_function_fits(contestant, submission, check):
     if float(yc.double().var()) < 1e-8:
         fail("custom_f(x) is constant on the grid; choose a function with some shape to fit")
     state = state_dict_for(submission.weights("model.pth"), "custom", check)
-    pred = contestant.call("predict", state_dict=state, x=GRID, which="custom")
-    grade_fit(pred, yc, 'model.pth["custom"] loaded into build_custom_model()')
+    pred = fit_of(contestant, state, "custom", 'model.pth["custom"]', check)
+    grade_fit(pred, yc, 'model.pth["custom"] in your model, run by the judge')

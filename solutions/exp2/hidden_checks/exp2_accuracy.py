@@ -1,9 +1,15 @@
-"""exp2's accuracy measurement: final.pth in the reference ResNet20 on the 10,000 CIFAR-10 test images.
+"""exp2's accuracy measurement: the student's trained ResNet20 on the 10,000 CIFAR-10 test images, run by the judge.
+
+The judge measures the model the student trained (grader.judge.measured): the reference ResNet20's graph with
+final.pth's weights when they fit it and the student's model computes what it computes, else the student's own
+model, exported in the sandbox with those weights and checked against `[graph]` in assignment.toml. A CPU judge
+runs either graph with onnxruntime (about 3x faster than eager PyTorch, the same predictions on every bundled
+example: bench/RESULTS.md); a GPU judge runs the reference path in eager CUDA.
 
 Shared by the hidden checks (one file) and by batch grading (`batch_prefetch` in assignment.toml: many files, one
-pass per worker with the test set resident on the judge's device). Both paths run the same per-model loop with
-the same batches, so a batch-graded submission gets bit-for-bit the score it gets alone on the same machine.
-Models are not stacked with torch.func.vmap for that reason: it changes float reduction order.
+pass per worker, the test set sent to the graph runner once). The prefetch measures on the reference path; a
+check that finds the student's model computes otherwise measures their own graph. Both paths run fixed batches
+in a fixed order, so a batch-graded submission gets the score it gets alone on the same machine.
 """
 
 from __future__ import annotations
@@ -15,30 +21,48 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
-from exp2_judge import REFERENCE_STATE, key_mismatch, normalize
+from exp2_judge import normalize
 
 from grader.data import read_cifar10
+from grader.graphs import GraphPolicy, GraphRefused, runner
+from grader.graphs.policy import CNN_OPS
 from grader.judge import CheckFailed, WeightsError, confusion_matrix, judge_device, load_weights
+from grader.judge.client import ContestantClient
+from grader.judge.measured import ModelSpec, choose, fits_reference, reference_with
 
 REFERENCE = Path(__file__).resolve().parents[1] / "exp2.py"
 BATCH = 1000  # images per forward pass; fixed, because batch size can change float results on some devices
+# The handout's ResNet20 has 0.27M parameters; a student's variant may be wider, within reason.
+POLICY = GraphPolicy(ops=CNN_OPS, max_params=2_000_000, inputs=((None, 3, 32, 32),), outputs=((None, 10),))
 
 
 @dataclass(frozen=True)
 class Measurement:
     accuracy: float  # percent of the 10,000 test images
-    notes: tuple[str, ...]  # how the checkpoint was read
+    notes: tuple[str, ...]  # how the checkpoint was read, and which model measured it
     confusion: list[list[int]]  # (10, 10): [true class][predicted class]
+    predictions: np.ndarray | None = None  # (10000,) the predicted classes
 
 
 @functools.lru_cache(maxsize=1)
 def reference_model_class() -> type[torch.nn.Module]:
     """The reference ResNet20 from solutions/exp2/exp2.py (instructor code; never the student's)."""
     spec = importlib.util.spec_from_file_location("exp2_reference", REFERENCE)
+    assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.ResNet20
+
+
+def model_spec() -> ModelSpec:
+    return ModelSpec(
+        name="ResNet20", reference_source=REFERENCE, build=lambda: reference_model_class()(),
+        example=(torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0)),),  # (4, 3, 32, 32)
+        input_names=["x"], output_names=["logits"], policy=POLICY,
+        outputs_probe="model_outputs", export_probe="export_model",
+    )  # fmt: skip
 
 
 @functools.lru_cache(maxsize=2)
@@ -68,50 +92,94 @@ def state_dict_of(obj: Any, name: str) -> tuple[dict[str, torch.Tensor], list[st
     return state, notes
 
 
-def _measure(path: Path, data_root: Path) -> Measurement | str:
-    """One weights file's measurement, or why it cannot be measured."""
-    try:
-        state, notes = state_dict_of(load_weights(path), path.name)
-    except (WeightsError, CheckFailed) as exc:
-        return str(exc)
-    if problem := key_mismatch({k: list(v.shape) for k, v in state.items()}, REFERENCE_STATE):
-        return f"{path.name} does not load into the reference ResNet20: {problem}"
-    device = judge_device()
-    x, y = test_set(data_root, device)
+def _predict_graph(graph: bytes, data_root: Path) -> torch.Tensor:
+    x, _ = test_set(data_root, torch.device("cpu"))
+    logits = runner().classify(graph, POLICY, f"cifar10-test:{data_root}", x.numpy(), BATCH)
+    return torch.from_numpy(logits).argmax(dim=1)  # (10000,)
+
+
+def _predict_eager(state: dict[str, torch.Tensor], data_root: Path, device: torch.device) -> torch.Tensor:
+    x, _ = test_set(data_root, device)
     model = reference_model_class()().to(device)
     model.load_state_dict(state)
     model.eval()
     with torch.no_grad():
-        predicted = torch.cat([model(x[i : i + BATCH]).argmax(dim=1) for i in range(0, len(x), BATCH)])  # (10000,)
+        return torch.cat([model(x[i : i + BATCH]).argmax(dim=1) for i in range(0, len(x), BATCH)]).cpu()
+
+
+def _result(predicted: torch.Tensor, data_root: Path, notes: list[str]) -> Measurement:
+    _, y = test_set(data_root, torch.device("cpu"))
     correct = int((predicted == y).sum())
-    return Measurement(100.0 * correct / len(x), tuple(notes), confusion_matrix(predicted, y, 10))
+    return Measurement(100.0 * correct / len(y), tuple(notes), confusion_matrix(predicted, y, 10), predicted.numpy())
 
 
-# (sha256 of the file, data root) -> outcome. Both hidden checks, every submission with the same file, and the
-# batch prefetch share one evaluation within a grading process.
+def _reference_measurement(state: dict[str, torch.Tensor], data_root: Path, notes: list[str]) -> Measurement:
+    device = judge_device()
+    if device.type == "cuda":  # a GPU judge keeps eager CUDA for the reference
+        return _result(_predict_eager(state, data_root, device), data_root, notes)
+    try:
+        return _result(_predict_graph(reference_with(model_spec(), state), data_root), data_root, notes)
+    except GraphRefused as exc:  # the reference graph is the course's: its failure is never the student's
+        raise RuntimeError(f"the reference ResNet20's graph failed to run: {exc}") from None
+
+
+# (sha256 of the file or of the student's graph, data root) -> outcome. Both hidden checks, every submission
+# with the same file, and the batch prefetch share one evaluation within a grading process.
 MEASURED: dict[tuple[str, Path], Measurement | str] = {}
 
 
-def _key(path: Path, data_root: Path) -> tuple[str, Path]:
-    return hashlib.sha256(path.read_bytes()).hexdigest(), data_root
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
-def measure(path: Path, data_root: Path) -> Measurement:
-    key = _key(path, data_root)
-    if key not in MEASURED:
-        MEASURED[key] = _measure(path, data_root)
-    outcome = MEASURED[key]
+def _load(path: Path) -> tuple[dict[str, torch.Tensor], list[str]]:
+    try:
+        return state_dict_of(load_weights(path), path.name)
+    except WeightsError as exc:
+        raise CheckFailed(str(exc)) from None
+
+
+def measure(path: Path, data_root: Path, contestant: ContestantClient | None = None) -> Measurement:
+    """The accuracy of the model the student trained, with final.pth's weights (see the module docstring)."""
+    state, notes = _load(path)
+    file_key = (_sha(path.read_bytes()), data_root)
+    chosen = choose(model_spec(), state, contestant, path.name)
+    if not chosen.own:
+        if file_key not in MEASURED:
+            MEASURED[file_key] = _reference_measurement(state, data_root, notes)
+        outcome = MEASURED[file_key]
+    else:
+        graph_key = (_sha(chosen.graph), data_root)
+        if graph_key not in MEASURED:
+            try:
+                MEASURED[graph_key] = _result(_predict_graph(chosen.graph, data_root), data_root, [*notes, chosen.note])
+            except GraphRefused as exc:
+                MEASURED[graph_key] = f"{chosen.note}, but the judge cannot run that graph: {exc}"
+        outcome = MEASURED[graph_key]
     if isinstance(outcome, str):
         raise CheckFailed(outcome)
     return outcome
 
 
 def measure_many(folders: list[Path], data_root: Path) -> int:
-    """Batch grading's prefetch: measure every folder's final.pth in one pass. Returns how many were new."""
+    """Batch grading's prefetch: measure every folder's final.pth that fits the reference, on the reference path
+    (the checks then confirm the student's model computes the same). Returns how many were new."""
     new = 0
     for folder in folders:
         path = folder / "final.pth"
-        if path.is_file() and (key := _key(path, data_root)) not in MEASURED:
-            MEASURED[key] = _measure(path, data_root)
+        if not path.is_file() or (key := (_sha(path.read_bytes()), data_root)) in MEASURED:
+            continue
+        try:
+            state, notes = _load(path)
+        except CheckFailed:
+            continue  # the check says why, with the same message
+        if fits_reference(model_spec(), state):
+            MEASURED[key] = _reference_measurement(state, data_root, notes)
             new += 1
     return new
+
+
+def predictions_of(path: Path, data_root: Path) -> np.ndarray | None:
+    """The judge's predicted classes for a measured file (similarity across a class), if it was measured."""
+    outcome = MEASURED.get((_sha(path.read_bytes()), data_root))
+    return outcome.predictions if isinstance(outcome, Measurement) else None

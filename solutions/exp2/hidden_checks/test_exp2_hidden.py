@@ -1,4 +1,4 @@
-"""exp2 hidden checks: the judge measures final.pth's accuracy itself, with the reference ResNet20.
+"""exp2 hidden checks: the judge measures final.pth's accuracy itself, in the model the student trained.
 
 Accuracy credit (ACCURACY below): 100% of the points at >= 70% test accuracy, 0 at <= 50%, linear in between
 (60% earns half). The measurement is deterministic on a given machine (eval mode, no augmentation, fixed batch
@@ -22,16 +22,16 @@ TREND_TOLERANCE = 1.5  # percentage points between the claimed last test accurac
 EPOCHS = 10
 
 
-def test_accuracy(submission, data_root, check):
-    m = measure(submission.path("final.pth"), data_root)
+def test_accuracy(submission, data_root, check, contestant):
+    m = measure(submission.path("final.pth"), data_root, contestant)
     for n in m.notes:
         check.note(n)
     check.confusion(m.confusion, CIFAR10_CLASSES)
-    what = "final.pth in the reference ResNet20, measured by the judge on the 10,000 CIFAR-10 test images"
+    what = "final.pth, measured by the judge on the 10,000 CIFAR-10 test images"
     ACCURACY.grade(m.accuracy, what)
 
 
-def test_claimed_trend(submission, data_root, check):
+def test_claimed_trend(submission, data_root, check, contestant):
     ckpt = submission.weights("final.pth")
     history = ckpt.get("history") if isinstance(ckpt, dict) else None
     claimed = history.get("test_acc") if isinstance(history, dict) else None
@@ -44,7 +44,7 @@ def test_claimed_trend(submission, data_root, check):
             check.plot(extra, values)
     if len(claimed) != EPOCHS:
         fail(f"history['test_acc'] has {len(claimed)} entries; expected {EPOCHS}, one per epoch")
-    acc = measure(submission.path("final.pth"), data_root).accuracy
+    acc = measure(submission.path("final.pth"), data_root, contestant).accuracy
     gap = abs(claimed[-1] - acc)
     if not math.isfinite(gap) or gap > TREND_TOLERANCE:
         fail(f"the last claimed test accuracy is {claimed[-1]:.2f}% but the judge measured {acc:.2f}% "

@@ -1,6 +1,7 @@
-"""lenet hidden checks: the judge runs the reference LeNet itself (sigmoid, average pooling).
+"""lenet hidden checks: the judge runs the model the student trained itself (grader.judge.measured).
 
-Accuracy: lenet.pth in the reference LeNet on the 10,000 test images, in a fixed order (no randomness). Full
+Accuracy: lenet.pth in the student's own LeNet (the reference's graph when it computes the same, else theirs,
+exported in the sandbox and run by the judge) on the 10,000 test images, in a fixed order (no randomness). Full
 credit at >= 0.75, none at <= 0.60, linear between; tolerance 0.001 (10 images) for float rounding across
 machines. The reference (10 epochs, lr 0.9, seed 0) reaches 0.807; d2l reports 0.779.
 """
@@ -13,9 +14,11 @@ import importlib.util
 from pathlib import Path
 
 import torch
-from lenet_judge import STATE_SHAPES, images, key_mismatch, shapes_differ
+from lenet_judge import STATE_SHAPES, images, shapes_differ
 
 from grader.data import read_fashion_mnist
+from grader.graphs import GraphPolicy
+from grader.graphs.policy import CNN_OPS
 from grader.judge import (
     FASHION_MNIST_CLASSES,
     CheckFailed,
@@ -26,9 +29,9 @@ from grader.judge import (
     expect_shape,
     fail,
     first_mismatch,
-    load_weights,
     state_dict_from,
 )
+from grader.judge.measured import Chosen, ModelSpec, choose, predict
 from grader.judge.thresholds import accuracy
 
 REFERENCE = Path(__file__).resolve().parents[1] / "lenet.py"
@@ -36,12 +39,17 @@ TEST_ACCURACY = accuracy_threshold(full=0.75, zero=0.60, seed=None, tolerance=0.
 
 
 @functools.lru_cache(maxsize=1)
-def reference_lenet() -> torch.nn.Module:
-    """The reference build_lenet() from solutions/lenet/lenet.py (instructor code; never the student's)."""
+def _reference_module():
+    """solutions/lenet/lenet.py (instructor code; never the student's)."""
     spec = importlib.util.spec_from_file_location("lenet_reference", REFERENCE)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.build_lenet()
+    return module
+
+
+def reference_lenet() -> torch.nn.Module:
+    """The reference build_lenet()."""
+    return _reference_module().build_lenet()
 
 
 def fixed_state(seed: int) -> dict[str, torch.Tensor]:
@@ -67,29 +75,32 @@ def test_forward_matches_reference(contestant, data_root):
              f"entry {problem.removeprefix('at x=')}")  # fmt: skip
 
 
+POLICY = GraphPolicy(ops=CNN_OPS, max_params=500_000, inputs=((None, 1, 28, 28),), outputs=((None, 10),))
+MODEL = ModelSpec(
+    name="d2l LeNet", reference_source=REFERENCE, build=lambda: _reference_module().build_lenet(),
+    example=(torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(0)),),  # (4, 1, 28, 28)
+    input_names=["x"], output_names=["logits"], policy=POLICY,
+    outputs_probe="model_outputs", export_probe="export_model",
+)  # fmt: skip
+
+
 @functools.lru_cache(maxsize=64)
-def _measure(sha256: str, path: str, data_root: Path) -> tuple[float, list[list[int]]] | str:
-    """Test accuracy and confusion matrix of a weights file, or why it cannot be measured; cached by content."""
-    try:
-        state = state_dict_from(load_weights(Path(path)), "lenet.pth")
-    except WeightsError as exc:
-        return f"{exc}; save torch.save(net.state_dict(), 'lenet.pth')"
-    if problem := key_mismatch({k: list(v.shape) for k, v in state.items()}, STATE_SHAPES):
-        return f"lenet.pth does not load into d2l's LeNet: {problem}"
-    net = reference_lenet()
-    net.load_state_dict(state)
-    net.eval()
+def _measured(graph_sha: str, chosen: Chosen, data_root: Path) -> tuple[float, list[list[int]]]:
+    """Test accuracy and confusion matrix of the chosen graph; cached by the graph's content."""
     x, y = read_fashion_mnist(data_root, train=False)  # (10000, 1, 28, 28) uint8, (10000,)
-    with torch.no_grad():
-        logits = torch.cat([net(x[i : i + 2500].float() / 255) for i in range(0, len(x), 2500)])  # (10000, 10)
+    logits = predict(chosen, POLICY, f"fashion-mnist-test:{data_root}", x.float() / 255, 2500)  # (10000, 10)
     return accuracy(logits, y), confusion_matrix(logits.argmax(dim=1), y, 10)
 
 
-def test_test_accuracy(submission, data_root, check):
-    path = submission.path("lenet.pth")
-    outcome = _measure(hashlib.sha256(path.read_bytes()).hexdigest(), str(path), data_root)
-    if isinstance(outcome, str):
-        raise CheckFailed(outcome)
-    acc, confusion = outcome
+def test_test_accuracy(submission, data_root, check, contestant):
+    try:
+        state = state_dict_from(submission.weights("lenet.pth"), "lenet.pth")
+    except WeightsError as exc:
+        raise CheckFailed(f"{exc}; save torch.save(net.state_dict(), 'lenet.pth')") from None
+    chosen = choose(MODEL, state, contestant, "lenet.pth")
+    if chosen.own:
+        check.note(chosen.note)
+    acc, confusion = _measured(hashlib.sha256(chosen.graph).hexdigest(), chosen, data_root)
     check.confusion(confusion, FASHION_MNIST_CLASSES)
-    TEST_ACCURACY.grade(acc, "lenet.pth in the reference LeNet on the 10,000 test images")
+    TEST_ACCURACY.grade(acc, "lenet.pth in " + ("your own LeNet" if chosen.own else "the reference LeNet")
+                        + ", measured by the judge on the 10,000 test images")  # fmt: skip

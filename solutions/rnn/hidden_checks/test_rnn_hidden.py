@@ -1,6 +1,8 @@
 """rnn hidden checks: the reference step, a short capped training run, and rnn.pth's perplexity on the book.
 
-Perplexity: rnn.pth's five tensors in the reference rnn() (solutions/rnn/rnn.py), over the corpus (170,580
+Perplexity: rnn.pth's five tensors in the student's own RNN step (the reference rnn()'s graph when it computes
+the same, else the student's, exported as one step: the judge drives it over the book, so any recurrence is
+measured exactly, with no unrolling limit), run by the judge with onnxruntime over the corpus (170,580
 characters) cut into 256 contiguous streams of 666 that start from a zero state, predicting each next character
 (170,496 predictions; the last 83 characters are left over): exp(mean cross-entropy). No randomness; the
 tolerance 0.01 covers float32 rounding across machines.
@@ -21,25 +23,28 @@ import importlib.util
 import math
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from rnn_judge import PARAM_NAMES, RnnStep, corpus, fixed_params, minibatches, param_shapes, vocabulary
 
+from grader.graphs import GraphPolicy
 from grader.judge import (
     CheckFailed,
-    WeightsError,
+    ContestantError,
+    defer,
     expect_curve,
     expect_shape,
     fail,
     first_mismatch,
-    load_weights,
     perplexity_threshold,
 )
+from grader.judge.measured import Chosen, ModelSpec, choose
 
 REFERENCE = Path(__file__).resolve().parents[1] / "rnn.py"
 PERPLEXITY = perplexity_threshold(full=5.5, zero=10.0, seed=None, tolerance=0.01)  # the reference: 4.90
-STREAMS, CHUNK = 256, 128  # evaluation: 256 parallel streams, 128 steps of them at a time
+STREAMS = 256  # evaluation: 256 parallel streams, one step of each per run of the graph
 TRAIN_STEPS, TRAIN_HIDDENS, TRAIN_LR, TRAIN_THETA, TRAIN_SECONDS = 40, 128, 1.0, 1.0, 40.0
 TRAIN_WINDOW, TRAIN_RATIO = 5, 0.8  # the reference: mean perplexity of the first 5 steps 26.0, last 5 17.0 (0.65)
 
@@ -73,67 +78,135 @@ def test_rnn_matches_reference(contestant, data_root):
         fail(f"rnn's final state differs from the reference's: entry {problem.removeprefix('at x=')}")
 
 
+def _rnn_differs(contestant: Any, v: int) -> str | None:
+    """What the rnn_matches_reference check charges, if the student's rnn step differs from the reference's."""
+    params = fixed_params(v, 32, seed=4, std=0.3)
+    inputs = F.one_hot(corpus_tokens_for_step(v), v).float()  # (T, B, V)
+    H = torch.randn(4, 32, generator=torch.Generator().manual_seed(5)) * 0.5
+    try:
+        r = contestant.call("rnn_step", inputs=inputs, H=H, params=params, returns=RnnStep)
+    except ContestantError as exc:
+        return None if exc.kind == "not_implemented" else f"your rnn does not run ({exc.message.splitlines()[0]})"
+    with torch.no_grad():
+        want, _ = reference().rnn(inputs, (H,), params)
+    same = isinstance(r["Y"], torch.Tensor) and r["Y"].shape == want.shape and torch.allclose(r["Y"], want, atol=1e-4)
+    return None if same else "your rnn computes another step than the reference"
+
+
+def corpus_tokens_for_step(v: int) -> torch.Tensor:
+    return (torch.arange(24) * 7 % v).reshape(6, 4)  # (T=6, B=4), fixed
+
+
 def test_training_lowers_perplexity(contestant, data_root):
     v = len(vocabulary(data_root))
     X, Y = minibatches(corpus(data_root), TRAIN_STEPS, 32, 35)  # (40, 32, 35) each
-    losses = contestant.call("train_steps", X=X, Y=Y, vocab_size=v, num_hiddens=TRAIN_HIDDENS, lr=TRAIN_LR,
-                             theta=TRAIN_THETA, max_seconds=TRAIN_SECONDS, seed=0, returns=list[float])  # fmt: skip
-    if not isinstance(losses, list) or len(losses) < 2 * TRAIN_WINDOW:
-        n = len(losses) if isinstance(losses, list) else losses
-        fail(f"training ran {n} step(s) within {TRAIN_SECONDS:g} s; expected {TRAIN_STEPS} (is the model far slower "
-             "than it needs to be?)")  # fmt: skip
+    shapes = param_shapes(v, TRAIN_HIDDENS)
+    trajectory = contestant.call("train_steps", X=X, Y=Y, vocab_size=v, num_hiddens=TRAIN_HIDDENS, lr=TRAIN_LR,
+                                 theta=TRAIN_THETA, max_seconds=TRAIN_SECONDS, seed=0,
+                                 returns=list[list[torch.Tensor]])  # fmt: skip
+    if len(trajectory) < 2 * TRAIN_WINDOW:
+        fail(f"training ran {len(trajectory)} step(s) within {TRAIN_SECONDS:g} s; expected {TRAIN_STEPS} (is the "
+             "model far slower than it needs to be?)")  # fmt: skip
+    for params in trajectory:
+        if [tuple(p.shape) for p in params] != list(shapes):
+            fail(f"during training get_params's tensors have shapes {[tuple(p.shape) for p in params]}; expected "
+                 f"{list(shapes)}")  # fmt: skip
+    if problem := _rnn_differs(contestant, v):  # the losses below are the reference step's
+        defer("rnn_matches_reference", problem)
+    losses = _training_losses(trajectory, X, Y, v)  # measured by the judge, on the weights training produced
     perplexities = [math.exp(min(x, 700.0)) if math.isfinite(x) else x for x in losses]
     expect_curve(perplexities, f"{len(losses)} SGD steps (batch 32, 35 steps, {TRAIN_HIDDENS} hidden units, lr "
-                 f"{TRAIN_LR:g}, grad_clipping at {TRAIN_THETA:g}) from get_params's initialisation: perplexity",
+                 f"{TRAIN_LR:g}, grad_clipping at {TRAIN_THETA:g}) from get_params's initialisation: perplexity "
+                 "(measured by the judge on the weights each step started from)",
                  window=TRAIN_WINDOW, max_ratio=TRAIN_RATIO)  # fmt: skip
 
 
-def corpus_perplexity(params: list[torch.Tensor], tokens: torch.Tensor, vocab_size: int) -> float:
-    """exp(mean cross-entropy) of the reference rnn over `tokens`, as STREAMS contiguous streams."""
+def _training_losses(trajectory: list[list[torch.Tensor]], X: torch.Tensor, Y: torch.Tensor, v: int) -> list[float]:
+    """Each step's loss as training saw it: the step's weights on its minibatch, the state carried over."""
+    state = (torch.zeros(X.shape[1], trajectory[0][1].shape[0]),)  # (B, H)
+    losses = []
+    with torch.no_grad():
+        for params, xb, yb in zip(trajectory, X, Y, strict=False):  # (B, T), (B, T)
+            out, state = reference().rnn(F.one_hot(xb.T, v).float(), state, [p.float() for p in params])
+            losses.append(float(F.cross_entropy(out, yb.T.reshape(-1))))
+    return losses
+
+
+# A one-step RNN's operators: matrix products, the activation, and the shapes around them.
+POLICY = GraphPolicy(ops=("MatMul", "Gemm", "Add", "Sub", "Mul", "Div", "Tanh", "Relu", "Sigmoid", "Identity",
+                          "Constant", "Reshape", "Squeeze", "Unsqueeze", "Concat", "Transpose", "Cast", "Flatten",
+                          "Slice", "Split"),
+                     max_params=4_000_000, inputs=((None, None), (None, None)), outputs=((None, None), (None, None)))
+
+
+class ReferenceStep(torch.nn.Module):
+    """One step of the reference rnn() with rnn.pth's tensors: (x (S, V), h (S, H)) -> (y (S, V), h')."""
+
+    def __init__(self, vocab_size: int, hiddens: int) -> None:
+        super().__init__()
+        for name, shape in zip(PARAM_NAMES, param_shapes(vocab_size, hiddens), strict=True):
+            setattr(self, name, torch.nn.Parameter(torch.zeros(shape)))
+
+    def forward(self, x: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        y, (new,) = reference().rnn(x.unsqueeze(0), (h,), [getattr(self, n) for n in PARAM_NAMES])
+        return y, new  # (S, V), (S, H)
+
+
+def model_spec(vocab_size: int, hiddens: int) -> ModelSpec:
+    g = torch.Generator().manual_seed(0)
+    return ModelSpec(
+        name="RNN step", reference_source=REFERENCE, build=lambda: ReferenceStep(vocab_size, hiddens),
+        example=(torch.rand(4, vocab_size, generator=g), torch.rand(4, hiddens, generator=g) - 0.5),
+        input_names=["x", "h"], output_names=["y", "h_next"], policy=POLICY,
+        outputs_probe="step_outputs", export_probe="export_step",
+    )  # fmt: skip
+
+
+def graph_perplexity(chosen: Chosen, tokens: torch.Tensor, vocab_size: int, hiddens: int) -> float:
+    """exp(mean cross-entropy) of the chosen one-step graph over `tokens`, as STREAMS contiguous streams from a
+    zero state: the judge drives the loop, one step of all streams per run."""
+    from grader.graphs import GraphRefused, runner
+
     n = (len(tokens) - 1) // STREAMS
     X = tokens[: STREAMS * n].reshape(STREAMS, n)  # (S, L)
     Y = tokens[1 : STREAMS * n + 1].reshape(STREAMS, n)  # (S, L)
-    state = (torch.zeros(STREAMS, params[1].shape[0]),)  # (S, H)
-    total = 0.0
-    # 1,300 small matrix products in a row: one thread runs them in ~1.5 s, where two threads spend most of
-    # their time synchronising (20 s and more when the machine is busy).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     try:
-        with torch.no_grad():
-            for i in range(0, n, CHUNK):
-                inputs = F.one_hot(X[:, i : i + CHUNK].T, vocab_size).float()  # (T, S, V)
-                out, state = reference().rnn(inputs, state, params)  # (T * S, V)
-                total += float(F.cross_entropy(out.double(), Y[:, i : i + CHUNK].T.reshape(-1), reduction="sum"))
-    finally:
-        torch.set_num_threads(threads)
+        key = runner().prepare(chosen.graph, POLICY)["key"]
+        h = torch.zeros(STREAMS, hiddens).numpy()  # (S, H)
+        total = 0.0
+        for t in range(n):
+            x = F.one_hot(X[:, t], vocab_size).float().numpy()  # (S, V)
+            y, h = runner().run(key, {"x": x, "h": h})
+            total += float(F.cross_entropy(torch.from_numpy(y).double(), Y[:, t], reduction="sum"))
+    except GraphRefused as exc:
+        if not chosen.own:
+            raise RuntimeError(f"the reference RNN step's graph failed to run: {exc}") from None
+        raise CheckFailed(f"{chosen.note}, but the judge will not run it: {exc}") from None
     return math.exp(total / (STREAMS * n))
 
 
 @functools.lru_cache(maxsize=64)
-def _measure(sha256: str, path: str, data_root: Path) -> float | str:
-    """Perplexity of a weights file on the corpus, or why it cannot be measured; cached by content."""
-    try:
-        saved = load_weights(Path(path))
-    except WeightsError as exc:
-        return str(exc)
+def _measure(graph_sha: str, chosen: Chosen, data_root: Path, vocab_size: int, hiddens: int) -> float:
+    return graph_perplexity(chosen, corpus(data_root), vocab_size, hiddens)
+
+
+def test_perplexity(submission, data_root, contestant, check):
+    saved = submission.weights("rnn.pth")
     v = len(vocabulary(data_root))
     if not isinstance(saved, dict) or not all(isinstance(saved.get(k), torch.Tensor) for k in PARAM_NAMES):
         have = sorted(map(str, saved))[:8] if isinstance(saved, dict) else type(saved).__name__
-        return f"rnn.pth holds {have}; expected a dict with the tensors {', '.join(PARAM_NAMES)}"
+        fail(f"rnn.pth holds {have}; expected a dict with the tensors {', '.join(PARAM_NAMES)}")
     hiddens = saved["W_xh"].shape[-1]
     for name, shape in zip(PARAM_NAMES, param_shapes(v, hiddens), strict=True):
         if tuple(saved[name].shape) != shape:
-            have = tuple(saved[name].shape)
-            return f"rnn.pth[{name!r}] has shape {have}; expected {shape} for {hiddens} hidden units"
-    return corpus_perplexity([saved[k].float() for k in PARAM_NAMES], corpus(data_root), v)
-
-
-def test_perplexity(submission, data_root):
-    path = submission.path("rnn.pth")
-    outcome = _measure(hashlib.sha256(path.read_bytes()).hexdigest(), str(path), data_root)
-    if isinstance(outcome, str):
-        raise CheckFailed(outcome)
+            fail(f"rnn.pth[{name!r}] has shape {tuple(saved[name].shape)}; expected {shape} for {hiddens} hidden "
+                 "units")  # fmt: skip
+    state = {k: saved[k].float() for k in PARAM_NAMES}
+    chosen = choose(model_spec(v, hiddens), state, contestant, "rnn.pth")
+    if chosen.own:
+        check.note(chosen.note)
+    outcome = _measure(hashlib.sha256(chosen.graph).hexdigest(), chosen, data_root, v, hiddens)
     n = (len(corpus(data_root)) - 1) // STREAMS * STREAMS
-    PERPLEXITY.grade(outcome, f"rnn.pth in the reference RNN on The Time Machine ({n:,} next-character "
+    which = "your own" if chosen.own else "the reference"
+    PERPLEXITY.grade(outcome, f"rnn.pth in {which} RNN, run by the judge on The Time Machine ({n:,} next-character "
                               f"predictions in {STREAMS} streams)")  # fmt: skip

@@ -1,0 +1,83 @@
+"""The judge measures every trained model itself (grader.judge.measured): a model whose architecture differs from
+the handout's earns the points of what it really does, and numbers student code returns never decide a score.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from grader.grading import grade
+from grader.sandbox.local import LocalSandbox
+from tests.test_exp1_e2e import EXPECTED
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parent.parent
+SOLUTION = ROOT / "examples/exp1/solution"
+
+
+def exp1_with(tmp_path: Path, old: str, new: str) -> Path:
+    folder = tmp_path / "student"
+    shutil.copytree(SOLUTION, folder)
+    src = (folder / "exp1.py").read_text()
+    assert old in src
+    (folder / "exp1.py").write_text(src.replace(old, new))
+    return folder
+
+
+def by_id(result) -> dict:
+    return {c.id: c for c in result.checks}
+
+
+def test_a_forward_that_computes_f_itself_is_refused(course, tmp_path):
+    """The MLP's layers are there, and its weights load, but forward() returns the analytic f(x): the judge runs
+    the model's own graph, whose Sin is no operator an MLP uses."""
+    folder = exp1_with(tmp_path, "        return self.net(x)  # (N, 1)", (
+        "        # TODO remove: checking my plots against the true curve\n"
+        "        return x**2 + 2 * torch.sin(x) + torch.cos(x - 1) - 5 + 0 * self.net(x)"))  # fmt: skip
+    checks = by_id(grade(course, "exp1", folder, sandbox=LocalSandbox()))
+    fit = checks["model_fits_target"]
+    assert fit.score == 0 and fit.status == "failed"
+    assert re.search(r'model\.pth\["default"\] fits the reference MLP of the handout, but your model computes '
+                     r"otherwise: measured in your own model, exported with those weights, but the judge will not "
+                     r"run it: the graph uses the operator (Sin|Cos|Pow)", fit.message), fit.message  # fmt: skip
+    assert checks["custom_function_fits"].score == 0
+
+
+def test_a_train_that_only_reports_losses_earns_nothing(course, tmp_path):
+    """train() returns a made-up falling curve and never updates the model: the judge measures the weights."""
+    folder = exp1_with(tmp_path, "    optimizer = torch.optim.Adam(model.parameters(), lr=lr)", (
+        "    return [1.0 / (epoch + 1) for epoch in range(num_epochs)]  # looks like training\n"
+        "    optimizer = torch.optim.Adam(model.parameters(), lr=lr)"))  # fmt: skip
+    checks = by_id(grade(course, "exp1", folder, sandbox=LocalSandbox(), only=["training_lowers_mse"]))
+    train = checks["training_lowers_mse"]
+    assert train.score == 0
+    assert re.match(r"after train\(model, x, y, num_epochs=300, lr=0\.01\) the MSE went from (\S+) to \1; expected "
+                    r"it to fall to at most", train.message), train.message  # fmt: skip
+
+
+def test_a_model_of_another_width_is_measured_as_it_is(course, tmp_path):
+    """build_model() with 32 hidden units and weights trained for it: no reference to load them into, so the
+    judge runs the student's own graph and grades its fit."""
+    folder = exp1_with(tmp_path, '    return MLP(hidden=64)\n\n\ndef build_custom_model', (
+        '    return MLP(hidden=32)  # smaller is enough\n\n\ndef build_custom_model'))  # fmt: skip
+    torch.manual_seed(0)
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("student_exp1", folder / "exp1.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # a test may run student code: it is not the judge
+    model = module.build_model()
+    x, y = module.make_data(module.f)
+    module.train(model, x, y, 3000, 0.01)
+    saved = torch.load(folder / "model.pth", weights_only=True)
+    torch.save({**saved, "default": model.state_dict()}, folder / "model.pth")
+    checks = by_id(grade(course, "exp1", folder, sandbox=LocalSandbox(), only=["model_fits_target"]))
+    fit = checks["model_fits_target"]
+    assert fit.score == EXPECTED["solution"]["model_fits_target"], fit.message
+    assert fit.notes[0].startswith('model.pth["default"] does not load into the reference MLP of the handout '
+                                   "(mis-shaped: net.0.weight (32, 1) (expected (64, 1))")  # fmt: skip
