@@ -11,7 +11,6 @@ and how many of the 10,000 predictions differ. Figures go to bench/RESULTS.md wi
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import platform
 import sys
@@ -29,14 +28,12 @@ from grader.graphs import runner  # noqa: E402
 from grader.graphs.reference import export  # noqa: E402
 from grader.judge import load_weights  # noqa: E402
 from grader.judge.measured import fits_reference, reference_with  # noqa: E402
+from grader.modules import load_module  # noqa: E402
 
 
 def student_model(folder: Path) -> torch.nn.Module:
     """The example's own ResNet20 (a benchmark may import student code; the judge never does)."""
-    spec = importlib.util.spec_from_file_location(f"bench_{folder.name}", folder / "exp2.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.ResNet20()
+    return load_module(folder / "exp2.py", f"bench_{folder.name}").ResNet20()
 
 
 def main() -> None:

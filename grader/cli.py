@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from pydantic import BaseModel, DirectoryPath, Field, ValidationError
@@ -15,6 +14,9 @@ from rich.table import Table
 from grader import __version__
 from grader.release import ReleaseError, release
 from grader.spec import Course, SpecError, format_validation_error
+
+if TYPE_CHECKING:
+    from grader.sandbox.base import Sandbox
 
 app = typer.Typer(help="Grade PyTorch course assignments: sandboxed student code, trusted pytest judge.",
                   no_args_is_help=True, add_completion=False)  # fmt: skip
@@ -44,8 +46,29 @@ class RunInput(BaseModel):
 
 
 def _die(message: str, code: int = 2) -> None:
-    err.print(f"[red]error:[/red] {escape(message)}", highlight=False)
+    err.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def _locate(course: Path | None) -> Course:
+    """The course, or exit 2 with how to make one."""
+    try:
+        return Course.locate(course)
+    except SpecError as exc:
+        _die(str(exc))
+        raise  # unreachable
+
+
+def _sandbox(option: str) -> Sandbox:
+    """The sandbox the --sandbox option (else $GRADER_SANDBOX) names, or exit 2 saying why not."""
+    from grader.sandbox.base import SandboxError
+    from grader.sandbox.choice import SandboxChoice
+
+    try:
+        return SandboxChoice.resolve(option).build()
+    except SandboxError as exc:
+        _die(str(exc))
+        raise  # unreachable
 
 
 def _validated(**fields: object) -> RunInput:
@@ -91,22 +114,20 @@ def _print_result(result, title: str) -> None:  # noqa: ANN001
     errors = [c.id for c in result.checks if c.status == "error"]
     if errors:
         err.print(f"[magenta]error:[/magenta] {len(errors)} check(s) could not be run because of a mistake in the "
-                  f"course or the grading machine, not the submission: {', '.join(errors)}", highlight=False)
+                  f"course or the grading machine, not the submission: {escape(', '.join(errors))}", highlight=False)
 
 
 def _grade(  # noqa: ANN202
     assignment: str, submission: Path, mode: str, course: Path | None, data_root: Path | None, sandbox: str = ""
 ):
     from grader.data import DataError
-    from grader.grading import default_sandbox, grade  # imports torch; keep --help fast
+    from grader.grading import grade  # imports torch; keep --help fast
     from grader.judge.outcome import JudgeConfigError
     from grader.sandbox.base import SandboxError
 
     try:
-        if sandbox:
-            os.environ["GRADER_SANDBOX"] = sandbox
-        sb = default_sandbox()
-        return grade(Course.locate(course), assignment, submission, mode=mode, data_root=data_root, sandbox=sb)  # type: ignore[arg-type]
+        sb = _sandbox(sandbox)
+        return grade(_locate(course), assignment, submission, mode=mode, data_root=data_root, sandbox=sb)  # type: ignore[arg-type]
     except (SpecError, DataError, SandboxError, JudgeConfigError) as exc:
         _die(str(exc))
 
@@ -129,7 +150,7 @@ def check(
         _print_result(result, f"{assignment}: public checks on {submission}")
     costly = [f.name for f in result.files if f.problem]
     if costly and not as_json:
-        err.print(f"[red]not ready to submit:[/red] {', '.join(costly)} will cost points when graded (see the "
+        err.print(f"[red]not ready to submit:[/red] {escape(', '.join(costly))} will cost points when graded (see the "
                   "problems above), whatever the public checks say", highlight=False)
     if any(c.status == "error" for c in result.checks):
         raise typer.Exit(2)
@@ -165,32 +186,117 @@ def release_cmd(
     course: CourseOpt = None,
 ) -> None:
     """Regenerate the student stub (and the solution/stub examples) from solutions/<id>/."""
-    c = Course.locate(course)
+    c = _locate(course)
     try:
         c.spec(assignment)
         stale = release(c, assignment, check=check_only)
     except (SpecError, ReleaseError) as exc:
         _die(str(exc))
     for path in stale:
-        out.print(f"{'stale' if check_only else 'wrote'}: {path.relative_to(c.root)}", highlight=False)
+        out.print(f"{'stale' if check_only else 'wrote'}: {path.relative_to(c.root)}", highlight=False, markup=False)
     if not stale:
         out.print(f"{assignment}: stubs are up to date")
     raise typer.Exit(1 if check_only and stale else 0)
 
 
 @app.command()
-def validate(course: CourseOpt = None) -> None:
-    """Validate every assignment.toml in the course."""
-    c = Course.locate(course)
-    bad = 0
-    for aid in c.assignment_ids():
+def init(
+    folder: Annotated[Path, typer.Argument(help="the new course folder")],
+    samples: Annotated[str, typer.Option("--samples", help="bundled assignments to copy in, e.g. exp1,softmax")] = "",
+) -> None:
+    """Create a course folder (course.toml, README), optionally with bundled sample assignments."""
+    from grader.init_course import init_course
+
+    try:
+        done = init_course(folder, [s for s in samples.split(",") if s])
+    except SpecError as exc:
+        _die(str(exc))
+    for line in done:
+        out.print(line, highlight=False, markup=False, soft_wrap=True)
+    first = next((s for s in samples.split(",") if s), "linreg")
+    out.print(f"next: cd {folder} && grader new linreg   (or: grader validate {first}; grader selftest {first})",
+              highlight=False, markup=False, soft_wrap=True)  # fmt: skip
+
+
+@app.command()
+def new(
+    assignment: Annotated[str, typer.Argument(help="the new assignment's id (also the student's module name)")],
+    course: CourseOpt = None,
+) -> None:
+    """Scaffold a small complete assignment that grades to full marks; edit it into yours."""
+    from grader.new_assignment import scaffold
+
+    c = _locate(course)
+    try:
+        written = scaffold(c, assignment)
+    except SpecError as exc:
+        _die(str(exc))
+    for path in written:
+        out.print(f"wrote {path.relative_to(c.root)}", highlight=False, markup=False)
+    out.print(f"next: grader validate {assignment} && grader selftest {assignment}", highlight=False, markup=False)
+
+
+@app.command()
+def validate(
+    assignment: Annotated[str | None, typer.Argument(help="assignment id (default: every assignment)")] = None,
+    no_sandbox: Annotated[bool, typer.Option("--no-sandbox", help="skip importing probes.py in the sandbox")] = False,
+    sandbox: SandboxOpt = "",
+    course: CourseOpt = None,
+) -> None:
+    """Check an assignment without grading: spec, probes, checks, visibility, stub, points, expected scores.
+    Exits 2 when anything is wrong (each problem one line: file, field or line, what to do)."""
+    from grader.data import datasets
+    from grader.validate import validate as run_validate
+
+    c = _locate(course)
+    ids = [assignment] if assignment else c.assignment_ids()
+    if not ids:
+        _die(f"{c.root} has no assignments yet: create one with `grader new ID`")
+    try:
+        known = set(datasets(c.root))
+    except SpecError as exc:
+        _die(str(exc))
+    sb = None if no_sandbox else _sandbox(sandbox)
+    errors = 0
+    for aid in ids:
+        findings = run_validate(c, aid, sb, known)
+        errors += sum(f.level == "error" for f in findings)
+        for f in findings:
+            (err if f.level == "error" else out).print(str(f), highlight=False, markup=False, soft_wrap=True)
+        if not any(f.level == "error" for f in findings):
+            checks = c.spec(aid).checks
+            points = sum(check.points for check in checks if check.enabled)
+            out.print(f"[green]ok[/green] {escape(aid)}: {len(checks)} checks, {points:g} points")
+    raise typer.Exit(2 if errors else 0)
+
+
+@app.command()
+def selftest(
+    assignment: Annotated[str | None, typer.Argument(help="assignment id (default: every assignment)")] = None,
+    data_root: DataRootOpt = None,
+    sandbox: SandboxOpt = "",
+    course: CourseOpt = None,
+) -> None:
+    """Grade every example and compare with examples/<id>/expected.toml; exit 1 on any difference."""
+    from grader.data import DataError
+    from grader.selftest import selftest as run_selftest
+
+    c = _locate(course)
+    ids = [assignment] if assignment else c.assignment_ids()
+    differ = 0
+    for aid in ids:
+        def show(o, aid=aid) -> None:  # noqa: ANN001
+            mark = "[green]ok[/green]" if not o.diffs else "[red]DIFFERS[/red]"
+            out.print(f"{mark} {escape(aid)}/{escape(o.example)}: {o.score:g} (expected {o.expected_score:g})")
+            for d in o.diffs:
+                out.print(f"    {d}", highlight=False, markup=False, soft_wrap=True)
+
         try:
-            spec = c.spec(aid)
-            out.print(f"[green]ok[/green] {aid}: {len(spec.checks)} checks, {spec.max_score:g} points")
-        except SpecError as exc:
-            bad += 1
-            err.print(str(exc), highlight=False)
-    raise typer.Exit(1 if bad else 0)
+            outcomes = run_selftest(c, aid, data_root, on_outcome=show)
+        except (SpecError, DataError) as exc:
+            _die(str(exc))
+        differ += sum(bool(o.diffs) for o in outcomes)
+    raise typer.Exit(1 if differ else 0)
 
 
 @app.command()
@@ -203,7 +309,7 @@ def demo(
     """Grade every bundled example submission of an assignment and print a score table."""
     from grader.report import write_reports
 
-    c = Course.locate(course)
+    c = _locate(course)
     if not c.examples_dir(assignment).is_dir():
         _die(f"{assignment} has no bundled examples under {c.examples_dir(assignment)}")
     examples = sorted(p for p in c.examples_dir(assignment).iterdir() if p.is_dir())
@@ -282,19 +388,20 @@ def batch_cmd(
     from grader.batch.runner import PoolError
     from grader.data import DataError
     from grader.sandbox.base import SandboxError
+    from grader.sandbox.choice import SandboxChoice
 
     if not submissions.exists():
         _die(f"{submissions}: no such file or folder; pass the folder of submissions or the export zip")
     try:
         opts = BatchOptions(assignment=assignment, submissions=submissions, out=out_dir, roster=roster,
                             rubric=rubric, workers=workers, gpus=[g for g in gpus.split(",") if g.strip()],
-                            chunk=chunk, threads=threads, sandbox=sandbox or os.environ.get("GRADER_SANDBOX", "local"),
+                            chunk=chunk, threads=threads, sandbox=SandboxChoice.resolve(sandbox),
                             data_root=data_root, nbgrader_db=nbgrader_db, regrade=regrade)  # fmt: skip
     except ValidationError as exc:
         _die(format_validation_error("command line", exc))
     progress = _BatchProgress()
     try:
-        report = run_batch(Course.locate(course), opts, progress)
+        report = run_batch(_locate(course), opts, progress)
     except (SpecError, DataError, SandboxError, RosterError) as exc:
         progress.stop()
         _die(str(exc))
@@ -318,9 +425,9 @@ def _print_batch(report) -> None:  # noqa: ANN001
     out.print(f"graded now {report.graded_now}, unchanged {report.skipped_unchanged}, crashed {report.crashed}, "
               f"missing {report.missing}; {report.wall_s:.1f} s", highlight=False)  # fmt: skip
     for p in report.problems:
-        err.print(f"[yellow]problem:[/yellow] {p}", highlight=False)
+        err.print(f"[yellow]problem:[/yellow] {escape(str(p))}", highlight=False)
     for n in report.notes:
-        err.print(f"note: {n}", highlight=False)
+        err.print(f"note: {escape(str(n))}", highlight=False)
     if report.interrupted:
         err.print("[red]interrupted:[/red] run the same command again to grade the rest", highlight=False)
     for name, path in report.outputs.items():
@@ -342,7 +449,7 @@ def rubric_template_cmd(
     from grader.batch.rubric import rubric_template
 
     try:
-        spec = Course.locate(course).spec(assignment)
+        spec = _locate(course).spec(assignment)
         students = read_roster(roster)[0] if roster else []
     except (SpecError, RosterError) as exc:
         _die(str(exc))
@@ -412,7 +519,7 @@ def assets_build(
     plain subprocesses, one thread each, with the seeds fixed in the scripts."""
     from grader.assets import AssetsError, build_assets
 
-    c = Course.locate(course)
+    c = _locate(course)
     try:
         build_assets(c, assignment, only=only, data_root=data_root, log=out.print)
     except (AssetsError, SpecError) as exc:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import errno
-import importlib.util
 import json
 import os
 import random
@@ -27,6 +26,8 @@ from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+from grader.modules import load_module
 
 _PROBES: dict[str, Callable[..., Any]] = {}
 _SUBMISSION: Path | None = None
@@ -170,10 +171,7 @@ def seed_everything(seed: int) -> None:
 
 
 def _load_probes(path: Path) -> None:
-    spec = importlib.util.spec_from_file_location("grader_probes", path)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    load_module(path, "grader_probes")
 
 
 def _exit_when_judge_goes(sock: socket.socket) -> None:

@@ -13,22 +13,34 @@ import functools
 import os
 import pickle
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from pydantic import BaseModel
 
-from grader.spec import AssignmentSpec
+from grader.modules import load_module
+from grader.spec import AssignmentSpec, Course, SpecError
 
 ENV_VAR = "GRADER_DATA_ROOT"
-# What must exist under the root for each dataset.
-MARKERS = {
-    "cifar10": "cifar-10-batches-py/test_batch",
-    "fashion-mnist": "FashionMNIST/raw/t10k-images-idx3-ubyte",
-    "timemachine": "timemachine.txt",
-}
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """One dataset: the file under the root that shows it is there, how to read it, how to provision it.
+
+    Built-in ones are defined below; a course declares its own in course.toml (`[datasets.<name>] reader =
+    "datasets/<name>.py"`), a module with `LAYOUT` (that file's path under the root), `read(root, train)` and,
+    optionally, `prepare(root)`. See docs/authoring.md, "Datasets"."""
+
+    name: str
+    layout: str
+    read: Callable[..., Any]
+    prepare: Callable[[Path], None] | None = None
+    source: str = "built in"
 
 
 class DataError(Exception):
@@ -53,47 +65,77 @@ def resolve_data_root(spec: AssignmentSpec, cli: Path | None, course_root: Path 
             f"{spec.id} needs {', '.join(spec.datasets)} but no dataset root is set: pass --data-root DIR, "
             f"set {ENV_VAR}, or set data_root in assignment.toml (see `grader data prepare`)"
         )
+    known = datasets(course_root)
     for name in spec.datasets:
-        marker = root.path / MARKERS[name]
+        if name not in known:
+            raise DataError(f"{spec.id} needs dataset {name!r}, which neither the tool nor course.toml defines "
+                            f"(known: {', '.join(sorted(known))})")  # fmt: skip
+        marker = root.path / known[name].layout
         if not marker.exists():
             raise DataError(
-                f"dataset root {root.path} (from {root.source}) has no {MARKERS[name]}: "
+                f"dataset root {root.path} (from {root.source}) has no {known[name].layout}: "
                 f"run `grader data prepare {name} --root {root.path}`"
             )
     return DataRoot(path=root.path.resolve(), source=root.source)
 
 
-def prepare(dataset: str, root: Path) -> str:
-    """Fetch `dataset` into `root` where the network allows; otherwise raise DataError saying what to do."""
-    if dataset not in MARKERS:
-        raise DataError(f"unknown dataset {dataset!r}; choose from {', '.join(MARKERS)}")
-    if (root / MARKERS[dataset]).exists():
+def datasets(course_root: Path | None = None) -> dict[str, Dataset]:
+    """The built-in datasets, and the course's own (course.toml) where a course root is given."""
+    known = dict(BUILTIN)
+    if course_root is None:
+        return known
+    for name, decl in Course(root=course_root).config().datasets.items():
+        path = course_root / decl.reader
+        try:
+            module = load_module(path, f"grader_dataset_{name.replace('-', '_')}")
+        except Exception as exc:  # noqa: BLE001 - the course's own module: any failure is the author's to fix
+            raise SpecError(f"course.toml datasets.{name}: the reader {path} does not import: "
+                            f"{type(exc).__name__}: {exc}") from None  # fmt: skip
+        layout, read = getattr(module, "LAYOUT", None), getattr(module, "read", None)
+        if not isinstance(layout, str) or not callable(read):
+            raise SpecError(f"course.toml datasets.{name}: {path} must define LAYOUT (a path under the dataset "
+                            "root) and read(root, train); see docs/authoring.md, Datasets")  # fmt: skip
+        known[name] = Dataset(name, layout, read, getattr(module, "prepare", None), source=decl.reader)
+    return known
+
+
+def prepare(dataset: str, root: Path, course_root: Path | None = None) -> str:
+    """Provision `dataset` into `root` where the network allows; otherwise raise DataError saying what to do."""
+    known = datasets(course_root)
+    if dataset not in known:
+        raise DataError(f"unknown dataset {dataset!r}; choose from {', '.join(sorted(known))}")
+    d = known[dataset]
+    if (root / d.layout).exists():
         return f"{dataset}: already present under {root}"
+    if d.prepare is None:
+        raise DataError(f"{dataset} ({d.source}) has no prepare(): put its files under {root} ({d.layout} must exist)")
     root.mkdir(parents=True, exist_ok=True)
     try:
-        if dataset == "cifar10":
-            import torchvision
-
-            torchvision.datasets.CIFAR10(str(root), train=True, download=True)
-        elif dataset == "fashion-mnist":
-            import torchvision
-
-            torchvision.datasets.FashionMNIST(str(root), train=True, download=True)
-        else:
-            import urllib.request
-
-            urllib.request.urlretrieve("https://d2l-data.s3-accelerate.amazonaws.com/timemachine.txt",
-                                       root / "timemachine.txt")  # fmt: skip
+        d.prepare(root)
     except Exception as exc:  # noqa: BLE001 - any network failure gets the same advice
         raise DataError(
             f"could not download {dataset} ({type(exc).__name__}: {exc}).\n"
-            f"Provision it by hand: put the files under {root} in torchvision's layout "
-            f"({MARKERS[dataset]} must exist). With a copy of the course's datasets folder, run\n"
-            f"    python ../shared/datasets/materialize.py {root} --only {dataset}\n"
+            f"Provision it by hand: put the files under {root} ({d.layout} must exist). With a copy of the "
+            f"course's datasets folder, run\n    python ../shared/datasets/materialize.py {root} --only {dataset}\n"
             "Re-encoded CIFAR-10 copies fail torchvision's md5 check; the grader reads the batches itself, "
             "so that does not matter here."
         ) from None
     return f"{dataset}: downloaded into {root}"
+
+
+def _torchvision_download(cls_name: str) -> Callable[[Path], None]:
+    def fetch(root: Path) -> None:
+        import torchvision
+
+        getattr(torchvision.datasets, cls_name)(str(root), train=True, download=True)
+
+    return fetch
+
+
+def _fetch_time_machine(root: Path) -> None:
+    import urllib.request
+
+    urllib.request.urlretrieve("https://d2l-data.s3-accelerate.amazonaws.com/timemachine.txt", root / "timemachine.txt")
 
 
 class _NumpyOnly(pickle.Unpickler):
@@ -156,3 +198,14 @@ def read_time_machine(root: Path) -> tuple[str, ...]:
     space; then strip and lowercase. Blank lines are kept, as d2l keeps them. Cached."""
     text = (root / "timemachine.txt").read_text(encoding="utf-8")
     return tuple(re.sub("[^A-Za-z]+", " ", line).strip().lower() for line in text.splitlines())
+
+
+BUILTIN = {
+    d.name: d
+    for d in (
+        Dataset("cifar10", "cifar-10-batches-py/test_batch", read_cifar10, _torchvision_download("CIFAR10")),
+        Dataset("fashion-mnist", "FashionMNIST/raw/t10k-images-idx3-ubyte", read_fashion_mnist,
+                _torchvision_download("FashionMNIST")),
+        Dataset("timemachine", "timemachine.txt", read_time_machine, _fetch_time_machine),
+    )
+}  # fmt: skip

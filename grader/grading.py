@@ -12,7 +12,6 @@ Rendering the result into files is grader.report's job.
 
 from __future__ import annotations
 
-import os
 import platform
 import tempfile
 import time
@@ -30,8 +29,8 @@ from grader.judge.plugin import GraderPlugin, run_checks
 from grader.judge.source_rules import package_problems, rule_problems
 from grader.loader import read_source_text
 from grader.results import CheckResult, Environment, GradeResult, Mode, Problem
-from grader.sandbox.base import ContestantJob, LoadPlan, Sandbox, SandboxError
-from grader.sandbox.local import LocalSandbox
+from grader.sandbox.base import ContestantJob, LoadPlan, Sandbox
+from grader.sandbox.choice import SandboxChoice
 from grader.spec import AssignmentSpec, Course
 
 
@@ -76,18 +75,6 @@ def environment(sandbox: Sandbox, isolation: dict[str, str]) -> Environment:
     )
 
 
-def default_sandbox() -> Sandbox:
-    """$GRADER_SANDBOX: "local" (the default) or "docker" (the production path; needs an engine and the image)."""
-    choice = os.environ.get("GRADER_SANDBOX", "local")
-    if choice == "docker":
-        from grader.sandbox.docker import DockerSandbox
-
-        return DockerSandbox()
-    if choice != "local":
-        raise SandboxError(f"GRADER_SANDBOX={choice!r}: expected 'local' or 'docker'")
-    return LocalSandbox()
-
-
 def contestant_lifetime(spec: AssignmentSpec) -> float:
     """A contestant's hard deadline: starting up, then every check's timeout, with a minute to spare."""
     return STARTUP_TIMEOUT_S + sum(c.timeout for c in spec.checks) + 60
@@ -116,6 +103,23 @@ def import_problems(
     return out
 
 
+def contestant_job(course: Course, spec: AssignmentSpec, staged: Path, data_root: Path | None) -> ContestantJob:
+    """What the sandbox needs to start a contestant on the staged submission."""
+    return ContestantJob(
+        submission=staged,
+        probes=course.assignment_dir(spec.id) / spec.probes,
+        limits=spec.limits,
+        data_root=data_root,
+        gpu=spec.needs_gpu,
+        private=(course.root,),
+        lifetime_s=contestant_lifetime(spec),
+        loading=LoadPlan(
+            modules=tuple(spec.modules), cpu_seconds=spec.imports.cpu_seconds,
+            wall_seconds=spec.imports.wall_seconds, packages=tuple(spec.imports.packages),
+        ),
+    )  # fmt: skip
+
+
 def _unrun(spec: AssignmentSpec, cid: str, message: str) -> CheckResult:
     c = spec.check(cid)
     return CheckResult(
@@ -138,7 +142,7 @@ def grade(
     `data_root` is the --data-root option; see grader.data for the precedence."""
     spec = course.spec(assignment_id)
     root = resolve_data_root(spec, data_root, course.root).path if spec.datasets else None
-    sandbox = sandbox or default_sandbox()
+    sandbox = sandbox or SandboxChoice.resolve().build()
     started_at, t0 = datetime.now(timezone.utc), time.perf_counter()
     selected, skipped = selected_checks(spec, mode, only)
     output, isolation, timings = "", {}, {}
@@ -156,19 +160,7 @@ def grade(
             staged = sub.stage(Path(tmp) / "submission")
             ini = Path(tmp) / "pytest.ini"
             ini.write_text("[pytest]\n")
-            job = ContestantJob(
-                submission=staged,
-                probes=course.assignment_dir(spec.id) / spec.probes,
-                limits=spec.limits,
-                data_root=root,
-                gpu=spec.needs_gpu,
-                private=(course.root,),
-                lifetime_s=contestant_lifetime(spec),
-                loading=LoadPlan(
-                    modules=tuple(spec.modules), cpu_seconds=spec.imports.cpu_seconds,
-                    wall_seconds=spec.imports.wall_seconds, packages=tuple(spec.imports.packages),
-                ),
-            )  # fmt: skip
+            job = contestant_job(course, spec, staged, root)
             client = ContestantClient(sandbox, job)
             plugin = GraderPlugin(spec, sub, client, selected, root)
             try:

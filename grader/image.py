@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from grader.bundled import bundled_root, dockerfile
 from grader.sandbox.base import SandboxError
 
 Variant = Literal["cpu", "cuda"]
@@ -27,7 +28,6 @@ CUDA_BASE_IMAGE = "pytorch/pytorch:2.11.0-cuda12.8-cudnn9-runtime"
 CPU_BASE_IMAGE = "debian:bookworm-slim"
 CPU_TORCH_INDEX_URL = "https://download.pytorch.org/whl/cpu"
 IMAGE_TAGS: dict[Variant, str] = {"cpu": "torch-grader:cpu", "cuda": "torch-grader:cuda"}
-DOCKERFILE = Path(__file__).resolve().parents[1] / "docker" / "Dockerfile"
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class BuildPlan:
     tag: str
     torch_index_url: str = ""
     extra_wheels: tuple[Path, ...] = ()
-    source: Path = DOCKERFILE.parents[1]
+    source: Path = field(default_factory=bundled_root)  # a checkout, or the installed package's bundle
     network_mode: str | None = None  # e.g. "host" where the default bridge has no route out
     ca_bundle: Path | None = None  # CA bundle for pip inside the build, where TLS is intercepted
     build_args: dict[str, str] = field(default_factory=dict)
@@ -98,8 +98,37 @@ def build_grader_wheel(source: Path, dest: Path) -> Path:
     return made[-1]
 
 
+def installed_requirements() -> list[str]:
+    """The installed grader's runtime dependencies (its metadata's Requires-Dist, without extras)."""
+    from importlib.metadata import requires
+
+    return [r for r in requires("torch-grader") or [] if "extra ==" not in r]
+
+
+def wheel_from_installed(dest: Path) -> Path:
+    """A wheel of the grader as installed here (a pip install without a checkout): its package folder, with
+    the bundled course, repackaged under the installed name, version and dependencies."""
+    from importlib.metadata import version
+
+    package = Path(__file__).resolve().parent
+    with tempfile.TemporaryDirectory(prefix="grader-wheel-src-") as tmp:
+        src = Path(tmp)
+        shutil.copytree(package, src / "grader", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        deps = ", ".join(f'"{r}"' for r in installed_requirements())
+        (src / "pyproject.toml").write_text(
+            '[build-system]\nrequires = ["setuptools>=77"]\nbuild-backend = "setuptools.build_meta"\n'
+            f'[project]\nname = "torch-grader"\nversion = "{version("torch-grader")}"\ndependencies = [{deps}]\n'
+            '[project.scripts]\ngrader = "grader.cli:app"\n'
+            '[tool.setuptools.packages.find]\ninclude = ["grader*"]\n'
+            '[tool.setuptools.package-data]\n"*" = ["**/*"]\n'
+        )
+        return build_grader_wheel(src, dest)
+
+
 def requirements(source: Path) -> list[str]:
-    """The grader's runtime dependencies, as pyproject.toml declares them."""
+    """The grader's runtime dependencies, as pyproject.toml declares them (or the installed metadata)."""
+    if not (source / "pyproject.toml").is_file():
+        return installed_requirements()
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover
@@ -112,10 +141,13 @@ def make_context(p: BuildPlan, dest: Path) -> Path:
     wheelhouse = dest / "wheelhouse"
     wheelhouse.mkdir(parents=True, exist_ok=True)
     (dest / "grader-wheel").mkdir(exist_ok=True)
-    shutil.copy(DOCKERFILE, dest / "Dockerfile")
+    shutil.copy(dockerfile(), dest / "Dockerfile")
     # Kept apart from the grader's wheel so that editing the grader does not reinstall torch.
     (dest / "requirements.txt").write_text("\n".join(requirements(p.source)) + "\n")
-    build_grader_wheel(p.source, dest / "grader-wheel")
+    if (p.source / "pyproject.toml").is_file():
+        build_grader_wheel(p.source, dest / "grader-wheel")
+    else:
+        wheel_from_installed(dest / "grader-wheel")
     for w in p.extra_wheels:
         shutil.copy(w, wheelhouse / w.name)
     (dest / "ca").mkdir(exist_ok=True)  # COPY needs the folder even when it stays empty
@@ -143,9 +175,8 @@ def docker_client() -> Any:
 
 def build(p: BuildPlan, log: Callable[[str], None] = print, client: Any = None) -> BuildResult:
     """Build the image of plan `p` and tag it; streams the builder's output to `log`."""
+    client = client or docker_client()  # first: it says how to install the docker package when it is missing
     import docker
-
-    client = client or docker_client()
     t0 = time.monotonic()
     args = {"BASE_IMAGE": p.base_image, "TORCH_INDEX_URL": p.torch_index_url, **p.build_args}
     with tempfile.TemporaryDirectory(prefix="grader-image-") as tmp:

@@ -12,10 +12,10 @@ files `solutions/<id>/release_hook.py` generates (e.g. the reference state_dict'
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from pathlib import Path
 
+from grader.modules import load_module
 from grader.spec import AssignmentSpec, Course, FileSpec
 
 BEGIN = re.compile(r"^(?P<indent>\s*)### BEGIN SOLUTION(?::\s*(?P<hint>.*?))?\s*$")
@@ -59,10 +59,7 @@ def _hook_files(course: Course, assignment_id: str) -> dict[Path, str]:
     hook = course.solution_dir(assignment_id) / "release_hook.py"
     if not hook.is_file():
         return {}
-    spec = importlib.util.spec_from_file_location(f"release_hook_{assignment_id}", hook)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_module(hook, f"release_hook_{assignment_id}")
     return {course.root / rel: text for rel, text in module.generated_files().items()}
 
 

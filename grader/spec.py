@@ -6,7 +6,7 @@ import os
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -16,7 +16,8 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 Visibility = Literal["visible", "hidden", "after_due_date"]
-DatasetName = Literal["cifar10", "fashion-mnist", "timemachine"]
+# A dataset is named by the course (course.toml [datasets.<name>]) or built in (grader/datasets.py).
+DatasetName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*$")]
 CHECK_ID = r"^[a-z][a-z0-9_]*$"
 
 
@@ -125,6 +126,9 @@ class Rule(Strict):
 class AssignmentSpec(Strict):
     id: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
     title: str
+    total: float | None = Field(
+        None, gt=0, description="the points the checks add up to; `grader validate` says when they do not"
+    )
     needs_gpu: bool = False
     datasets: list[DatasetName] = Field(default_factory=list)
     data_root: str | None = Field(None, description="default dataset root; CLI and env var take precedence")
@@ -214,6 +218,27 @@ def parse_spec(path: Path) -> AssignmentSpec:
         raise SpecError(format_validation_error(str(path), exc)) from None
 
 
+COURSE_FILE = "course.toml"
+
+
+class DatasetReader(Strict):
+    """A course's own dataset: a reader module in the course folder (see docs/authoring.md, "Datasets")."""
+
+    reader: str = Field(description="path of the reader module, relative to the course root")
+    description: str = ""
+
+
+class CourseConfig(Strict):
+    """course.toml: what the course folder is. Every field is optional; the file marks the course root."""
+
+    name: str = "course"
+    datasets: dict[str, DatasetReader] = Field(default_factory=dict)
+
+
+class CourseNotFound(SpecError):
+    """No course folder where the command looked."""
+
+
 class Course(BaseModel):
     """The folders of one course: assignments (given to students), solutions (never given), examples."""
 
@@ -221,17 +246,42 @@ class Course(BaseModel):
 
     @classmethod
     def locate(cls, explicit: Path | None = None) -> Course:
-        """--course, then $GRADER_COURSE, then the nearest folder above cwd holding `assignments/`,
-        then the checkout this package was installed from."""
+        """--course, then $GRADER_COURSE, then the nearest folder at or above cwd holding course.toml (or both
+        assignments/ and solutions/). Nothing found is an error: run `grader init`."""
         if explicit is not None:
-            return cls(root=explicit.resolve())
-        if env := os.environ.get("GRADER_COURSE"):
-            return cls(root=Path(env).resolve())
-        here = Path.cwd().resolve()
-        for folder in (here, *here.parents):
-            if (folder / "assignments").is_dir() and (folder / "solutions").is_dir():
-                return cls(root=folder)
-        return cls(root=Path(__file__).resolve().parent.parent)
+            root = explicit.resolve()
+        elif env := os.environ.get("GRADER_COURSE"):
+            root = Path(env).resolve()
+        else:
+            here = Path.cwd().resolve()
+            found = next((f for f in (here, *here.parents) if cls.is_course(f)), None)
+            if found is None:
+                raise CourseNotFound(
+                    f"no course at or above {here}: no {COURSE_FILE} (or assignments/ with solutions/) found.\n"
+                    "Create one with `grader init COURSE` (add --samples exp1 for a worked example), then run "
+                    "commands inside it, or pass --course / set GRADER_COURSE."
+                )
+            root = found
+        if not cls.is_course(root):
+            raise CourseNotFound(f"{root} is not a course folder (no {COURSE_FILE}); create one with `grader init`")
+        return cls(root=root)
+
+    @staticmethod
+    def is_course(folder: Path) -> bool:
+        return (folder / COURSE_FILE).is_file() or (
+            (folder / "assignments").is_dir() and (folder / "solutions").is_dir()
+        )
+
+    def config(self) -> CourseConfig:
+        path = self.root / COURSE_FILE
+        if not path.is_file():
+            return CourseConfig()
+        try:
+            return CourseConfig.model_validate(tomllib.loads(path.read_text(encoding="utf-8")))
+        except tomllib.TOMLDecodeError as exc:
+            raise SpecError(f"{path}: not valid TOML: {exc}") from None
+        except ValidationError as exc:
+            raise SpecError(format_validation_error(str(path), exc)) from None
 
     def assignment_dir(self, assignment_id: str) -> Path:
         return self.root / "assignments" / assignment_id

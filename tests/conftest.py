@@ -14,6 +14,13 @@ from grader.spec import Course
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def example_names(assignment: str) -> list[str]:
+    """The examples examples/<assignment>/expected.toml lists (what `grader selftest` grades)."""
+    import tomllib
+
+    return sorted(tomllib.loads((ROOT / "examples" / assignment / "expected.toml").read_text()))
+
+
 @pytest.fixture(scope="session")
 def course() -> Course:
     return Course(root=ROOT)

@@ -7,25 +7,11 @@ import torch
 
 from grader.grading import grade
 from grader.results import GradeResult
+from grader.selftest import run_example
+from tests.conftest import example_names
 
 pytestmark = pytest.mark.slow
 
-FULL = {"architecture": 15, "gradients_flow": 10, "training_step": 15, "lr_schedule": 10, "checkpoint_resume": 10,
-        "evaluation_loop": 10, "accuracy": 20, "claimed_trend": 10}  # fmt: skip
-# What each bundled example loses; every other check gets full points.
-LOSSES = {
-    "solution": set(),
-    "stub": set(FULL),
-    # 2 blocks per stage: 0.18M parameters; measured in its own model (the judge exports it): 500 training images
-    # reach 29.11%, which the history reports honestly, so the trend holds.
-    "wrong-blocks": {"architecture", "accuracy"},
-    "no-batchnorm": {"architecture", "accuracy"},  # no bn keys: its own model, 19.55% after 500 images
-    # the paper's option-A shortcuts (no 1x1 convs): its own model measures 79.33%; only the architecture differs
-    "option-a-shortcuts": {"architecture"},
-    "wrong-keys": {"accuracy", "claimed_trend"},  # saved a wrapper's state_dict: keys start with "backbone."
-    "lr-off-by-one": {"lr_schedule"},  # 0.1 through epoch 5; resumed from pretrain_model.pth, still >= 70%
-    "whole-model-pickle": {"accuracy", "claimed_trend"},  # torch.save(model): refused, never unpickled
-}
 
 
 def scores(result: GradeResult) -> dict[str, float]:
@@ -36,13 +22,11 @@ def by_id(result: GradeResult) -> dict:
     return {c.id: c for c in result.checks}
 
 
-@pytest.mark.parametrize("name", sorted(LOSSES))
+@pytest.mark.parametrize("name", example_names("exp2"))
 def test_bundled_example_scores(course, data_root, name):
-    result = grade(course, "exp2", course.examples_dir("exp2") / name, data_root=data_root)
-    expected = {cid: 0 if cid in LOSSES[name] else pts for cid, pts in FULL.items()}
-    assert scores(result) == expected, {c.id: c.message for c in result.checks}
-    assert result.skipped == {"rerun_writes_checkpoint": "disabled in assignment.toml"}
-    assert result.max_score == 100
+    """Each example scores what examples/exp2/expected.toml says: the same comparison as `grader selftest`."""
+    outcome = run_example(course, "exp2", name, data_root)
+    assert outcome.diffs == [], "\n".join(outcome.diffs)
 
 
 def test_messages(course, data_root):

@@ -66,11 +66,9 @@ def test_a_model_of_another_width_is_measured_as_it_is(course, tmp_path):
     folder = exp1_with(tmp_path, '    return MLP(hidden=64)\n\n\ndef build_custom_model', (
         '    return MLP(hidden=32)  # smaller is enough\n\n\ndef build_custom_model'))  # fmt: skip
     torch.manual_seed(0)
-    import importlib.util
+    from grader.modules import load_module
 
-    spec = importlib.util.spec_from_file_location("student_exp1", folder / "exp1.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # a test may run student code: it is not the judge
+    module = load_module(folder / "exp1.py", "student_exp1")  # a test may run student code: it is not the judge
     model = module.build_model()
     x, y = module.make_data(module.f)
     module.train(model, x, y, 3000, 0.01)

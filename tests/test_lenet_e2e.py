@@ -5,35 +5,22 @@ from __future__ import annotations
 import pytest
 
 from grader.grading import grade
+from grader.selftest import run_example
+from tests.conftest import example_names
 
 pytestmark = pytest.mark.slow
 
-FULL = {"layer_shapes": 20, "parameter_count": 10, "init_weights": 5, "evaluate_accuracy": 10, "training_epoch": 10,
-        "forward_matches_reference": 15, "test_accuracy": 30}  # fmt: skip
-# Per-check scores that differ from FULL. Measured, then fixed: grading is deterministic.
-DIFFERS = {
-    "solution": {},  # test accuracy 0.8074 after 10 epochs at lr 0.9
-    "stub": {cid: 0 for cid in FULL},
-    # the modern LeNet (ReLU, max pooling, lr 0.1): every shape is right, but d2l's LeNet computes something
-    # else (charged once, by forward_matches_reference); lenet.pth is measured in its own model: 0.8702.
-    "relu-maxpool": {"forward_matches_reference": 0},
-    # the first convolution without padding=2: 24x24 maps, 16x4x4 = 256 features, 44,426 parameters: charged
-    # once, by layer_shapes (the parameter count and the fixed-weights forward pass defer to it); lenet.pth is
-    # measured in its own model: 0.8043.
-    "no-padding": {"layer_shapes": 0},
-}
 
 
 def by_id(result) -> dict:
     return {c.id: c for c in result.checks}
 
 
-@pytest.mark.parametrize("name", sorted(DIFFERS))
+@pytest.mark.parametrize("name", example_names("lenet"))
 def test_bundled_example_scores(course, data_root, name):
-    result = grade(course, "lenet", course.examples_dir("lenet") / name, data_root=data_root)
-    expected = {**FULL, **DIFFERS[name]}
-    assert {c.id: c.score for c in result.checks} == expected, {c.id: c.message for c in result.checks}
-    assert result.max_score == 100 and all(c.status != "error" for c in result.checks)
+    """Each example scores what examples/lenet/expected.toml says: the same comparison as `grader selftest`."""
+    outcome = run_example(course, "lenet", name, data_root)
+    assert outcome.diffs == [], "\n".join(outcome.diffs)
 
 
 def test_messages(course, data_root):

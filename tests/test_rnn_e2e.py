@@ -6,34 +6,22 @@ import pytest
 
 from grader.data import read_time_machine
 from grader.grading import grade
+from grader.selftest import run_example
+from tests.conftest import example_names
 
 pytestmark = pytest.mark.slow
 
-FULL = {"param_shapes": 10, "forward_shapes": 15, "grad_clipping": 15, "predict_length": 10,
-        "rnn_matches_reference": 10, "training_lowers_perplexity": 15, "perplexity": 25}  # fmt: skip
-# Per-check scores that differ from FULL. Measured, then fixed: grading is deterministic.
-DIFFERS = {
-    "solution": {},  # 50 epochs: perplexity 4.9001 on the book
-    "stub": {cid: 0 for cid in FULL},
-    # each parameter clipped by its own norm: global norm 2.157 after clipping to 1; trained 5 epochs
-    # (perplexity 8.5549: log-linear credit 0.261 of 25).
-    "per-parameter-clipping": {"grad_clipping": 0, "perplexity": 6.5268},
-    # relu in place of tanh: not the reference step (charged there); rnn.pth is measured in the student's own
-    # relu step, exported and driven over the book by the judge: 2 epochs of it reach perplexity 9.0852 there.
-    "relu-instead-of-tanh": {"rnn_matches_reference": 0, "perplexity": 4.0117},
-}
 
 
 def by_id(result) -> dict:
     return {c.id: c for c in result.checks}
 
 
-@pytest.mark.parametrize("name", sorted(DIFFERS))
+@pytest.mark.parametrize("name", example_names("rnn"))
 def test_bundled_example_scores(course, data_root, name):
-    result = grade(course, "rnn", course.examples_dir("rnn") / name, data_root=data_root)
-    expected = {**FULL, **DIFFERS[name]}
-    assert {c.id: c.score for c in result.checks} == expected, {c.id: c.message for c in result.checks}
-    assert result.max_score == 100 and all(c.status != "error" for c in result.checks)
+    """Each example scores what examples/rnn/expected.toml says: the same comparison as `grader selftest`."""
+    outcome = run_example(course, "rnn", name, data_root)
+    assert outcome.diffs == [], "\n".join(outcome.diffs)
 
 
 def test_messages(course, data_root):

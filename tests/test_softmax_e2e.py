@@ -6,44 +6,22 @@ import pytest
 import torch
 
 from grader.grading import grade
+from grader.selftest import run_example
+from tests.conftest import example_names
 
 pytestmark = pytest.mark.slow
 
-FULL = {"softmax_rows": 10, "cross_entropy_values": 10, "accuracy_count": 5, "sgd_update": 10, "net_output": 10,
-        "loss_gradient": 10, "training_epoch": 10, "test_accuracy": 15, "softmax_stable": 10,
-        "gradient_finite_differences": 10}  # fmt: skip
-# Per-check scores that differ from FULL. Measured, then fixed: grading is deterministic.
-DIFFERS = {
-    "solution": {},  # test accuracy 0.8284 after 10 epochs
-    "stub": {cid: 0 for cid in FULL},
-    # d2l's softmax verbatim: exp(1000) overflows; everything else, weights included (0.8284), is right.
-    "unstable-softmax": {"softmax_stable": 0},
-    # sgd never zeroes the gradients: they accumulate, training diverges to NaN (accuracy 0.10). The training
-    # check defers to sgd_update, which charges it.
-    "sgd-keeps-gradients": {"sgd_update": 0, "test_accuracy": 0},
-    # cross_entropy returns the batch mean: wrong shape (charged once, by cross_entropy_values: the gradient and
-    # training checks run with the reference cross_entropy, the float64 check defers); the weights the
-    # student trained with it reach only 0.6594.
-    "mean-loss": {"cross_entropy_values": 0, "test_accuracy": 0},
-    # cross_entropy takes the softmax of net's probabilities again: charged by cross_entropy_values alone, with
-    # a message naming it; the weights the student trained with it reach 0.7765 (linear credit 11.475 of 15).
-    "softmax-twice": {"cross_entropy_values": 0, "test_accuracy": 11.475},
-    # F.softmax, F.nll_loss and torch.optim.SGD: every value right, but the handout's from-scratch rule is
-    # broken (10 points off the total, one problem naming each call and line; see test_library_shortcuts).
-    "library-shortcuts": {},
-}
 
 
 def by_id(result) -> dict:
     return {c.id: c for c in result.checks}
 
 
-@pytest.mark.parametrize("name", sorted(DIFFERS))
+@pytest.mark.parametrize("name", example_names("softmax"))
 def test_bundled_example_scores(course, data_root, name):
-    result = grade(course, "softmax", course.examples_dir("softmax") / name, data_root=data_root)
-    expected = {**FULL, **DIFFERS[name]}
-    assert {c.id: c.score for c in result.checks} == expected, {c.id: c.message for c in result.checks}
-    assert result.max_score == 100 and all(c.status != "error" for c in result.checks)
+    """Each example scores what examples/softmax/expected.toml says: the same comparison as `grader selftest`."""
+    outcome = run_example(course, "softmax", name, data_root)
+    assert outcome.diffs == [], "\n".join(outcome.diffs)
 
 
 def test_messages(course, data_root):

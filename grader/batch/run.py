@@ -28,6 +28,7 @@ from grader.batch.state import Graded, StateStore, content_hash, grader_fingerpr
 from grader.batch.worker import WorkerConfig
 from grader.data import resolve_data_root
 from grader.results import GradeResult
+from grader.sandbox.choice import SandboxChoice
 from grader.spec import AssignmentSpec, Course
 
 
@@ -43,7 +44,7 @@ class BatchOptions(BaseModel):
     gpus: list[str] = Field(default_factory=list, description="CUDA device ids, assigned to workers in turn")
     chunk: int = Field(8, ge=1, le=1000, description="submissions a worker takes (and prefetches) at a time")
     threads: int | None = Field(None, ge=1, description="torch threads per worker; default: cores / workers")
-    sandbox: str = Field("local", pattern="^(local|docker)$")
+    sandbox: SandboxChoice = SandboxChoice()
     data_root: Path | None = None
     nbgrader_db: str | None = Field(None, description="SQLAlchemy URL of an nbgrader gradebook to export into")
     regrade: bool = Field(False, description="ignore saved results and grade everything again")

@@ -21,13 +21,15 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from grader.sandbox.choice import SandboxChoice
+
 
 class WorkerConfig(BaseModel):
     course_root: Path
     assignment: str
     mode: str = "grade"
     data_root: Path | None = None
-    sandbox: str = "local"
+    sandbox: SandboxChoice = SandboxChoice()
     threads: int = 1
     gpu: str | None = None  # CUDA_VISIBLE_DEVICES for this worker; None leaves it as inherited
 
@@ -65,19 +67,18 @@ def main(config: dict, wid: int, tasks: Queue, events: Queue) -> None:
     cfg = WorkerConfig.model_validate(config)
     if cfg.gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = cfg.gpu
-    os.environ["GRADER_SANDBOX"] = cfg.sandbox
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the parent decides
     signal.signal(signal.SIGTERM, _stop)
     try:
         import torch
 
-        from grader.grading import default_sandbox, grade
+        from grader.grading import grade
         from grader.spec import Course
 
         torch.set_num_threads(cfg.threads)
         course = Course(root=cfg.course_root)
         spec = course.spec(cfg.assignment)
-        sandbox = default_sandbox()
+        sandbox = cfg.sandbox.build()
         prefetch = load_prefetch(course, spec, cfg.mode)
         events.put(("ready", wid))
         while (chunk := tasks.get()) is not None:

@@ -68,14 +68,14 @@ def github(
 
     from grader.ci.feedback import deliver
     from grader.data import DataError
-    from grader.grading import default_sandbox, grade  # imports torch
+    from grader.grading import grade  # imports torch
     from grader.sandbox.base import SandboxError
+    from grader.sandbox.choice import SandboxChoice
     from grader.spec import Course, SpecError
 
     try:
-        if sandbox:
-            os.environ["GRADER_SANDBOX"] = sandbox
-        result = grade(Course.locate(course), assignment, folder, mode="check", sandbox=default_sandbox(),
+        result = grade(Course.locate(course), assignment, folder, mode="check",
+                       sandbox=SandboxChoice.resolve(sandbox).build(),
                        data_root=data_root)  # fmt: skip
     except (SpecError, DataError, SandboxError) as exc:
         _fail(env, str(exc))

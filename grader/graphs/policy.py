@@ -7,7 +7,8 @@ from pydantic import BaseModel, ConfigDict, Field
 # The operators of the usual layers, in their ONNX form; an assignment's `[graph] ops` lists what its models use.
 CNN_OPS = ("Conv", "BatchNormalization", "Relu", "LeakyRelu", "Clip", "Sigmoid", "Tanh", "Add", "Sub", "Mul", "Div",
            "ReduceMean", "GlobalAveragePool", "AveragePool", "MaxPool", "Gemm", "MatMul", "Flatten", "Reshape", "Pad",
-           "Identity", "Constant", "Transpose", "Softmax", "LogSoftmax", "Dropout", "Slice", "Concat", "Cast")  # fmt: skip
+           "Identity", "Constant", "Transpose", "Softmax", "LogSoftmax", "Dropout", "Slice", "Concat",
+           "Cast")  # fmt: skip
 
 # Operators no course model needs and that could carry a lookup of test answers or hide computation:
 # control flow, gathers and scatters keyed on the input, comparisons, and anything outside the standard domain.

@@ -178,6 +178,11 @@ class ContestantClient:
         self._import_deadline = 0.0
         self._probe_names: set[str] | None = None
 
+    def start(self) -> None:
+        """Start a contestant now, if none is running (the first call() would otherwise)."""
+        if self.proc is None:
+            self._start()
+
     def _start(self) -> None:
         """Start a contestant and see it through its imports. A module whose full import fails is retried in a
         fresh process, definitions only (each module at most once)."""

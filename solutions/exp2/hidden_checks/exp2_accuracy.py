@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from grader.graphs.policy import CNN_OPS
 from grader.judge import CheckFailed, WeightsError, confusion_matrix, judge_device, load_weights
 from grader.judge.client import ContestantClient
 from grader.judge.measured import ModelSpec, choose, fits_reference, reference_with
+from grader.modules import load_module
 
 REFERENCE = Path(__file__).resolve().parents[1] / "exp2.py"
 BATCH = 1000  # images per forward pass; fixed, because batch size can change float results on some devices
@@ -49,11 +49,7 @@ class Measurement:
 @functools.lru_cache(maxsize=1)
 def reference_model_class() -> type[torch.nn.Module]:
     """The reference ResNet20 from solutions/exp2/exp2.py (instructor code; never the student's)."""
-    spec = importlib.util.spec_from_file_location("exp2_reference", REFERENCE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.ResNet20
+    return load_module(REFERENCE, "exp2_reference").ResNet20
 
 
 def model_spec() -> ModelSpec:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib.util
 from pathlib import Path
 
 import torch
@@ -33,6 +32,7 @@ from grader.judge import (
 )
 from grader.judge.measured import Chosen, ModelSpec, choose, predict
 from grader.judge.thresholds import accuracy
+from grader.modules import load_module
 
 REFERENCE = Path(__file__).resolve().parents[1] / "lenet.py"
 TEST_ACCURACY = accuracy_threshold(full=0.75, zero=0.60, seed=None, tolerance=0.001)
@@ -41,10 +41,7 @@ TEST_ACCURACY = accuracy_threshold(full=0.75, zero=0.60, seed=None, tolerance=0.
 @functools.lru_cache(maxsize=1)
 def _reference_module():
     """solutions/lenet/lenet.py (instructor code; never the student's)."""
-    spec = importlib.util.spec_from_file_location("lenet_reference", REFERENCE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(REFERENCE, "lenet_reference")
 
 
 def reference_lenet() -> torch.nn.Module:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib.util
 import math
 from pathlib import Path
 from types import ModuleType
@@ -41,6 +40,7 @@ from grader.judge import (
     perplexity_threshold,
 )
 from grader.judge.measured import Chosen, ModelSpec, choose
+from grader.modules import load_module
 
 REFERENCE = Path(__file__).resolve().parents[1] / "rnn.py"
 PERPLEXITY = perplexity_threshold(full=5.5, zero=10.0, seed=None, tolerance=0.01)  # the reference: 4.90
@@ -52,10 +52,7 @@ TRAIN_WINDOW, TRAIN_RATIO = 5, 0.8  # the reference: mean perplexity of the firs
 @functools.lru_cache(maxsize=1)
 def reference() -> ModuleType:
     """solutions/rnn/rnn.py (instructor code; never the student's)."""
-    spec = importlib.util.spec_from_file_location("rnn_reference", REFERENCE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(REFERENCE, "rnn_reference")
 
 
 def test_rnn_matches_reference(contestant, data_root):

@@ -1,0 +1,39 @@
+"""Which sandbox runs the contestant: chosen once at the edge (CLI option, else $GRADER_SANDBOX) and passed on
+explicitly as this option object, to the grading pipeline and to batch workers alike."""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from grader.sandbox.base import Sandbox, SandboxError
+
+ENV_VAR = "GRADER_SANDBOX"
+SandboxKind = Literal["local", "docker"]
+
+
+class SandboxChoice(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    kind: SandboxKind = "local"
+
+    @classmethod
+    def resolve(cls, option: str | None = None) -> SandboxChoice:
+        """The CLI's --sandbox, else $GRADER_SANDBOX, else local."""
+        choice = option or os.environ.get(ENV_VAR) or "local"
+        if choice not in ("local", "docker"):
+            source = "--sandbox" if option else ENV_VAR
+            raise SandboxError(f"{source}={choice!r}: expected 'local' or 'docker'")
+        return cls(kind=choice)  # type: ignore[arg-type]
+
+    def build(self) -> Sandbox:
+        """The sandbox itself; docker needs an engine and the grading image."""
+        if self.kind == "docker":
+            from grader.sandbox.docker import DockerSandbox
+
+            return DockerSandbox()
+        from grader.sandbox.local import LocalSandbox
+
+        return LocalSandbox()
