@@ -494,15 +494,21 @@ app.add_typer(ci_app, name="ci")
 
 @data_app.command("prepare")
 def data_prepare(
-    dataset: Annotated[str, typer.Argument(help="cifar10, fashion-mnist or timemachine")],
+    dataset: Annotated[str, typer.Argument(help="cifar10, fashion-mnist, timemachine, or one the course declares")],
     root: Annotated[Path, typer.Option("--root", help="dataset root to fill")],
+    course: CourseOpt = None,
 ) -> None:
-    """Download a dataset through torchvision into ROOT, or explain how to provision it offline."""
+    """Provision a dataset into ROOT (its own prepare(): a download for the built-in ones), or explain how to
+    provision it offline."""
     from grader.data import DataError, prepare
 
     try:
-        out.print(prepare(dataset, root), highlight=False)
-    except DataError as exc:
+        course_root = Course.locate(course).root
+    except SpecError:
+        course_root = None  # outside a course: the built-in datasets only
+    try:
+        out.print(prepare(dataset, root, course_root), highlight=False, markup=False, soft_wrap=True)
+    except (DataError, SpecError) as exc:
         _die(str(exc), code=1)
 
 

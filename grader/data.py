@@ -120,7 +120,7 @@ def prepare(dataset: str, root: Path, course_root: Path | None = None) -> str:
             "Re-encoded CIFAR-10 copies fail torchvision's md5 check; the grader reads the batches itself, "
             "so that does not matter here."
         ) from None
-    return f"{dataset}: downloaded into {root}"
+    return f"{dataset}: prepared under {root}"
 
 
 def _torchvision_download(cls_name: str) -> Callable[[Path], None]:
