@@ -470,6 +470,9 @@ def image_build(
     tag: Annotated[str | None, typer.Option("--tag")] = None,
     wheels: Annotated[Path | None, typer.Option("--wheels", help="wheels to prefer over the index")] = None,
     ca_bundle: Annotated[Path | None, typer.Option("--ca-bundle", help="CA bundle for pip inside the build")] = None,
+    torch_index_url: Annotated[
+        str | None, typer.Option("--torch-index-url", help="extra index for torch ('' for none; default for --cpu: "
+                                 "the CPU index)")] = None,  # fmt: skip
 ) -> None:
     """Build torch-grader:cpu or torch-grader:cuda from docker/Dockerfile."""
     from grader import image
@@ -478,7 +481,7 @@ def image_build(
     if cpu and cuda:
         _die("--cpu and --cuda exclude each other")
     try:
-        plan = image.plan("cpu" if cpu else "cuda", base_image, tag, wheels, None, None, ca_bundle)
+        plan = image.plan("cpu" if cpu else "cuda", base_image, tag, wheels, torch_index_url, None, ca_bundle)
         built = image.build(plan, log=lambda line: err.print(line, highlight=False, markup=False))
     except SandboxError as exc:
         _die(str(exc))
