@@ -98,10 +98,12 @@ def test_no_course_is_an_error_not_site_packages(tmp_path):
         (lambda c: _replace(c / "solutions/linreg/linreg.py", "Xw + b", "X @ w + b"),
          r"error: assignments/linreg/linreg.py: stale against its solution: run `grader release linreg`"),
         # a syntax error in probes.py: found by reading it, no sandbox needed
-        (lambda c: _replace(c / "assignments/linreg/probes.py", "@probe\ndef linreg_output", "@probe\ndef linreg_output("),
+        (lambda c: _replace(c / "assignments/linreg/probes.py", "@probe\ndef linreg_output",
+                            "@probe\ndef linreg_output("),
          r"error: assignments/linreg/probes.py: probes.py line \d+: .* \(a syntax error in the probe module\)"),
         # markup in a message is printed as written, not swallowed
-        (lambda c: _replace(c / "assignments/linreg/assignment.toml", 'files = ["linreg.py"]\n', 'files = ["lin.py"]\n', 1),
+        (lambda c: _replace(c / "assignments/linreg/assignment.toml", 'files = ["linreg.py"]\n',
+                            'files = ["lin.py"]\n', 1),
          r"reads \['lin.py'\], which \[\[files\]\] does not declare"),
     ],
     ids=["missing-probes", "probe-typo", "check-without-test", "hidden-shipped", "points", "stale-stub",

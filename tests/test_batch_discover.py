@@ -211,3 +211,14 @@ def test_an_export_zip_with_unreadable_entries(tmp_path):
     assert [f.key for f in d.found] == ["alice"]
     assert any("bob/: unsafe (entry 'bob/exp1.py' is encrypted" in p or "bob/: unsafe (entry 'exp1.py' is encrypted"
                in p for p in d.problems), d.problems  # fmt: skip
+
+
+def test_resume_fingerprint_covers_the_reference_model(course_copy):
+    """Editing solutions/<id>/<module>.py (the reference model checks load) regrades the class on resume."""
+    from grader.batch.state import grader_fingerprint
+
+    c = course_copy("exp1")
+    before = grader_fingerprint(c, c.spec("exp1"))
+    reference = c.solution_dir("exp1") / "exp1.py"
+    reference.write_text(reference.read_text() + "\n# a changed reference\n")
+    assert grader_fingerprint(c, c.spec("exp1")) != before

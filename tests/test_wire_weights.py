@@ -77,7 +77,7 @@ def test_state_dict_picking(tmp_path):
     torch.save({"net": sd, "epoch": 3}, tmp_path / "ck.pth")
     loaded = load_weights(tmp_path / "ck.pth")
     assert torch.equal(state_dict_from(loaded, "ck.pth", "net")["w"], sd["w"])
-    with pytest.raises(WeightsError, match="no 'model' entry"):
+    with pytest.raises(WeightsError, match="but no 'model'"):
         state_dict_from(loaded, "ck.pth", "model")
     with pytest.raises(WeightsError, match="expected a state_dict"):
         state_dict_from(loaded, "ck.pth")

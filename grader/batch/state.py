@@ -57,13 +57,16 @@ def content_hash(folder: Path) -> str:
 
 def grader_fingerprint(course: Course, spec: AssignmentSpec) -> str:
     """The grader version plus a hash of everything that decides this assignment's grades (spec, checks,
-    probes, hidden checks): editing a check regrades the class on the next run."""
+    probes, the solution folder with its hidden checks and the reference model the checks load from it, the
+    course's own dataset readers): editing any of them regrades the class on the next run."""
     h = hashlib.sha256()
-    folders = [course.assignment_dir(spec.id), course.solution_dir(spec.id) / "hidden_checks"]
+    folders = [course.assignment_dir(spec.id), course.solution_dir(spec.id), course.root / "datasets"]
+    files = [course.root / "course.toml"]
     for folder in folders:
-        for path in sorted(folder.rglob("*.py")) + sorted(folder.glob("*.toml")) + sorted(folder.rglob("*.json")):
-            if "__pycache__" not in path.parts:
-                h.update(path.relative_to(course.root).as_posix().encode() + b"\0" + path.read_bytes())
+        files += sorted(folder.rglob("*.py")) + sorted(folder.rglob("*.toml")) + sorted(folder.rglob("*.json"))
+    for path in files:
+        if path.is_file() and "__pycache__" not in path.parts:
+            h.update(path.relative_to(course.root).as_posix().encode() + b"\0" + path.read_bytes())
     return f"{__version__}+{h.hexdigest()[:12]}"
 
 

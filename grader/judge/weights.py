@@ -216,14 +216,35 @@ def load_weights(path: Path, max_unpacked: int = MAX_UNPACKED_BYTES) -> Any:
     return weights_from_bytes(data, name, max_unpacked)
 
 
-def state_dict_from(obj: Any, name: str, key: str | None = None) -> dict[str, torch.Tensor]:
-    """Pick a state_dict out of a loaded file: `obj[key]` if key is given, else obj itself."""
+def state_dict_from(
+    obj: Any, name: str, key: str | None = None, notes: list[str] | None = None, bare_ok: bool = False
+) -> dict[str, torch.Tensor]:
+    """Pick a state_dict out of a loaded file: `obj[key]` if key is given, else obj itself.
+
+    `bare_ok`: a file that is itself a state_dict, where `key` was asked for, is taken as the weights, with a
+    note. Keys all prefixed `module.` (saved from DataParallel) lose the prefix, with a note. Notes go to
+    `notes` when given."""
+    said = notes if notes is not None else []
     if key is not None:
-        if not isinstance(obj, dict) or key not in obj:
-            have = sorted(map(str, obj))[:6] if isinstance(obj, dict) else type(obj).__name__
-            raise WeightsError(f"{name} has no {key!r} entry (found {have})")
-        obj = obj[key]
-    if not isinstance(obj, dict) or not obj or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
-                                                       for k, v in obj.items()):  # fmt: skip
+        if _is_state_dict(obj) and bare_ok and key not in obj:
+            said.append(f"{name} is a bare state_dict; graded it as the weights (save {{{key!r}: ..., ...}} next "
+                        "time)")  # fmt: skip
+        elif not isinstance(obj, dict) or key not in obj:
+            have = (f"a dict with keys {sorted(map(str, obj))[:6]} but no {key!r}" if isinstance(obj, dict)
+                    else f"a {type(obj).__name__}")  # fmt: skip
+            raise WeightsError(f"{name} holds {have}; expected a checkpoint dict with the state_dict under {key!r}")
+        else:
+            obj = obj[key]
+            name = f"{name}[{key!r}]"
+    if not _is_state_dict(obj):
         raise WeightsError(f"{name}: expected a state_dict (a dict of tensors by name), found {type(obj).__name__}")
-    return dict(obj)
+    state = dict(obj)
+    if all(k.startswith("module.") for k in state):
+        state = {k.removeprefix("module."): v for k, v in state.items()}
+        said.append(f"{name} was saved from DataParallel; removed the 'module.' prefix from its keys")
+    return state
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return isinstance(obj, dict) and bool(obj) and all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())

@@ -27,7 +27,7 @@ from exp2_judge import normalize
 from grader.data import read_cifar10
 from grader.graphs import GraphPolicy, GraphRefused, runner
 from grader.graphs.policy import CNN_OPS
-from grader.judge import CheckFailed, WeightsError, confusion_matrix, judge_device, load_weights
+from grader.judge import CheckFailed, WeightsError, confusion_matrix, judge_device, load_weights, state_dict_from
 from grader.judge.client import ContestantClient
 from grader.judge.measured import ModelSpec, choose, fits_reference, reference_with
 from grader.modules import load_module
@@ -69,23 +69,12 @@ def test_set(data_root: Path, device: torch.device) -> tuple[torch.Tensor, torch
 
 
 def state_dict_of(obj: Any, name: str) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """The weights in a loaded checkpoint, and notes on how they were found."""
-    notes = []
-    if isinstance(obj, dict) and "net" in obj:
-        state = obj["net"]
-    elif isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
-        state = obj
-        notes.append(f"{name} is a bare state_dict; graded it as the weights (save {{'net': ..., ...}} next time)")
-    else:
-        have = f"a dict with keys {sorted(map(str, obj))[:6]}" if isinstance(obj, dict) else f"a {type(obj).__name__}"
-        raise CheckFailed(f"{name} holds {have}; expected a checkpoint dict with the state_dict under 'net'")
-    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
-                                              for k, v in state.items()):  # fmt: skip
-        raise CheckFailed(f"{name}['net'] is not a state_dict (a dict of tensors by name)")
-    if state and all(k.startswith("module.") for k in state):
-        state = {k.removeprefix("module."): v for k, v in state.items()}
-        notes.append(f"{name} was saved from DataParallel; removed the 'module.' prefix from its keys")
-    return state, notes
+    """The weights in a loaded checkpoint (under 'net', or a bare state_dict), and notes on how they were found."""
+    notes: list[str] = []
+    try:
+        return state_dict_from(obj, name, "net", notes, bare_ok=True), notes
+    except WeightsError as exc:
+        raise CheckFailed(str(exc)) from None
 
 
 def _predict_graph(graph: bytes, data_root: Path) -> torch.Tensor:
