@@ -7,6 +7,7 @@ through the Docker engine's API (the classic builder, which needs no buildx plug
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -114,7 +115,7 @@ def wheel_from_installed(dest: Path) -> Path:
     with tempfile.TemporaryDirectory(prefix="grader-wheel-src-") as tmp:
         src = Path(tmp)
         shutil.copytree(package, src / "grader", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-        deps = ", ".join(f'"{r}"' for r in installed_requirements())
+        deps = ", ".join(json.dumps(r) for r in installed_requirements())  # a JSON string is a TOML basic string
         (src / "pyproject.toml").write_text(
             '[build-system]\nrequires = ["setuptools>=77"]\nbuild-backend = "setuptools.build_meta"\n'
             f'[project]\nname = "torch-grader"\nversion = "{version("torch-grader")}"\ndependencies = [{deps}]\n'

@@ -37,7 +37,7 @@ from grader import frames
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
 CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND = 1, 2, 4, 8, 32, 4096
-MS_REC, MS_PRIVATE, MNT_DETACH = 16384, 1 << 18, 2
+MS_REC, MS_PRIVATE, MNT_DETACH, MS_MOVE = 16384, 1 << 18, 2, 8192
 MS_NOATIME, MS_NODIRATIME, MS_RELATIME = 1024, 2048, 1 << 21
 PR_SET_PDEATHSIG, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 1, 24, 38
 SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "arm64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217}
@@ -168,8 +168,20 @@ def build_view(cfg: dict[str, Any]) -> list[str]:
 def finish_view(cfg: dict[str, Any], owner: tuple[int, int]) -> None:
     """Scratch owned by the contestant's uid, then the root itself read-only."""
     mb = cfg["scratch_mb"]
-    _tmpfs("/tmp", mb, "1777", owner)
-    _tmpfs("/dev/shm", mb, "1777", owner)
+    for scratch in ("/tmp", "/dev/shm"):
+        # A bind inside a scratch folder (a venv under /tmp) would be hidden by the tmpfs: move it aside and back.
+        inside = [p for p in cfg["binds"] if p.startswith(scratch + "/") and os.path.isdir(p)]
+        held = []
+        for n, path in enumerate(inside):
+            hold = f"/.held{n}"
+            os.mkdir(hold, 0o700)
+            _mount(path, hold, None, MS_MOVE)
+            held.append((hold, path))
+        _tmpfs(scratch, mb, "1777", owner)
+        for hold, path in held:
+            os.makedirs(path, mode=0o755, exist_ok=True)
+            _mount(hold, path, None, MS_MOVE)
+            os.rmdir(hold)
     _tmpfs(f"{INSIDE}/work", mb, "0700", owner)
     _mount(None, "/", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
 
