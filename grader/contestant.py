@@ -62,8 +62,8 @@ def student(module: str) -> ModuleType:
         try:
             _MODULES[module] = import_module(module, path, _PLAN["cpu_seconds"], _PLAN["wall_seconds"])
             return _MODULES[module]
-        except ImportProblem as problem:
-            _IMPORT_FAILED[module] = problem
+        except ImportProblem as failed:
+            _IMPORT_FAILED[module] = failed
     problem = _IMPORT_FAILED[module]
     kind = "syntax_error" if problem.kind == "syntax" else "import_error"
     raise StudentImportError(kind, problem.message, problem.where)

@@ -123,7 +123,7 @@ def intake(spec: AssignmentSpec, folder: Path) -> Submission:
             continue
         path = found[0]
         rel = path.relative_to(folder).as_posix()
-        note = None
+        note: str | None = None
         if rel != fs.name:
             note = f"found {fs.name} as {rel}: graded it; next time submit it as {fs.name} at the top of your folder"
             if len(found) > 1:
@@ -134,7 +134,8 @@ def intake(spec: AssignmentSpec, folder: Path) -> Submission:
             records.append(FileRecord(name=fs.name, present=True, problem=str(exc), found_as=rel, note=note))
             continue
         size = path.stat().st_size
-        problem, digest = None, None
+        problem: str | None = None
+        digest: str | None = None
         limit = fs.max_kb * 1024
         hard = limit * fs.oversize_factor if fs.name.endswith(WEIGHTS_SUFFIXES) else limit
         if size > hard:

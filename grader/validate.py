@@ -95,8 +95,8 @@ def static_findings(course: Course, spec: AssignmentSpec, known_datasets: set[st
         if path.name.startswith("test_"):
             for cid, line in _tests(tree).items():
                 tests.setdefault(cid, (path, line))
-        for name, line in _probe_calls(tree) if names is not None else []:
-            if name not in names:
+        for name, line in _probe_calls(tree):
+            if names is not None and name not in names:
                 known = ", ".join(sorted(names)) or "none"
                 found.append(Finding("error", f"{_rel(course, path)} line {line}",
                                      f"calls probe {name!r}, which {spec.probes} does not define (known: {known})"))

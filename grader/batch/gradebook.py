@@ -95,8 +95,10 @@ def gradebook_csv(spec: AssignmentSpec, rows: list[ClassRow]) -> str:
             rubric = {r.id: r.score for r in adj.rubric} if adj else {}
             line += [num(rubric.get(r.id)) for r in spec.rubric]
             late = adj.late if adj else None
-            known = late is not None and late.submitted_at is not None
-            line += [str(late.days_late) if known else "", num(late.penalty) if known else "", num(result.total)]
+            if late is not None and late.submitted_at is not None:
+                line += [str(late.days_late), num(late.penalty), num(result.total)]
+            else:
+                line += ["", "", num(result.total)]
         said = [f"{p.id} (-{p.points:g})" for p in (result.problems if result else []) if p.points]
         line += [num(max_total), safe_cell("; ".join([*said, *row.problems]))]
         body.append(line)

@@ -14,6 +14,7 @@ import io
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -34,7 +35,7 @@ def export(model: torch.nn.Module, example: tuple[torch.Tensor, ...], input_name
     TorchScript-based export first (0.2 s for ResNet20); torch.export's (several seconds) where it fails."""
     model.eval()
     axes = {n: {0: "batch"} for n in [*input_names, *output_names]} if dynamic_batch else None
-    buf = io.BytesIO()
+    buf: Any = io.BytesIO()  # export writes to a file object too, though its annotation names only paths
     try:
         torch.onnx.export(model, example, buf, dynamo=False, opset_version=OPSET, input_names=input_names,
                           output_names=output_names, dynamic_axes=axes, do_constant_folding=False)  # fmt: skip

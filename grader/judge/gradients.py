@@ -68,7 +68,7 @@ def random_directions(inputs: Tensors, count: int, seed: int) -> list[dict[str, 
     out = []
     for _ in range(count):
         d = {k: torch.randn(v.shape, generator=gen, dtype=torch.float64) for k, v in inputs.items()}
-        norm = torch.sqrt(sum((t**2).sum() for t in d.values()))
+        norm = torch.sqrt(torch.stack([(t**2).sum() for t in d.values()]).sum())
         out.append({k: t / norm for k, t in d.items()})
     return out
 

@@ -26,7 +26,7 @@ class SandboxChoice(BaseModel):
         if choice not in ("local", "docker"):
             source = "--sandbox" if option else ENV_VAR
             raise SandboxError(f"{source}={choice!r}: expected 'local' or 'docker'")
-        return cls(kind=choice)  # type: ignore[arg-type]
+        return cls.model_validate({"kind": choice})
 
     def build(self) -> Sandbox:
         """The sandbox itself; docker needs an engine and the grading image."""

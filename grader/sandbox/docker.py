@@ -106,8 +106,7 @@ def gpu_device_requests(env: dict[str, str] | None = None) -> list[Any]:
     turned into device ids here and never passed on."""
     from docker.types import DeviceRequest
 
-    env = os.environ if env is None else env
-    visible = env.get("CUDA_VISIBLE_DEVICES")
+    visible = (os.environ if env is None else env).get("CUDA_VISIBLE_DEVICES")
     if visible is None:
         return [DeviceRequest(count=-1, capabilities=[["gpu"]])]
     ids = [d.strip() for d in visible.split(",") if d.strip()]
