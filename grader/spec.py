@@ -262,8 +262,11 @@ class Course(BaseModel):
                     "commands inside it, or pass --course / set GRADER_COURSE."
                 )
             root = found
-        if not cls.is_course(root):
-            raise CourseNotFound(f"{root} is not a course folder (no {COURSE_FILE}); create one with `grader init`")
+        # Named explicitly, assignments/ alone will do: the student edition of a course (the public checks) has
+        # no solutions/.
+        if not (cls.is_course(root) or (root / "assignments").is_dir()):
+            raise CourseNotFound(f"{root} is not a course folder (no {COURSE_FILE} and no assignments/); "
+                                 "create one with `grader init`")  # fmt: skip
         return cls(root=root)
 
     @staticmethod

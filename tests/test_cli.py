@@ -68,7 +68,7 @@ def test_invalid_spec_names_file_and_field(tmp_path):
     text = (ROOT / "assignments/exp1/assignment.toml").read_text().replace("points = 25", "points = -25", 1)
     (course / "assignments/exp1/assignment.toml").write_text(text)
     run = grader("validate", "--course", str(course))
-    assert run.returncode == 1
+    assert run.returncode == 2  # an author's mistake
     assert "assignments/exp1/assignment.toml" in run.stderr and "checks.3.points" in run.stderr
 
 
