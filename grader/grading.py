@@ -23,13 +23,12 @@ import torch
 
 from grader import __version__
 from grader.data import resolve_data_root
-from grader.files import read_regular
 from grader.intake import IntakeError, Submission, intake
 from grader.judge.client import STARTUP_TIMEOUT_S, ContestantClient, ModuleImport
 from grader.judge.plugin import GraderPlugin, run_checks
 from grader.judge.source_rules import package_problems, rule_problems
-from grader.loader import read_source_text
-from grader.results import CheckResult, Environment, GradeResult, Mode, Problem
+from grader.notebook import Converted
+from grader.results import CheckResult, Environment, GradeResult, Location, Mode, Problem
 from grader.sandbox.base import ContestantJob, LoadPlan, Sandbox, SandboxError
 from grader.sandbox.local import LocalSandbox
 from grader.spec import AssignmentSpec, Course
@@ -116,6 +115,20 @@ def import_problems(
     return out
 
 
+def notebook_problems(notebooks: dict[str, Converted]) -> list[Problem]:
+    """A notebook cell that is not valid Python was left out (Jupyter too runs the others): said once, costing
+    only what the checks that need its code lose."""
+    out = []
+    for name, nb in sorted(notebooks.items()):
+        if nb.broken:
+            file = name[:-3] + ".ipynb"
+            cells = "; ".join(f"cell {c}, line {n}: {msg} (`{nb.quote(c, n)}`)" for c, n, msg in nb.broken)
+            out.append(Problem(id=f"notebook:{name}", message=f"{file} has code cells that are not valid Python, "
+                               f"left out when grading ({cells}): fix them and resubmit",
+                               locations=[Location(file=file, line=n, cell=c) for c, n, _ in nb.broken]))  # fmt: skip
+    return out
+
+
 def _unrun(spec: AssignmentSpec, cid: str, message: str) -> CheckResult:
     c = spec.check(cid)
     return CheckResult(
@@ -149,9 +162,11 @@ def grade(
         sub = Submission(source=folder, files=[], ignored=[])
         checks = [_unrun(spec, cid, str(exc)) for cid in selected]
     else:
-        sources = {r.name: read_source_text(read_regular(sub.source / (r.found_as or r.name), r.size or 0))
-                   for r in sub.files if r.name.endswith(".py") and r.present and r.problem is None}  # fmt: skip
-        problems = rule_problems(spec, sources) + package_problems(spec, sources)
+        usable = [r.name for r in sub.files if r.name.endswith(".py") and r.present and r.problem is None]
+        sources = {name: sub.text(name, sub.record(name).size or 0) for name in usable}
+        positions = {name: nb for name in usable if (nb := sub.converted(name)) is not None}
+        problems = notebook_problems(positions) + rule_problems(spec, sources, positions)
+        problems += package_problems(spec, sources, positions)
         with tempfile.TemporaryDirectory(prefix="grader-judge-") as tmp:
             staged = sub.stage(Path(tmp) / "submission")
             ini = Path(tmp) / "pytest.ini"

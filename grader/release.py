@@ -145,10 +145,17 @@ def planned_files(course: Course, assignment_id: str) -> dict[Path, str]:
     return plan
 
 
-def release(course: Course, assignment_id: str, check: bool = False) -> list[Path]:
-    """Write the generated files; with check=True write nothing and return those that are stale."""
+def release(course: Course, assignment_id: str, check: bool = False, fmt: str = "py") -> list[Path]:
+    """Write the generated files (fmt "py": the stubs; "ipynb": the notebooks, grader.release_notebook); with
+    check=True write nothing and return those that are stale."""
+    if fmt == "ipynb":
+        from grader.release_notebook import planned_notebooks
+
+        plan = planned_notebooks(course, assignment_id)
+    else:
+        plan = planned_files(course, assignment_id)
     stale = []
-    for path, content in planned_files(course, assignment_id).items():
+    for path, content in plan.items():
         if not path.is_file() or path.read_text(encoding="utf-8") != content:
             stale.append(path)
             if not check:

@@ -22,6 +22,7 @@ class Location(BaseModel):
     file: str
     line: int
     function: str = ""
+    cell: int | None = Field(None, description="in a notebook: the cell (from 1, counting every cell); line is in it")
 
 
 class Confusion(BaseModel):
@@ -49,6 +50,16 @@ class CheckResult(BaseModel):
     confusion: Confusion | None = None
 
 
+class NotebookCell(BaseModel):
+    """One cell of a submitted notebook, as graded (grader.notebook)."""
+
+    cell: int
+    kind: str = Field(description="code, markdown or raw")
+    status: str = Field(description="run, commented (ran with magics commented out), skipped (tagged training), "
+                        "syntax_error (left out), empty, text")
+    detail: str = ""
+
+
 class FileRecord(BaseModel):
     name: str
     present: bool
@@ -57,6 +68,8 @@ class FileRecord(BaseModel):
     problem: str | None = Field(None, description="why the file cannot be used, and what to do")
     found_as: str | None = Field(None, description="where it was found, when not at the top under its name")
     note: str | None = Field(None, description="a remark that costs nothing (e.g. how it was found)")
+    cells: list[NotebookCell] = Field(default_factory=list, description="a notebook standing in for a .py file: "
+                                      "what grading did with each cell")
 
 
 class Problem(BaseModel):
