@@ -109,13 +109,12 @@ def parse(data: bytes, name: str) -> list[dict[str, Any]]:
                             f"{exc.colno} ({exc.msg}); open it in Jupyter, save it again and resubmit") from None
     except RecursionError:
         raise NotebookError(f"{name} is not a valid notebook: its JSON nests too deeply") from None
+    if isinstance(nb, dict) and "nbformat" in nb and nb["nbformat"] != 4:
+        raise NotebookError(f"{name} is in notebook format {nb['nbformat']!r}; the grader reads format 4 (Jupyter "
+                            "since 2015, Colab): open it in a current Jupyter, save it and resubmit")  # fmt: skip
     if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
         raise NotebookError(f"{name} is not a Jupyter notebook (no list of cells); submit the .ipynb that "
                             "Jupyter or Colab saved")  # fmt: skip
-    version = nb.get("nbformat")
-    if version != 4:
-        raise NotebookError(f"{name} is in notebook format {version!r}; the grader reads format 4 (Jupyter since "
-                            "2015, Colab): open it in a current Jupyter, save it and resubmit")  # fmt: skip
     cells = []
     for i, cell in enumerate(nb["cells"], start=1):
         if not isinstance(cell, dict):
