@@ -11,7 +11,10 @@ tagged `training` (grader.notebook.TRAINING_TAG), so grading skips it. Each cell
 (schema 3): cells with a solution region are solution cells (`grade_id` = `def_` and the function or class they define);
 the given code is locked, with nbgrader's checksum; each check is a locked grade cell whose `grade_id` is the
 check id and whose points are the check's (the nbgrader gradebook export writes our scores to these cells);
-each rubric item is a markdown task cell. The grade cells hold only a comment: torch-grader grades them.
+each rubric item (a written question) is a markdown cell the student answers, graded by hand: nbgrader's
+"manually graded answer" (grade and solution), the kind of grade cell the export writes rubric scores to, so a
+gradebook that nbgrader's `generate_assignment` filled from these notebooks takes the export as it is. The grade
+cells hold only a comment: torch-grader grades them, not nbgrader's autograder.
 """
 
 from __future__ import annotations
@@ -138,9 +141,10 @@ def notebook(spec: AssignmentSpec, source: str, name: str, *, solution: bool) ->
         if c.enabled:
             cells.append(_cell("code", f"# {c.id}: {c.name} ({c.points:g} points, {c.visibility.replace('_', ' ')})",
                                c.id, grade=True, locked=True, points=c.points))  # fmt: skip
-    for r in spec.rubric:
-        cells.append(_cell("markdown", f"### {r.name} ({r.points:g} points)\n\nGraded by hand: write it as the "
-                           "handout asks.", r.id, task=True, locked=True, points=r.points))  # fmt: skip
+    for r in spec.rubric:  # the student writes here; graded by hand, as the batch's rubric.csv
+        answer = "YOUR ANSWER HERE" if not solution else "(the student's answer)"
+        cells.append(_cell("markdown", f"### {r.name} ({r.points:g} points)\n\n{answer}", r.id, grade=True,
+                           solution=True, points=r.points))  # fmt: skip
     for i, cell in enumerate(cells):
         cell["id"] = f"{name.removesuffix('.py')}-{i:02d}"  # stable ids: regenerating changes nothing
     return {"cells": cells, "metadata": {"kernelspec": KERNEL, "language_info": {"name": "python"}},

@@ -135,9 +135,10 @@ def test_released_notebooks_match_solutions_and_validate(course):
             for cell, m in zip(nb.cells, meta, strict=True):
                 if "checksum" in m:
                     assert m["checksum"] == compute_checksum(cell), (path, m["grade_id"])
-            grades = {m["grade_id"]: m["points"] for m in meta if m["grade"]}
-            assert grades == {c.id: c.points for c in spec.checks if c.enabled}
-            assert {m["grade_id"] for m in meta if m["task"]} == {r.id for r in spec.rubric}
+            grades = {m["grade_id"]: (m["points"], cell.cell_type) for cell, m in zip(nb.cells, meta, strict=True)
+                      if m["grade"]}  # fmt: skip
+            assert grades == {c.id: (c.points, "code") for c in spec.checks if c.enabled} | {
+                r.id: (r.points, "markdown") for r in spec.rubric}  # the cells the gradebook export writes to
             training = [c for c in nb.cells if notebook.TRAINING_TAG in c.metadata.get("tags", [])]
             assert len(training) == 1 and "__main__" in training[0].source
             stub = "raise NotImplementedError" in "".join(c.source for c in nb.cells)
@@ -162,3 +163,29 @@ def test_spec_refuses_a_notebook_for_weights():
 
     with pytest.raises(ValidationError, match="applies to .py files only"):
         FileSpec(name="model.pth", max_kb=10, notebook=True)
+
+
+def test_notebooks_in_lms_zips_and_nbgrader_folders_are_found(course, tmp_path):
+    import zipfile
+
+    from grader.batch.discover import discover
+
+    spec = course.spec("exp1")
+    with zipfile.ZipFile(tmp_path / "canvas.zip", "w") as zf:  # Canvas: flat files named <name>_<uid>_<sub>_<file>
+        zf.writestr("alice_123_456_exp1.ipynb", STUDENT)
+        zf.writestr("alice_123_456_model.pth", b"weights")
+    with zipfile.ZipFile(tmp_path / "moodle.zip", "w") as zf:  # Moodle: a folder per student, here a zipped folder
+        zf.writestr("Bob Brown_77_assignsubmission_file_/work/exp1.ipynb", STUDENT)
+    for export, key in (("canvas.zip", "123"), ("moodle.zip", "77")):
+        (found,) = discover(tmp_path / export, tmp_path / "work" / export).found
+        assert found.key == key
+        assert intake(spec, found.folder).record("exp1.py").found_as in ("exp1.ipynb", "work/exp1.ipynb")
+    submitted = tmp_path / "submitted"
+    for student, assignment in (("s1", "exp1"), ("s1", "exp2"), ("s2", "exp1")):
+        (submitted / student / assignment).mkdir(parents=True)
+        (submitted / student / assignment / f"{assignment}.ipynb").write_bytes(STUDENT)
+    d = discover(tmp_path, tmp_path / "work2", "exp1")  # the course folder that holds submitted/
+    assert d.kind == "nbgrader submitted/ folder"
+    assert [(f.key, f.folder.name) for f in d.found] == [("s1", "exp1"), ("s2", "exp1")]
+    assert discover(submitted, tmp_path / "work3", "exp2").problems == [
+        f"{submitted / 's2'}: no exp2/ folder (it has exp1); nothing to grade"]

@@ -159,3 +159,53 @@ def test_malformed_notebooks_cost_only_their_file(course, tmp_path):
         (check,) = result.checks
         assert check.status == "failed" and result.files[0].problem, name
         assert all(c.status != "error" for c in result.checks)
+
+
+def test_nbgrader_submitted_tree_is_batch_graded_into_formgraders_cells(course, tmp_path):
+    """A course run with nbgrader: generate_assignment made the gradebook from our source notebook; students
+    submitted notebooks or .py files; `grader batch` grades submitted/ and writes each check to its cell."""
+    pytest.importorskip("nbgrader")
+    import subprocess
+    import sys
+
+    from nbgrader.api import Gradebook
+
+    from tests.test_batch import batch
+
+    root = tmp_path / "course"
+    (root / "source" / "exp1").mkdir(parents=True)
+    shutil.copy(course.solution_dir("exp1") / "exp1.ipynb", root / "source" / "exp1")
+    db = f"sqlite:///{tmp_path / 'gradebook.db'}"
+    (root / "nbgrader_config.py").write_text(f"c = get_config()\nc.CourseDirectory.root = {str(root)!r}\n"
+                                             f"c.CourseDirectory.db_url = {db!r}\n")  # fmt: skip
+    bin_dir = str(Path(sys.executable).parent)
+    r = subprocess.run([sys.executable, "-m", "nbgrader", "generate_assignment", "exp1", "--force"], cwd=root,
+                       capture_output=True, text=True, env={**os.environ, "PATH": bin_dir + os.pathsep +
+                       os.environ["PATH"]}, timeout=300)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    submitted = root / "submitted"
+    for student, files in {
+        "alice": [course.solution_dir("exp1") / "exp1.ipynb", course.examples_dir("exp1") / "solution" / "model.pth"],
+        "bob": [course.examples_dir("exp1") / "stub" / "exp1.py"],
+        "carol": [course.assignment_dir("exp1") / "exp1.ipynb"],
+    }.items():
+        (submitted / student / "exp1").mkdir(parents=True)
+        (submitted / student / "exp1" / "timestamp.txt").write_text("2026-11-30 12:00:00.000000 UTC")
+        for f in files:
+            shutil.copy(f, submitted / student / "exp1")
+    (submitted / "dave" / "exp2").mkdir(parents=True)  # submitted another assignment only
+    out = tmp_path / "out"
+    r = batch("exp1", str(root), "--out", str(out), "--nbgrader-db", db, "-j", "2")
+    assert r.returncode == 0, r.stderr
+    assert "dave: no exp1/ folder (it has exp2)" in r.stderr.replace("\n", "")
+    report = json.loads((out / "batch.json").read_text())
+    assert report["input_kind"] == "nbgrader submitted/ folder" and report["graded_now"] == 3
+    gb = Gradebook(db)
+    try:
+        cells = {c.name for c in gb.find_notebook("exp1", "exp1").grade_cells}
+        assert cells == {c.id for c in course.spec("exp1").checks} | {"report"}  # no new cells: the same ids
+        alice = {g.name: g.auto_score for g in gb.find_submission_notebook("exp1", "exp1", "alice").grades}
+        assert alice == {**{k: float(v) for k, v in EXPECTED["solution"].items()}, "report": None}
+        assert gb.find_submission("exp1", "carol").score == 0
+    finally:
+        gb.close()
