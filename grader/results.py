@@ -24,6 +24,10 @@ class Location(BaseModel):
     function: str = ""
     cell: int | None = Field(None, description="in a notebook: the cell (from 1, counting every cell); line is in it")
 
+    def where(self) -> str:
+        """`exp1.py line 24`, or `exp1.ipynb cell 7, line 3`."""
+        return f"{self.file} cell {self.cell}, line {self.line}" if self.cell else f"{self.file} line {self.line}"
+
 
 class Confusion(BaseModel):
     """A classifier's confusion matrix: matrix[true][predicted] counts."""

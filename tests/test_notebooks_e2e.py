@@ -14,6 +14,8 @@ import pytest
 
 from grader.grading import grade
 from grader.notebook import TRAINING_TAG
+from grader.report.html import to_html
+from grader.report.markdown import to_markdown
 from tests.test_exp1_e2e import EXPECTED
 
 pytestmark = pytest.mark.slow
@@ -123,7 +125,16 @@ def test_stub_notebook_scores_zero(course, tmp_path):
     result = grade(course, "exp1", sub)
     assert result.score == 0 and all(c.status == "failed" for c in result.checks)
     assert "not implemented yet" in {c.id: c for c in result.checks}["f_reference_values"].message
-    assert "exp1.ipynb cell" in {c.id: c for c in result.checks}["f_reference_values"].message
+    f_check = {c.id: c for c in result.checks}["f_reference_values"]
+    cell = f_check.locations[-1].cell
+    assert f"(exp1.ipynb cell {cell}, line 4: `raise NotImplementedError`, in f)" in f_check.message
+    # the reports show the cells as graded, and the failures link to the cells they point at
+    md, page = to_markdown(result, "student"), to_html(result, "student")
+    assert "## Notebook cells: `exp1.ipynb`" in md and f"at `exp1.ipynb cell {cell}, line 4`, in `f`" in md
+    assert f"| {cell} | run |  | `f_reference_values` |" in md
+    assert "| skipped | tagged `training` |" in md
+    assert f'<a href="#cell-{cell}">exp1.ipynb cell {cell}, line 4</a>' in page
+    assert f'<tr id="cell-{cell}">' in page and '<a href="#check-f_reference_values">' in page
 
 
 def test_untagged_training_cell_falls_back_and_names_the_cell(course_copy, tmp_path):
