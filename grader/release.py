@@ -16,6 +16,7 @@ import importlib.util
 import re
 from pathlib import Path
 
+from grader.notebook import TRAINING_TAG
 from grader.spec import AssignmentSpec, Course, FileSpec
 
 BEGIN = re.compile(r"^(?P<indent>\s*)### BEGIN SOLUTION(?::\s*(?P<hint>.*?))?\s*$")
@@ -114,6 +115,15 @@ def grading_section(spec: AssignmentSpec) -> str:
         "your others; a check that depends on a function another check already marks wrong says so and "
         "takes nothing.",
     ]
+    notebooks = [f.name for f in spec.files if f.notebook]
+    if notebooks:
+        stand_ins = ", ".join(f"`{n[:-3]}.ipynb`" for n in notebooks)
+        files = ", ".join(f"`{n}`" for n in notebooks)
+        lines.append(f"- **Notebooks**: {stand_ins} may be submitted in place of {files} "
+                     f"(Jupyter or Colab). Its code cells run in order as one module, under the same budget; cells "
+                     f"tagged `{TRAINING_TAG}` are skipped (tag every cell that trains or experiments); magics and "
+                     "shell escapes (`%matplotlib inline`, `!pip install`) are commented out; messages point at "
+                     '"cell 7, line 3", counting every cell from the top.')  # fmt: skip
     for rule in spec.rules:
         where = f"in {', '.join(f'`{f}`' for f in rule.functions)}" if rule.functions else f"in `{rule.file}`"
         lines.append(f"- **Rule ({rule.points:g} points)**: {rule.why}. Checked by reading your code {where}: "

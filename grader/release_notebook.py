@@ -125,8 +125,6 @@ def notebook(spec: AssignmentSpec, source: str, name: str, *, solution: bool) ->
             cells.append(_cell("markdown", f"# {title.strip()}\n\n{rest.strip()}".strip(), f"handout_{n}",
                                locked=True))  # fmt: skip
             guide = grading_section(spec).replace("## How your code is run", "## How your notebook is graded")
-            guide += (f"- **Notebooks**: the code cells run in order as one module; cells tagged `{TRAINING_TAG}` "
-                      "are skipped; magics and shell escapes (`%matplotlib inline`, `!pip`) are commented out.\n")
             cells.append(_cell("markdown", guide, "how_graded", locked=True))
         elif "### BEGIN SOLUTION" in text:
             cells.append(_cell("code", text if solution else strip_solution(text, name), f"def_{fn}", solution=True))
