@@ -155,6 +155,17 @@ def _uncomment_magics(cell: int, lines: list[str], out: Converted) -> list[str]:
     return done
 
 
+def _parse_error(source: str) -> tuple[int, str] | None:
+    """(line, what) when `source` is not valid Python; whatever the parser raises on hostile text is data here."""
+    try:
+        ast.parse(source)
+    except SyntaxError as exc:
+        return exc.lineno or 0, exc.msg
+    except (ValueError, RecursionError, MemoryError) as exc:  # a NUL byte; nesting the parser cannot hold
+        return 0, f"{type(exc).__name__}: {str(exc)[:100]}"
+    return None
+
+
 def convert(cells: list[dict[str, Any]]) -> Converted:
     """The code cells as one module's source, with where each line came from (see the module's docstring)."""
     out = Converted(source="")
@@ -174,15 +185,12 @@ def convert(cells: list[dict[str, Any]]) -> Converted:
             out.cells.append(CellInfo(number, "code", "empty"))
             continue
         before = len(out.commented)
-        try:
-            ast.parse(source)
-        except SyntaxError:
+        if _parse_error(source) is not None:
             lines = _uncomment_magics(number, lines, out)
-        try:
-            ast.parse("\n".join(lines))
-        except SyntaxError as exc:
-            out.broken.append((number, exc.lineno or 0, exc.msg))
-            out.cells.append(CellInfo(number, "code", "syntax_error", f"line {exc.lineno}: {exc.msg}"))
+        error = _parse_error("\n".join(lines))
+        if error is not None:
+            out.broken.append((number, *error))
+            out.cells.append(CellInfo(number, "code", "syntax_error", f"line {error[0]}: {error[1]}"))
             continue
         magics = len(out.commented) - before
         status = "commented" if magics else "run"

@@ -59,6 +59,13 @@ def test_cells_become_one_module():
     assert "left out cell 7: a syntax error at line 1" in summary
 
 
+def test_hostile_cells_are_left_out_not_a_crash():
+    nb = module_source(nb_bytes(("code", "x = 1\x00"), ("code", "(" * 300_000 + ")" * 300_000), ("code", "y = 2")),
+                       "exp1.ipynb")  # fmt: skip
+    assert [c.status for c in nb.cells] == ["syntax_error", "syntax_error", "run"]
+    assert nb.source.strip() == "y = 2"
+
+
 @pytest.mark.parametrize(
     ("data", "words"),
     [
