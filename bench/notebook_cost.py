@@ -4,8 +4,9 @@
 
 Grades exp1's solution twice per run, alternating: as `exp1.py` (examples/exp1/solution) and as the released
 solution notebook `exp1.ipynb` after a real Jupyter kernel ran it (nbclient + ipykernel: outputs, execution counts,
-an inline plot), with the same model.pth. The same plot is appended to the .py, so both run the same code. The whole grade is timed (intake reads and converts the notebook as data,
-stages its cells, the contestant converts and imports it). Also times the judge-side conversion alone
+an inline plot), with the same model.pth. The same plot is appended to the .py, so both run the same code. The
+whole grade is timed (intake reads and converts the notebook as data, stages its cells, the contestant converts
+and imports it). Also times the judge-side conversion alone
 (grader.notebook.module_source) on the kernel-run notebook. Prints one JSON line per grade and a summary.
 """
 
