@@ -16,6 +16,7 @@ from grader.grading import grade
 from grader.notebook import TRAINING_TAG
 from grader.report.html import to_html
 from grader.report.markdown import to_markdown
+from grader.sandbox.local import LocalSandbox
 from tests.test_exp1_e2e import EXPECTED
 
 pytestmark = pytest.mark.slow
@@ -107,10 +108,18 @@ def colab(course: Path, dest: Path) -> Path:
     return dest
 
 
-def test_colab_notebook(course, tmp_path):
+@pytest.mark.parametrize("sandbox_name", ["local", "docker"])
+def test_colab_notebook(course, tmp_path, sandbox_name):
+    """In both sandboxes: the contestant converts and imports the notebook, refuses `google`, falls back."""
+    sandbox = LocalSandbox()
+    if sandbox_name == "docker":
+        from tests.test_hostile import _docker_sandbox
+
+        sandbox = _docker_sandbox()
     sub = colab(course.solution_dir("exp1"), tmp_path / "bob")
     shutil.copy(course.examples_dir("exp1") / "solution" / "model.pth", sub)
-    result = grade(course, "exp1", sub, only=["f_reference_values", "mlp_output_shape", "num_train_samples_unchanged"])
+    result = grade(course, "exp1", sub, only=["f_reference_values", "mlp_output_shape", "num_train_samples_unchanged"],
+                   sandbox=sandbox)
     assert result.score == result.max_score == 30, {c.id: c.message for c in result.checks}
     # `google` is not on the grader, which says so once and takes nothing; the `!pip` line is commented out
     (problem,) = result.problems
