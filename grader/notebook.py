@@ -123,8 +123,9 @@ def parse(data: bytes, name: str) -> list[dict[str, Any]]:
             source = _text(cell.get("source", ""))
         except NotebookError as exc:
             raise NotebookError(f"{name}: cell {i}: {exc}") from None
-        meta = cell.get("metadata") if isinstance(cell.get("metadata"), dict) else {}
-        tags = meta.get("tags") if isinstance(meta.get("tags"), list) else []
+        meta = cell.get("metadata")
+        tags = meta.get("tags") if isinstance(meta, dict) else None
+        tags = tags if isinstance(tags, list) else []
         cells.append({"cell_type": str(cell.get("cell_type", "")), "source": source,
                       "metadata": {"tags": [t for t in tags if isinstance(t, str)]}})  # fmt: skip
     return cells
