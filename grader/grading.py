@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import tempfile
 import time
 from datetime import datetime, timezone
@@ -28,7 +29,7 @@ from grader.judge.client import STARTUP_TIMEOUT_S, ContestantClient, ModuleImpor
 from grader.judge.plugin import GraderPlugin, run_checks
 from grader.judge.source_rules import package_problems, rule_problems
 from grader.notebook import Converted
-from grader.results import CheckResult, Environment, GradeResult, Location, Mode, Problem
+from grader.results import CheckResult, Environment, FileRecord, GradeResult, Location, Mode, Problem
 from grader.sandbox.base import ContestantJob, LoadPlan, Sandbox, SandboxError
 from grader.sandbox.local import LocalSandbox
 from grader.spec import AssignmentSpec, Course
@@ -129,6 +130,35 @@ def notebook_problems(notebooks: dict[str, Converted]) -> list[Problem]:
     return out
 
 
+LEFT_OUT_CELL = re.compile(r"^cell (\d+), line \d+ ")
+
+
+def cells_as_run(files: list[FileRecord], imports: dict[str, ModuleImport]) -> list[FileRecord]:
+    """A notebook's cells as its import really ran them: a definitions-only import left statements of some cells
+    out (`partly run`); a module that could not be imported ran none."""
+    out = []
+    for rec in files:
+        record = imports.get(rec.name[:-3])
+        if not rec.cells or record is None or record.mode == "full":
+            out.append(rec)
+            continue
+        left: dict[int, list[str]] = {}
+        for text in record.left_out:
+            if m := LEFT_OUT_CELL.match(text):
+                left.setdefault(int(m[1]), []).append(text[m.end() - 1 :].strip())
+        cells = []
+        for c in rec.cells:
+            if c.kind == "code" and c.status in ("run", "commented"):
+                if record.mode == "failed":
+                    c = c.model_copy(update={"status": "not_run", "detail": "the module could not be imported"})
+                elif c.cell in left:
+                    c = c.model_copy(update={"status": "partly_run", "detail": "definitions only; left out: "
+                                             + "; ".join(left[c.cell][:3])})  # fmt: skip
+            cells.append(c)
+        out.append(rec.model_copy(update={"cells": cells}))
+    return out
+
+
 def _unrun(spec: AssignmentSpec, cid: str, message: str) -> CheckResult:
     c = spec.check(cid)
     return CheckResult(
@@ -203,6 +233,7 @@ def grade(
         checks = [plugin.results.get(cid) or _unrun(spec, cid, "this check did not run") for cid in selected]
         max_score = sum(c.max_score for c in checks)
         problems += import_problems(spec, client.imports, max_score, {p.id for p in problems})
+        sub.files = cells_as_run(sub.files, client.imports)
     earned = sum(c.score for c in checks) - sum(p.points for p in problems)
     return GradeResult(
         assignment=spec.id,

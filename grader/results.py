@@ -60,7 +60,8 @@ class NotebookCell(BaseModel):
     cell: int
     kind: str = Field(description="code, markdown or raw")
     status: str = Field(description="run, commented (ran with magics commented out), skipped (tagged training), "
-                        "syntax_error (left out), empty, text")
+                        "syntax_error (left out), empty, text; after a definitions-only import partly_run, after a "
+                        "failed one not_run")
     detail: str = ""
 
 

@@ -167,6 +167,8 @@ def test_untagged_training_cell_falls_back_and_names_the_cell(course_copy, tmp_p
     left = f"left out: cell {cell}, line 2 `losses = train("
     assert any(d.startswith(left) for d in problem.details), problem.details
     assert problem.locations[0].cell == cell
+    (partly,) = [x for x in result.files[0].cells if x.status == "partly_run"]  # the report shows what ran
+    assert partly.cell == cell and "losses = train(" in partly.detail
 
 
 def test_malformed_notebooks_cost_only_their_file(course, tmp_path):
