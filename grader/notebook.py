@@ -76,7 +76,7 @@ class Converted:
     def summary(self) -> str:
         """One sentence for the file's note: what ran, what did not."""
         run = [c.cell for c in self.cells if c.status in ("run", "commented")]
-        parts = [f"graded the notebook's code cells as one module ({len(run)} code cell(s) ran)"]
+        parts = [f"its {len(run)} code cell(s) run in order as one module"]
         skipped = [c.cell for c in self.cells if c.status == "skipped"]
         if skipped:
             parts.append(f"skipped cell(s) {', '.join(map(str, skipped))} (tagged `{TRAINING_TAG}`)")
