@@ -98,7 +98,7 @@ def checksum(cell: dict[str, Any]) -> str:
 
 
 def _cell(kind: str, source: str, grade_id: str | None = None, *, solution: bool = False, locked: bool = False,
-          grade: bool = False, task: bool = False, points: float | None = None,
+          grade: bool = False, points: float | None = None,
           tags: list[str] | None = None) -> dict[str, Any]:  # fmt: skip
     cell: dict[str, Any] = {"cell_type": kind, "id": "", "metadata": {}, "source": source}
     if kind == "code":
@@ -107,11 +107,11 @@ def _cell(kind: str, source: str, grade_id: str | None = None, *, solution: bool
         cell["metadata"]["tags"] = tags
     if grade_id is not None:
         meta: dict[str, Any] = {"schema_version": NBGRADER_SCHEMA, "grade": grade, "solution": solution,
-                                "locked": locked, "task": task, "grade_id": grade_id}  # fmt: skip
+                                "locked": locked, "task": False, "grade_id": grade_id}  # fmt: skip
         if points is not None:
             meta["points"] = points
         cell["metadata"]["nbgrader"] = meta
-        if locked or grade or task:
+        if locked or grade:
             meta["checksum"] = checksum(cell)
     return cell
 
