@@ -111,7 +111,7 @@ def _cell(kind: str, source: str, grade_id: str | None = None, *, solution: bool
         if points is not None:
             meta["points"] = points
         cell["metadata"]["nbgrader"] = meta
-        if locked or grade:
+        if locked or grade or solution:  # as nbgrader's ComputeChecksums
             meta["checksum"] = checksum(cell)
     return cell
 
