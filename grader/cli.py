@@ -184,12 +184,16 @@ def release_cmd(
     assignment: Annotated[str, typer.Argument(help="assignment id")],
     check_only: Annotated[bool, typer.Option("--check", help="write nothing; exit 1 if a stub is stale")] = False,
     course: CourseOpt = None,
+    fmt: Annotated[str, typer.Option("--format", help="py: the .py stub; ipynb: the student notebook and "
+                                     "nbgrader's source notebook (grader.release_notebook)")] = "py",
 ) -> None:
     """Regenerate the student stub (and the solution/stub examples) from solutions/<id>/."""
     c = _locate(course)
+    if fmt not in ("py", "ipynb"):
+        _die(f"--format {fmt!r}: expected py or ipynb")
     try:
         c.spec(assignment)
-        stale = release(c, assignment, check=check_only)
+        stale = release(c, assignment, check=check_only, fmt=fmt)
     except (SpecError, ReleaseError) as exc:
         _die(str(exc))
     for path in stale:

@@ -48,15 +48,22 @@ class StudentImportError(Exception):
         self.kind, self.message, self.where = kind, message, where
 
 
+def module_path(submission: Path, module: str) -> Path:
+    """`<module>.py`, or the notebook `<module>.ipynb` that stands in for it (the judge staged one of them)."""
+    path = submission / f"{module}.py"
+    notebook = path.with_suffix(".ipynb")
+    return notebook if not path.is_file() and notebook.is_file() else path
+
+
 def student(module: str) -> ModuleType:
-    """The student's module `<module>.py`, as the contestant imported it at start-up (grader.loader)."""
+    """The student's module `<module>.py` (or its notebook), as the contestant imported it at start-up."""
     if module in _MODULES:
         return _MODULES[module]
     if module not in _IMPORT_FAILED:  # not among the modules imported at start-up: import it now, once
         from grader.loader import ImportProblem, import_module
 
         assert _SUBMISSION is not None
-        path = _SUBMISSION / f"{module}.py"
+        path = module_path(_SUBMISSION, module)
         if not path.is_file():
             raise StudentImportError("missing_file", f"{path.name} is not in the submission", [])
         try:
@@ -80,10 +87,10 @@ def _import_all(sock: socket.socket, plan: dict[str, Any]) -> None:
 
     assert _SUBMISSION is not None
     # As if the student had run `python exp1.py`: argparse sees no options, not the contestant's own.
-    sys.argv = [str(_SUBMISSION / f"{plan['modules'][0]}.py")] if plan["modules"] else ["student"]
+    sys.argv = [str(module_path(_SUBMISSION, plan["modules"][0]))] if plan["modules"] else ["student"]
     unloadable = dict(plan.get("unloadable", []))
     for name in plan["modules"]:
-        path = _SUBMISSION / f"{name}.py"
+        path = module_path(_SUBMISSION, name)
         if name in unloadable:
             _IMPORT_FAILED[name] = ImportProblem("stopped", unloadable[name])
             continue
@@ -117,11 +124,24 @@ def _describe(exc: BaseException) -> str:
 
 def _student_frames(exc: BaseException) -> list[dict[str, Any]]:
     """The traceback frames that lie in the submission, innermost last."""
+    from grader.loader import position
+
     frames = []
     for fs in traceback.extract_tb(exc.__traceback__):
         if _SUBMISSION is not None and Path(fs.filename).parent == _SUBMISSION:
-            frames.append({"file": Path(fs.filename).name, "line": fs.lineno or 0, "function": fs.name})
+            frames.append({**position(Path(fs.filename), fs.lineno or 0), "function": fs.name})
     return frames
+
+
+def _where(frame: dict[str, Any]) -> str:
+    """`exp1.py line 24` or `exp1.ipynb cell 7, line 3`."""
+    if not frame.get("cell"):
+        return f"{frame['file']} line {frame['line']}"
+    from grader.loader import quote
+
+    assert _SUBMISSION is not None
+    text = quote(_SUBMISSION / frame["file"], frame["cell"], frame["line"])
+    return f"{frame['file']} cell {frame['cell']}, line {frame['line']}" + (f": `{text}`" if text else "")
 
 
 def classify(exc: BaseException) -> dict[str, Any]:
@@ -129,7 +149,7 @@ def classify(exc: BaseException) -> dict[str, Any]:
     if isinstance(exc, StudentImportError):
         return {"kind": exc.kind, "message": exc.message, "where": exc.where}
     where = _student_frames(exc)
-    at = f" ({where[-1]['file']} line {where[-1]['line']}, in {where[-1]['function']})" if where else ""
+    at = f" ({_where(where[-1])}, in {where[-1]['function']})" if where else ""
     if isinstance(exc, NotImplementedError):
         kind, msg = "not_implemented", f"not implemented yet: raised {_describe(exc)}{at}"
     elif isinstance(exc, SystemExit):

@@ -13,6 +13,7 @@ Rendering the result into files is grader.report's job.
 from __future__ import annotations
 
 import platform
+import re
 import tempfile
 import time
 from datetime import datetime, timezone
@@ -22,13 +23,12 @@ import torch
 
 from grader import __version__
 from grader.data import resolve_data_root
-from grader.files import read_regular
 from grader.intake import IntakeError, Submission, intake
 from grader.judge.client import STARTUP_TIMEOUT_S, ContestantClient, ModuleImport
 from grader.judge.plugin import GraderPlugin, run_checks
 from grader.judge.source_rules import package_problems, rule_problems
-from grader.loader import read_source_text
-from grader.results import CheckResult, Environment, GradeResult, Mode, Problem
+from grader.notebook import Converted
+from grader.results import CheckResult, Environment, FileRecord, GradeResult, Location, Mode, Problem
 from grader.sandbox.base import ContestantJob, LoadPlan, Sandbox
 from grader.sandbox.choice import SandboxChoice
 from grader.spec import AssignmentSpec, Course
@@ -120,6 +120,49 @@ def contestant_job(course: Course, spec: AssignmentSpec, staged: Path, data_root
     )  # fmt: skip
 
 
+def notebook_problems(notebooks: dict[str, Converted]) -> list[Problem]:
+    """A notebook cell that is not valid Python was left out (Jupyter too runs the others): said once, costing
+    only what the checks that need its code lose."""
+    out = []
+    for name, nb in sorted(notebooks.items()):
+        if nb.broken:
+            file = name[:-3] + ".ipynb"
+            cells = "; ".join(f"cell {c}, line {n}: {msg} (`{nb.quote(c, n)}`)" for c, n, msg in nb.broken)
+            out.append(Problem(id=f"notebook:{name}", message=f"{file} has code cells that are not valid Python, "
+                               f"left out when grading ({cells}): fix them and resubmit",
+                               locations=[Location(file=file, line=n, cell=c) for c, n, _ in nb.broken]))  # fmt: skip
+    return out
+
+
+LEFT_OUT_CELL = re.compile(r"^cell (\d+), line \d+ ")
+
+
+def cells_as_run(files: list[FileRecord], imports: dict[str, ModuleImport]) -> list[FileRecord]:
+    """A notebook's cells as its import really ran them: a definitions-only import left statements of some cells
+    out (`partly run`); a module that could not be imported ran none."""
+    out = []
+    for rec in files:
+        record = imports.get(rec.name[:-3])
+        if not rec.cells or record is None or record.mode == "full":
+            out.append(rec)
+            continue
+        left: dict[int, list[str]] = {}
+        for text in record.left_out:
+            if m := LEFT_OUT_CELL.match(text):
+                left.setdefault(int(m[1]), []).append(text[m.end() - 1 :].strip())
+        cells = []
+        for c in rec.cells:
+            if c.kind == "code" and c.status in ("run", "commented"):
+                if record.mode == "failed":
+                    c = c.model_copy(update={"status": "not_run", "detail": "the module could not be imported"})
+                elif c.cell in left:
+                    c = c.model_copy(update={"status": "partly_run", "detail": "definitions only; left out: "
+                                             + "; ".join(left[c.cell][:3])})  # fmt: skip
+            cells.append(c)
+        out.append(rec.model_copy(update={"cells": cells}))
+    return out
+
+
 def _unrun(spec: AssignmentSpec, cid: str, message: str) -> CheckResult:
     c = spec.check(cid)
     return CheckResult(
@@ -153,9 +196,11 @@ def grade(
         sub = Submission(source=folder, files=[], ignored=[])
         checks = [_unrun(spec, cid, str(exc)) for cid in selected]
     else:
-        sources = {r.name: read_source_text(read_regular(sub.source / (r.found_as or r.name), r.size or 0))
-                   for r in sub.files if r.name.endswith(".py") and r.present and r.problem is None}  # fmt: skip
-        problems = rule_problems(spec, sources) + package_problems(spec, sources)
+        usable = [r.name for r in sub.files if r.name.endswith(".py") and r.present and r.problem is None]
+        sources = {name: sub.text(name, sub.record(name).size or 0) for name in usable}
+        positions = {name: nb for name in usable if (nb := sub.converted(name)) is not None}
+        problems = notebook_problems(positions) + rule_problems(spec, sources, positions)
+        problems += package_problems(spec, sources, positions)
         with tempfile.TemporaryDirectory(prefix="grader-judge-") as tmp:
             staged = sub.stage(Path(tmp) / "submission")
             ini = Path(tmp) / "pytest.ini"
@@ -180,6 +225,7 @@ def grade(
         checks = [plugin.results.get(cid) or _unrun(spec, cid, "this check did not run") for cid in selected]
         max_score = sum(c.max_score for c in checks)
         problems += import_problems(spec, client.imports, max_score, {p.id for p in problems})
+        sub.files = cells_as_run(sub.files, client.imports)
     earned = sum(c.score for c in checks) - sum(p.points for p in problems)
     return GradeResult(
         assignment=spec.id,

@@ -8,8 +8,10 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from grader import notebook
 from grader.files import UnsafeFile, open_regular, read_regular
-from grader.results import FileRecord
+from grader.loader import read_source_text
+from grader.results import FileRecord, NotebookCell
 from grader.spec import AssignmentSpec, FileSpec
 
 
@@ -30,12 +32,38 @@ class Submission(BaseModel):
         return rec.present and rec.problem is None
 
     def stage(self, dest: Path) -> Path:
-        """Copy only the usable declared files into `dest`: the sandbox never sees anything else."""
+        """Copy only the usable declared files into `dest`: the sandbox never sees anything else. A notebook
+        standing in for a .py file is staged as `<stem>.ipynb` with its cells only (no outputs)."""
         dest.mkdir(parents=True, exist_ok=True)
         for rec in self.files:
             if rec.present and rec.problem is None:
-                (dest / rec.name).write_bytes(read_regular(self.source / (rec.found_as or rec.name), rec.size or 0))
+                data = read_regular(self.source / (rec.found_as or rec.name), rec.size or 0)
+                if is_notebook(rec):
+                    cells = notebook.parse(data, rec.found_as or rec.name)
+                    (dest / rec.name).with_suffix(notebook.SUFFIX).write_bytes(notebook.normalized(cells))
+                else:
+                    (dest / rec.name).write_bytes(data)
         return dest
+
+    def converted(self, name: str) -> notebook.Converted | None:
+        """A usable notebook standing in for `name`, as the module the contestant imports; None for a file."""
+        rec = self.record(name)
+        if not (is_notebook(rec) and self.usable(name)):
+            return None
+        return notebook.module_source(read_regular(self.source / (rec.found_as or name), rec.size or 0), name)
+
+    def text(self, name: str, cap: int) -> str:
+        """A usable source file's text (a notebook's code cells as one module), read as data, at most `cap` bytes."""
+        converted = self.converted(name)
+        if converted is not None:
+            return converted.source
+        rec = self.record(name)
+        return read_source_text(read_regular(self.source / (rec.found_as or rec.name), min(cap, rec.size or cap)))
+
+
+def is_notebook(rec: FileRecord) -> bool:
+    """A notebook found in place of a declared .py file."""
+    return (rec.found_as or "").lower().endswith(notebook.SUFFIX) and rec.name.endswith(".py")
 
 
 JUNK = {"__MACOSX", ".git", ".ipynb_checkpoints", "__pycache__"}
@@ -98,6 +126,46 @@ def _tensor_bytes(value: object, seen: set[int] | None = None) -> int:
     return 0
 
 
+CLEAR_OUTPUTS = ("its outputs (images, printed logs) make it big: clear them (Jupyter: Edit > Clear Outputs of All "
+                 "Cells; Colab: Edit > Clear all outputs), save and resubmit")
+
+
+def _notebook_record(fs: FileSpec, folder: Path, found: list[Path]) -> FileRecord:
+    """A notebook standing in for the .py file `fs`: read as data (JSON) here, its code run only in the sandbox."""
+    path = found[0]
+    rel = path.relative_to(folder).as_posix()
+    note = f"graded the notebook {rel} in place of {fs.name}"
+    if len(found) > 1:
+        note += f" (also found: {', '.join(p.relative_to(folder).as_posix() for p in found[1:4])})"
+    record = FileRecord(name=fs.name, present=True, found_as=rel, note=note)
+    try:
+        open_regular(path)
+    except UnsafeFile as exc:
+        return record.model_copy(update={"problem": str(exc)})
+    size, limit = path.stat().st_size, fs.notebook_max_kb * 1024
+    record.size = size
+    if size > limit:
+        record.problem = f"{rel} is {size / 2**20:.1f} MiB, over the {_size(limit)} notebook limit; {CLEAR_OUTPUTS}"
+        return record
+    if size == 0:
+        record.problem = f"{rel} is empty"
+        return record
+    try:
+        data = read_regular(path, limit)
+        record.sha256 = hashlib.sha256(data).hexdigest()
+        converted = notebook.module_source(data, rel)
+    except (UnsafeFile, notebook.NotebookError) as exc:
+        record.problem = str(exc)
+        return record
+    record.cells = [NotebookCell(cell=c.cell, kind=c.kind, status=c.status, detail=c.detail) for c in converted.cells]
+    record.note = f"{note}: {converted.summary()}"
+    return record
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:g} MiB" if n >= 2**20 else f"{n / 1024:g} KiB"
+
+
 SAVE_WEIGHTS = "save only the weights, e.g. torch.save(model.state_dict(), ...), without the optimizer or snapshots"
 
 
@@ -115,6 +183,10 @@ def intake(spec: AssignmentSpec, folder: Path) -> Submission:
     records = []
     for fs in spec.files:
         found = _candidates(folder, fs.name)
+        notebooks = _candidates(folder, fs.name[:-3] + notebook.SUFFIX) if fs.notebook else []
+        if not found and notebooks:
+            records.append(_notebook_record(fs, folder, notebooks))
+            continue
         if not found:
             hint = difflib.get_close_matches(fs.name, undeclared, n=1, cutoff=0.6)
             problem = f"{fs.name} is missing from the submission"
@@ -128,6 +200,9 @@ def intake(spec: AssignmentSpec, folder: Path) -> Submission:
             note = f"found {fs.name} as {rel}: graded it; next time submit it as {fs.name} at the top of your folder"
             if len(found) > 1:
                 note += f" (also found: {', '.join(p.relative_to(folder).as_posix() for p in found[1:4])})"
+        if notebooks:
+            also = f"also found {notebooks[0].relative_to(folder).as_posix()}; graded {rel}, not the notebook"
+            note = f"{note}. {also}" if note else also
         try:
             open_regular(path)
         except UnsafeFile as exc:

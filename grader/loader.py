@@ -15,6 +15,7 @@ from __future__ import annotations
 import ast
 import importlib.abc
 import importlib.util
+import linecache
 import signal
 import sys
 import time
@@ -26,6 +27,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from grader.notebook import SUFFIX, TRAINING_TAG, Converted, NotebookError, module_source
 
 # An assignment at top level that calls something may build a model (cheap) or train one (not): each gets this
 # much CPU time when only definitions are loaded.
@@ -57,9 +60,39 @@ class LeftOut:
     line: int
     code: str
     why: str
+    where: str = ""  # "cell 7, line 3" in a notebook
 
     def __str__(self) -> str:
-        return f"line {self.line} `{self.code}` ({self.why})"
+        return f"{self.where or f'line {self.line}'} `{self.code}` ({self.why})"
+
+
+# Notebooks being imported, by the file name their code is compiled under: their lines map back to cells.
+NOTEBOOKS: dict[str, Converted] = {}
+
+
+def _notebook(path: Path) -> Converted | None:
+    return NOTEBOOKS.get(str(path))
+
+
+def position(path: Path, line: int) -> dict[str, Any]:
+    """A module line as a location: in a notebook, its cell and the line in that cell."""
+    nb = _notebook(path)
+    pos = nb.position(line) if nb else None
+    if pos is None:
+        return {"file": path.name, "line": line}
+    return {"file": path.name, "line": pos[1], "cell": pos[0]}
+
+
+def quote(path: Path, cell: int, line: int) -> str:
+    """The text of a notebook cell's line, for messages."""
+    nb = _notebook(path)
+    return nb.quote(cell, line) if nb else ""
+
+
+def _at(path: Path, line: int) -> str:
+    """`line 24`, or in a notebook `cell 7, line 3 (`the line`)`."""
+    nb = _notebook(path)
+    return nb.at(line) if nb else f"line {line}"
 
 
 @contextmanager
@@ -91,19 +124,32 @@ def _frames_in(path: Path, tb: types.TracebackType | None, frame: types.FrameTyp
         summary = traceback.extract_tb(tb)
     else:
         summary = traceback.extract_stack(frame)
-    return [{"file": path.name, "line": fs.lineno or 0, "function": fs.name}
+    return [{**position(path, fs.lineno or 0), "function": fs.name}
             for fs in summary if Path(fs.filename) == path]  # fmt: skip
 
 
 GUARD = 'put the code that should only run when you start the file yourself under `if __name__ == "__main__":`'
+NOTEBOOK_GUARD = (f'tag the cells that train or experiment `{TRAINING_TAG}` (Jupyter: View > Cell Toolbar > Tags), '
+                  'or put their code under `if __name__ == "__main__":`')  # fmt: skip
 
 
 def _guard(path: Path) -> str:
-    return GUARD.replace("the file", path.name)
+    return NOTEBOOK_GUARD if path.suffix == SUFFIX else GUARD.replace("the file", path.name)
 
 
 def _from_argparse(exc: BaseException) -> bool:
     return any("argparse" in fs.filename for fs in traceback.extract_tb(exc.__traceback__))
+
+
+def _module_lines(path: Path, exc: BaseException) -> list[int]:
+    """The module lines of `path`'s frames, outermost first (before any mapping to cells)."""
+    if isinstance(exc, _OverBudget) and exc.__traceback__ is None:
+        summary = traceback.extract_stack(exc.frame)
+    else:
+        summary = traceback.extract_tb(exc.__traceback__)
+        if isinstance(exc, _OverBudget) and not any(Path(fs.filename) == path for fs in summary):
+            summary = traceback.extract_stack(exc.frame)
+    return [fs.lineno or 0 for fs in summary if Path(fs.filename) == path]
 
 
 def classify_import(path: Path, exc: BaseException) -> ImportProblem:
@@ -111,10 +157,10 @@ def classify_import(path: Path, exc: BaseException) -> ImportProblem:
     where = _frames_in(path, exc.__traceback__, exc.frame if isinstance(exc, _OverBudget) else None)
     if isinstance(exc, _OverBudget):
         where = where or _frames_in(path, None, exc.frame)
-    line = where[-1]["line"] if where else None
-    at = f" at line {line}" if line else ""
+    line = lines[-1] if (lines := _module_lines(path, exc)) else None
+    at = f" at {_at(path, line)}" if line else ""
     if len(where) > 1 and where[-1]["function"] != "<module>" and where[0]["function"] == "<module>":
-        at += f", in {where[-1]['function']}(), called at line {where[0]['line']}"
+        at += f", in {where[-1]['function']}(), called at {_at(path, lines[0])}"
     name = path.name
     if isinstance(exc, _OverBudget):
         still = f"still running{at} after {exc.what}" if line else f"still running after {exc.what}"
@@ -140,7 +186,17 @@ def classify_import(path: Path, exc: BaseException) -> ImportProblem:
     return ImportProblem("exception", f"{name} fails when imported ({text}{at}): {_guard(path)}", where)
 
 
+def _display(*objs: Any, **kwargs: Any) -> None:
+    """Jupyter's `display()` in a module: nothing is shown when grading."""
+
+
 def _new_module(name: str, path: Path) -> types.ModuleType:
+    if path.suffix == SUFFIX:  # no import machinery loads a notebook: a plain module, run by exec like a .py
+        module = types.ModuleType(name)
+        module.__file__ = str(path)
+        module.__dict__["display"] = _display  # Jupyter's builtin, used by d2l's plots
+        sys.modules[name] = module
+        return module
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None
     module = importlib.util.module_from_spec(spec)
@@ -154,18 +210,28 @@ def read_source_text(data: bytes) -> str:
 
 
 def read_source(path: Path) -> str:
-    return read_source_text(path.read_bytes())
+    """A student module's Python text; a notebook's code cells as one module (grader.notebook), registered so
+    that positions in it read as cells and tracebacks quote its lines."""
+    if path.suffix != SUFFIX:
+        return read_source_text(path.read_bytes())
+    nb = module_source(path.read_bytes(), path.name)
+    NOTEBOOKS[str(path)] = nb
+    linecache.cache[str(path)] = (len(nb.source), None, nb.source.splitlines(True), str(path))
+    return nb.source
 
 
 def import_module(name: str, path: Path, cpu_s: float, wall_s: float) -> types.ModuleType:
     """Import `path` as module `name` under the budget; raise ImportProblem (syntax errors included)."""
-    source = read_source(path)
+    try:
+        source = read_source(path)
+    except NotebookError as exc:
+        raise ImportProblem("syntax", str(exc)) from None
     try:
         code = compile(source, str(path), "exec")
     except SyntaxError as exc:
-        where = [{"file": path.name, "line": exc.lineno or 0, "function": "<module>"}]
-        raise ImportProblem("syntax", f"{path.name} line {exc.lineno}: {exc.msg}: fix the syntax error and resubmit",
-                            where) from None  # fmt: skip
+        where = [{**position(path, exc.lineno or 0), "function": "<module>"}]
+        raise ImportProblem("syntax", f"{path.name} {_at(path, exc.lineno or 0)}: {exc.msg}: fix the syntax error "
+                            "and resubmit", where) from None  # fmt: skip
     module = _new_module(name, path)
     try:
         with budget(cpu_s, wall_s):
@@ -197,8 +263,9 @@ def definitions(tree: ast.Module, source: str) -> tuple[list[ast.stmt], list[Lef
         text = (ast.get_source_segment(source, node) or "").splitlines()[0] if source else ""
         return text if len(text) <= 60 else text[:57] + "..."
 
-    for i, node in enumerate(tree.body):
-        docstring = i == 0 and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+    for node in tree.body:
+        # a docstring, or a bare string anywhere (a notebook's cells may open with one): runs nothing
+        docstring = isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
         if isinstance(node, DEFINITIONS + ASSIGNMENTS + (ast.Pass,)) or docstring:
             keep.append(node)
         elif _is_main_guard(node):
@@ -241,6 +308,10 @@ def import_definitions(name: str, path: Path, cpu_s: float) -> tuple[types.Modul
             why = f"ran past {exc.what}" if isinstance(exc, _OverBudget) else f"raised {type(exc).__name__}"
             left.append(LeftOut(node.lineno, (ast.get_source_segment(source, node) or "").splitlines()[0][:60], why))
     left.sort(key=lambda lo: lo.line)
+    if _notebook(path):
+        for lo in left:
+            pos = position(path, lo.line)
+            lo.where = f"cell {pos['cell']}, line {pos['line']}" if "cell" in pos else ""
     return module, left
 
 

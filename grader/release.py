@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 
 from grader.modules import load_module
+from grader.notebook import TRAINING_TAG
 from grader.spec import AssignmentSpec, Course, FileSpec
 
 BEGIN = re.compile(r"^(?P<indent>\s*)### BEGIN SOLUTION(?::\s*(?P<hint>.*?))?\s*$")
@@ -111,6 +112,15 @@ def grading_section(spec: AssignmentSpec) -> str:
         "your others; a check that depends on a function another check already marks wrong says so and "
         "takes nothing.",
     ]
+    notebooks = [f.name for f in spec.files if f.notebook]
+    if notebooks:
+        stand_ins = ", ".join(f"`{n[:-3]}.ipynb`" for n in notebooks)
+        files = ", ".join(f"`{n}`" for n in notebooks)
+        lines.append(f"- **Notebooks**: {stand_ins} may be submitted in place of {files} "
+                     f"(Jupyter or Colab). Its code cells run in order as one module, under the same budget; cells "
+                     f"tagged `{TRAINING_TAG}` are skipped (tag every cell that trains or experiments); magics and "
+                     "shell escapes (`%matplotlib inline`, `!pip install`) are commented out; messages point at "
+                     '"cell 7, line 3", counting every cell from the top.')  # fmt: skip
     for rule in spec.rules:
         where = f"in {', '.join(f'`{f}`' for f in rule.functions)}" if rule.functions else f"in `{rule.file}`"
         lines.append(f"- **Rule ({rule.points:g} points)**: {rule.why}. Checked by reading your code {where}: "
@@ -142,10 +152,17 @@ def planned_files(course: Course, assignment_id: str) -> dict[Path, str]:
     return plan
 
 
-def release(course: Course, assignment_id: str, check: bool = False) -> list[Path]:
-    """Write the generated files; with check=True write nothing and return those that are stale."""
+def release(course: Course, assignment_id: str, check: bool = False, fmt: str = "py") -> list[Path]:
+    """Write the generated files (fmt "py": the stubs; "ipynb": the notebooks, grader.release_notebook); with
+    check=True write nothing and return those that are stale."""
+    if fmt == "ipynb":
+        from grader.release_notebook import planned_notebooks
+
+        plan = planned_notebooks(course, assignment_id)
+    else:
+        plan = planned_files(course, assignment_id)
     stale = []
-    for path, content in planned_files(course, assignment_id).items():
+    for path, content in plan.items():
         if not path.is_file() or path.read_text(encoding="utf-8") != content:
             stale.append(path)
             if not check:

@@ -22,6 +22,11 @@ class Location(BaseModel):
     file: str
     line: int
     function: str = ""
+    cell: int | None = Field(None, description="in a notebook: the cell (from 1, counting every cell); line is in it")
+
+    def where(self) -> str:
+        """`exp1.py line 24`, or `exp1.ipynb cell 7, line 3`."""
+        return f"{self.file} cell {self.cell}, line {self.line}" if self.cell else f"{self.file} line {self.line}"
 
 
 class Confusion(BaseModel):
@@ -49,6 +54,17 @@ class CheckResult(BaseModel):
     confusion: Confusion | None = None
 
 
+class NotebookCell(BaseModel):
+    """One cell of a submitted notebook, as graded (grader.notebook)."""
+
+    cell: int
+    kind: str = Field(description="code, markdown or raw")
+    status: str = Field(description="run, commented (ran with magics commented out), skipped (tagged training), "
+                        "syntax_error (left out), empty, text; after a definitions-only import partly_run, after a "
+                        "failed one not_run")
+    detail: str = ""
+
+
 class FileRecord(BaseModel):
     name: str
     present: bool
@@ -57,6 +73,8 @@ class FileRecord(BaseModel):
     problem: str | None = Field(None, description="why the file cannot be used, and what to do")
     found_as: str | None = Field(None, description="where it was found, when not at the top under its name")
     note: str | None = Field(None, description="a remark that costs nothing (e.g. how it was found)")
+    cells: list[NotebookCell] = Field(default_factory=list, description="a notebook standing in for a .py file: "
+                                      "what grading did with each cell")
 
 
 class Problem(BaseModel):

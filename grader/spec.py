@@ -36,6 +36,16 @@ class FileSpec(Strict):
     # up to this many times max_kb, and graded from the entries the checks need, with a note on how to save
     # only the weights. Beyond it the file is refused.
     oversize_factor: int = Field(8, ge=1, le=64, description="weights files: read up to this multiple of max_kb")
+    # A .py file may be submitted as the notebook of the same name (softmax.ipynb for softmax.py): the contestant
+    # imports its code cells as one module (grader.notebook). Notebooks carry outputs, hence their own limit.
+    notebook: bool = Field(False, description=".py files: accept <name>.ipynb in its place")
+    notebook_max_kb: int = Field(20480, gt=0, description="largest accepted notebook in KiB, outputs included")
+
+    @model_validator(mode="after")
+    def _notebook_for_python(self) -> FileSpec:
+        if self.notebook and not self.name.endswith(".py"):
+            raise ValueError(f"notebook = true applies to .py files only, not {self.name!r}")
+        return self
 
 
 class Limits(Strict):

@@ -131,14 +131,18 @@ def static_findings(course: Course, spec: AssignmentSpec, known_datasets: set[st
             found.append(Finding("error", f"{toml} datasets", f"unknown dataset {name!r} (known: "
                                  f"{', '.join(sorted(known_datasets))}); declare it in course.toml [datasets.{name}]"))
 
-    try:
-        stale = release(course, spec.id, check=True)
-    except (ReleaseError, OSError) as exc:
-        found.append(Finding("error", f"solutions/{spec.id}", str(exc)))
-    else:
+    # The notebook edition is checked where the course ships one (grader release ID --format ipynb).
+    has_notebook = any(course.assignment_dir(spec.id).glob("*.ipynb"))
+    for fmt, command in (("py", f"grader release {spec.id}"), ("ipynb", f"grader release {spec.id} --format ipynb")):
+        if fmt == "ipynb" and not has_notebook:
+            continue
+        try:
+            stale = release(course, spec.id, check=True, fmt=fmt)
+        except (ReleaseError, OSError) as exc:
+            found.append(Finding("error", f"solutions/{spec.id}", str(exc)))
+            continue
         for path in stale:
-            found.append(Finding("error", _rel(course, path),
-                                 f"stale against its solution: run `grader release {spec.id}`"))
+            found.append(Finding("error", _rel(course, path), f"stale against its solution: run `{command}`"))
 
     points = sum(c.points for c in spec.checks if c.enabled)  # a disabled check (an optional re-run) is extra
     if spec.total is None:

@@ -6,6 +6,9 @@ Accepted inputs (`discover` picks by looking, in this order):
     Moodle export      a zip of folders named <Full Name>_<participant id>_assignsubmission_file_/
     folder of folders  one folder per student, named by student id
     folder of zips     one <student id>.zip per student (may be mixed with folders)
+    nbgrader exchange  a course folder holding submitted/, or submitted/ itself: submitted/<student>/<assignment>/
+                       (nbgrader's timestamp.txt is written on the student's machine, so it is not used)
+A notebook may stand in for a .py file wherever the assignment allows it (intake finds it in any of these).
 Submission times come only from where a student cannot set them: Gradescope's metadata, or a `submitted_at`
 column in the roster (file and zip entry times are the student's or the download's, so the late policy ignores
 them). A zip is never trusted: no absolute paths or '..', no links, and caps on members and unpacked bytes. A problem
@@ -257,8 +260,26 @@ def _from_folder(path: Path, work: Path) -> Discovery:
     return out
 
 
-def discover(path: Path, work: Path) -> Discovery:
-    """Every submission under `path` (a folder or an export zip); zips are unpacked under `work`."""
+def _from_nbgrader(submitted: Path, assignment: str | None) -> Discovery:
+    """nbgrader's `submitted/<student id>/<assignment id>/` (what `nbgrader collect` or the exchange leaves)."""
+    out = Discovery(kind="nbgrader submitted/ folder")
+    for student in sorted(submitted.iterdir()):
+        if _junk(student.name) or student.name.startswith(".") or not student.is_dir():
+            continue
+        folder = student / assignment if assignment else student
+        if not folder.is_dir():
+            has = ", ".join(sorted(p.name for p in student.iterdir() if p.is_dir())[:5]) or "nothing"
+            out.problems.append(f"{student}: no {assignment}/ folder (it has {has}); nothing to grade")
+            continue
+        out.found.append(Found(key=student.name, source=str(folder), folder=content_root(folder)))
+    return out
+
+
+def discover(path: Path, work: Path, assignment: str | None = None) -> Discovery:
+    """Every submission under `path` (a folder or an export zip); zips are unpacked under `work`. `assignment`
+    picks the folder of each student in nbgrader's layout (students may have submitted several)."""
+    if path.is_dir() and (path.name == "submitted" or (path / "submitted").is_dir()):
+        return _from_nbgrader(path if path.name == "submitted" else path / "submitted", assignment)
     if path.is_dir():
         return _from_folder(path, work)
     if path.is_file():

@@ -87,7 +87,7 @@ def run_batch(course: Course, opts: BatchOptions, progress: Progress | None = No
     out = opts.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     # 2. discover, 3. match
-    found = discover(opts.submissions.resolve(), out / ".work" / "unpacked")
+    found = discover(opts.submissions.resolve(), out / ".work" / "unpacked", spec.id)
     roster, roster_problems = read_roster(opts.roster) if opts.roster else (None, [])
     matching = match(found.found, roster)
     report = BatchReport(assignment=spec.id, input_kind=found.kind, grader=fingerprint,

@@ -78,7 +78,8 @@ def for_check(c: CheckResult, submission_dir: Path, repo_root: Path | None) -> A
     if c.locations:  # the last frame is the student's own line
         loc = c.locations[-1]
         path = repo_path(loc.file, submission_dir, repo_root)
-        line = loc.line if path and loc.line >= 1 else None
+        # a notebook's line is within a cell, not of the .ipynb's JSON: the message names the cell instead
+        line = loc.line if path and loc.line >= 1 and not loc.cell else None
         path = path if line else None
     title = f"{c.name} ({c.score:g} / {c.max_score:g} points)"
     return Annotation(check_id=c.id, level=level, title=title, message=c.message or c.status, path=path, line=line)

@@ -19,7 +19,7 @@ from grader import wire
 from grader.channel import Channel, ChannelClosed, ChannelTimeout
 from grader.frames import FrameError
 from grader.judge.outcome import JudgeConfigError
-from grader.loader import GUARD
+from grader.loader import GUARD, NOTEBOOK_GUARD
 from grader.results import Location
 from grader.sandbox.base import ContestantJob, ExitInfo, Sandbox, SandboxError, SandboxProcess
 
@@ -271,7 +271,8 @@ class ContestantClient:
             what = f"ends the process when imported ({exc.info.detail})"
         else:
             what = "writes to the grader's channel when imported"
-        message = f"{name}.py {what}: {GUARD}"
+        notebook = (self.job.submission / f"{name}.ipynb").is_file()  # staged by the judge itself
+        message = f"{name}.ipynb {what}: {NOTEBOOK_GUARD}" if notebook else f"{name}.py {what}: {GUARD}"
         proc.kill("killed", "import stopped by the judge")
         self._discard()
         again = name in self.definitions_only  # even its definitions misbehave: it cannot be imported at all

@@ -18,12 +18,10 @@ from typing import Any
 
 import pytest
 
-from grader.files import read_regular
 from grader.intake import Submission
 from grader.judge.client import ContestantClient, ContestantError
 from grader.judge.outcome import CheckFailed, Deferred, JudgeConfigError, Partial
 from grader.judge.weights import load_weights
-from grader.loader import read_source_text
 from grader.results import CheckResult, Confusion, Location
 from grader.sandbox.base import SandboxError
 from grader.spec import AssignmentSpec, CheckSpec
@@ -61,8 +59,9 @@ class SubmissionView:
         return self._sub.source / (rec.found_as or rec.name)
 
     def text(self, name: str) -> str:
-        """A submitted source file's text (a UTF-8 BOM and CRLF line ends normalized away)."""
-        return read_source_text(read_regular(self.path(name), MAX_TEXT_BYTES))
+        """A submitted source file's text (a UTF-8 BOM and CRLF line ends normalized away; a notebook standing
+        in for it: its code cells as the module the contestant imports)."""
+        return self._sub.text(name, MAX_TEXT_BYTES)
 
     def weights(self, name: str) -> Any:
         return load_weights(self.path(name))

@@ -13,8 +13,24 @@ import ast
 import sys
 from dataclasses import dataclass
 
+from grader.notebook import Converted
 from grader.results import Location, Problem
 from grader.spec import AssignmentSpec, Rule
+
+Positions = dict[str, Converted]  # file name -> the notebook standing in for it (its lines are cells' lines)
+
+
+def _at(name: str, line: int, positions: Positions | None) -> str:
+    nb = (positions or {}).get(name)
+    return nb.at(line) if nb else f"line {line}"
+
+
+def _location(name: str, line: int, positions: Positions | None, function: str = "") -> Location:
+    nb = (positions or {}).get(name)
+    pos = nb.position(line) if nb else None
+    if pos is None:
+        return Location(file=name, line=line, function=function)
+    return Location(file=name[:-3] + ".ipynb", line=pos[1], cell=pos[0], function=function)
 
 
 @dataclass(frozen=True)
@@ -127,9 +143,10 @@ def imported_packages(source: str) -> list[tuple[int, str]]:
     return out
 
 
-def rule_problems(spec: AssignmentSpec, sources: dict[str, str]) -> list[Problem]:
+def rule_problems(spec: AssignmentSpec, sources: dict[str, str], positions: Positions | None = None) -> list[Problem]:
     """One problem per broken rule, naming each forbidden use and its line. `sources`: file name -> text
-    (files that are missing or do not parse are left to the checks, which already say so)."""
+    (files that are missing or do not parse are left to the checks, which already say so); `positions`: the
+    notebooks among them, whose uses are named by cell."""
     problems = []
     for rule in spec.rules:
         source = sources.get(rule.file)
@@ -141,17 +158,19 @@ def rule_problems(spec: AssignmentSpec, sources: dict[str, str]) -> list[Problem
             continue
         if not uses:
             continue
-        listed = ", ".join(f"{u.written} (line {u.line}, in {u.function})" for u in uses[:8])
+        listed = ", ".join(f"{u.written} ({_at(rule.file, u.line, positions)}, in {u.function})" for u in uses[:8])
         more = f" and {len(uses) - 8} more" if len(uses) > 8 else ""
         problems.append(Problem(
             id=f"rule:{rule.id}", points=rule.points,
             message=f"{rule.file} uses {listed}{more}, which the handout does not allow: {rule.why}",
-            locations=[Location(file=rule.file, line=u.line, function=u.function) for u in uses],
+            locations=[_location(rule.file, u.line, positions, u.function) for u in uses],
         ))  # fmt: skip
     return problems
 
 
-def package_problems(spec: AssignmentSpec, sources: dict[str, str]) -> list[Problem]:
+def package_problems(
+    spec: AssignmentSpec, sources: dict[str, str], positions: Positions | None = None
+) -> list[Problem]:
     """One problem per file that imports a package grading does not provide (its checks then fail where the
     package is needed; this says why, once, before they run)."""
     allowed = set(spec.imports.packages) | set(sys.stdlib_module_names) | set(spec.modules) | {"__future__"}
@@ -164,13 +183,13 @@ def package_problems(spec: AssignmentSpec, sources: dict[str, str]) -> list[Prob
         if not bad:
             continue
         pkgs = sorted({pkg for _, pkg in bad})
-        lines = ", ".join(f"{pkg} (line {line})" for line, pkg in bad[:6])
+        lines = ", ".join(f"{pkg} ({_at(name, line, positions)})" for line, pkg in bad[:6])
         problems.append(Problem(
             id=f"packages:{name}",
             message=f"{name} imports {lines}, which grading does not provide (allowed besides Python's standard "
                     f"library: {', '.join(sorted(spec.imports.packages))}): copy what you need from "
                     f"{' and '.join(pkgs)} into your file, or remove the import",
-            locations=[Location(file=name, line=line) for line, _ in bad],
+            locations=[_location(name, line, positions) for line, _ in bad],
         ))  # fmt: skip
     return problems
 

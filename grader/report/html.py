@@ -13,6 +13,7 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Any, Literal
 
+from grader.report.markdown import failures_by_cell
 from grader.report.plots import confusion_svg, line_chart, split_loss
 from grader.results import Adjustments, CheckResult, GradeResult, Lateness
 
@@ -200,9 +201,11 @@ def _check_row(c: CheckResult, audience: Audience, skipped: str | None) -> str:
         details.append(f"<pre>{e(c.message)}</pre>")
     if c.locations:
         locs = "".join(
-            f'<li class="loc">{e(loc.file)}:{loc.line}' + (f" in {e(loc.function)}" if loc.function else "") + "</li>"
+            '<li class="loc">' + (f'<a href="#cell-{loc.cell}">{e(loc.where())}</a>' if loc.cell else
+                                  f"{e(loc.file)}:{loc.line}")
+            + (f" in {e(loc.function)}" if loc.function else "") + "</li>"
             for loc in c.locations
-        )
+        )  # fmt: skip
         details.append(f'<div class="note">in the submitted files (innermost last):</div><ul>{locs}</ul>')
     if c.notes:
         details.append("<ul>" + "".join(f'<li class="note">{e(n)}</li>' for n in c.notes) + "</ul>")
@@ -287,6 +290,31 @@ def _files_section(result: GradeResult) -> list[str]:
         *rows,
         "</tbody></table></section>",
     ]
+
+
+def _notebook_section(result: GradeResult, shown: list[CheckResult]) -> list[str]:
+    """Each submitted notebook's code cells as graded, each row the target of the failed checks' links."""
+    out = []
+    failures = failures_by_cell(shown)
+    for f in result.files:
+        if not f.cells:
+            continue
+        nb = f.found_as or f.name
+        rows = []
+        for c in f.cells:
+            if c.kind != "code":
+                continue
+            failed = " ".join(f'<a href="#check-{e(i)}">{e(i)}</a>' for i in failures.get((nb.rsplit("/", 1)[-1],
+                                                                                            c.cell), []))  # fmt: skip
+            cls = ' class="penalty"' if failed or c.status == "syntax_error" else ""
+            rows.append(f'<tr id="cell-{c.cell}"><td class="num">{c.cell}</td><td{cls}>{e(c.status.replace("_", " "))}'
+                        f'</td><td class="note">{e(c.detail)}</td><td>{failed}</td></tr>')  # fmt: skip
+        out += [f'<section id="notebook"><h2>Notebook cells: <span class="loc">{e(nb)}</span></h2>',
+                f'<p class="note">{sum(c.kind != "code" for c in f.cells)} markdown or raw cell(s) not run; cells '
+                "are numbered from the top, markdown included.</p>",
+                '<table><thead><tr><th class="num">cell</th><th>graded</th><th>detail</th><th>failed checks</th>'
+                "</tr></thead><tbody>", *rows, "</tbody></table></section>"]  # fmt: skip
+    return out
 
 
 def _probe_rows(probes: Any) -> list[str]:
@@ -395,6 +423,7 @@ def to_html(result: GradeResult, audience: Audience = "instructor") -> str:
         *_checks_section(result, shown, audience),
         *_plots_section(shown),
         *_files_section(result),
+        *_notebook_section(result, shown),
         *_environment_section(result, audience),
         *(_output_section(result) if audience == "instructor" else []),
         f"<footer>torch-grader {e(result.environment.grader_version)} · results.json schema "

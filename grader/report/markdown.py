@@ -47,6 +47,36 @@ def _adjustment_lines(adj: Adjustments, show_total: bool) -> list[str]:
     return [*lines, ""]
 
 
+def failures_by_cell(checks: list[CheckResult]) -> dict[tuple[str, int], list[str]]:
+    """(notebook, cell) -> the ids of the checks that did not pass whose failure points into that cell."""
+    out: dict[tuple[str, int], list[str]] = {}
+    for c in checks:
+        if c.status != "passed":
+            for loc in c.locations[-1:]:
+                if loc.cell:
+                    out.setdefault((loc.file, loc.cell), []).append(c.id)
+    return out
+
+
+def _notebook_lines(result: GradeResult, shown: list[CheckResult]) -> list[str]:
+    """Each submitted notebook's code cells as graded: ran, skipped, commented out; and which failures point where."""
+    lines = []
+    failures = failures_by_cell(shown)
+    for f in result.files:
+        if not f.cells:
+            continue
+        nb = f.found_as or f.name
+        text = sum(c.kind != "code" for c in f.cells)
+        lines += [f"## Notebook cells: `{nb}`", "", f"{text} markdown or raw cell(s) not run.", "",
+                  "| cell | graded | detail | failed checks |", "|---|---|---|---|"]  # fmt: skip
+        for c in f.cells:
+            if c.kind == "code":
+                failed = ", ".join(f"`{i}`" for i in failures.get((nb.rsplit("/", 1)[-1], c.cell), []))
+                lines.append(f"| {c.cell} | {c.status.replace('_', ' ')} | {_cell(c.detail)} | {failed} |")
+        lines.append("")
+    return lines
+
+
 def to_markdown(result: GradeResult, audience: Literal["instructor", "student"] = "instructor") -> str:
     shown: list[CheckResult] = result.checks if audience == "instructor" else result.visible_to_student()
     held = [c for c in result.checks if c not in shown]
@@ -80,9 +110,10 @@ def to_markdown(result: GradeResult, audience: Literal["instructor", "student"] 
             if c.message:
                 lines += ["```text", c.message, "```"]
             for loc in c.locations[-1:]:
-                lines.append(f"at `{loc.file}` line {loc.line}" + (f", in `{loc.function}`" if loc.function else ""))
+                lines.append(f"at `{loc.where()}`" + (f", in `{loc.function}`" if loc.function else ""))
             lines += [f"- note: {n}" for n in c.notes] + [""]
             lines += _series_lines(c)
+    lines += _notebook_lines(result, shown)
     if result.adjustments is not None:
         lines += _adjustment_lines(result.adjustments, show_total=not held)
     if audience == "instructor":

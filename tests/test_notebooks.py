@@ -1,0 +1,198 @@
+"""Notebooks read as data: cells to one module, positions in cells, malformed files, intake, rules, release."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from grader import notebook
+from grader.intake import intake
+from grader.judge.source_rules import rule_problems
+from grader.notebook import NotebookError, convert, module_source, parse
+from grader.release import release
+
+
+def nb_bytes(*cells: tuple[str, str] | tuple[str, str, list[str]], **top) -> bytes:
+    """A notebook as Jupyter saves it: sources as lists of lines, outputs and counts on code cells."""
+    out = []
+    for n, (kind, source, *tags) in enumerate(cells, start=1):
+        cell = {"cell_type": kind, "metadata": {"tags": tags[0]} if tags else {},
+                "source": source.splitlines(keepends=True)}  # fmt: skip
+        if kind == "code":
+            cell |= {"execution_count": n, "outputs": [{"output_type": "stream", "name": "stdout", "text": ["hi\n"]}]}
+        out.append(cell)
+    return json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": out, **top}).encode()
+
+
+STUDENT = nb_bytes(
+    ("markdown", "# My exp1\nNotes."),
+    ("code", "%matplotlib inline\n!pip install d2l\nimport torch\n"),
+    ("code", "%%time\ndef f(x):\n    return x * 2\n"),
+    ("code", "%%bash\nls -l\n"),
+    ("code", "for lr in [1, 0.1]:\n    !echo $lr\n    print(lr)\n"),
+    ("code", "losses = train(model)\n", ["training"]),
+    ("code", "def broken(:\n    pass\n"),
+    ("code", "files = !ls\ny = f(3)\nprint(y)"),
+)
+
+
+def test_cells_become_one_module():
+    nb = module_source(STUDENT, "exp1.ipynb")
+    compile(nb.source, "exp1.ipynb", "exec")  # the module is valid Python
+    assert "losses = train(model)" not in nb.source  # the tagged cell is skipped
+    assert "def broken" not in nb.source  # a cell that does not parse is left out, as Jupyter fails only it
+    assert [(c, n) for c, n, _ in nb.commented] == [(2, 1), (2, 2), (3, 1), (4, 1), (5, 2), (8, 1)]
+    assert {c.cell: c.status for c in nb.cells} == {
+        1: "text", 2: "commented", 3: "commented", 4: "commented", 5: "commented", 6: "skipped",
+        7: "syntax_error", 8: "commented",
+    }  # fmt: skip
+    assert nb.broken == [(7, 1, "invalid syntax")]
+    namespace: dict = {}
+    exec(compile(nb.source, "exp1.ipynb", "exec"), namespace)  # `%%time`'s body ran; the bash cell did not
+    assert namespace["f"](2) == 4 and namespace["y"] == 6
+    line = nb.source.splitlines().index("y = f(3)") + 1
+    assert nb.position(line) == (8, 2)
+    assert nb.at(line) == "cell 8, line 2 (`y = f(3)`)"
+    summary = nb.summary()
+    assert "skipped cell(s) 6 (tagged `training`)" in summary and "cell 2, line 2: `!pip install d2l`" in summary
+    assert "left out cell 7: a syntax error at line 1" in summary
+
+
+def test_hostile_cells_are_left_out_not_a_crash():
+    nb = module_source(nb_bytes(("code", "x = 1\x00"), ("code", "(" * 300_000 + ")" * 300_000), ("code", "y = 2")),
+                       "exp1.ipynb")  # fmt: skip
+    assert [c.status for c in nb.cells] == ["syntax_error", "syntax_error", "run"]
+    assert nb.source.strip() == "y = 2"
+
+
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        (b'{"cells": [', "its JSON is broken at line 1, column 12"),
+        (json.dumps({"nbformat": 3, "worksheets": []}).encode(), "notebook format 3"),
+        (b"[1, 2]", "not a Jupyter notebook"),
+        (b"\xff\xfe\x00garbage", "not UTF-8"),
+        (b"[" * 100_000 + b"]" * 100_000, "nests too deeply"),
+        (json.dumps({"nbformat": 4, "cells": [{"cell_type": "code", "source": 7}]}).encode(), "cell 1"),
+    ],
+)
+def test_malformed_notebooks_are_one_message(data, words):
+    with pytest.raises(NotebookError, match=words):
+        module_source(data, "exp1.ipynb")
+
+
+def test_intake_takes_a_notebook_for_the_py_file(course, tmp_path):
+    spec = course.spec("exp1")
+    (tmp_path / "Exp1.ipynb").write_bytes(STUDENT)
+    rec = intake(spec, tmp_path).record("exp1.py")
+    assert rec.problem is None and rec.found_as == "Exp1.ipynb"
+    assert rec.note.startswith("graded the notebook Exp1.ipynb in place of exp1.py")
+    assert [c.status for c in rec.cells][:2] == ["text", "commented"]
+    staged = intake(spec, tmp_path).stage(tmp_path / "staged")
+    assert sorted(p.name for p in staged.iterdir()) == ["exp1.ipynb"]  # cells only: no outputs reach the sandbox
+    assert "outputs" not in (staged / "exp1.ipynb").read_text()
+    (tmp_path / "exp1.py").write_text("x = 1\n")
+    rec = intake(spec, tmp_path).record("exp1.py")
+    assert rec.found_as is None and "also found Exp1.ipynb; graded exp1.py, not the notebook" in rec.note
+
+
+def test_intake_says_what_is_wrong_with_a_notebook(course, tmp_path):
+    spec = course.spec("exp1")
+    (tmp_path / "exp1.ipynb").write_bytes(b'{"nbformat": 4, "cells": [')
+    assert "its JSON is broken" in intake(spec, tmp_path).record("exp1.py").problem
+    # 50 MB of output (a printed training log): over the notebook limit, with how to fix it; read no further
+    big = nb_bytes(("code", "print(1)"))[:-1] + b', "pad": "' + b"x" * (50 << 20) + b'"}'
+    (tmp_path / "exp1.ipynb").write_bytes(big)
+    problem = intake(spec, tmp_path).record("exp1.py").problem
+    assert "over the 20 MiB notebook limit" in problem and "Clear Outputs of All Cells" in problem
+
+
+def test_a_notebook_where_the_spec_takes_none_is_missing(course_copy, tmp_path):
+    c = course_copy("exp1")
+    toml = c.assignment_dir("exp1") / "assignment.toml"
+    toml.write_text(toml.read_text().replace("notebook = true", "notebook = false"))
+    (tmp_path / "exp1.ipynb").write_bytes(STUDENT)
+    rec = intake(c.spec("exp1"), tmp_path).record("exp1.py")
+    assert not rec.present and "found 'exp1.ipynb': rename it to 'exp1.py'" in rec.problem
+
+
+def test_rules_read_code_cells_and_name_the_cell(course):
+    spec = course.spec("softmax")
+    nb = module_source(nb_bytes(("markdown", "# softmax"), ("code", "import torch\n\ndef softmax(X):\n"
+                                                           "    return torch.softmax(X, 1)\n")), "softmax.ipynb")
+    (problem,) = rule_problems(spec, {"softmax.py": nb.source}, {"softmax.py": nb})
+    assert "torch.softmax (cell 2, line 4 (`return torch.softmax(X, 1)`), in softmax)" in problem.message
+    assert [(loc.file, loc.cell, loc.line) for loc in problem.locations] == [("softmax.ipynb", 2, 4)]
+
+
+def test_released_notebooks_match_solutions_and_validate(course):
+    nbformat = pytest.importorskip("nbformat")
+    v3 = pytest.importorskip("nbgrader.nbgraderformat.v3")
+    from nbgrader.utils import compute_checksum
+
+    for aid in course.assignment_ids():
+        assert release(course, aid, check=True, fmt="ipynb") == [], f"run `grader release {aid} --format ipynb`"
+        spec = course.spec(aid)
+        for path in (course.assignment_dir(aid) / f"{aid}.ipynb", course.solution_dir(aid) / f"{aid}.ipynb"):
+            nb = nbformat.read(path, as_version=4)
+            nbformat.validate(nb)
+            v3.MetadataValidatorV3().validate_nb(nb)  # nbgrader's own validator: ids, points, cell kinds
+            meta = [c.metadata.nbgrader for c in nb.cells]
+            for cell, m in zip(nb.cells, meta, strict=True):
+                if "checksum" in m:
+                    assert m["checksum"] == compute_checksum(cell), (path, m["grade_id"])
+            grades = {m["grade_id"]: (m["points"], cell.cell_type) for cell, m in zip(nb.cells, meta, strict=True)
+                      if m["grade"]}  # fmt: skip
+            assert grades == {c.id: (c.points, "code") for c in spec.checks if c.enabled} | {
+                r.id: (r.points, "markdown") for r in spec.rubric}  # the cells the gradebook export writes to
+            training = [c for c in nb.cells if notebook.TRAINING_TAG in c.metadata.get("tags", [])]
+            assert len(training) == 1 and "__main__" in training[0].source
+            stub = "raise NotImplementedError" in "".join(c.source for c in nb.cells)
+            assert stub == (path.parent.name == aid and path.parent.parent.name == "assignments")
+
+
+def test_release_notebook_is_what_the_stub_is(course):
+    """The student notebook's code is the .py stub's, cell by cell: one source, two outputs."""
+    stub = (course.assignment_dir("exp1") / "exp1.py").read_text()
+    cells = parse((course.assignment_dir("exp1") / "exp1.ipynb").read_bytes(), "exp1.ipynb")
+    code = [c["source"] for c in cells if c["cell_type"] == "code"]
+    ours = [line for line in "\n".join(code[: -len(course.spec("exp1").checks)]).splitlines()
+            if line.strip() and not line.startswith(("# Training:", "# tag on every"))]  # fmt: skip
+    assert ours == [line for line in stub.split('"""', 2)[2].splitlines() if line.strip()]
+    assert convert(cells).source.count("raise NotImplementedError") == stub.count("raise NotImplementedError")
+
+
+def test_spec_refuses_a_notebook_for_weights():
+    from pydantic import ValidationError
+
+    from grader.spec import FileSpec
+
+    with pytest.raises(ValidationError, match="applies to .py files only"):
+        FileSpec(name="model.pth", max_kb=10, notebook=True)
+
+
+def test_notebooks_in_lms_zips_and_nbgrader_folders_are_found(course, tmp_path):
+    import zipfile
+
+    from grader.batch.discover import discover
+
+    spec = course.spec("exp1")
+    with zipfile.ZipFile(tmp_path / "canvas.zip", "w") as zf:  # Canvas: flat files named <name>_<uid>_<sub>_<file>
+        zf.writestr("alice_123_456_exp1.ipynb", STUDENT)
+        zf.writestr("alice_123_456_model.pth", b"weights")
+    with zipfile.ZipFile(tmp_path / "moodle.zip", "w") as zf:  # Moodle: a folder per student, here a zipped folder
+        zf.writestr("Bob Brown_77_assignsubmission_file_/work/exp1.ipynb", STUDENT)
+    for export, key in (("canvas.zip", "123"), ("moodle.zip", "77")):
+        (found,) = discover(tmp_path / export, tmp_path / "work" / export).found
+        assert found.key == key
+        assert intake(spec, found.folder).record("exp1.py").found_as in ("exp1.ipynb", "work/exp1.ipynb")
+    submitted = tmp_path / "submitted"
+    for student, assignment in (("s1", "exp1"), ("s1", "exp2"), ("s2", "exp1")):
+        (submitted / student / assignment).mkdir(parents=True)
+        (submitted / student / assignment / f"{assignment}.ipynb").write_bytes(STUDENT)
+    d = discover(tmp_path, tmp_path / "work2", "exp1")  # the course folder that holds submitted/
+    assert d.kind == "nbgrader submitted/ folder"
+    assert [(f.key, f.folder.name) for f in d.found] == [("s1", "exp1"), ("s2", "exp1")]
+    assert discover(submitted, tmp_path / "work3", "exp2").problems == [
+        f"{submitted / 's2'}: no exp2/ folder (it has exp1); nothing to grade"]
