@@ -87,7 +87,9 @@ DEST={dest}
 PY_VERSION={python}
 TORCH_INDEX_URL=${{TORCH_INDEX_URL-{torch_index}}}
 export DEBIAN_FRONTEND=noninteractive PIP_DISABLE_PIP_VERSION_CHECK=1
+umask 022  # what setup.sh installs is readable by every user, except what it locks below
 t0=$(date +%s)
+step() {{ echo "setup.sh: $1 ($(( $(date +%s) - t0 )) s)"; }}
 
 # 1. Python: the version the pins were taken from, from apt when missing (Ubuntu 22.04 has 3.10 and, in
 # universe, 3.11); otherwise the system python3 with pyproject's version ranges.
@@ -106,6 +108,8 @@ if ! "$py" -c 'import venv, ensurepip' >/dev/null 2>&1; then
         apt-get install -y -qq --no-install-recommends python3 python3-venv ca-certificates >/dev/null; }}
 fi
 
+step "python: $py"
+
 # 2. The grader and its pinned dependencies, in a venv every user can read (the contestant runs its Python).
 # Rerunnable: a venv already there is kept, and pip installs only what differs from the pins.
 mkdir -p "$DEST"
@@ -113,6 +117,8 @@ rm -rf "$DEST/course" "$DEST/data"
 [ -x "$DEST/venv/bin/python" ] || "$py" -m venv "$DEST/venv"
 "$DEST/venv/bin/python" -m pip install -q ${{TORCH_INDEX_URL:+--extra-index-url "$TORCH_INDEX_URL"}} \
     -r "$pins" "$SRC"/wheels/torch_grader-*.whl
+
+step "packages installed"
 
 # 3. The course files: readable by root only (hidden checks, solutions); the zip's own copy too.
 cp -r "$SRC/course" "$DEST/course"
@@ -126,10 +132,13 @@ if [ -d "$SRC/data" ]; then
 else
     for ds in {datasets}; do "$DEST/venv/bin/grader" data prepare "$ds" --root "$DEST/data"; done
 fi
+# The data was copied just now (cheap to chmod); not the venv: umask made it readable, and when setup.sh runs
+# again on an image that has it, a recursive chmod would copy every file into a new layer (gigabytes of torch).
 [ -d "$DEST/data" ] && chmod -R a+rX,go-w "$DEST/data"
-chmod -R a+rX,go-w "$DEST/venv"
 chmod 755 "$DEST"
 chmod 700 "$SRC"
+
+step "course and datasets in place"
 
 # 5. Fail the image build, not the first submission, when something is missing.
 "$DEST/venv/bin/python" -c "import torch, torchvision, onnxruntime, grader.grading; print('torch', torch.__version__)"
