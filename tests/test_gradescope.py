@@ -177,24 +177,41 @@ def _setup(zip_path: Path, from_image: str, tag: str, house: Path, tmp: Path) ->
     return tag
 
 
-def run_autograder(image: str, submission: Path, limits: list[str], tmp: Path, metadata: dict) -> dict:
-    """A fresh container per submission, as on Gradescope: run_autograder, then what student code left in /tmp."""
+# Samples the container's anonymous memory (what the processes hold; the cgroup's own peak counts the page
+# cache too, which the kernel reclaims before it kills): cgroup v2's memory.stat `anon`, v1's `total_rss`.
+RSS_SAMPLER = r"""
+( peak=0; while :; do
+    for f in /sys/fs/cgroup/memory.stat /sys/fs/cgroup/memory/memory.stat; do
+      [ -r "$f" ] && while read -r k v; do
+        case $k in anon|total_rss) [ "$v" -gt "$peak" ] && peak=$v && echo "$peak" > /out/rss.peak;; esac
+      done < "$f"
+    done; sleep 0.2
+  done ) &
+"""
+
+
+def run_autograder(image: str, submission: Path, limits: list[str], tmp: Path, metadata: dict) -> tuple[dict, dict]:
+    """A fresh container per submission, as on Gradescope. Returns results.json and what else we saw: the
+    autograder's stdout, peak memory and what the student code left in /tmp."""
     out = tmp / f"out-{submission.name}"
     out.mkdir()
     (out / "submission_metadata.json").write_text(json.dumps(metadata))
-    script = ("mkdir -p /autograder/submission /autograder/results && cp -r /sub/. /autograder/submission/ "
-              "&& cp /out/submission_metadata.json /autograder/ && /autograder/run_autograder > /out/stdout 2>&1; "
-              "cp /autograder/results/results.json /out/; (cat /sys/fs/cgroup/memory.peak "
-              "|| cat /sys/fs/cgroup/memory/memory.max_usage_in_bytes) > /out/memory.peak; "
-              "cp /tmp/hostile-report.txt /out/ 2>/dev/null; true")  # fmt: skip
+    script = RSS_SAMPLER + (
+        "mkdir -p /autograder/submission /autograder/results && cp -r /sub/. /autograder/submission/ "
+        "&& cp /out/submission_metadata.json /autograder/ && /autograder/run_autograder > /out/stdout 2>&1; "
+        "cp /autograder/results/results.json /out/; cp /tmp/hostile-report.txt /out/ 2>/dev/null; true"
+    )  # fmt: skip
     docker("run", "--rm", *limits, "-v", f"{submission}:/sub:ro", "-v", f"{out}:/out", image, "bash", "-c", script)
     results = json.loads((out / "results.json").read_text())
-    results["_stdout"] = (out / "stdout").read_text()
-    results["_peak_mib"] = int((out / "memory.peak").read_text()) / 2**20
-    results["_hostile"] = (out / "hostile-report.txt").read_text() if (out / "hostile-report.txt").exists() else None
+    hostile = out / "hostile-report.txt"
+    seen = {
+        "stdout": (out / "stdout").read_text(),
+        "peak_mib": int((out / "rss.peak").read_text()) / 2**20 if (out / "rss.peak").exists() else -1,
+        "hostile": hostile.read_text() if hostile.exists() else None,
+    }
     print(f"{submission.name}: score {results['score']}, {results['execution_time']} s, "
-          f"peak {results['_peak_mib']:.0f} MiB")
-    return results
+          f"peak {seen['peak_mib']:.0f} MiB anonymous memory")  # recorded in docs/gradescope.md
+    return results, seen
 
 
 @pytest.fixture(scope="module")
@@ -259,25 +276,27 @@ def f(x):
 @engine
 def test_exp1_in_gradescope_layout(images, example, tmp_path):
     """The solution, a submission that breaks everything and a hostile one, under Gradescope's default limits."""
-    solution = run_autograder(images["exp1"], example("exp1", "solution"), DEFAULT_LIMITS, tmp_path, LATE_METADATA)
+    solution, seen = run_autograder(images["exp1"], example("exp1", "solution"), DEFAULT_LIMITS, tmp_path,
+                                    LATE_METADATA)  # fmt: skip
     valid(solution)
-    assert all(t["status"] == "passed" for t in solution["tests"] if t["max_score"] > 0), solution["_stdout"][-3000:]
-    assert "nobody" in solution["_stdout"]  # student code ran unprivileged
+    assert all(t["status"] == "passed" for t in solution["tests"] if t["max_score"] > 0), seen["stdout"][-3000:]
+    assert '"user": "nobody"' in seen["stdout"]  # student code ran unprivileged
     assert solution["score"] == 80  # 100 points, 2 days late at 10% a day
 
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "exp1.py").write_text("import torch\nthis is not python\n")
     (broken / "model.pth").write_bytes(b"\x80\x04not a checkpoint")
-    res = valid(run_autograder(images["exp1"], broken, DEFAULT_LIMITS, tmp_path, LATE_METADATA))
+    res = valid(run_autograder(images["exp1"], broken, DEFAULT_LIMITS, tmp_path, LATE_METADATA)[0])
     assert res["score"] == 0 and res["tests"] and "invalid syntax" in json.dumps(res["tests"])
 
     hostile = example("exp1", "solution")
     source = (hostile / "exp1.py").read_text()
     (hostile / "exp1.py").write_text(source + HOSTILE)  # this f() replaces the one above it
-    res = valid(run_autograder(images["exp1"], hostile, DEFAULT_LIMITS, tmp_path, LATE_METADATA))
-    report = res["_hostile"]
-    assert report is not None, res["_stdout"][-3000:]
+    res, seen = run_autograder(images["exp1"], hostile, DEFAULT_LIMITS, tmp_path, LATE_METADATA)
+    valid(res)
+    report = seen["hostile"]
+    assert report is not None, seen["stdout"][-3000:]
     assert "ALLOWED" not in report and report.count("denied") == 6, report
     assert res["score"] == 80 and res["score"] != 1000  # the judge's results.json, not the forged one
 
@@ -286,8 +305,9 @@ def test_exp1_in_gradescope_layout(images, example, tmp_path):
 def test_exp2_in_gradescope_layout(images, example, tmp_path):
     """The solution under the limits docs/gradescope.md recommends; the leaderboard holds the judge's accuracy."""
     on_time = dict(LATE_METADATA, created_at="2026-10-10T10:00:00+08:00")
-    res = valid(run_autograder(images["exp2"], example("exp2", "solution"), EXP2_LIMITS, tmp_path, on_time))
+    res, seen = run_autograder(images["exp2"], example("exp2", "solution"), EXP2_LIMITS, tmp_path, on_time)
+    valid(res)
     by_tag = {t["tags"][0]: t for t in res["tests"]}
-    assert by_tag["accuracy"]["visibility"] == "hidden" and by_tag["accuracy"]["status"] == "passed", res["_stdout"]
+    assert by_tag["accuracy"]["visibility"] == "hidden" and by_tag["accuracy"]["status"] == "passed", seen["stdout"]
     [entry] = res["leaderboard"]
     assert entry["name"] == "Test accuracy (%)" and entry["order"] == "desc" and 70 <= entry["value"] <= 100
