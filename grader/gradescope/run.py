@@ -72,13 +72,9 @@ def late_policy_lateness(spec: AssignmentSpec, metadata: Path, earned: float) ->
 
 def leaderboard(result: GradeResult) -> list[dict[str, Any]]:
     """The accuracy the judge measured (exp2, the classifiers): one entry per check that measured one."""
-    board = []
-    for c in result.checks:
-        if "accuracy_percent" in c.measured:
-            name = "Test accuracy (%)" if len([x for x in result.checks if "accuracy_percent" in x.measured]) == 1 \
-                else f"{c.name} (%)"  # fmt: skip
-            board.append({"name": name, "value": round(c.measured["accuracy_percent"], 2), "order": "desc"})
-    return board
+    measured = [c for c in result.checks if "accuracy_percent" in c.measured]
+    return [{"name": "Test accuracy (%)" if len(measured) == 1 else f"{c.name} (%)",
+             "value": round(c.measured["accuracy_percent"], 2), "order": "desc"} for c in measured]  # fmt: skip
 
 
 def _test(name: str, number: int, score: float, max_score: float, status: str, output: str, visibility: str,
