@@ -88,7 +88,7 @@ def to_results(result: GradeResult, late: Lateness | None, board: bool) -> dict[
     deductions and the late penalty as tests of their own, Markdown output, the student's stdout hidden."""
     from grader.report.gradescope import STATUS
 
-    tests = []
+    tests: list[dict[str, Any]] = []
     for c in result.checks:
         output = md_lines([c.message]) + "".join(f"\n\n*Note:* {md_text(n)}" for n in c.notes)
         tests.append(_test(c.name, len(tests) + 1, c.score, c.max_score, STATUS[c.status], output,
