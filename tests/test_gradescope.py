@@ -285,7 +285,7 @@ def test_exp1_in_gradescope_layout(images, example, tmp_path):
 
     broken = tmp_path / "broken"
     broken.mkdir()
-    (broken / "exp1.py").write_text("import torch\nthis is not python\n")
+    (broken / "exp1.py").write_text("import torch\n\ndef f(x:\n    return x\n")  # a SyntaxError
     (broken / "model.pth").write_bytes(b"\x80\x04not a checkpoint")
     res = valid(run_autograder(images["exp1"], broken, DEFAULT_LIMITS, tmp_path, LATE_METADATA)[0])
     assert res["score"] == 0 and res["tests"] and "invalid syntax" in json.dumps(res["tests"])
