@@ -288,7 +288,7 @@ def test_exp1_in_gradescope_layout(images, example, tmp_path):
     (broken / "exp1.py").write_text("import torch\n\ndef f(x:\n    return x\n")  # a SyntaxError
     (broken / "model.pth").write_bytes(b"\x80\x04not a checkpoint")
     res = valid(run_autograder(images["exp1"], broken, DEFAULT_LIMITS, tmp_path, LATE_METADATA)[0])
-    assert res["score"] == 0 and res["tests"] and "invalid syntax" in json.dumps(res["tests"])
+    assert res["score"] == 0 and res["tests"] and "syntax error" in json.dumps(res["tests"])
 
     hostile = example("exp1", "solution")
     source = (hostile / "exp1.py").read_text()
