@@ -539,5 +539,38 @@ def assets_build(
         _die(str(exc))
 
 
+gradescope_app = typer.Typer(help="Gradescope: the autograder zip for an assignment.", no_args_is_help=True)
+app.add_typer(gradescope_app, name="gradescope")
+
+
+@gradescope_app.command("build")
+def gradescope_build(
+    assignment: Annotated[str, typer.Argument(help="assignment id, e.g. exp1")],
+    out_zip: Annotated[Path, typer.Option("--out", help="the zip to upload to Gradescope")] = Path("autograder.zip"),
+    torch_build: Annotated[str, typer.Option("--torch", help="cpu (default) or cuda")] = "cpu",
+    data_root: Annotated[Path | None, typer.Option("--data-root", help="bundle the datasets from this root "
+                                                   "(else setup.sh provisions them)")] = None,  # fmt: skip
+    pins: Annotated[Path | None, typer.Option("--requirements", help="pinned requirements to ship instead of "
+                                              "this environment's versions")] = None,  # fmt: skip
+    wheel: Annotated[Path | None, typer.Option("--wheel", help="the grader wheel to ship (default: build it)")] = None,
+    no_leaderboard: Annotated[bool, typer.Option("--no-leaderboard", help="leave the measured accuracy out")] = False,
+    course: CourseOpt = None,
+) -> None:
+    """Build the Gradescope autograder zip: setup.sh and run_autograder at its root (docs/gradescope.md)."""
+    from grader.gradescope.build import BuildError, build_bundle, summary
+
+    if torch_build not in ("cpu", "cuda"):
+        _die(f"--torch {torch_build!r}: expected cpu or cuda")
+    try:
+        built = build_bundle(Course.locate(course), assignment, out_zip, torch=torch_build,  # type: ignore[arg-type]
+                             data_root=data_root, pins=pins, wheel=wheel, leaderboard=not no_leaderboard)  # fmt: skip
+    except (SpecError, BuildError) as exc:
+        _die(str(exc))
+    except Exception as exc:  # noqa: BLE001 - e.g. the wheel build (SandboxError) or a full disk
+        _die(f"could not build {out_zip}: {exc}")
+    for line in summary(built):
+        out.print(line, highlight=False)
+
+
 if __name__ == "__main__":
     app()

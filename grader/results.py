@@ -52,6 +52,9 @@ class CheckResult(BaseModel):
         default_factory=dict, description="per-epoch values to plot; names containing 'loss' are drawn as loss curves"
     )
     confusion: Confusion | None = None
+    measured: dict[str, float] = Field(
+        default_factory=dict, description="values the judge measured for this check's threshold, e.g. accuracy_percent"
+    )
 
 
 class NotebookCell(BaseModel):

@@ -16,10 +16,11 @@ class CheckFailed(AssertionError):
 class Partial(Exception):
     """Some of the points: `fraction` in [0, 1] of the check's points, with a message saying why."""
 
-    def __init__(self, fraction: float, message: str) -> None:
+    def __init__(self, fraction: float, message: str, measured: dict[str, float] | None = None) -> None:
         super().__init__(message)
         self.fraction = min(1.0, max(0.0, float(fraction)))
         self.message = message
+        self.measured = dict(measured or {})  # what the judge measured (e.g. accuracy_percent), for leaderboards
 
 
 class Deferred(Exception):
@@ -40,8 +41,8 @@ def fail(message: str) -> NoReturn:
     raise CheckFailed(message)
 
 
-def partial(fraction: float, message: str) -> NoReturn:
+def partial(fraction: float, message: str, measured: dict[str, float] | None = None) -> NoReturn:
     """Award `fraction` of the points; 0 is a failure and 1 a pass, with the message kept either way."""
     if fraction >= 1.0:
-        raise Partial(1.0, message)
-    raise Partial(fraction, message)
+        raise Partial(1.0, message, measured)
+    raise Partial(fraction, message, measured)

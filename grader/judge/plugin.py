@@ -192,10 +192,12 @@ class GraderPlugin:
         handle = self._handles.get(cid) or CheckHandle(spec)
         exc = call.excinfo.value if call.excinfo is not None else None
         fraction, status, message, where = 1.0, "passed", "", []
+        measured: dict[str, float] = {}
         if isinstance(exc, Deferred):
             handle.notes.append(exc.message)
         elif isinstance(exc, Partial):
             fraction, message = exc.fraction, exc.message
+            measured = exc.measured
             status = "passed" if fraction >= 1 else "partial" if fraction > 0 else "failed"
         elif isinstance(exc, AssertionError):  # CheckFailed, ContestantError, WeightsError, plain assert
             fraction, status, message = 0.0, "failed", _message(exc)
@@ -224,6 +226,7 @@ class GraderPlugin:
             notes=handle.notes,
             series=handle.series,
             confusion=handle.confusion_matrix,
+            measured=measured,
             visibility=spec.visibility,
             tags=spec.tags,
             duration_s=round(time.perf_counter() - self._started.get(cid, time.perf_counter()), 4),

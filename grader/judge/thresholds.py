@@ -61,7 +61,10 @@ class Threshold:
     def grade(self, value: float, what: str) -> NoReturn:
         """Award the fraction `value` earns, with a message quoting the measurement and the rule."""
         shown = f"{value:.4f}" if abs(value) >= 0.01 or value == 0 else f"{value:.3g}"  # NMSE 2.5e-06, not 0.0000
-        partial(self.fraction(value), f"{what}: {self.metric} {shown} ({self.rule()})")
+        measured = {self.metric: float(value)} if math.isfinite(value) else {}  # NaN is not JSON
+        if self.metric == "accuracy" and measured:  # thresholds in [0, 1] are fractions
+            measured["accuracy_percent"] = round(float(value) * (1 if self.full > 1 else 100), 4)
+        partial(self.fraction(value), f"{what}: {self.metric} {shown} ({self.rule()})", measured)
 
 
 def accuracy_threshold(full: float, zero: float, seed: int | None = None, tolerance: float = 0.0) -> Threshold:
