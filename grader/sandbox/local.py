@@ -150,6 +150,7 @@ class LocalProcess(SandboxProcess):
     def __init__(self, job: ContestantJob, warm: bool = True) -> None:
         self.job, self.warm = job, warm
         self.isolation: dict[str, str] = {}
+        self.proc: Forked | subprocess.Popen[bytes]
         self.root = Path(tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{owner_tag()}-"))
         self._exit: ExitInfo | None = None
         self._kill_reason: tuple[ExitReason, str] | None = None
