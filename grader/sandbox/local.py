@@ -12,6 +12,7 @@ judge. Where the kernel allows no namespaces, student code sees the host's files
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -253,8 +254,9 @@ class LocalProcess(SandboxProcess):
         return Channel(self._sock, self.job.limits.answer_mb * (1 << 20))
 
     def _read_output(self) -> None:
-        assert self.proc.stdout is not None
-        while chunk := self.proc.stdout.read1(65536):
+        stdout = self.proc.stdout
+        assert isinstance(stdout, io.BufferedReader)
+        while chunk := stdout.read1(65536):
             self._out.feed(chunk)
 
     def _watch(self) -> None:
