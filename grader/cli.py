@@ -98,6 +98,11 @@ def _grade(  # noqa: ANN202
     assignment: str, submission: Path, mode: str, course: Path | None, data_root: Path | None, sandbox: str = ""
 ):
     from grader.data import DataError
+
+    if (sandbox or os.environ.get("GRADER_SANDBOX", "local")) == "local":
+        from grader.sandbox.local import prestart_for
+
+        prestart_for(course, assignment)  # the contestant's torch import overlaps the judge's, just below
     from grader.grading import default_sandbox, grade  # imports torch; keep --help fast
     from grader.judge.outcome import JudgeConfigError
     from grader.sandbox.base import SandboxError

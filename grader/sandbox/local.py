@@ -147,6 +147,17 @@ def prestart(lim: Limits) -> None:
         template_for(contestant_env(lim))
 
 
+def prestart_for(course: Path | None, assignment: str) -> None:
+    """`prestart` for an assignment of the course at `course` (or found from here); any mistake in either is
+    left for the grading that follows to report."""
+    from grader.spec import Course
+
+    try:
+        prestart(Course.locate(course).spec(assignment).limits)
+    except Exception:  # noqa: BLE001 - reported, with its message, by the grading itself
+        pass
+
+
 class LocalProcess(SandboxProcess):
     def __init__(self, job: ContestantJob, warm: bool = True) -> None:
         self.job, self.warm = job, warm
