@@ -82,7 +82,8 @@ def default_sandbox() -> Sandbox:
     if choice == "docker":
         from grader.sandbox.docker import DockerSandbox
 
-        return DockerSandbox()
+        # Containers started ahead for the next contestants: $GRADER_DOCKER_POOL, 1 by default.
+        return DockerSandbox(pool=int(os.environ.get("GRADER_DOCKER_POOL", "1")))
     if choice != "local":
         raise SandboxError(f"GRADER_SANDBOX={choice!r}: expected 'local' or 'docker'")
     return LocalSandbox()
