@@ -160,6 +160,16 @@ def export_graph(model: Any, example: tuple[Any, ...], input_names: list[str], o
     return torch.frombuffer(bytearray(data), dtype=torch.uint8)
 
 
+def deterministic(torch: Any) -> None:
+    """torch.use_deterministic_algorithms(True, warn_only=True) without importing inductor's config for it (3 s
+    of dynamo and sympy): inductor's own switch is TORCHINDUCTOR_DETERMINISTIC=1 in the contestant's
+    environment, read if student code ever compiles."""
+    if "torch._inductor.config" in sys.modules or not hasattr(torch._C, "_set_deterministic_algorithms"):
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    else:
+        torch._C._set_deterministic_algorithms(True, warn_only=True)
+
+
 def seed_everything(seed: int) -> None:
     import numpy as np
     import torch
@@ -211,7 +221,7 @@ def serve(sock: socket.socket, submission: Path, probes: Path, plan: dict[str, A
     _SUBMISSION = submission.resolve()
     sys.path.insert(0, str(_SUBMISSION))
     torch.set_num_threads(int(os.environ.get("GRADER_THREADS", "1")))
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    deterministic(torch)
     try:
         _load_probes(probes)
     except BaseException:  # noqa: BLE001 - the course's own code: the judge reports it to the instructor
@@ -253,7 +263,7 @@ def _await_job(sock: socket.socket) -> dict[str, Any]:
     import grader.loader  # noqa: F401
     from grader import frames
 
-    torch.use_deterministic_algorithms(True, warn_only=True)  # its first call imports inductor's config
+    deterministic(torch)
     sock.sendall(frames.pack({"waiting": os.getpid()}))
     try:
         doc, _ = frames.read_blocking(sock)

@@ -77,9 +77,13 @@ _hooks_installed = False
 _exiting = False
 
 
-def _remove_all_live() -> None:
+def _on_exit() -> None:
     global _exiting
     _exiting = True  # a container the pool is starting right now removes itself once created
+    _remove_all_live()
+
+
+def _remove_all_live() -> None:
     with _live_lock:
         containers = list(_live.values())
         _live.clear()
@@ -96,12 +100,12 @@ def _install_exit_hooks() -> None:
     if _hooks_installed:
         return
     _hooks_installed = True
-    atexit.register(_remove_all_live)
+    atexit.register(_on_exit)
     # Only where nobody else handles SIGTERM, and only from the main thread (a signal handler's rule).
     if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
 
         def _on_term(signum: int, frame: Any) -> None:
-            _remove_all_live()
+            _on_exit()
             raise SystemExit(128 + signum)
 
         signal.signal(signal.SIGTERM, _on_term)
@@ -164,6 +168,7 @@ def contestant_env(limits: Limits, data: bool) -> dict[str, str]:
         "MKL_NUM_THREADS": str(limits.threads),
         "GRADER_THREADS": str(limits.threads),
         "CUBLAS_WORKSPACE_CONFIG": ":4096:8",  # deterministic cuBLAS
+        "TORCHINDUCTOR_DETERMINISTIC": "1",  # for torch.compile, as use_deterministic_algorithms would set it
         "MPLBACKEND": "Agg",  # plotting works and never needs a display
     }
     if data:

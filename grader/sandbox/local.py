@@ -133,6 +133,7 @@ def contestant_env(lim: Limits) -> dict[str, str]:
         "MKL_NUM_THREADS": str(lim.threads),
         "GRADER_THREADS": str(lim.threads),
         "CUBLAS_WORKSPACE_CONFIG": ":4096:8",  # deterministic cuBLAS
+        "TORCHINDUCTOR_DETERMINISTIC": "1",  # for torch.compile, as use_deterministic_algorithms would set it
         "MPLBACKEND": "Agg",  # plotting works and never needs a display
     }
     if cuda := os.environ.get("CUDA_VISIBLE_DEVICES"):

@@ -66,9 +66,6 @@ def warm_up() -> None:
     import grader.sandbox.launch  # noqa: F401
     import grader.wire  # noqa: F401
 
-    # The contestant sets this flag anyway; the first call imports torch._dynamo, inductor and sympy (4 s here).
-    torch.use_deterministic_algorithms(True, warn_only=True)
-
 
 def become_contestant(argv: list[str], env: dict[str, str]) -> int:
     """In a forked child, confined by launch.confine: what `execve(python -m grader.contestant ...)` would be."""
