@@ -117,8 +117,9 @@ def batch(n: int, warm: bool, work: Path) -> tuple[float, float, float]:
     subs, out = work / f"class-{n}-{int(warm)}", work / f"out-{n}-{int(warm)}"
     make_class(subs, n)
     t0 = time.perf_counter()
+    env = dict(os.environ, GRADER_WARM="1" if warm else "0")
     proc = subprocess.Popen([GRADER, "batch", "exp1", str(subs), "--out", str(out), "--workers", "2"], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, env=dict(os.environ, GRADER_WARM="1" if warm else "0"))  # fmt: skip
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)  # fmt: skip
     watch = PssWatch(proc.pid)
     if proc.wait() != 0:
         raise SystemExit(f"grader batch failed (exit {proc.returncode})")
