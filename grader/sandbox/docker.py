@@ -207,8 +207,9 @@ class DockerProcess(SandboxProcess):
     def _prepare(self) -> None:
         # Filled by bind(), with world-readable modes: the container's uid must read them whatever the umask.
         os.chmod(self.root, 0o755)
-        for name in ("submission", "probes"):
-            (self.root / name).mkdir(mode=0o755)
+        (self.root / "submission").mkdir(mode=0o755)
+        self.probes = self.root / "probes.py"
+        self.probes.touch(0o644)  # written in place by bind(): a file bind mount keeps its inode
         # The contestant connects once, before any student code runs; the judge then closes the listener.
         self.socket_path = self.root / "judge.sock"
         listener = self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -223,7 +224,7 @@ class DockerProcess(SandboxProcess):
         volumes = {
             str(self.socket_path): {"bind": str(SOCKET), "mode": "ro"},  # read-only still lets it connect
             str(self.root / "submission"): {"bind": str(SUBMISSION), "mode": "ro"},
-            str(self.root / "probes"): {"bind": str(PROBES), "mode": "ro"},
+            str(self.probes): {"bind": str(PROBES / "probes.py"), "mode": "ro"},
         }
         if job.data_root is not None:
             volumes[str(Path(job.data_root).resolve())] = {"bind": str(DATA), "mode": "ro"}
@@ -287,13 +288,10 @@ class DockerProcess(SandboxProcess):
             else:
                 shutil.copy(src, dest)
                 dest.chmod(0o444)
-        shutil.copy(job.probes, self.root / "probes" / "probes.py")
-        for name in ("submission", "probes"):
-            for p in (self.root / name).rglob("*"):
-                p.chmod(0o555 if p.is_dir() else 0o444)
-            (self.root / name).chmod(0o555)
+        shutil.copyfile(job.probes, self.probes)
+        self.probes.chmod(0o444)
+        (self.root / "submission").chmod(0o555)
         self.isolation = self.sandbox.applied(job)
-        self.bound_at = time.monotonic()
 
     def open_channel(self, deadline: float) -> Channel:
         """Accept the contestant's one connection, then close the listener: no second one can come. Then wait
