@@ -162,7 +162,8 @@ def grade(
                 probes=course.assignment_dir(spec.id) / spec.probes,
                 limits=spec.limits,
                 data_root=root,
-                gpu=spec.needs_gpu,
+                # A check that needs a GPU (exp2's re-run) runs only where CUDA is: its contestant gets the GPU.
+                gpu=spec.needs_gpu or any(spec.check(cid).needs_gpu for cid in selected),
                 private=(course.root,),
                 lifetime_s=contestant_lifetime(spec),
                 loading=LoadPlan(
