@@ -10,7 +10,8 @@
    batch prefetch, which evaluates every final.pth, timed on two disjoint sets of submissions);
 4. time the reference exp2 training (the solution's own script, 10 epochs) and read its test accuracy;
 5. print one Markdown table (also OUT/gpu_suite.md) that goes into bench/RESULTS.md as it is.
---tiny runs every step at a tiny size (2+2 submissions, one epoch on 256 images). Every step runs even when one
+--tiny runs every step at a tiny size (CIFAR-10 cut to 400 images per training file and 500 test images, 4
+submissions, one epoch on 256 images). Every step runs even when one
 before it failed; the exit code is 1 if any failed.
 """
 
@@ -74,17 +75,30 @@ def course_with_rerun(dest: Path, tiny: bool) -> Path:
     return dest
 
 
-def step_rerun(data: Path, out: Path, tiny: bool) -> list[Row]:
-    from grader.grading import grade
-    from grader.spec import Course
+RERUN = """
+import sys
+from pathlib import Path
+from grader.grading import grade
+from grader.spec import Course
+result = grade(Course(root=Path(sys.argv[1])), "exp2", Path(sys.argv[2]), data_root=Path(sys.argv[3]),
+               only=["rerun_writes_checkpoint"])
+Path(sys.argv[4]).write_text(result.model_dump_json(indent=1))
+"""
 
+
+def step_rerun(data: Path, out: Path, tiny: bool) -> list[Row]:
+    from grader.results import GradeResult
+
+    # In its own process: the checks of the course copy must not stay imported in this one.
     with tempfile.TemporaryDirectory(prefix="gpu-suite-course-") as tmp:
-        course = Course(root=course_with_rerun(Path(tmp), tiny))
+        course = course_with_rerun(Path(tmp), tiny)
         t0 = time.perf_counter()
-        result = grade(course, "exp2", ROOT / "examples/exp2/solution", data_root=data,
-                       only=["rerun_writes_checkpoint"])  # fmt: skip
+        r = subprocess.run([sys.executable, "-c", RERUN, str(course), str(ROOT / "examples/exp2/solution"),
+                            str(data), str(out / "rerun.json")], cwd=ROOT, capture_output=True, text=True)  # fmt: skip
         wall = time.perf_counter() - t0
-    (out / "rerun.json").write_text(result.model_dump_json(indent=1))
+    if r.returncode != 0:
+        raise RuntimeError(f"grading with the re-run check exited {r.returncode}:\n{r.stderr[-3000:]}")
+    result = GradeResult.model_validate_json((out / "rerun.json").read_text())
     if "rerun_writes_checkpoint" in result.skipped:
         raise RuntimeError(f"the re-run check was skipped: {result.skipped['rerun_writes_checkpoint']}")
     c = next(c for c in result.checks if c.id == "rerun_writes_checkpoint")
@@ -108,7 +122,7 @@ def step_batch(data: Path, out: Path, tiny: bool) -> list[Row]:
     from grader.batch.worker import load_prefetch
     from grader.spec import Course
 
-    n, k = (4, 1) if tiny else (100, 10)
+    n, k = (4, 1) if tiny else (100, 10)  # k, then n - 1 - k submissions, after one to warm up
     workers = 2 if tiny else max(2, min(8, (os.cpu_count() or 2) // 2))
     gpus = ["--gpus", "0"] if torch.cuda.is_available() else []
     with tempfile.TemporaryDirectory(prefix="gpu-suite-batch-") as tmp:
@@ -158,6 +172,24 @@ def step_train(data: Path, out: Path, tiny: bool) -> list[Row]:
              f"(per epoch: {', '.join(f'{a:.1f}' for a in accs)})", ">= 70%")]
 
 
+def tiny_cifar(src: Path, dest: Path, train: int = 400, test: int = 500) -> Path:
+    """A data root with the first images of each CIFAR-10 file only (the dry run's tiny size)."""
+    import pickle
+
+    folder = dest / "cifar-10-batches-py"
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(src / "cifar-10-batches-py" / "batches.meta", folder / "batches.meta")
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        with open(src / "cifar-10-batches-py" / name, "rb") as f:
+            batch = pickle.load(f, encoding="bytes")  # the course's own copy of the dataset: trusted
+        n = test if name == "test_batch" else train
+        small = {k: (v[:n] if k in ("data", "labels", "filenames", b"data", b"labels", b"filenames") else v)
+                 for k, v in batch.items()}
+        with open(folder / name, "wb") as f:
+            pickle.dump(small, f, protocol=2)
+    return dest
+
+
 STEPS: list[tuple[str, Callable[[Path, Path, bool], list[Row]]]] = [
     ("grade", step_grade), ("rerun", step_rerun), ("batch", step_batch), ("train", step_train),
 ]  # fmt: skip
@@ -178,6 +210,9 @@ def main() -> int:
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     rows: list[tuple[str, str, str, str]] = []
+    data = args.data_root.resolve()
+    if args.tiny:
+        data = tiny_cifar(data, args.out.resolve() / "tiny-data")
     failed = False
     t_all = time.perf_counter()
     for name, step in STEPS:
@@ -185,7 +220,7 @@ def main() -> int:
             continue
         t0 = time.perf_counter()
         try:
-            rows += [(*row, "ok") for row in step(args.data_root.resolve(), args.out.resolve(), args.tiny)]
+            rows += [(*row, "ok") for row in step(data, args.out.resolve(), args.tiny)]
         except Exception as exc:  # noqa: BLE001 - the table says which step failed and why; the others still run
             failed = True
             (args.out / f"{name}.error.txt").write_text(traceback.format_exc())
