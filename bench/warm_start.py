@@ -83,7 +83,8 @@ class PssWatch:
     """Peak PSS of each child tree of `pid` (the batch workers), per half of the run."""
 
     def __init__(self, pid: int) -> None:
-        self.pid, self.samples, self.done = pid, [], False
+        self.pid, self.done = pid, False
+        self.samples: list[tuple[float, int]] = []
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
