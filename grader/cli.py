@@ -120,10 +120,20 @@ def _print_result(result, title: str) -> None:  # noqa: ANN001
 def _grade(  # noqa: ANN202
     assignment: str, submission: Path, mode: str, course: Path | None, data_root: Path | None, sandbox: str = ""
 ):
-    from grader.data import DataError
-    from grader.grading import grade  # imports torch; keep --help fast
-    from grader.judge.outcome import JudgeConfigError
     from grader.sandbox.base import SandboxError
+    from grader.sandbox.choice import SandboxChoice
+
+    try:
+        local = SandboxChoice.resolve(sandbox).kind == "local"
+    except SandboxError:
+        local = False  # said by _sandbox below
+    if local:
+        from grader.sandbox.local import prestart_for
+
+        prestart_for(course, assignment)  # the contestant's torch import overlaps the judge's, just below
+    from grader.data import DataError  # imports torch, as grading does: after the template started
+    from grader.grading import grade
+    from grader.judge.outcome import JudgeConfigError
 
     try:
         sb = _sandbox(sandbox)

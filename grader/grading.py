@@ -103,14 +103,17 @@ def import_problems(
     return out
 
 
-def contestant_job(course: Course, spec: AssignmentSpec, staged: Path, data_root: Path | None) -> ContestantJob:
-    """What the sandbox needs to start a contestant on the staged submission."""
+def contestant_job(
+    course: Course, spec: AssignmentSpec, staged: Path, data_root: Path | None, selected: list[str] | None = None
+) -> ContestantJob:
+    """What the sandbox needs to start a contestant on the staged submission, for the `selected` checks."""
     return ContestantJob(
         submission=staged,
         probes=course.assignment_dir(spec.id) / spec.probes,
         limits=spec.limits,
         data_root=data_root,
-        gpu=spec.needs_gpu,
+        # A check that needs a GPU (exp2's re-run) runs only where CUDA is: its contestant gets the GPU.
+        gpu=spec.needs_gpu or any(spec.check(cid).needs_gpu for cid in selected or []),
         private=(course.root,),
         lifetime_s=contestant_lifetime(spec),
         loading=LoadPlan(
@@ -205,7 +208,7 @@ def grade(
             staged = sub.stage(Path(tmp) / "submission")
             ini = Path(tmp) / "pytest.ini"
             ini.write_text("[pytest]\n")
-            job = contestant_job(course, spec, staged, root)
+            job = contestant_job(course, spec, staged, root, selected)
             client = ContestantClient(sandbox, job)
             plugin = GraderPlugin(spec, sub, client, selected, root)
             try:

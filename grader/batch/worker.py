@@ -70,6 +70,10 @@ def main(config: dict, wid: int, tasks: Queue, events: Queue) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the parent decides
     signal.signal(signal.SIGTERM, _stop)
     try:
+        if cfg.sandbox.kind == "local":  # the template's torch import overlaps this worker's own
+            from grader.sandbox.local import prestart_for
+
+            prestart_for(cfg.course_root, cfg.assignment)
         import torch
 
         from grader.grading import grade

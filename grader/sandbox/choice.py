@@ -18,6 +18,7 @@ class SandboxChoice(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     kind: SandboxKind = "local"
+    pool: int = 1  # docker: containers started ahead for the next contestants ($GRADER_DOCKER_POOL)
 
     @classmethod
     def resolve(cls, option: str | None = None) -> SandboxChoice:
@@ -26,14 +27,18 @@ class SandboxChoice(BaseModel):
         if choice not in ("local", "docker"):
             source = "--sandbox" if option else ENV_VAR
             raise SandboxError(f"{source}={choice!r}: expected 'local' or 'docker'")
-        return cls.model_validate({"kind": choice})
+        try:
+            pool = int(os.environ.get("GRADER_DOCKER_POOL", "1"))
+        except ValueError:
+            raise SandboxError("GRADER_DOCKER_POOL must be a whole number of containers") from None
+        return cls.model_validate({"kind": choice, "pool": pool})
 
     def build(self) -> Sandbox:
         """The sandbox itself; docker needs an engine and the grading image."""
         if self.kind == "docker":
             from grader.sandbox.docker import DockerSandbox
 
-            return DockerSandbox()
+            return DockerSandbox(pool=self.pool)
         from grader.sandbox.local import LocalSandbox
 
         return LocalSandbox()

@@ -19,6 +19,7 @@ start sweeps the containers of owners that are gone.
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import os
 import select
 import shutil
@@ -30,7 +31,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from grader.channel import Channel
+from grader.channel import Channel, ChannelClosed, ChannelTimeout
+from grader.frames import FrameError
 from grader.sandbox.base import (
     CappedOutput,
     ContestantJob,
@@ -65,10 +67,20 @@ OWNER_LABEL = "grader.sandbox.owner"  # host/pid.starttime: a sweep removes cont
 DEADLINE_LABEL = "grader.sandbox.deadline"  # Unix time after which the container is dead by its own timeout
 FOLDER_PREFIX = "grader-dkr-"
 WAIT_SLICE_S = 30
+# How long a container started ahead may wait for its submission; its hard deadline has this on top of the
+# job's lifetime, and one that waited longer is discarded unused.
+POOL_WAIT_S = 600
 
 _live: dict[str, Any] = {}  # container id -> container, for removal at exit
 _live_lock = threading.Lock()
 _hooks_installed = False
+_exiting = False
+
+
+def _on_exit() -> None:
+    global _exiting
+    _exiting = True  # a container the pool is starting right now removes itself once created
+    _remove_all_live()
 
 
 def _remove_all_live() -> None:
@@ -88,12 +100,12 @@ def _install_exit_hooks() -> None:
     if _hooks_installed:
         return
     _hooks_installed = True
-    atexit.register(_remove_all_live)
+    atexit.register(_on_exit)
     # Only where nobody else handles SIGTERM, and only from the main thread (a signal handler's rule).
     if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
 
         def _on_term(signum: int, frame: Any) -> None:
-            _remove_all_live()
+            _on_exit()
             raise SystemExit(128 + signum)
 
         signal.signal(signal.SIGTERM, _on_term)
@@ -155,6 +167,7 @@ def contestant_env(limits: Limits, data: bool) -> dict[str, str]:
         "MKL_NUM_THREADS": str(limits.threads),
         "GRADER_THREADS": str(limits.threads),
         "CUBLAS_WORKSPACE_CONFIG": ":4096:8",  # deterministic cuBLAS
+        "TORCHINDUCTOR_DETERMINISTIC": "1",  # for torch.compile, as use_deterministic_algorithms would set it
         "MPLBACKEND": "Agg",  # plotting works and never needs a display
     }
     if data:
@@ -167,7 +180,10 @@ class DockerProcess(SandboxProcess):
     costs no call to the engine (the judge polls every few milliseconds)."""
 
     def __init__(self, sandbox: DockerSandbox, job: ContestantJob) -> None:
+        """A container for jobs like `job` (same image, limits, dataset and GPU), started now; `bind()` gives it
+        the actual submission. Its contestant imports torch meanwhile and waits for the job."""
         self.sandbox, self.job = sandbox, job
+        self.lifetime = max(1, int(job.lifetime_s + POOL_WAIT_S))
         self.root = Path(tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{owner_tag()}-"))
         self.container: Any = None
         self._exit: ExitInfo | None = None
@@ -188,12 +204,11 @@ class DockerProcess(SandboxProcess):
             raise
 
     def _prepare(self) -> None:
-        # Copies with world-readable modes: the container's uid must read them whatever the host's umask.
+        # Filled by bind(), with world-readable modes: the container's uid must read them whatever the umask.
         os.chmod(self.root, 0o755)
-        copy_read_only(self.job.submission, self.root / "submission")
+        (self.root / "submission").mkdir(mode=0o755)
         self.probes = self.root / "probes.py"
-        shutil.copy(self.job.probes, self.probes)
-        self.probes.chmod(0o444)
+        self.probes.touch(0o644)  # written in place by bind(): a file bind mount keeps its inode
         # The contestant connects once, before any student code runs; the judge then closes the listener.
         self.socket_path = self.root / "judge.sock"
         listener = self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -212,12 +227,12 @@ class DockerProcess(SandboxProcess):
         }
         if job.data_root is not None:
             volumes[str(Path(job.data_root).resolve())] = {"bind": str(DATA), "mode": "ro"}
-        lifetime = max(1, int(job.lifetime_s))
+        lifetime = self.lifetime
         command = [
             "timeout", "-s", "KILL", str(lifetime),
             PYTHON, *python_flags((3, 11)), "-m", "grader.contestant",  # the images' Pythons are 3.11 or newer
             "--connect", str(SOCKET), "--submission", str(SUBMISSION), "--probes", str(PROBES / "probes.py"),
-            *job.loading.args(),
+            "--await-job",
         ]  # fmt: skip
         kwargs: dict[str, Any] = {
             **container_limits(lim, job.gpu),
@@ -244,14 +259,13 @@ class DockerProcess(SandboxProcess):
         }
         if job.gpu:
             kwargs["device_requests"] = gpu_device_requests()
-        self.isolation = self.sandbox.applied(job)
         client = self.sandbox.client()
         try:
             self.container = client.containers.create(self.sandbox.image_for(job), **kwargs)
             with _live_lock:
                 _live[self.container.id] = self.container
             self.container.start()
-            self._started_at = time.monotonic()
+            self._started_at = self.created = time.monotonic()
         except docker.errors.ImageNotFound:
             raise SandboxError(self.sandbox.missing_image_message(job)) from None
         except docker.errors.APIError as exc:
@@ -263,8 +277,24 @@ class DockerProcess(SandboxProcess):
         self._reader = threading.Thread(target=self._read_output, daemon=True)
         self._reader.start()
 
+    def bind(self, job: ContestantJob) -> None:
+        """Give this container its submission: copied into its (read-only to it) mounts before the job is sent."""
+        self.job = job
+        for src in job.submission.iterdir():
+            dest = self.root / "submission" / src.name
+            if src.is_dir():
+                copy_read_only(src, dest)
+            else:
+                shutil.copy(src, dest)
+                dest.chmod(0o444)
+        shutil.copyfile(job.probes, self.probes)
+        self.probes.chmod(0o444)
+        (self.root / "submission").chmod(0o555)
+        self.isolation = self.sandbox.applied(job)
+
     def open_channel(self, deadline: float) -> Channel:
-        """Accept the contestant's one connection, then close the listener: no second one can come."""
+        """Accept the contestant's one connection, then close the listener: no second one can come. Then wait
+        for it to have imported torch, and send it the job."""
         listener = self._listener
         assert listener is not None
         try:
@@ -276,7 +306,20 @@ class DockerProcess(SandboxProcess):
             listener.close()
             self._listener = None
             self.socket_path.unlink(missing_ok=True)
-        return Channel(conn, self.job.limits.answer_mb * MIB)
+        channel = Channel(conn, self.job.limits.answer_mb * MIB)
+
+        def alive() -> None:
+            if self.poll() is not None:
+                raise SandboxError(f"the contestant ended before its job was sent ({self.poll()})")
+
+        try:  # nothing of the student's has run yet: anything odd here is the machine's problem
+            hello, _ = channel.recv(deadline, alive)
+            if set(hello) != {"waiting"}:
+                raise SandboxError(f"the contestant sent {sorted(hello)} instead of waiting for its job")
+            channel.send({"job": {"loading": dataclasses.asdict(self.job.loading)}}, b"", deadline, alive)
+        except (ChannelClosed, ChannelTimeout, FrameError) as exc:
+            raise SandboxError(f"the contestant could not be given its job ({type(exc).__name__}: {exc})") from None
+        return channel
 
     def _wait(self) -> None:
         import requests
@@ -328,7 +371,7 @@ class DockerProcess(SandboxProcess):
         lim = self.job.limits
         if oom:
             reason, detail = "memory", f"killed for exceeding {lim.memory_mb} MiB of memory"
-        elif rc == 128 + signal.SIGKILL and time.monotonic() - self._started_at >= self.job.lifetime_s - 1:
+        elif rc == 128 + signal.SIGKILL and time.monotonic() - self._started_at >= self.lifetime - 1:
             # `timeout -s KILL` kills its whole process group, itself included, so the exit code alone
             # cannot tell the deadline from another SIGKILL: the container's age can.
             reason, detail = "timeout", f"reached the container's hard deadline ({int(self.job.lifetime_s)} s)"
@@ -378,13 +421,20 @@ class DockerSandbox(Sandbox):
 
     name = "docker"
 
-    def __init__(self, image: str | None = None, gpu_image: str | None = None) -> None:
+    def __init__(self, image: str | None = None, gpu_image: str | None = None, pool: int = 0) -> None:
+        """`pool`: containers kept started ahead for the next contestants like the last one (each used once),
+        so that a container's start overlaps the submission before it."""
         from grader.image import IMAGE_TAGS
 
         self.image = image or os.environ.get("GRADER_IMAGE") or IMAGE_TAGS["cpu"]
         self.gpu_image = gpu_image or os.environ.get("GRADER_GPU_IMAGE") or IMAGE_TAGS["cuda"]
         self._client: Any = None
         self._checked: set[str] = set()
+        self.pool_size = pool
+        self._pool: list[tuple[tuple[Any, ...], DockerProcess]] = []
+        self._pool_lock = threading.Lock()
+        self._filling = 0  # containers being started ahead right now
+        self._closed = False
 
     def client(self) -> Any:
         if self._client is None:
@@ -443,7 +493,68 @@ class DockerSandbox(Sandbox):
         except ImportError:
             raise SandboxError("the Docker sandbox needs the docker package: pip install 'docker>=7'") from None
         self.preflight(job)
-        return DockerProcess(self, job)
+        proc = self._take(job) or DockerProcess(self, job)
+        try:
+            proc.bind(job)
+        except BaseException:
+            proc.close()
+            raise
+        self._fill(job)
+        return proc
+
+    @staticmethod
+    def _key(job: ContestantJob) -> tuple[Any, ...]:
+        """What a container is started with, before its submission is known."""
+        return (job.limits, job.gpu, job.data_root and str(Path(job.data_root).resolve()), job.lifetime_s)
+
+    def _take(self, job: ContestantJob) -> DockerProcess | None:
+        """A container started ahead for jobs like this one, still running and within its wait."""
+        with self._pool_lock:
+            ready = [(k, p) for k, p in self._pool if k == self._key(job)]
+            for item in ready:
+                self._pool.remove(item)
+        for _, proc in ready[1:]:
+            proc.close()
+        if ready and ready[0][1].poll() is None and time.monotonic() - ready[0][1].created < POOL_WAIT_S:
+            return ready[0][1]
+        if ready:
+            ready[0][1].close()
+        return None
+
+    def _fill(self, job: ContestantJob) -> None:
+        """Start containers ahead, in the background, until `pool_size` wait for jobs like this one."""
+        with self._pool_lock:
+            need = self.pool_size - len(self._pool) - self._filling
+            if self._closed or need <= 0:
+                return
+            self._filling += need
+
+        def run() -> None:
+            for _ in range(need):
+                proc = None
+                try:
+                    proc = DockerProcess(self, job)
+                except Exception:  # noqa: BLE001 - the next start creates its container itself and says why
+                    pass
+                with self._pool_lock:
+                    self._filling -= 1
+                    keep = not self._closed and not _exiting
+                    if proc is not None and keep:
+                        self._pool.append((self._key(job), proc))
+                if proc is not None and not keep:
+                    proc.close()
+
+        threading.Thread(target=run, daemon=True, name="grader-docker-pool").start()
+
+    def close(self) -> None:
+        """Remove the containers started ahead (each grader's exit does it too, Ctrl-C and SIGTERM included)."""
+        with self._pool_lock:
+            self._closed = True
+            pooled, self._pool = self._pool, []
+        for _, proc in pooled:
+            proc.close()
+        while self._filling:  # a container being created now removes itself once it exists
+            time.sleep(0.05)
 
     def applied(self, job: ContestantJob) -> dict[str, str]:
         """What a container for `job` gets, for the report (the judge knows it; nothing comes from the container)."""

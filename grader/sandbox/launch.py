@@ -266,6 +266,9 @@ def child(cfg: dict[str, Any], applied: dict[str, str], namespaces: bool, runnin
     applied["processes"] = f"{cfg['processes']} (" + (
         "watchdog; root ignores RLIMIT_NPROC)" if run_as == 0 else "RLIMIT_NPROC and watchdog)"
     )
+    applied["seeds"] = "random, numpy and torch seeded with 0 before student code is imported, and per request"
+    if cfg.get("warm"):
+        applied["start"] = cfg["warm"]
     _hello(sock, applied)
     if run_as != os.getuid():
         os.setgroups([])
@@ -276,16 +279,24 @@ def child(cfg: dict[str, Any], applied: dict[str, str], namespaces: bool, runnin
     _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
     if run_as != 0:
         resource.setrlimit(resource.RLIMIT_NPROC, (running + cfg["processes"],) * 2)
-    os.set_inheritable(cfg["fd"], True)
     os.chdir(work)
     argv = [python, *cfg["flags"], "-m", "grader.contestant", "--fd", str(cfg["fd"]),
             "--submission", sub, "--probes", f"{probes}/probes.py", *cfg["args"]]  # fmt: skip
+    if cfg.get("warm"):  # forked from the warm template (grader.sandbox.zygote): torch is already imported
+        from grader.sandbox.zygote import become_contestant
+
+        return become_contestant(argv, env)
+    os.set_inheritable(cfg["fd"], True)
     os.execve(python, argv, env)
     return 127  # not reached
 
 
 def main(argv: list[str]) -> int:
-    cfg = json.loads(argv[0])
+    return confine(json.loads(argv[0]))
+
+
+def confine(cfg: dict[str, Any]) -> int:
+    """Steps 1-5 above; returns the exit code the launcher should end with (its contestant's)."""
     applied: dict[str, str] = {}
     # If the judge dies (a batch worker killed for memory), take the contestant down too: the launcher gets
     # SIGKILL with its parent, and the contestant with the launcher. The getppid check closes the race of a

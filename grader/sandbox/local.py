@@ -41,6 +41,8 @@ from grader.sandbox.base import (
     scratch_mb,
     sweep_folders,
 )
+from grader.sandbox.template import DESCRIPTION, Forked, template_for, warm_enabled
+from grader.spec import Limits
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 WATCH_INTERVAL_S = 0.05
@@ -119,9 +121,49 @@ def python_binds() -> list[str]:
     return out
 
 
+def contestant_env(lim: Limits) -> dict[str, str]:
+    """The contestant's whole environment: nothing of the grader's (tokens, keys) is passed on."""
+    env = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "LANG": "C.UTF-8",
+        "PYTHONHASHSEED": "0",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONUNBUFFERED": "1",
+        "OMP_NUM_THREADS": str(lim.threads),
+        "MKL_NUM_THREADS": str(lim.threads),
+        "GRADER_THREADS": str(lim.threads),
+        "CUBLAS_WORKSPACE_CONFIG": ":4096:8",  # deterministic cuBLAS
+        "TORCHINDUCTOR_DETERMINISTIC": "1",  # for torch.compile, as use_deterministic_algorithms would set it
+        "MPLBACKEND": "Agg",  # plotting works and never needs a display
+    }
+    if cuda := os.environ.get("CUDA_VISIBLE_DEVICES"):
+        env["CUDA_VISIBLE_DEVICES"] = cuda
+    return env
+
+
+def prestart(lim: Limits) -> None:
+    """Start the warm template for contestants under `lim` now, without waiting for it: a one-shot grader
+    calls this before importing torch itself, so that the two imports overlap."""
+    if warm_enabled():
+        template_for(contestant_env(lim))
+
+
+def prestart_for(course: Path | None, assignment: str) -> None:
+    """`prestart` for an assignment of the course at `course` (or found from here); any mistake in either is
+    left for the grading that follows to report."""
+    from grader.spec import Course
+
+    try:
+        prestart(Course.locate(course).spec(assignment).limits)
+    except Exception:  # noqa: BLE001 - reported, with its message, by the grading itself
+        pass
+
+
 class LocalProcess(SandboxProcess):
-    def __init__(self, job: ContestantJob) -> None:
-        self.job = job
+    def __init__(self, job: ContestantJob, warm: bool = True) -> None:
+        self.job, self.warm = job, warm
+        self.isolation: dict[str, str] = {}
+        self.proc: Forked | subprocess.Popen[bytes]
         self.root = Path(tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{owner_tag()}-"))
         self._exit: ExitInfo | None = None
         self._kill_reason: tuple[ExitReason, str] | None = None
@@ -161,20 +203,7 @@ class LocalProcess(SandboxProcess):
                     )
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self._sock = ours
-        env = {
-            "PATH": "/usr/local/bin:/usr/bin:/bin",
-            "LANG": "C.UTF-8",
-            "PYTHONHASHSEED": "0",
-            "PYTHONDONTWRITEBYTECODE": "1",
-            "PYTHONUNBUFFERED": "1",
-            "OMP_NUM_THREADS": str(lim.threads),
-            "MKL_NUM_THREADS": str(lim.threads),
-            "GRADER_THREADS": str(lim.threads),
-            "CUBLAS_WORKSPACE_CONFIG": ":4096:8",  # deterministic cuBLAS
-            "MPLBACKEND": "Agg",  # plotting works and never needs a display
-        }
-        if cuda := os.environ.get("CUDA_VISIBLE_DEVICES"):
-            env["CUDA_VISIBLE_DEVICES"] = cuda
+        env = contestant_env(lim)
         cfg = {
             "fd": theirs.fileno(),
             "file_size_mb": lim.file_size_mb,
@@ -194,6 +223,29 @@ class LocalProcess(SandboxProcess):
             "flags": python_flags(),
             "args": self.job.loading.args(),
         }
+        template = None
+        if self.warm:
+            try:
+                template = template_for(env)
+                template.wait_ready()
+            except SandboxError as exc:
+                template, self.isolation = None, {"start": f"fresh interpreter ({exc})"}
+        if template is not None:
+            read, write = os.pipe()
+            try:
+                pid = template.fork(dict(cfg, warm=DESCRIPTION), [theirs.fileno(), write])
+            except BaseException:
+                os.close(read)
+                raise
+            finally:
+                os.close(write)
+                theirs.close()
+            self.proc = Forked(template, pid, open(read, "rb"))
+            self.isolation = {"start": DESCRIPTION}
+            threading.Thread(target=self._read_output, daemon=True).start()
+            threading.Thread(target=self._watch, daemon=True).start()
+            return
+        self.isolation = self.isolation or {"start": "fresh interpreter"}
         try:
             self.proc = subprocess.Popen(
                 [sys.executable, "-I", "-m", "grader.sandbox.launch", json.dumps(cfg)],
@@ -251,10 +303,13 @@ class LocalProcess(SandboxProcess):
         with self._lock:
             if self._kill_reason is None and self.proc.poll() is None:
                 self._kill_reason = (reason, detail)
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        if isinstance(self.proc, Forked):
+            self.proc.kill_group()
+        else:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         self.proc.wait()
 
     def output(self) -> str:
@@ -271,8 +326,9 @@ class LocalProcess(SandboxProcess):
 class LocalSandbox(Sandbox):
     name = "local"
 
-    def __init__(self) -> None:
+    def __init__(self, warm: bool | None = None) -> None:
         self._swept = False
+        self.warm = warm_enabled() if warm is None else warm  # contestants forked from a warm template
 
     def sweep(self) -> list[str]:
         return sweep_folders(FOLDER_PREFIX)
@@ -281,7 +337,7 @@ class LocalSandbox(Sandbox):
         if not self._swept:  # once per grader: what a predecessor killed outright left behind
             self._swept = True
             self.sweep()
-        return LocalProcess(job)
+        return LocalProcess(job, self.warm)
 
     def describe(self) -> dict[str, str]:
         return {
