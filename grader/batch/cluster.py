@@ -129,7 +129,7 @@ class JudgeSlot:
         self.finished: set[str] = set()
         self.running: str | None = None
         self.waiting = False
-        self.starts = 0
+        self.starts = self.received = 0
         self._spawn()
 
     def _spawn(self) -> None:
@@ -157,7 +157,8 @@ class JudgeSlot:
         """Take (student, driver's folder, tar) items; the judge grades them in turn after what it already has."""
         items = []
         for student, original, blob in chunk:
-            folder = self.home / "submissions" / student
+            self.received += 1
+            folder = self.home / "submissions" / f"{self.received}-{student}"
             unpack(blob, folder)
             items.append((student, str(folder), original))
         self.backlog.append(items)
@@ -329,12 +330,13 @@ class _Driver:
         for s in [*self.slots.values(), *self.starting.values()]:
             have[s.node_id] = have.get(s.node_id, 0) + 1
         total = sum(have.values())
+        want = min(self.cap, total + len(self.pending))  # a new slot only for work no slot holds yet
         for node in self.ray.nodes():
             nid = node["NodeID"]
             if not node.get("Alive") or nid in self.bad_nodes:
                 continue
             for _ in range(self._slots_per_node(node.get("Resources", {})) - have.get(nid, 0)):
-                if total >= min(self.cap, len(self.left)):
+                if total >= want:
                     return
                 # pinned to its node, never restarted: a lost slot's work is requeued by the driver instead
                 opts: dict[str, Any] = {"num_cpus": self.config.threads, "max_restarts": 0,
