@@ -91,8 +91,13 @@ def _judge_process(config: dict, wid: int, tasks: Any, events: Any, parent: int)
     if os.getppid() != parent:
         return
     from grader.batch import worker
+    from grader.graphs import runner as graphs
 
-    worker.main(config, wid, tasks, events)
+    try:
+        worker.main(config, wid, tasks, events)
+    finally:  # the judge's onnxruntime process and its folder (worker.main leaves them to the process's end)
+        if graphs._RUNNER is not None:
+            graphs._RUNNER.close()
 
 
 class JudgeSlot:
@@ -461,8 +466,10 @@ class _Driver:
 
     def _stop_all(self) -> None:
         """Stop every slot (the judges leave through their finally blocks), then make sure the actors are gone."""
-        slots = [*self.slots.values(), *self.starting.values()]
+        slots, starting = list(self.slots.values()), list(self.starting.values())
         self.slots, self.starting = {}, {}
+        for s in starting:  # never got work (or sits on a lost node): killed, its judge goes with it (PDEATHSIG)
+            self.ray.kill(s.actor)
         stops = {s.actor.stop.remote(): s for s in slots}
         try:
             done, _ = self.ray.wait(list(stops), num_returns=len(stops), timeout=STOP_S + 10)
