@@ -81,6 +81,11 @@ def judges_alive(c) -> list[str]:
     return found
 
 
+def grader_folders(c) -> set[str]:
+    """The grader's folders in the nodes' TMPDIR (slots, judges, sandboxes, graph runners; not other libraries')."""
+    return {p.name for p in c.scratch.iterdir() if p.name.startswith("grader-")}
+
+
 def test_each_sandbox_gets_the_gpu_ray_gave_its_slot(cluster, course_copy, tmp_path):
     """--gpu-per-submission 1 on a node with two (fake) GPUs: two slots, one GPU each, and CUDA_VISIBLE_DEVICES
     reaches the contestant's process and the Docker device request the judge would make."""
@@ -147,7 +152,7 @@ def test_class_across_two_nodes_matches_local_and_survives_losing_one(cluster, t
 def test_ctrl_c_leaves_nothing_running_on_the_cluster(cluster, tmp_path):
     subs = variants(tmp_path)
     out = tmp_path / "out"
-    before = set(cluster.scratch.iterdir())  # a node killed earlier left its folders, as a dead machine would
+    before = grader_folders(cluster)  # a node killed earlier left its folders, as a dead machine would
     proc = subprocess.Popen([*GRADER, "batch", "exp1", str(subs), "--out", str(out), "--ray", "auto", "--chunk", "1"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=driver_env(cluster, tmp_path))  # fmt: skip
@@ -163,4 +168,4 @@ def test_ctrl_c_leaves_nothing_running_on_the_cluster(cluster, tmp_path):
     time.sleep(2)
     assert judges_alive(cluster) == [], "a judge or contestant outlived the batch"
     assert [a for a in cluster.alive_actors() if a == "JudgeSlot"] == []
-    assert set(cluster.scratch.iterdir()) - before == set(), "slot, judge or sandbox folders were left behind"
+    assert grader_folders(cluster) - before == set(), "slot, judge or sandbox folders were left behind"

@@ -84,12 +84,15 @@ def pack_course(root: Path, assignment: str) -> bytes:
 # --- on each node -----------------------------------------------------------------------------------------------
 
 
-def _judge_process(config: dict, wid: int, tasks: Any, events: Any, parent: int) -> None:
+def _judge_process(config: dict, wid: int, tasks: Any, events: Any, parent: int, tmp: str) -> None:
     """The slot's judge: the local pool's worker, told to stop (SIGTERM, so through its finally blocks) when the
-    slot's process dies, however it dies."""
+    slot's process dies, however it dies. Its temp folder is inside the slot's, which the slot removes whole: what
+    an interrupted judge had no time to remove goes with it."""
     ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     if os.getppid() != parent:
         return
+    os.environ["TMPDIR"] = tmp
+    tempfile.tempdir = None
     from grader.batch import worker
     from grader.graphs import runner as graphs
 
@@ -139,8 +142,10 @@ class JudgeSlot:
 
     def _spawn(self) -> None:
         self.tasks: Any = self.ctx.Queue()
-        self.proc = self.ctx.Process(target=_judge_process, args=(self.cfg, self.starts, self.tasks, self.events,
-                                                                  os.getpid()), name="grader-judge")  # fmt: skip
+        tmp = self.home / "tmp"
+        tmp.mkdir(exist_ok=True)
+        args = (self.cfg, self.starts, self.tasks, self.events, os.getpid(), str(tmp))
+        self.proc = self.ctx.Process(target=_judge_process, args=args, name="grader-judge")
         self.starts += 1
         self.proc.start()
         self.waiting, self.running = False, None
@@ -466,10 +471,10 @@ class _Driver:
 
     def _stop_all(self) -> None:
         """Stop every slot (the judges leave through their finally blocks), then make sure the actors are gone."""
-        slots, starting = list(self.slots.values()), list(self.starting.values())
+        # Starting slots too: killed outright, Ray would SIGKILL the slot's process group, judge included, before
+        # it could remove anything. A slot on a lost node fails the call at once, or runs out the wait.
+        slots = [*self.slots.values(), *self.starting.values()]
         self.slots, self.starting = {}, {}
-        for s in starting:  # never got work (or sits on a lost node): killed, its judge goes with it (PDEATHSIG)
-            self.ray.kill(s.actor)
         stops = {s.actor.stop.remote(): s for s in slots}
         try:
             done, _ = self.ray.wait(list(stops), num_returns=len(stops), timeout=STOP_S + 10)
