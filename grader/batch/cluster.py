@@ -322,7 +322,6 @@ class _Driver:
         self.starting: dict[Any, _Slot] = {}
         self.bad_nodes: dict[str, str] = {}  # node id -> why no slot can run there
         self.losses: dict[str, int] = {}
-        self.stopped = False
 
     # slots
     def _slots_per_node(self, resources: dict[str, float]) -> int:
