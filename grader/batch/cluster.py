@@ -114,6 +114,10 @@ class JudgeSlot:
         from grader.spec import Course
 
         self.node = f"{socket.gethostname()} ({ray.util.get_node_ip_address()})"
+        try:  # Ray starts its workers at nice 15; the judge should run as a local pool's does (where allowed)
+            os.setpriority(os.PRIO_PROCESS, 0, 0)
+        except OSError:
+            pass
         self.home = Path(tempfile.mkdtemp(prefix="grader-slot-"))
         unpack(course_tar, self.home / "course")
         course = Course(root=self.home / "course")
