@@ -381,7 +381,8 @@ def batch_cmd(
     out_dir: Annotated[Path, typer.Option("--out", help="output folder (also where resume state lives)")],
     roster: Annotated[Path | None, typer.Option("--roster", help="CSV: id, name, email, aliases")] = None,
     rubric: Annotated[Path | None, typer.Option("--rubric", help="manual scores CSV (default OUT/rubric.csv)")] = None,
-    workers: Annotated[int, typer.Option("--workers", "-j", help="parallel grading workers")] = 1,
+    workers: Annotated[int | None, typer.Option("--workers", "-j", help="parallel grading workers (default 1; "
+                                                "with --ray, what the cluster fits)")] = None,
     gpus: Annotated[str, typer.Option("--gpus", help="CUDA device ids for the workers, e.g. 0,1")] = "",
     chunk: Annotated[int, typer.Option("--chunk", help="submissions a worker takes at a time")] = 8,
     threads: Annotated[int | None, typer.Option("--threads", help="torch threads per worker")] = None,
@@ -391,6 +392,10 @@ def batch_cmd(
     course: CourseOpt = None,
     data_root: DataRootOpt = None,
     sandbox: SandboxOpt = "",
+    ray: Annotated[str | None, typer.Option("--ray", help="grade on a Ray cluster: auto, local or ray://host:port "
+                                            "(docs/scale.md)")] = None,
+    gpu_per_submission: Annotated[float | None, typer.Option("--gpu-per-submission", help="with --ray: the GPU "
+                                                             "share of each judge, e.g. 0.25")] = None,
 ) -> None:
     """Grade a whole class in parallel. Ctrl-C stops cleanly; the same command again resumes.
 
@@ -410,7 +415,8 @@ def batch_cmd(
         opts = BatchOptions(assignment=assignment, submissions=submissions, out=out_dir, roster=roster,
                             rubric=rubric, workers=workers, gpus=[g for g in gpus.split(",") if g.strip()],
                             chunk=chunk, threads=threads, sandbox=SandboxChoice.resolve(sandbox),
-                            data_root=data_root, nbgrader_db=nbgrader_db, regrade=regrade)  # fmt: skip
+                            data_root=data_root, nbgrader_db=nbgrader_db, regrade=regrade, ray=ray,
+                            gpu_per_submission=gpu_per_submission)  # fmt: skip
     except ValidationError as exc:
         _die(format_validation_error("command line", exc))
     progress = _BatchProgress()

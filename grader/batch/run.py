@@ -40,7 +40,7 @@ class BatchOptions(BaseModel):
     out: Path
     roster: Path | None = None
     rubric: Path | None = Field(None, description="default: OUT/rubric.csv (a template is written there)")
-    workers: int = Field(1, ge=1, le=64)
+    workers: int | None = Field(None, ge=1, le=64, description="default: 1 locally, what the cluster fits on Ray")
     gpus: list[str] = Field(default_factory=list, description="CUDA device ids, assigned to workers in turn")
     chunk: int = Field(8, ge=1, le=1000, description="submissions a worker takes (and prefetches) at a time")
     threads: int | None = Field(None, ge=1, description="torch threads per worker; default: cores / workers")
@@ -48,6 +48,10 @@ class BatchOptions(BaseModel):
     data_root: Path | None = None
     nbgrader_db: str | None = Field(None, description="SQLAlchemy URL of an nbgrader gradebook to export into")
     regrade: bool = Field(False, description="ignore saved results and grade everything again")
+    ray: str | None = Field(None, pattern=r"^(auto|local|ray://\S+|[\w.-]+:\d+)$",
+                            description="grade on a Ray cluster: auto, local or ray://host:port (grader.batch.cluster)")
+    gpu_per_submission: float | None = Field(None, ge=0, le=8, description="Ray: GPU share of each judge; default: "
+                                             "1 when the assignment needs a GPU, else 0")  # fmt: skip
 
 
 class BatchReport(BaseModel):
@@ -122,11 +126,18 @@ def run_batch(course: Course, opts: BatchOptions, progress: Progress | None = No
             report.notes.append(ev.payload)
         progress.event(ev)
 
+    workers = opts.workers or 1
+    threads = opts.threads or (spec.limits.threads if opts.ray else max(1, (os.cpu_count() or 1) // workers))
     config = WorkerConfig(course_root=course.root, assignment=spec.id, data_root=root, sandbox=opts.sandbox,
-                          threads=opts.threads or max(1, (os.cpu_count() or 1) // opts.workers))  # fmt: skip
+                          threads=threads)  # fmt: skip
     try:
-        if todo:
-            run_pool(todo, config, opts.workers, opts.gpus, opts.chunk, record)
+        if todo and opts.ray:
+            from grader.batch.cluster import run_cluster
+
+            gpu = opts.gpu_per_submission if opts.gpu_per_submission is not None else float(spec.needs_gpu)
+            run_cluster(todo, config, course.root, fingerprint, opts.ray, gpu, opts.workers, opts.chunk, record)
+        elif todo:
+            run_pool(todo, config, workers, opts.gpus, opts.chunk, record)
     except KeyboardInterrupt:
         report.interrupted = True
     # 6. adjust, 7. write

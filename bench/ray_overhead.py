@@ -1,0 +1,78 @@
+"""The overhead of `grader batch --ray local` against the local pool: same submissions, same workers, one run.
+
+    .venv/bin/python bench/ray_overhead.py [--copies 2] [--workers 2] [--assignment exp1]
+
+The class: --copies of each bundled example of the assignment but trains-at-import (every copy edited by one
+comment, so none is a cache hit). Both commands grade it from scratch into their own OUT folders; the wall time
+of each whole command is what a user waits for (the Ray run includes starting and stopping its local cluster).
+The two gradebooks must agree on every score.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def make_class(dest: Path, assignment: str, copies: int) -> int:
+    n = 0
+    for example in sorted((ROOT / "examples" / assignment).iterdir()):
+        if example.name == "trains-at-import":  # 90 s of the import budget alone; says nothing about dispatch
+            continue
+        for i in range(copies):
+            sub = dest / f"{example.name}-{i}"
+            shutil.copytree(example, sub)
+            main = sub / f"{assignment}.py"
+            main.write_text(main.read_text() + f"\n# copy {i}\n")
+            n += 1
+    return n
+
+
+def scores(out: Path) -> dict[str, str]:
+    with (out / "gradebook.csv").open(encoding="utf-8") as f:
+        return {row["student_id"]: row["auto_score"] for row in csv.DictReader(f)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--assignment", default="exp1")
+    ap.add_argument("--copies", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=2)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="ray-bench-") as tmp:
+        klass = Path(tmp) / "class"
+        n = make_class(klass, args.assignment, args.copies)
+        env = {**os.environ, "GRADER_SANDBOX": "local", "RAY_USAGE_STATS_ENABLED": "0"}
+        walls, books = {}, {}
+        for mode, extra in (("local pool", []), ("--ray local", ["--ray", "local"])):
+            out = Path(tmp) / mode.replace(" ", "-")
+            cmd = [sys.executable, "-m", "grader.cli", "batch", args.assignment, str(klass), "--out", str(out),
+                   "-j", str(args.workers), "--chunk", "2", *extra]  # fmt: skip
+            t0 = time.perf_counter()
+            r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+            walls[mode] = time.perf_counter() - t0
+            if r.returncode != 0:
+                raise SystemExit(f"{mode} failed:\n{r.stderr[-3000:]}")
+            books[mode] = scores(out)
+    same = books["local pool"] == books["--ray local"]
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+          f"{args.assignment}: {n} submissions, {args.workers} workers, chunk 2")  # fmt: skip
+    for mode, wall in walls.items():
+        print(f"{mode:12s} {wall:8.1f} s  {wall / n:6.2f} s per submission")
+    print(f"ratio --ray local / local pool: {walls['--ray local'] / walls['local pool']:.3f}; scores equal: {same}")
+    if not same:
+        raise SystemExit("the two gradebooks differ")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,171 @@
+"""`grader batch --ray` on a real two-node Ray cluster (tests/ray_cluster.py): the same grades as the local pool,
+a node lost mid-batch costs nothing, Ctrl-C leaves nothing behind, and each sandbox sees the GPU Ray gave its slot.
+
+The tests share one cluster and run in file order: the GPU test needs the second node's fake GPUs, the node-loss
+test kills that node, and the Ctrl-C test runs on the head alone. Skipped without Ray unless GRADER_REQUIRE_RAY=1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.test_batch import GRADER, ROOT, batch, gradebook
+
+pytestmark = pytest.mark.slow
+BASES = ("solution", "stub", "wrong-output-shape", "lr-too-high")  # trains-at-import alone costs 90 s
+
+
+def _ray_or_skip() -> None:
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        if os.environ.get("GRADER_REQUIRE_RAY") == "1":
+            pytest.fail("GRADER_REQUIRE_RAY=1 but ray is not installed (pip install -e '.[ray]')", pytrace=False)
+        pytest.skip("ray is not installed (pip install -e '.[ray]')")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    _ray_or_skip()
+    from tests.ray_cluster import RayCluster
+
+    c = RayCluster(tmp_path_factory.mktemp("ray") / "scratch")
+    try:
+        c.start_worker(cpus=2, gpus=2)  # two fake GPUs: Ray hands them out as it would real ones
+        yield c
+    finally:
+        c.stop()
+
+
+def driver_env(c, tmp_path: Path) -> dict[str, str]:
+    """The driver's environment: this cluster's address, a TMPDIR of its own (the nodes' must end up empty)."""
+    (tmp_path / "driver-tmp").mkdir(exist_ok=True)
+    return {**c.env, "RAY_ADDRESS": c.address, "TMPDIR": str(tmp_path / "driver-tmp"), "COLUMNS": "200"}
+
+
+def variants(tmp_path: Path) -> Path:
+    """The bundled examples plus twelve variants as students write them: a header, prints, a helper."""
+    subs = tmp_path / "class"
+    for name in BASES:
+        shutil.copytree(ROOT / "examples" / "exp1" / name, subs / name)
+    for i in range(12):
+        base = BASES[i % len(BASES)]
+        dest = subs / f"{base}-v{i}"
+        shutil.copytree(ROOT / "examples" / "exp1" / base, dest)
+        code = (dest / "exp1.py").read_text()
+        helper = f"\n\ndef _my_debug_helper_{i}(x):\n    # left over from debugging\n    return x\n"
+        (dest / "exp1.py").write_text(f"# Lab 1, student {i}: my attempt\n{code}{helper}\nprint('loaded', {i})\n")
+    return subs
+
+
+def judges_alive(c) -> list[str]:
+    """Slots and judges on this cluster (their environment carries its TMPDIR; contestants die with their judge,
+    and their folders are under that TMPDIR)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            env = (proc / "environ").read_bytes()
+            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if f"TMPDIR={c.scratch}".encode() in env and ("multiprocessing" in cmd or "JudgeSlot" in cmd):
+            found.append(cmd)
+    return found
+
+
+def grader_folders(c) -> set[str]:
+    """The grader's folders in the nodes' TMPDIR (slots, judges, sandboxes, graph runners; not other libraries')."""
+    return {p.name for p in c.scratch.iterdir() if p.name.startswith("grader-")}
+
+
+def test_each_sandbox_gets_the_gpu_ray_gave_its_slot(cluster, course_copy, tmp_path):
+    """--gpu-per-submission 1 on a node with two (fake) GPUs: two slots, one GPU each, and CUDA_VISIBLE_DEVICES
+    reaches the contestant's process and the Docker device request the judge would make."""
+    c = course_copy("exp1")
+    probes = c.assignment_dir("exp1") / "probes.py"
+    probes.write_text(probes.read_text() + "\n\n@probe\ndef cuda_env():\n    import os\n\n"
+                      "    return os.environ.get('CUDA_VISIBLE_DEVICES', '')\n")  # fmt: skip
+    hidden = c.solution_dir("exp1") / "hidden_checks" / "test_exp1_hidden.py"
+    hidden.write_text(hidden.read_text().replace(
+        "def test_num_train_samples_unchanged(contestant, submission):",
+        "def test_num_train_samples_unchanged(contestant, submission):\n"
+        "    import os\n"
+        "    from grader.sandbox.docker import gpu_device_requests\n"
+        "    docker = gpu_device_requests()[0]['DeviceIDs']\n"
+        "    fail(f\"CUDA sandbox={contestant.call('cuda_env')} judge={os.environ['CUDA_VISIBLE_DEVICES']} \"\n"
+        "         f\"docker={','.join(docker)}\")\n",
+    ))  # fmt: skip
+    subs = tmp_path / "class"
+    for i in range(4):
+        shutil.copytree(ROOT / "examples" / "exp1" / "solution", subs / f"s{i}")
+    out = tmp_path / "out"
+    r = batch("exp1", str(subs), "--out", str(out), "--course", str(c.root), "--chunk", "1", "--ray", "auto",
+              "--gpu-per-submission", "1", env=driver_env(cluster, tmp_path))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    seen = set()
+    for i in range(4):
+        result = json.loads((out / "students" / f"s{i}" / "results.json").read_text())
+        message = next(ch["message"] for ch in result["checks"] if ch["id"] == "num_train_samples_unchanged")
+        sandbox, judge, docker = (part.split("=")[1] for part in message.split("CUDA ")[1].split()[:3])
+        assert sandbox == judge == docker and sandbox in ("0", "1"), message
+        seen.add(sandbox)
+    assert seen == {"0", "1"}, "two slots on the GPU node, each with its own GPU"
+
+
+def test_class_across_two_nodes_matches_local_and_survives_losing_one(cluster, tmp_path):
+    subs = variants(tmp_path)
+    names = sorted(p.name for p in subs.iterdir())
+    local = tmp_path / "local"
+    r = batch("exp1", str(subs), "--out", str(local), "-j", "2")
+    assert r.returncode == 0, r.stderr
+    want = {n: row["auto_score"] for n, row in gradebook(local).items()}
+    assert {n for n, s in want.items() if float(s) > 0} and len(set(want.values())) > 2  # a class, not a stub
+
+    out = tmp_path / "ray"
+    proc = subprocess.Popen([*GRADER, "batch", "exp1", str(subs), "--out", str(out), "--ray", "auto", "--chunk", "2"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=driver_env(cluster, tmp_path))  # fmt: skip
+    deadline = time.monotonic() + 600
+    while len(list((out / ".state").glob("*.json"))) < 4 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    cluster.kill_worker()  # mid-batch: its two slots were grading
+    _, stderr = proc.communicate(timeout=900)
+    assert proc.returncode == 0, stderr
+    report = json.loads((out / "batch.json").read_text())
+    assert any("lost a judge" in n for n in report["notes"]), report["notes"]
+    assert report["graded_now"] == len(names) and report["crashed"] == 0
+    book = gradebook(out)
+    assert sorted(book) == names  # each once: nothing lost, nothing twice
+    assert {n: row["auto_score"] for n, row in book.items()} == want
+    for n in names:
+        assert json.loads((out / "students" / n / "results.json").read_text())["submission"] == str(subs / n)
+
+
+def test_ctrl_c_leaves_nothing_running_on_the_cluster(cluster, tmp_path):
+    subs = variants(tmp_path)
+    out = tmp_path / "out"
+    before = grader_folders(cluster)  # a node killed earlier left its folders, as a dead machine would
+    proc = subprocess.Popen([*GRADER, "batch", "exp1", str(subs), "--out", str(out), "--ray", "auto", "--chunk", "1"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=driver_env(cluster, tmp_path))  # fmt: skip
+    deadline = time.monotonic() + 600
+    while not list((out / ".state").glob("*.json")) and time.monotonic() < deadline:
+        time.sleep(0.3)
+    time.sleep(2)  # the next submission is being graded
+    assert judges_alive(cluster), "a judge should be grading now"
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=180)
+    assert proc.returncode == 130, stderr
+    assert 1 <= len(list((out / ".state").glob("*.json"))) < 16
+    time.sleep(2)
+    assert judges_alive(cluster) == [], "a judge or contestant outlived the batch"
+    assert [a for a in cluster.alive_actors() if a == "JudgeSlot"] == []
+    assert grader_folders(cluster) - before == set(), "slot, judge or sandbox folders were left behind"
