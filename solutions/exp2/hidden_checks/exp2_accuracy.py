@@ -4,6 +4,9 @@ Shared by the hidden checks (one file) and by batch grading (`batch_prefetch` in
 pass per worker with the test set resident on the judge's device). Both paths run the same per-model loop with
 the same batches, so a batch-graded submission gets bit-for-bit the score it gets alone on the same machine.
 Models are not stacked with torch.func.vmap for that reason: it changes float reduction order.
+
+The same measurement also gives the similarity step (`[similarity] predictions` in assignment.toml) each
+submission's predicted class per test image: computed here, by the judge, never by student code.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ class Measurement:
     accuracy: float  # percent of the 10,000 test images
     notes: tuple[str, ...]  # how the checkpoint was read
     confusion: list[list[int]]  # (10, 10): [true class][predicted class]
+    predicted: torch.Tensor  # (10000,) uint8: the predicted class of each test image, in the test set's order
 
 
 @functools.lru_cache(maxsize=1)
@@ -84,7 +88,8 @@ def _measure(path: Path, data_root: Path) -> Measurement | str:
     with torch.no_grad():
         predicted = torch.cat([model(x[i : i + BATCH]).argmax(dim=1) for i in range(0, len(x), BATCH)])  # (10000,)
     correct = int((predicted == y).sum())
-    return Measurement(100.0 * correct / len(x), tuple(notes), confusion_matrix(predicted, y, 10))
+    return Measurement(100.0 * correct / len(x), tuple(notes), confusion_matrix(predicted, y, 10),
+                       predicted.to(device="cpu", dtype=torch.uint8))  # fmt: skip
 
 
 # (sha256 of the file, data root) -> outcome. Both hidden checks, every submission with the same file, and the
@@ -115,3 +120,16 @@ def measure_many(folders: list[Path], data_root: Path) -> int:
             MEASURED[key] = _measure(path, data_root)
             new += 1
     return new
+
+
+def predictions_of(folder: Path, data_root: Path) -> torch.Tensor | None:
+    """The similarity hook: final.pth's predicted class per test image (10000,), from the cache the checks and
+    the prefetch filled; None when there is no regular final.pth or it cannot be measured."""
+    path = folder / "final.pth"
+    if path.is_symlink() or not path.is_file():
+        return None
+    key = _key(path, data_root)
+    if key not in MEASURED:
+        MEASURED[key] = _measure(path, data_root)
+    outcome = MEASURED[key]
+    return None if isinstance(outcome, str) else outcome.predicted
