@@ -19,7 +19,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from grader.batch.state import StateStore
+from grader.batch.state import StateStore, content_hash
 from grader.similarity.compare import Comparison, Entry, compare_class
 from grader.similarity.models import SimilarityReport
 from grader.spec import AssignmentSpec, Course
@@ -43,10 +43,11 @@ def class_folders(out: Path) -> tuple[str, dict[str, str]]:
     return str(batch.get("assignment", "")), {str(k): str(v) for k, v in folders.items()}
 
 
-def entries(out: Path, folders: dict[str, str], predictor: object = None,
-            data_root: Path | None = None) -> list[Entry]:  # fmt: skip
+def entries(out: Path, folders: dict[str, str], predictor: object = None, data_root: Path | None = None,
+            notes: list[str] | None = None) -> list[Entry]:  # fmt: skip
     """One Entry per graded student: the folder that was graded, and the judge's stored predictions (computed
-    now by the assignment's hook, in this trusted process, where the batch did not store them)."""
+    now by the assignment's hook, in this trusted process, where the batch did not store them). A folder whose
+    files changed since grading is compared as it is now, with a note."""
     from grader.batch.worker import predictions as judge_predictions
 
     store = StateStore(out)
@@ -56,6 +57,8 @@ def entries(out: Path, folders: dict[str, str], predictor: object = None,
         where = (g.submission or (g.result.submission if g.result else "")) if g else ""
         path = Path(where) if where and Path(where).is_dir() else None
         why = "" if path else ("not graded" if g is None else f"its folder {where or '(unknown)'} is gone")
+        if g is not None and path is not None and notes is not None and content_hash(path) != g.content_hash:
+            notes.append(f"{student}: the files changed since they were graded; compared as they are now")
         preds = store.load_predictions(folder)
         if preds is None and path is not None and predictor is not None:
             preds = judge_predictions(predictor, path, data_root)
@@ -164,7 +167,7 @@ def run_similarity(course: Course, out: Path, data_root: Path | None = None, spe
             predictor = load_hook(course, spec, "grade", spec.similarity.predictions)
         except DataError as exc:  # stored predictions still count; only missing ones cannot be made
             notes.append(f"predictions the batch did not store cannot be computed: {exc}")
-    comparison = compare_class(spec, course.assignment_dir(spec.id), entries(out, folders, predictor, root))
+    comparison = compare_class(spec, course.assignment_dir(spec.id), entries(out, folders, predictor, root, notes))
     comparison.report.notes += notes
     comparison.report.inputs = inputs(out, folders)
     written = write_outputs(out, spec, comparison)

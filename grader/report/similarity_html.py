@@ -109,7 +109,11 @@ def similarity_section(report: SimilarityReport | None, link: Callable[[str], st
     if flagged:
         out += ['<table class="pairs"><thead><tr><th class="num">#</th><th>students</th><th>signals</th>'
                 "<th>evidence</th><th>view</th></tr></thead><tbody>",
-                *(_pair_row(n, p, link) for n, p in enumerate(flagged, 1)), "</tbody></table>"]  # fmt: skip
+                *(_pair_row(n, p, link) for n, p in enumerate(flagged[:LISTED], 1)), "</tbody></table>"]  # fmt: skip
+        if len(flagged) > LISTED:
+            out.append(f'<p class="note">and {len(flagged) - LISTED} more flagged pairs in similarity.csv: so many '
+                       "usually means the class shares something the assignment does not declare (a given "
+                       "checkpoint missing from shared_weights, a starter file missing from the stub)</p>")  # fmt: skip
     else:
         out.append(f'<p class="none">No pair stands out among {len(report.students)} students.</p>')
     out.append('<div class="rules"><h3>How pairs are flagged</h3>')
@@ -155,6 +159,7 @@ def _highlighted(text: str, slices: np.ndarray, partners: list[int], colors: lis
     return "".join(code.parts)
 
 
+LISTED = 200  # flagged pairs shown in summary.html; similarity.csv has all of them
 REGIONS_LISTED = 80  # the region table's length; the code below highlights every region whatever the count
 
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from grader.files import UnsafeFile, read_regular
@@ -113,7 +114,9 @@ def read_weights(folder: Path, names: list[str], max_bytes: dict[str, int]) -> t
 def vectorize(tensors: dict[str, torch.Tensor], hashes: dict[str, str]) -> Weights:
     keys = sorted(tensors)
     signature = tuple((k, tuple(tensors[k].shape)) for k in keys)
-    vector = torch.cat([tensors[k].detach().reshape(-1).to(torch.float32) for k in keys])
+    # numpy's concatenate: torch.cat of freshly loaded tensors measured 20 ms a file here, numpy's 1 ms
+    vector = torch.from_numpy(np.concatenate([tensors[k].detach().reshape(-1).to(torch.float32).numpy()
+                                              for k in keys]))  # fmt: skip
     return Weights(signature, vector, hashes)
 
 
@@ -164,8 +167,9 @@ def compare_group(members: list[Weights], starts: list[tuple[str, Weights]]) -> 
         for j in range(i + 1, n):
             d = dist(i, j)
             best = WeightsPair(ratio=-1.0, distance=d, travelled=0.0, start="none")
-            candidates = [("none", min(math.sqrt(float(sq[i])), math.sqrt(float(sq[j]))))]
-            candidates += [(name, min(dist(i, n + k), dist(j, n + k))) for k, (name, _) in enumerate(starts)]
+            # Shared starts first: on a tie (a copy: 0 whatever the start) the evidence names the checkpoint.
+            candidates = [(name, min(dist(i, n + k), dist(j, n + k))) for k, (name, _) in enumerate(starts)]
+            candidates.append(("none", min(math.sqrt(float(sq[i])), math.sqrt(float(sq[j])))))
             for name, travelled in candidates:
                 ratio = d / travelled if travelled > 0 else math.inf
                 if ratio > best.ratio:
