@@ -192,7 +192,7 @@ def _weights(spec: AssignmentSpec, assignment_dir: Path, entries: list[Entry],
             values.append(wp.ratio)
             if wp.ratio <= weights_sim.RATIO_MAX:
                 p.flags.append("weights")
-                start = "the origin" if wp.start == "none" else wp.start
+                start = "zero (no shared start)" if wp.start == "none" else wp.start
                 p.evidence.append(f"weights: {wp.distance:.3g} apart, while the nearer of the two is "
                                   f"{wp.travelled:.3g} from {start}: ratio {wp.ratio:.3f} (flagged at ≤ "
                                   f"{weights_sim.RATIO_MAX:g})")  # fmt: skip
