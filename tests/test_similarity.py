@@ -59,6 +59,15 @@ def test_threshold_follows_the_class_above_its_floor():
     assert tight.z(0.6) == math.inf and not tight.flags(0.6) and tight.threshold == 0.9
 
 
+def test_report_round_trips_infinities():
+    from grader.similarity.models import Pair, SimilarityReport
+
+    report = SimilarityReport(assignment="exp2", students=["a", "b"], signals=[],
+                              pairs=[Pair(a="a", b="b", weights_ratio=math.inf, code_z=math.inf)])  # fmt: skip
+    back = SimilarityReport.model_validate_json(report.model_dump_json())
+    assert back.pairs[0].weights_ratio == math.inf and back.pairs[0].code_z == math.inf
+
+
 # --- code ------------------------------------------------------------------------------------------------------
 
 
