@@ -195,6 +195,9 @@ def _similarity(course: Course, spec: AssignmentSpec, out: Path, opts: BatchOpti
 
     if not opts.similarity:
         return load_report(out, inputs(out, report.folders))
+    if report.interrupted:  # Ctrl-C means stop: compare the class once it is all graded
+        report.notes.append("similarity skipped: the batch was interrupted; run it again to grade the rest")
+        return None, ""
     try:
         made, written = run_similarity(course, out, opts.data_root, spec, report.folders)
     except Exception as exc:  # noqa: BLE001 - the grades are made; the class's outputs must still be written
