@@ -23,11 +23,13 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from grader.results import Mode
+
 
 class WorkerConfig(BaseModel):
     course_root: Path
     assignment: str
-    mode: str = "grade"
+    mode: Mode = "grade"
     data_root: Path | None = None
     sandbox: str = "local"
     threads: int = 1
@@ -50,7 +52,7 @@ def _stop(signum: int, frame: Any) -> None:
     raise Stop()
 
 
-def load_hook(course: Any, spec: Any, mode: str, hook: str | None) -> Any:
+def load_hook(course: Any, spec: Any, mode: Mode, hook: str | None) -> Any:
     """An assignment's 'module:function' hook (batch_prefetch, similarity predictions), imported the way the
     checks import their helpers."""
     if not hook:
@@ -64,7 +66,7 @@ def load_hook(course: Any, spec: Any, mode: str, hook: str | None) -> Any:
     return getattr(importlib.import_module(module), func)
 
 
-def load_prefetch(course: Any, spec: Any, mode: str) -> Any:
+def load_prefetch(course: Any, spec: Any, mode: Mode) -> Any:
     """The assignment's batch_prefetch function."""
     return load_hook(course, spec, mode, spec.batch_prefetch)
 
@@ -115,7 +117,7 @@ def main(config: dict, wid: int, tasks: Queue, events: Queue) -> None:
                 events.put(("start", wid, student))
                 try:
                     result = grade(course, cfg.assignment, Path(folder), mode=cfg.mode, sandbox=sandbox,
-                                   data_root=cfg.data_root)  # type: ignore[arg-type]  # fmt: skip
+                                   data_root=cfg.data_root)  # fmt: skip
                 except Exception as exc:
                     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)[-4:])
                     events.put(("crashed", wid, student, f"the grader failed on this submission: {exc}\n{tb}"))
