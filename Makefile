@@ -33,6 +33,7 @@ test: $(STAMP) lint
 
 lint: $(STAMP)
 	$(BIN)/ruff check grader tests assignments solutions bench
+	$(BIN)/python -m mypy
 
 clean:
 	rm -rf $(VENV) out

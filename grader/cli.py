@@ -349,7 +349,7 @@ class _BatchProgress:
         self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                             TextColumn("failed {task.fields[failed]}  running {task.fields[running]}"),
                             TimeRemainingColumn(), console=err, transient=False)  # fmt: skip
-        self.task = None
+        self.task = self.bar.add_task("grading", start=False, total=None, failed=0, running=0)
         self.running: set[str] = set()
         self.failed = 0
 
@@ -357,7 +357,8 @@ class _BatchProgress:
         if skipped:
             err.print(f"{skipped} submission(s) unchanged since the last run: skipped (--regrade grades them again)")
         self.bar.start()
-        self.task = self.bar.add_task("grading", total=total, failed=0, running=0)
+        self.bar.update(self.task, total=total)
+        self.bar.start_task(self.task)
 
     def event(self, ev) -> None:  # noqa: ANN001
         if ev.kind == "start":
@@ -389,6 +390,8 @@ def batch_cmd(
     nbgrader_db: Annotated[str | None, typer.Option("--nbgrader-db", help="export into this nbgrader gradebook, "
                                                     "e.g. sqlite:///gradebook.db")] = None,  # fmt: skip
     regrade: Annotated[bool, typer.Option("--regrade", help="ignore saved results")] = False,
+    similarity: Annotated[bool, typer.Option("--similarity", help="also compare the class's code and models "
+                                             "(as grader similarity OUT)")] = False,  # fmt: skip
     course: CourseOpt = None,
     data_root: DataRootOpt = None,
     sandbox: SandboxOpt = "",
@@ -401,7 +404,8 @@ def batch_cmd(
 
     Writes OUT/students/<id>/ (report.html, report.md, results.json, gradescope/results.json), OUT/gradebook.csv,
     OUT/canvas.csv, OUT/summary.html, OUT/rubric.csv (a template, when the assignment has rubric items) and
-    OUT/batch.json. Exit 0 once the class is graded, 130 when interrupted, 2 on bad input."""
+    OUT/batch.json; with --similarity also OUT/similarity.csv, similarity.json and similarity/ (side-by-side
+    code). Exit 0 once the class is graded, 130 when interrupted, 2 on bad input."""
     from grader.batch.roster import RosterError
     from grader.batch.run import BatchOptions, run_batch
     from grader.batch.runner import PoolError
@@ -416,7 +420,7 @@ def batch_cmd(
                             rubric=rubric, workers=workers, gpus=[g for g in gpus.split(",") if g.strip()],
                             chunk=chunk, threads=threads, sandbox=SandboxChoice.resolve(sandbox),
                             data_root=data_root, nbgrader_db=nbgrader_db, regrade=regrade, ray=ray,
-                            gpu_per_submission=gpu_per_submission)  # fmt: skip
+                            gpu_per_submission=gpu_per_submission, similarity=similarity)  # fmt: skip
     except ValidationError as exc:
         _die(format_validation_error("command line", exc))
     progress = _BatchProgress()
@@ -451,6 +455,47 @@ def _print_batch(report) -> None:  # noqa: ANN001
     if report.interrupted:
         err.print("[red]interrupted:[/red] run the same command again to grade the rest", highlight=False)
     for name, path in report.outputs.items():
+        out.print(f"  {name}: {path}", highlight=False)
+
+
+@app.command("similarity")
+def similarity_cmd(
+    out_dir: Annotated[Path, typer.Argument(help="a finished batch's output folder (grader batch --out)")],
+    course: CourseOpt = None,
+    data_root: DataRootOpt = None,
+) -> None:
+    """Pairs of submissions whose code or trained models are unusually alike. Nothing changes a grade.
+
+    Code: copydetect with the released stub as boilerplate. Models: identical weight files, weights near-identical
+    once the shared starting checkpoint is removed, test-set predictions that agree far more than the class's
+    other pairs do (see README, "Integrity"). Writes OUT/similarity.csv, OUT/similarity.json, side-by-side code
+    pages under OUT/similarity/ and the similarity section of OUT/summary.html. Exit 0 when done (whatever it
+    found), 2 on bad input."""
+    from grader.batch.similarity import SimilarityError, run_similarity, splice_summary
+
+    if not out_dir.is_dir():
+        _die(f"{out_dir}: no such folder; pass the --out folder of a finished `grader batch`")
+    try:
+        report, written = run_similarity(Course.locate(course), out_dir, data_root)
+    except (SimilarityError, SpecError) as exc:
+        _die(str(exc))
+    if splice_summary(out_dir.resolve(), report):
+        written["summary"] = str(out_dir / "summary.html")
+    else:
+        err.print("note: no summary.html with a similarity section to update; run the batch again to write one",
+                  highlight=False)  # fmt: skip
+    table = Table(title=f"{report.assignment}: {len(report.flagged)} flagged of {len(report.pairs)} pairs "
+                        f"({len(report.students)} students)")  # fmt: skip
+    for col in ("pair", "signals", "evidence"):
+        table.add_column(col)
+    for p in report.flagged:
+        table.add_row(f"{p.a} / {p.b}", ", ".join(p.flags), "\n".join(p.evidence))
+    out.print(table)
+    for s in report.signals:
+        out.print(f"{s.signal}: {s.rule}", highlight=False)
+    for n in report.notes:
+        err.print(f"note: {n}", highlight=False)
+    for name, path in written.items():
         out.print(f"  {name}: {path}", highlight=False)
 
 

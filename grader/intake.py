@@ -189,9 +189,9 @@ def intake(spec: AssignmentSpec, folder: Path) -> Submission:
             continue
         if not found:
             hint = difflib.get_close_matches(fs.name, undeclared, n=1, cutoff=0.6)
-            problem = f"{fs.name} is missing from the submission"
-            problem += f"; found {hint[0]!r}: rename it to {fs.name!r}" if hint else f"; add {fs.name} and resubmit"
-            records.append(FileRecord(name=fs.name, present=False, problem=problem if fs.required else None))
+            missing = f"{fs.name} is missing from the submission"
+            missing += f"; found {hint[0]!r}: rename it to {fs.name!r}" if hint else f"; add {fs.name} and resubmit"
+            records.append(FileRecord(name=fs.name, present=False, problem=missing if fs.required else None))
             continue
         path = found[0]
         rel = path.relative_to(folder).as_posix()

@@ -133,6 +133,31 @@ class Rule(Strict):
     why: str = Field(min_length=1, description="the handout's reason, quoted in the message")
 
 
+HOOK = r"^[A-Za-z_][A-Za-z0-9_]*:[A-Za-z_][A-Za-z0-9_]*$"  # 'module:function' in the check folders
+CODE_SUFFIXES = (".py", ".ipynb")
+WEIGHTS_SUFFIXES = (".pth", ".pt")
+
+
+class SimilaritySpec(Strict):
+    """`[similarity]`: what `grader similarity` compares across a class. Nothing it finds changes a grade."""
+
+    code: list[str] | None = Field(
+        None, description="submitted code files to compare; default: every declared .py and .ipynb file"
+    )
+    weights: list[str] | None = Field(None, description="submitted weights to compare; default: every .pth and .pt")
+    shared_weights: list[str] = Field(
+        default_factory=list,
+        description="checkpoints the assignment gives out (relative to its folder), e.g. pretrain_model.pth: "
+        "models that all start from one are compared by what each changed",
+    )
+    predictions: str | None = Field(
+        None,
+        pattern=HOOK,
+        description="'module:function' in the check folders returning the judge's test-set predictions for a "
+        "submission folder; batch workers store them for the similarity step",
+    )
+
+
 class AssignmentSpec(Strict):
     id: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
     title: str
@@ -152,10 +177,11 @@ class AssignmentSpec(Strict):
     rules: list[Rule] = Field(default_factory=list)
     batch_prefetch: str | None = Field(
         None,
-        pattern=r"^[A-Za-z_][A-Za-z0-9_]*:[A-Za-z_][A-Za-z0-9_]*$",
+        pattern=HOOK,
         description="'module:function' in the check folders that evaluates many submissions' weights at once; "
         "batch grading calls it per worker before the checks, which then read its cache",
     )
+    similarity: SimilaritySpec = SimilaritySpec()
 
     @field_validator("files")
     @classmethod
@@ -183,7 +209,21 @@ class AssignmentSpec(Strict):
             unknown = [name for name in check.files if name not in declared]
             if unknown:
                 raise ValueError(f"check {check.id!r} reads {unknown}, which [[files]] does not declare")
+        for what in ("code", "weights"):
+            unknown = [n for n in getattr(self.similarity, what) or [] if n not in declared]
+            if unknown:
+                raise ValueError(f"similarity.{what} names {unknown}, which [[files]] does not declare")
         return self
+
+    @property
+    def code_files(self) -> list[str]:
+        """The submitted code files the similarity step compares."""
+        return self.similarity.code or [f.name for f in self.files if f.name.endswith(CODE_SUFFIXES)]
+
+    @property
+    def weights_files(self) -> list[str]:
+        """The submitted weights the similarity step compares."""
+        return self.similarity.weights or [f.name for f in self.files if f.name.endswith(WEIGHTS_SUFFIXES)]
 
     @property
     def max_score(self) -> float:

@@ -74,10 +74,9 @@ def pack_course(root: Path, assignment: str) -> bytes:
     """The files that decide this assignment's grades (what grader_fingerprint hashes), relative to the course."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
-        for part in ("assignments", "solutions"):
-            if (root / part / assignment).is_dir():
-                tar.add(root / part / assignment, arcname=f"{part}/{assignment}",
-                        filter=lambda ti: None if "__pycache__" in ti.name else ti)  # fmt: skip
+        for part in (f"assignments/{assignment}", f"solutions/{assignment}", "datasets", "course.toml"):
+            if (root / part).exists():  # course.toml and datasets/: the course's own dataset readers
+                tar.add(root / part, arcname=part, filter=lambda ti: None if "__pycache__" in ti.name else ti)
     return buf.getvalue()
 
 
@@ -94,13 +93,8 @@ def _judge_process(config: dict, wid: int, tasks: Any, events: Any, parent: int,
     os.environ["TMPDIR"] = tmp
     tempfile.tempdir = None
     from grader.batch import worker
-    from grader.graphs import runner as graphs
 
-    try:
-        worker.main(config, wid, tasks, events)
-    finally:  # the judge's onnxruntime process and its folder (worker.main leaves them to the process's end)
-        if graphs._RUNNER is not None:
-            graphs._RUNNER.close()
+    worker.main(config, wid, tasks, events)  # closes the judge's onnxruntime runner on the way out
 
 
 class JudgeSlot:
@@ -110,7 +104,7 @@ class JudgeSlot:
         import ray
 
         from grader.batch.state import grader_fingerprint
-        from grader.data import MARKERS
+        from grader.data import datasets
         from grader.spec import Course
 
         self.node = f"{socket.gethostname()} ({ray.util.get_node_ip_address()})"
@@ -127,8 +121,9 @@ class JudgeSlot:
         if here != fingerprint:
             raise ClusterError(f"node {self.node}: its grader is {here}, the driver's is {fingerprint}: install "
                                "the same grader version on every node (the grading image)")  # fmt: skip
+        known = datasets(course.root)
         for name in spec.datasets:
-            marker = Path(cfg.data_root or "") / MARKERS[name]
+            marker = Path(cfg.data_root or "") / known[name].layout
             if cfg.data_root is None or not marker.exists():
                 raise ClusterError(f"node {self.node} has no {name} dataset at {marker}: mount it there or run "
                                    f"`grader data prepare {name} --root {cfg.data_root}` on that node")  # fmt: skip
@@ -136,8 +131,8 @@ class JudgeSlot:
         self.cfg = cfg.model_copy(update={"course_root": course.root, "gpu": cuda}).model_dump(mode="json")
         self.ctx = mp.get_context("spawn")
         self.events: Any = self.ctx.Queue()
-        self.backlog: deque[list[tuple[str, str, str]]] = deque()  # (student, node folder, driver's folder)
-        self.chunk: list[tuple[str, str, str]] = []
+        self.backlog: deque[list[tuple[Any, ...]]] = deque()  # (student, node folder, driver's folder)
+        self.chunk: list[tuple[Any, ...]] = []
         self.finished: set[str] = set()
         self.running: str | None = None
         self.waiting = False
@@ -183,9 +178,9 @@ class JudgeSlot:
             self.chunk, self.finished, self.waiting = self.backlog.popleft(), set(), False
             self.tasks.put([(s, folder) for s, folder, _ in self.chunk])
 
-    def poll(self, timeout: float = POLL_S) -> list[tuple[str, str, str]]:
+    def poll(self, timeout: float = POLL_S) -> list[tuple[Any, ...]]:
         """What happened since the last poll, as (kind, student, payload); waits up to `timeout` for the first."""
-        out: list[tuple[str, str, str]] = []
+        out: list[tuple[Any, ...]] = []
         try:
             ev = self.events.get(timeout=timeout)
             while True:
@@ -197,7 +192,7 @@ class JudgeSlot:
             self._judge_died(out)
         return out
 
-    def _event(self, ev: tuple, out: list[tuple[str, str, str]]) -> None:
+    def _event(self, ev: tuple, out: list[tuple[Any, ...]]) -> None:
         kind, _wid, *rest = ev
         if kind in ("ready", "idle"):
             self.waiting, self.chunk = True, []
@@ -206,20 +201,20 @@ class JudgeSlot:
             self.running = rest[0]
             out.append(("start", rest[0], ""))
         elif kind in ("done", "crashed"):
-            student, payload = rest
+            student, payload, *seen = rest  # "done" also carries the judge's test-set predictions, or None
             self.finished.add(student)
             self.running = None
             for s, folder, original in self.chunk:
                 if s == student:  # results name the student's own folder, as in a local batch
                     payload = payload.replace(json.dumps(folder)[1:-1], json.dumps(original)[1:-1])
                     _remove(Path(folder))
-            out.append((kind, student, payload))
+            out.append((kind, student, payload, *seen))
         elif kind == "note":
             out.append(("note", "", f"{self.node}: {rest[0]}"))
         elif kind == "fatal":  # a fresh judge after a crash could not start: nothing more grades here
             raise ClusterError(f"node {self.node}: {rest[0]}")
 
-    def _judge_died(self, out: list[tuple[str, str, str]]) -> None:
+    def _judge_died(self, out: list[tuple[Any, ...]]) -> None:
         """The submission being graded crashed its judge: that is its result. The rest goes to a fresh judge."""
         if self.running is not None:
             out.append(("crashed", self.running, f"the grading worker died (exit code {self.proc.exitcode}) while "
@@ -232,9 +227,9 @@ class JudgeSlot:
         self.chunk = []
         self._spawn()
 
-    def stop(self) -> list[tuple[str, str, str]]:
+    def stop(self) -> list[tuple[Any, ...]]:
         """Stop the judge through its finally blocks; return the results that were already on their way."""
-        out: list[tuple[str, str, str]] = []
+        out: list[tuple[Any, ...]] = []
         if self.proc.is_alive():
             self.proc.terminate()
         deadline = time.monotonic() + STOP_S
@@ -248,7 +243,7 @@ class JudgeSlot:
         _remove(self.home)
         return out
 
-    def _drain_done(self, out: list[tuple[str, str, str]]) -> None:
+    def _drain_done(self, out: list[tuple[Any, ...]]) -> None:
         while True:
             try:
                 ev = self.events.get_nowait()
@@ -358,7 +353,8 @@ class _Driver:
                     opts["num_gpus"] = self.gpu_share
                 actor = remote.options(**opts).remote(self.config.model_dump(mode="json"), self.course,
                                                       self.fingerprint)  # fmt: skip
-                self.starting[actor.ready.remote()] = _Slot(actor=actor, node_id=nid)
+                # ray.remote gives the actor handle its methods' .remote(); no type describes that
+                self.starting[actor.ready.remote()] = _Slot(actor=actor, node_id=nid)  # type: ignore[attr-defined]
                 total += 1
 
     def run(self) -> None:
@@ -416,7 +412,7 @@ class _Driver:
         except self.ray.exceptions.RayError as exc:
             self._lost(slot, exc)
             return
-        for kind, student, payload in events:
+        for kind, student, payload, *seen in events:
             if kind == "start":
                 slot.running = student
                 self.on_event(Event("start", student))
@@ -425,7 +421,7 @@ class _Driver:
                 slot.finished.add(student)
                 if student in self.left:  # a node lost after sending a result must not grade it twice
                     self.left.discard(student)
-                    self.on_event(Event(kind, student, payload))
+                    self.on_event(Event(kind, student, payload, predictions=seen[0] if seen else None))
                 while slot.chunks and all(s in slot.finished for s, _ in slot.chunks[0]):
                     slot.chunks.popleft()
             elif kind == "note":
@@ -464,10 +460,10 @@ class _Driver:
 
     def _stop(self, slot: _Slot) -> None:
         try:
-            for kind, student, payload in self.ray.get(slot.actor.stop.remote(), timeout=STOP_S + 10):
+            for kind, student, payload, *seen in self.ray.get(slot.actor.stop.remote(), timeout=STOP_S + 10):
                 if kind == "done" and student in self.left:
                     self.left.discard(student)
-                    self.on_event(Event(kind, student, payload))
+                    self.on_event(Event(kind, student, payload, predictions=seen[0] if seen else None))
         except (self.ray.exceptions.RayError, TimeoutError):
             pass  # a dead slot's judge was told to stop by its own death (PR_SET_PDEATHSIG)
         self.ray.kill(slot.actor)
@@ -485,10 +481,10 @@ class _Driver:
             done = []
         for ref in done:
             try:
-                for kind, student, payload in self.ray.get(ref):
+                for kind, student, payload, *seen in self.ray.get(ref):
                     if kind == "done" and student in self.left:
                         self.left.discard(student)
-                        self.on_event(Event(kind, student, payload))
+                        self.on_event(Event(kind, student, payload, predictions=seen[0] if seen else None))
             except self.ray.exceptions.RayError:
                 pass
         for s in slots:

@@ -194,12 +194,12 @@ def _from_zip(path: Path, work: Path) -> Discovery:
             out.kind = "Canvas export"
             groups: dict[str, list[zipfile.ZipInfo]] = {}
             for m in flat:
-                groups.setdefault(CANVAS.match(m.filename)["uid"], []).append(m)
+                groups.setdefault(_canvas(m.filename)["uid"], []).append(m)
             for uid, members in sorted(groups.items()):
-                first = CANVAS.match(members[0].filename)
+                first = _canvas(members[0].filename)
                 dest = work / "canvas" / uid
                 try:
-                    _unpack(zf, members, dest, lambda name: CANVAS.match(name)["file"])
+                    _unpack(zf, members, dest, lambda name: _canvas(name)["file"])
                 except UnsafeZip as exc:
                     out.problems.append(f"{path}: Canvas user {uid}: unsafe ({exc}); not graded")
                     continue
@@ -273,6 +273,13 @@ def _from_nbgrader(submitted: Path, assignment: str | None) -> Discovery:
             continue
         out.found.append(Found(key=student.name, source=str(folder), folder=content_root(folder)))
     return out
+
+
+def _canvas(name: str) -> re.Match[str]:
+    """A Canvas export's file name, already known to match CANVAS."""
+    m = CANVAS.match(name)
+    assert m is not None
+    return m
 
 
 def discover(path: Path, work: Path, assignment: str | None = None) -> Discovery:

@@ -7,9 +7,12 @@ The steps, in order (each needs the one before it):
     4. plan      hash each submission; skip those graded before with the same hash and grader fingerprint
     5. grade     the worker pool (grader.batch.runner); each result is saved the moment it arrives
     6. adjust    rubric CSV and late policy, applied to every result (cheap, so redone on every run)
-    7. write     per-student reports, then the class: gradebook.csv, canvas.csv, summary.html, batch.json,
+    7. similarity with --similarity: pairs of unusually alike submissions (grader.batch.similarity); after
+                 grading, because it compares everyone's stored predictions; before writing, because
+                 summary.html shows it. It never changes a grade.
+    8. write     per-student reports, then the class: gradebook.csv, canvas.csv, summary.html, batch.json,
                  and the nbgrader gradebook when asked
-Steps 6 and 7 run after an interrupted step 5 too, over what was graded so far.
+Steps 6 to 8 run after an interrupted step 5 too, over what was graded so far.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Protocol
 
 from pydantic import BaseModel, Field
 
@@ -29,6 +33,7 @@ from grader.batch.worker import WorkerConfig
 from grader.data import resolve_data_root
 from grader.results import GradeResult
 from grader.sandbox.choice import SandboxChoice
+from grader.similarity.models import SimilarityReport
 from grader.spec import AssignmentSpec, Course
 
 
@@ -52,6 +57,7 @@ class BatchOptions(BaseModel):
                             description="grade on a Ray cluster: auto, local or ray://host:port (grader.batch.cluster)")
     gpu_per_submission: float | None = Field(None, ge=0, le=8, description="Ray: GPU share of each judge; default: "
                                              "1 when the assignment needs a GPU, else 0")  # fmt: skip
+    similarity: bool = Field(False, description="compare the class's code and models (grader similarity)")
 
 
 class BatchReport(BaseModel):
@@ -70,19 +76,31 @@ class BatchReport(BaseModel):
     problems: list[str] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
     outputs: dict[str, str] = Field(default_factory=dict)
+    folders: dict[str, str] = Field(default_factory=dict, description="OUT/.state/<folder> -> student id, for "
+                                    "the steps that read the batch afterwards (grader similarity)")
     rows: list[ClassRow] = Field(default_factory=list, exclude=True, description="the class, for the CLI's table")
 
 
-class Progress:
-    """What the CLI draws; the default draws nothing."""
+class Progress(Protocol):
+    """What the CLI draws."""
 
     def planned(self, total: int, skipped: int) -> None: ...
 
     def event(self, event: Event) -> None: ...
 
 
+class Silent:
+    """The default progress: draws nothing."""
+
+    def planned(self, total: int, skipped: int) -> None:
+        pass
+
+    def event(self, event: Event) -> None:
+        pass
+
+
 def run_batch(course: Course, opts: BatchOptions, progress: Progress | None = None) -> BatchReport:
-    progress = progress or Progress()
+    progress = progress or Silent()
     t0 = time.perf_counter()
     # 1. spec
     spec = course.spec(opts.assignment)
@@ -115,9 +133,11 @@ def run_batch(course: Course, opts: BatchOptions, progress: Progress | None = No
         if ev.kind in ("done", "crashed"):
             result = GradeResult.model_validate_json(ev.payload) if ev.kind == "done" else None
             ev.failed = result is None or any(c.status == "error" for c in result.checks)
+            store.save_predictions(ev.student, ev.predictions if result else None)
             store.save(ev.student, Graded(student=by_folder[ev.student].student.id, content_hash=hashes[ev.student],
                                           grader=fingerprint, status="graded" if result else "crashed",
-                                          message="" if result else ev.payload, result=result))  # fmt: skip
+                                          message="" if result else ev.payload, result=result,
+                                          submission=str(by_folder[ev.student].found.folder)))  # fmt: skip
             if result:
                 report.graded_now += 1
             else:
@@ -140,9 +160,11 @@ def run_batch(course: Course, opts: BatchOptions, progress: Progress | None = No
             run_pool(todo, config, workers, opts.gpus, opts.chunk, record)
     except KeyboardInterrupt:
         report.interrupted = True
-    # 6. adjust, 7. write
+    # 6. adjust, 7. similarity, 8. write
     rows = report.rows = _class_rows(spec, matching, by_folder, store, out, opts, report)
-    report.outputs.update(_write_class(spec, rows, out, opts, report))
+    report.folders = {f: m.student.id for f, m in by_folder.items()}
+    similarity = _similarity(course, spec, out, opts, report)
+    report.outputs.update(_write_class(spec, rows, out, opts, report, similarity))
     report.wall_s = round(time.perf_counter() - t0, 2)
     (out / "batch.json").write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
     return report
@@ -188,8 +210,28 @@ def _class_rows(spec: AssignmentSpec, matching: Matching, by_folder: dict[str, M
     return rows
 
 
-def _write_class(spec: AssignmentSpec, rows: list[ClassRow], out: Path, opts: BatchOptions,
-                 report: BatchReport) -> dict[str, str]:  # fmt: skip
+def _similarity(course: Course, spec: AssignmentSpec, out: Path, opts: BatchOptions,
+                report: BatchReport) -> tuple[SimilarityReport | None, str]:  # fmt: skip
+    """(the similarity report, or why there is none for summary.html): made now with --similarity, else the one
+    a previous run or `grader similarity` left, while the submissions it compared are unchanged."""
+    from grader.batch.similarity import inputs, load_report, run_similarity
+
+    if not opts.similarity:
+        return load_report(out, inputs(out, report.folders))
+    if report.interrupted:  # Ctrl-C means stop: compare the class once it is all graded
+        report.notes.append("similarity skipped: the batch was interrupted; run it again to grade the rest")
+        return None, ""
+    try:
+        made, written = run_similarity(course, out, opts.data_root, spec, report.folders)
+    except Exception as exc:  # noqa: BLE001 - the grades are made; the class's outputs must still be written
+        report.problems.append(f"similarity failed: {type(exc).__name__}: {exc}")
+        return None, ""
+    report.outputs.update(written)
+    return made, ""
+
+
+def _write_class(spec: AssignmentSpec, rows: list[ClassRow], out: Path, opts: BatchOptions, report: BatchReport,
+                 similarity: tuple[SimilarityReport | None, str]) -> dict[str, str]:  # fmt: skip
     from grader.batch.gradebook import canvas_csv, gradebook_csv
     from grader.report.summary import summary_html
 
@@ -197,7 +239,9 @@ def _write_class(spec: AssignmentSpec, rows: list[ClassRow], out: Path, opts: Ba
     files = {"gradebook": out / "gradebook.csv", "canvas": out / "canvas.csv", "summary": out / "summary.html"}
     files["gradebook"].write_text(gradebook_csv(spec, graded), encoding="utf-8")
     files["canvas"].write_text(canvas_csv(spec, graded, spec.title), encoding="utf-8")
-    files["summary"].write_text(summary_html(spec, rows, title=f"{spec.title}: class summary"), encoding="utf-8")
+    page = summary_html(spec, rows, title=f"{spec.title}: class summary", similarity=similarity[0],
+                        similarity_note=similarity[1])  # fmt: skip
+    files["summary"].write_text(page, encoding="utf-8")
     written = {k: str(v) for k, v in files.items()}
     if opts.nbgrader_db:
         from grader.batch.nbgrader_export import NbgraderError, export_to_nbgrader

@@ -15,6 +15,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from grader.batch import worker
 from grader.batch.worker import WorkerConfig
@@ -28,6 +29,7 @@ class Event:
     student: str = ""
     payload: str = ""  # done: the GradeResult as JSON; crashed, note: a message
     failed: bool = False  # set by the recorder: crashed, or a check the grader itself could not run
+    predictions: Any = None  # done: the judge's test-set predictions (a numpy int16 array), for similarity
 
 
 @dataclass
@@ -98,7 +100,7 @@ def run_pool(
             elif kind in ("done", "crashed"):
                 w.finished.add(rest[0])
                 w.running = None
-                on_event(Event(kind, rest[0], rest[1]))
+                on_event(Event(kind, rest[0], rest[1], predictions=rest[2] if len(rest) > 2 else None))
             elif kind == "note":
                 on_event(Event("note", payload=f"worker {wid}: {rest[0]}"))
             elif kind == "fatal":
@@ -150,4 +152,4 @@ def _drain(events: mp.queues.Queue, on_event: Callable[[Event], None]) -> None:
         except (queue.Empty, OSError, ValueError):
             return
         if kind == "done":
-            on_event(Event("done", rest[0], rest[1]))
+            on_event(Event("done", rest[0], rest[1], predictions=rest[2] if len(rest) > 2 else None))

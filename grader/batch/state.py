@@ -2,6 +2,9 @@
 
 A rerun of the same command skips a student whose submission hash and grader fingerprint are unchanged, so an
 interrupted batch resumes where it stopped and a finished one costs nothing to re-run.
+
+Beside each result, OUT/.state/predictions/<student>.npy keeps the judge's test-set predictions for that
+submission (assignments with a `[similarity] predictions` hook), which the similarity step compares.
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ import json
 import os
 from pathlib import Path
 
-from pydantic import BaseModel, ValidationError
+import numpy as np
+from pydantic import BaseModel, Field, ValidationError
 
 from grader import __version__
 from grader.batch.discover import JUNK
@@ -27,6 +31,7 @@ class Graded(BaseModel):
     status: str  # graded | crashed
     message: str = ""
     result: GradeResult | None = None
+    submission: str = Field("", description="the folder that was graded (unpacked from a zip where it was one)")
 
     def reusable(self, content_hash: str, grader: str) -> bool:
         """Whether a rerun may keep this result: the same files and grader, and no check the grading machine
@@ -88,3 +93,25 @@ class StateStore:
         tmp = self._path(folder).with_suffix(".tmp")
         tmp.write_text(graded.model_dump_json(), encoding="utf-8")
         os.replace(tmp, self._path(folder))  # atomic: an interrupt never leaves half a file behind
+
+    def _predictions_path(self, folder: str) -> Path:
+        return self.dir / "predictions" / f"{folder}.npy"
+
+    def save_predictions(self, folder: str, predictions: np.ndarray | None) -> None:
+        """Keep (or, with None, forget) a submission's test-set predictions, written before its result so a
+        saved result never pairs with another submission's predictions."""
+        path = self._predictions_path(folder)
+        if predictions is None:
+            path.unlink(missing_ok=True)
+            return
+        path.parent.mkdir(exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        with tmp.open("wb") as f:
+            np.save(f, np.asarray(predictions, dtype=np.int16), allow_pickle=False)
+        os.replace(tmp, path)
+
+    def load_predictions(self, folder: str) -> np.ndarray | None:
+        try:
+            return np.load(self._predictions_path(folder), allow_pickle=False)
+        except (OSError, ValueError):
+            return None

@@ -3,6 +3,8 @@
 Kept alive across submissions so the trusted, expensive work is paid once per worker: importing torch and
 pytest, reading the dataset, moving the test set to the device. Before a chunk of submissions it calls the
 assignment's `batch_prefetch` hook (exp2: measure every final.pth in one pass), whose cache the checks then read.
+After each submission it asks the `[similarity] predictions` hook for the judge's test-set predictions (exp2: from
+that same cache) and sends them with the result, for the similarity step.
 Student code still runs only in the sandbox, one contestant per submission.
 
 This module imports nothing heavy at the top: the worker must set CUDA_VISIBLE_DEVICES before torch loads.
@@ -21,13 +23,14 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from grader.results import Mode
 from grader.sandbox.choice import SandboxChoice
 
 
 class WorkerConfig(BaseModel):
     course_root: Path
     assignment: str
-    mode: str = "grade"
+    mode: Mode = "grade"
     data_root: Path | None = None
     sandbox: SandboxChoice = SandboxChoice()
     threads: int = 1
@@ -50,17 +53,39 @@ def _stop(signum: int, frame: Any) -> None:
     raise Stop()
 
 
-def load_prefetch(course: Any, spec: Any, mode: str) -> Any:
-    """The assignment's batch_prefetch function, imported the way the checks import their helpers."""
-    if not spec.batch_prefetch:
+def load_hook(course: Any, spec: Any, mode: Mode, hook: str | None) -> Any:
+    """An assignment's 'module:function' hook (batch_prefetch, similarity predictions), imported the way the
+    checks import their helpers."""
+    if not hook:
         return None
     from grader.grading import check_folders
 
     for folder in check_folders(course, spec, mode):
         if str(folder) not in sys.path:
             sys.path.insert(0, str(folder))
-    module, func = spec.batch_prefetch.split(":")
+    module, func = hook.split(":")
     return getattr(importlib.import_module(module), func)
+
+
+def load_prefetch(course: Any, spec: Any, mode: Mode) -> Any:
+    """The assignment's batch_prefetch function."""
+    return load_hook(course, spec, mode, spec.batch_prefetch)
+
+
+def predictions(hook: Any, folder: Path, data_root: Path | None) -> Any:
+    """The judge's test-set predictions for `folder` as a 1-d int16 array, or None (no hook, no data, no model).
+    A failing hook costs only the similarity evidence, never the grade."""
+    if hook is None or data_root is None:
+        return None
+    import numpy as np
+
+    try:
+        got = hook(folder, data_root)
+    except Exception:  # noqa: BLE001 - the grade is already made; similarity then says predictions are missing
+        return None
+    if got is None:
+        return None
+    return np.asarray(got.cpu().numpy() if hasattr(got, "cpu") else got).astype(np.int16).reshape(-1)
 
 
 def main(config: dict, wid: int, tasks: Queue, events: Queue) -> None:
@@ -84,6 +109,7 @@ def main(config: dict, wid: int, tasks: Queue, events: Queue) -> None:
         spec = course.spec(cfg.assignment)
         sandbox = cfg.sandbox.build()
         prefetch = load_prefetch(course, spec, cfg.mode)
+        predictor = load_hook(course, spec, cfg.mode, spec.similarity.predictions)
         events.put(("ready", wid))
         while (chunk := tasks.get()) is not None:
             if prefetch is not None and cfg.data_root is not None:
@@ -95,16 +121,21 @@ def main(config: dict, wid: int, tasks: Queue, events: Queue) -> None:
                 events.put(("start", wid, student))
                 try:
                     result = grade(course, cfg.assignment, Path(folder), mode=cfg.mode, sandbox=sandbox,
-                                   data_root=cfg.data_root)  # type: ignore[arg-type]  # fmt: skip
+                                   data_root=cfg.data_root)  # fmt: skip
                 except Exception as exc:
                     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)[-4:])
                     events.put(("crashed", wid, student, f"the grader failed on this submission: {exc}\n{tb}"))
                 else:
                     if STOPPING:
                         raise Stop()
-                    events.put(("done", wid, student, result.model_dump_json()))
+                    seen = predictions(predictor, Path(folder), cfg.data_root)
+                    events.put(("done", wid, student, result.model_dump_json(), seen))
             events.put(("idle", wid))
     except Stop:
         pass
     except Exception as exc:  # cannot even start (bad spec, no data): the parent reports it once
         events.put(("fatal", wid, f"{type(exc).__name__}: {exc}"))
+    finally:  # the judge's onnxruntime process and its folder, which would outlive an interrupted worker
+        from grader.graphs.runner import close_runner
+
+        close_runner()

@@ -11,6 +11,6 @@ weights. Either way the judge feeds it data the contestant never sees, and compu
 """
 
 from grader.graphs.policy import GraphPolicy, GraphRefused
-from grader.graphs.runner import GraphRunner, runner
+from grader.graphs.runner import GraphRunner, close_runner, runner
 
-__all__ = ["GraphPolicy", "GraphRefused", "GraphRunner", "runner"]
+__all__ = ["GraphPolicy", "GraphRefused", "GraphRunner", "close_runner", "runner"]

@@ -227,6 +227,14 @@ class GraphRunner:
 _RUNNER: GraphRunner | None = None
 
 
+def close_runner() -> None:
+    """Stop this process's runner, if it started one (its process and folder go with it)."""
+    global _RUNNER
+    if _RUNNER is not None:
+        _RUNNER.close()
+        _RUNNER = None
+
+
 def runner() -> GraphRunner:
     """This judge process's graph runner (one per process: a batch worker keeps it across submissions)."""
     global _RUNNER

@@ -123,8 +123,11 @@ def histogram(
     width: int = 560,
     height: int = 260,
     color: str = "#1f77b4",
+    marker: float | None = None,
+    marker_label: str = "",
 ) -> str:
-    """SVG bars of how many values fall in each bin; every bar is a `rect class="bar"` with a tooltip."""
+    """SVG bars of how many values fall in each bin; every bar is a `rect class="bar"` with a tooltip. `marker`
+    draws a dashed vertical line at that x (a threshold), labelled `marker_label`."""
     left, right, top, bottom = 44, 16, 34, 42
     counts = bin_counts(values, lo, hi, bins)
     top_count = max(max(counts, default=0), 1)
@@ -160,6 +163,14 @@ def histogram(
         f'<line x1="{left}" y1="{top + plot_h}" x2="{width - right}" y2="{top + plot_h}" stroke="#333"/>'
         f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + plot_h}" stroke="#333"/>'
     )
+    if marker is not None and lo <= marker <= hi:
+        mx = left + plot_w * (marker - lo) / ((hi - lo) or 1.0)
+        parts.append(f'<line class="marker" x1="{mx:.1f}" y1="{top - 6}" x2="{mx:.1f}" y2="{top + plot_h}" '
+                     f'stroke="#cf222e" stroke-width="2" stroke-dasharray="5 3"/>')  # fmt: skip
+        anchor = "end" if mx > left + plot_w * 0.7 else "start"
+        dx = -4 if anchor == "end" else 4
+        parts.append(f'<text x="{mx + dx:.1f}" y="{top + 4}" text-anchor="{anchor}" fill="#cf222e">'
+                     f"{_e(marker_label)}</text>")  # fmt: skip
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
 

@@ -1,5 +1,6 @@
 """summary.html: the class at a glance for the instructor. Counts, a score histogram, each check's pass rate,
-rubric completion, late submissions, the slowest submissions and every student, linked to their report.html.
+rubric completion, late submissions, the slowest submissions and every student, linked to their report.html;
+and, once `grader similarity` ran, the pairs of unusually alike submissions (grader.report.similarity_html).
 
 Self-contained like report.html (grader.report.html): inline CSS and SVG, no script, every string escaped."""
 
@@ -13,7 +14,9 @@ from grader.batch.models import ClassRow
 from grader.batch.roster import folder_name
 from grader.report.html import STATUS_COLORS, badge, e, fmt, kv, page, when
 from grader.report.plots import bars, histogram
+from grader.report.similarity_html import BEGIN, END, SIMILARITY_CSS, similarity_section
 from grader.results import GradeResult, Lateness
+from grader.similarity.models import SimilarityReport
 from grader.spec import AssignmentSpec
 
 SLOWEST = 10
@@ -26,7 +29,7 @@ SUMMARY_CSS = """
 .card .what { color: var(--muted); font-size: 12px; }
 a { color: #0969da; }
 td.student-problems { color: #cf222e; }
-"""
+""" + SIMILARITY_CSS
 # A graded row is green and a crashed one red, in the same colours as a check's passed and failed.
 SUMMARY_CSS += f".badge.graded {{ background: {STATUS_COLORS['passed']}; }}\n"
 SUMMARY_CSS += f".badge.crashed {{ background: {STATUS_COLORS['failed']}; }}\n"
@@ -210,8 +213,10 @@ def _students(rows: list[ClassRow]) -> list[str]:
     ]
 
 
-def summary_html(spec: AssignmentSpec, rows: list[ClassRow], title: str = "") -> str:
-    """The class summary page for one assignment's batch run."""
+def summary_html(spec: AssignmentSpec, rows: list[ClassRow], title: str = "",
+                 similarity: SimilarityReport | None = None, similarity_note: str = "") -> str:  # fmt: skip
+    """The class summary page for one assignment's batch run. The similarity section sits between two comments
+    that `grader similarity` replaces in place (grader.batch.similarity.splice_summary)."""
     results = _graded(rows)
     heading = title or f"{spec.title}: class summary"
     header = [
@@ -232,6 +237,9 @@ def summary_html(spec: AssignmentSpec, rows: list[ClassRow], title: str = "") ->
         *_rubric(spec, results),
         *_late(spec, rows),
         *_slowest(rows),
+        BEGIN,
+        *similarity_section(similarity, report_link, similarity_note),
+        END,
         *_students(rows),
         f'<section id="about"><h2>Assignment</h2>{facts}</section>',
     ]

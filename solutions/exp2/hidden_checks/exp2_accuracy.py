@@ -10,6 +10,9 @@ Shared by the hidden checks (one file) and by batch grading (`batch_prefetch` in
 pass per worker, the test set sent to the graph runner once). The prefetch measures on the reference path; a
 check that finds the student's model computes otherwise measures their own graph. Both paths run fixed batches
 in a fixed order, so a batch-graded submission gets the score it gets alone on the same machine.
+
+The same measurement also gives the similarity step (`[similarity] predictions` in assignment.toml) each
+submission's predicted class per test image: computed here, by the judge, never by student code.
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from exp2_judge import normalize
 
@@ -43,7 +45,7 @@ class Measurement:
     accuracy: float  # percent of the 10,000 test images
     notes: tuple[str, ...]  # how the checkpoint was read, and which model measured it
     confusion: list[list[int]]  # (10, 10): [true class][predicted class]
-    predictions: np.ndarray | None = None  # (10000,) the predicted classes
+    predicted: torch.Tensor  # (10000,) uint8: the predicted class of each test image, in the test set's order
 
 
 @functools.lru_cache(maxsize=1)
@@ -95,7 +97,8 @@ def _predict_eager(state: dict[str, torch.Tensor], data_root: Path, device: torc
 def _result(predicted: torch.Tensor, data_root: Path, notes: list[str]) -> Measurement:
     _, y = test_set(data_root, torch.device("cpu"))
     correct = int((predicted == y).sum())
-    return Measurement(100.0 * correct / len(y), tuple(notes), confusion_matrix(predicted, y, 10), predicted.numpy())
+    return Measurement(100.0 * correct / len(y), tuple(notes), confusion_matrix(predicted, y, 10),
+                       predicted.to(device="cpu", dtype=torch.uint8))  # fmt: skip
 
 
 def _reference_measurement(state: dict[str, torch.Tensor], data_root: Path, notes: list[str]) -> Measurement:
@@ -111,6 +114,8 @@ def _reference_measurement(state: dict[str, torch.Tensor], data_root: Path, note
 # (sha256 of the file or of the student's graph, data root) -> outcome. Both hidden checks, every submission
 # with the same file, and the batch prefetch share one evaluation within a grading process.
 MEASURED: dict[tuple[str, Path], Measurement | str] = {}
+# What the accuracy check measured for each file (its key: the file's hash), in whichever model it chose.
+GRADED: dict[tuple[str, Path], Measurement | str] = {}
 
 
 def _sha(data: bytes) -> str:
@@ -141,6 +146,7 @@ def measure(path: Path, data_root: Path, contestant: ContestantClient | None = N
             except GraphRefused as exc:
                 MEASURED[graph_key] = f"{chosen.note}, but the judge cannot run that graph: {exc}"
         outcome = MEASURED[graph_key]
+    GRADED[file_key] = outcome
     if isinstance(outcome, str):
         raise CheckFailed(outcome)
     return outcome
@@ -164,7 +170,21 @@ def measure_many(folders: list[Path], data_root: Path) -> int:
     return new
 
 
-def predictions_of(path: Path, data_root: Path) -> np.ndarray | None:
-    """The judge's predicted classes for a measured file (similarity across a class), if it was measured."""
-    outcome = MEASURED.get((_sha(path.read_bytes()), data_root))
-    return outcome.predictions if isinstance(outcome, Measurement) else None
+def predictions_of(folder: Path, data_root: Path) -> torch.Tensor | None:
+    """The similarity hook: final.pth's predicted class per test image (10000,), as the accuracy check measured
+    it (in the reference or the student's own model), else on the reference path; None when there is no regular
+    final.pth or it cannot be measured here."""
+    path = folder / "final.pth"
+    if path.is_symlink() or not path.is_file():
+        return None
+    key = (_sha(path.read_bytes()), data_root)
+    outcome = GRADED.get(key) or MEASURED.get(key)
+    if outcome is None:
+        try:
+            state, notes = _load(path)
+        except CheckFailed:
+            return None
+        if not fits_reference(model_spec(), state):
+            return None  # its own model needs a contestant to export it: only the check can measure it
+        outcome = MEASURED[key] = _reference_measurement(state, data_root, notes)
+    return None if isinstance(outcome, str) else outcome.predicted
