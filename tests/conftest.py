@@ -21,6 +21,17 @@ def example_names(assignment: str) -> list[str]:
     return sorted(tomllib.loads((ROOT / "examples" / assignment / "expected.toml").read_text()))
 
 
+def expected_checks(assignment: str) -> dict[str, dict[str, float]]:
+    """Per-check scores of the examples whose total is the sum of their checks (no problem deducts points), from
+    examples/<assignment>/expected.toml: what batch tests compare a class against."""
+    from grader.selftest import expected_scores, load_manifest
+
+    course = Course(root=ROOT)
+    spec = course.spec(assignment)
+    return {name: expected_scores(spec, want)[0] for name, want in load_manifest(course, spec).items()
+            if want.score is None}  # fmt: skip
+
+
 @pytest.fixture(scope="session")
 def course() -> Course:
     return Course(root=ROOT)

@@ -13,9 +13,11 @@ import torch
 from grader.grading import grade
 from grader.results import GradeResult
 from grader.selftest import run_example
-from tests.conftest import example_names
+from tests.conftest import example_names, expected_checks
 
 pytestmark = pytest.mark.slow
+# Per-check scores of the examples that no problem deducts from (examples/exp1/expected.toml).
+EXPECTED = expected_checks("exp1")
 
 
 

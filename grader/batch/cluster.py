@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from grader.batch.runner import Event, PoolError, Task
-from grader.batch.worker import WorkerConfig
+from grader.batch.worker import Message, WorkerConfig
 
 NODE_RETRIES = 3  # a submission whose node is lost this many times is marked crashed (no endless loop)
 POLL_S = 0.5
@@ -153,14 +153,14 @@ class JudgeSlot:
         """Wait for the judge to be ready: where it runs, or ClusterError naming the node."""
         while True:
             try:
-                kind, _wid, *rest = self.events.get(timeout=600)
+                ev: Message = self.events.get(timeout=600)
             except queue.Empty:
                 raise ClusterError(f"node {self.node}: the judge did not start within 10 minutes") from None
-            if kind == "ready":
+            if ev.kind == "ready":
                 self.waiting = True
                 return {"node": self.node, "pid": os.getpid(), "cuda": self.cfg["gpu"]}
-            if kind == "fatal":
-                raise ClusterError(f"node {self.node}: {rest[0]}")
+            if ev.kind == "fatal":
+                raise ClusterError(f"node {self.node}: {ev.payload}")
 
     def submit(self, chunk: list[tuple[str, str, bytes]]) -> None:
         """Take (student, driver's folder, tar) items; the judge grades them in turn after what it already has."""
@@ -192,16 +192,16 @@ class JudgeSlot:
             self._judge_died(out)
         return out
 
-    def _event(self, ev: tuple, out: list[tuple[Any, ...]]) -> None:
-        kind, _wid, *rest = ev
+    def _event(self, ev: Message, out: list[tuple[Any, ...]]) -> None:
+        kind = ev.kind
         if kind in ("ready", "idle"):
             self.waiting, self.chunk = True, []
             self._feed()
         elif kind == "start":
-            self.running = rest[0]
-            out.append(("start", rest[0], ""))
+            self.running = ev.student
+            out.append(("start", ev.student, ""))
         elif kind in ("done", "crashed"):
-            student, payload, *seen = rest  # "done" also carries the judge's test-set predictions, or None
+            student, payload, seen = ev.student, ev.payload, [ev.predictions]
             self.finished.add(student)
             self.running = None
             for s, folder, original in self.chunk:
@@ -210,9 +210,9 @@ class JudgeSlot:
                     _remove(Path(folder))
             out.append((kind, student, payload, *seen))
         elif kind == "note":
-            out.append(("note", "", f"{self.node}: {rest[0]}"))
+            out.append(("note", "", f"{self.node}: {ev.payload}"))
         elif kind == "fatal":  # a fresh judge after a crash could not start: nothing more grades here
-            raise ClusterError(f"node {self.node}: {rest[0]}")
+            raise ClusterError(f"node {self.node}: {ev.payload}")
 
     def _judge_died(self, out: list[tuple[Any, ...]]) -> None:
         """The submission being graded crashed its judge: that is its result. The rest goes to a fresh judge."""
@@ -249,7 +249,7 @@ class JudgeSlot:
                 ev = self.events.get_nowait()
             except (queue.Empty, OSError, ValueError):
                 return
-            if ev[0] == "done":
+            if ev.kind == "done":
                 self._event(ev, out)
 
 

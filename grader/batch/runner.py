@@ -15,7 +15,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from grader.batch import worker
 from grader.batch.worker import WorkerConfig
@@ -25,7 +25,9 @@ Task = tuple[str, str]  # (student id, submission folder)
 
 @dataclass
 class Event:
-    kind: str  # start | done | crashed | note
+    """What the pool tells the batch's recorder."""
+
+    kind: Literal["start", "done", "crashed", "note"]
     student: str = ""
     payload: str = ""  # done: the GradeResult as JSON; crashed, note: a message
     failed: bool = False  # set by the recorder: crashed, or a check the grader itself could not run
@@ -88,23 +90,22 @@ def run_pool(
                 if fatal and not pool:
                     raise PoolError(fatal[0]) from None
                 continue
-            kind, wid, *rest = ev
-            w = pool.get(wid)
+            w = pool.get(ev.wid)
             if w is None:
                 continue
-            if kind in ("ready", "idle"):
+            if ev.kind in ("ready", "idle"):
                 dispatch(w)
-            elif kind == "start":
-                w.running = rest[0]
-                on_event(Event("start", rest[0]))
-            elif kind in ("done", "crashed"):
-                w.finished.add(rest[0])
+            elif ev.kind == "start":
+                w.running = ev.student
+                on_event(Event("start", ev.student))
+            elif ev.kind in ("done", "crashed"):
+                w.finished.add(ev.student)
                 w.running = None
-                on_event(Event(kind, rest[0], rest[1], predictions=rest[2] if len(rest) > 2 else None))
-            elif kind == "note":
-                on_event(Event("note", payload=f"worker {wid}: {rest[0]}"))
-            elif kind == "fatal":
-                fatal.append(rest[0])
+                on_event(Event(ev.kind, ev.student, ev.payload, predictions=ev.predictions))
+            elif ev.kind == "note":
+                on_event(Event("note", payload=f"worker {ev.wid}: {ev.payload}"))
+            elif ev.kind == "fatal":
+                fatal.append(ev.payload)
                 w.tasks.put(None)
     except KeyboardInterrupt:
         _stop(pool, events, on_event)
@@ -148,8 +149,8 @@ def _stop(pool: dict[int, _Worker], events: mp.queues.Queue, on_event: Callable[
 def _drain(events: mp.queues.Queue, on_event: Callable[[Event], None]) -> None:
     while True:
         try:
-            kind, _wid, *rest = events.get_nowait()
+            ev: worker.Message = events.get_nowait()
         except (queue.Empty, OSError, ValueError):
             return
-        if kind == "done":
-            on_event(Event("done", rest[0], rest[1], predictions=rest[2] if len(rest) > 2 else None))
+        if ev.kind == "done":
+            on_event(Event("done", ev.student, ev.payload, predictions=ev.predictions))

@@ -17,9 +17,10 @@ import os
 import signal
 import sys
 import traceback
+from dataclasses import dataclass
 from multiprocessing.queues import Queue
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -35,6 +36,24 @@ class WorkerConfig(BaseModel):
     sandbox: SandboxChoice = SandboxChoice()
     threads: int = 1
     gpu: str | None = None  # CUDA_VISIBLE_DEVICES for this worker; None leaves it as inherited
+
+
+MessageKind = Literal["ready", "idle", "start", "done", "crashed", "note", "fatal"]
+
+
+@dataclass(frozen=True)
+class Message:
+    """What a worker tells the pool (or a Ray judge slot), over its events queue.
+
+    ready / idle: give me work; start: grading `student`; done: `payload` is the GradeResult as JSON, with the
+    judge's test-set `predictions` where the assignment asks for them; crashed: `payload` says why; note: a
+    remark in `payload`; fatal: this worker cannot grade at all, `payload` says why."""
+
+    kind: MessageKind
+    wid: int
+    student: str = ""
+    payload: str = ""
+    predictions: Any = None
 
 
 class Stop(KeyboardInterrupt):
@@ -110,31 +129,31 @@ def main(config: dict, wid: int, tasks: Queue, events: Queue) -> None:
         sandbox = cfg.sandbox.build()
         prefetch = load_prefetch(course, spec, cfg.mode)
         predictor = load_hook(course, spec, cfg.mode, spec.similarity.predictions)
-        events.put(("ready", wid))
+        events.put(Message("ready", wid))
         while (chunk := tasks.get()) is not None:
             if prefetch is not None and cfg.data_root is not None:
                 try:
                     prefetch([Path(folder) for _, folder in chunk], cfg.data_root)
                 except Exception as exc:  # the checks then evaluate one by one; same grades, slower
-                    events.put(("note", wid, f"batch prefetch failed ({type(exc).__name__}: {exc})"))
+                    events.put(Message("note", wid, payload=f"batch prefetch failed ({type(exc).__name__}: {exc})"))
             for student, folder in chunk:
-                events.put(("start", wid, student))
+                events.put(Message("start", wid, student))
                 try:
                     result = grade(course, cfg.assignment, Path(folder), mode=cfg.mode, sandbox=sandbox,
                                    data_root=cfg.data_root)  # fmt: skip
                 except Exception as exc:
                     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)[-4:])
-                    events.put(("crashed", wid, student, f"the grader failed on this submission: {exc}\n{tb}"))
+                    events.put(Message("crashed", wid, student, f"the grader failed on this submission: {exc}\n{tb}"))
                 else:
                     if STOPPING:
                         raise Stop()
                     seen = predictions(predictor, Path(folder), cfg.data_root)
-                    events.put(("done", wid, student, result.model_dump_json(), seen))
-            events.put(("idle", wid))
+                    events.put(Message("done", wid, student, result.model_dump_json(), seen))
+            events.put(Message("idle", wid))
     except Stop:
         pass
     except Exception as exc:  # cannot even start (bad spec, no data): the parent reports it once
-        events.put(("fatal", wid, f"{type(exc).__name__}: {exc}"))
+        events.put(Message("fatal", wid, payload=f"{type(exc).__name__}: {exc}"))
     finally:  # the judge's onnxruntime process and its folder, which would outlive an interrupted worker
         from grader.graphs.runner import close_runner
 
