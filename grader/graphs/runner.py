@@ -158,6 +158,8 @@ class GraphRunner:
             [sys.executable, "-I", "-m", "grader.graphs.runner", str(theirs.fileno()), str(self.threads),
              str(self.memory_mb)], pass_fds=(theirs.fileno(),), cwd=self._workdir, stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            # onnxruntime leaves files in TMPDIR (a `.ses` file): keep them in the folder that close() removes
+            env={**os.environ, "TMPDIR": self._workdir},
         )  # fmt: skip
         theirs.close()
         self._channel = Channel(ours, 4 << 30)
