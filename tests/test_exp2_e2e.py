@@ -34,8 +34,8 @@ def test_messages(course, data_root):
     assert "parameters; expected about 0.27M" in blocks["architecture"].message
     keys = by_id(grade(course, "exp2", course.examples_dir("exp2") / "wrong-keys", data_root=data_root))
     assert keys["accuracy"].message.startswith(
-        "final.pth does not load into the reference ResNet20 (missing: conv1.weight, bn1.weight, bn1.bias and 102 "
-        "more; unexpected: backbone.conv1.weight, backbone.bn1.weight, backbone.bn1.bias and 102 more), and your own "
+        "final.pth does not load into the reference ResNet20 (missing: conv1.weight, bn1.weight, bn1.bias and 125 "
+        "more; unexpected: backbone.conv1.weight, backbone.bn1.weight, backbone.bn1.bias and 125 more), and your own "
         "model does not take its weights either")  # fmt: skip
     option_a = by_id(grade(course, "exp2", course.examples_dir("exp2") / "option-a-shortcuts", data_root=data_root,
                            only=["accuracy"]))  # fmt: skip
