@@ -70,6 +70,8 @@ WAIT_SLICE_S = 30
 # How long a container started ahead may wait for its submission; its hard deadline has this on top of the
 # job's lifetime, and one that waited longer is discarded unused.
 POOL_WAIT_S = 600
+# A container started for a job already known waits only for its own start-up (torch's import) on top.
+START_SLACK_S = 60
 
 _live: dict[str, Any] = {}  # container id -> container, for removal at exit
 _live_lock = threading.Lock()
@@ -179,11 +181,12 @@ class DockerProcess(SandboxProcess):
     """One contestant in one container. Threads wait on the container and stream its logs, so `poll()`
     costs no call to the engine (the judge polls every few milliseconds)."""
 
-    def __init__(self, sandbox: DockerSandbox, job: ContestantJob) -> None:
+    def __init__(self, sandbox: DockerSandbox, job: ContestantJob, ahead: bool = False) -> None:
         """A container for jobs like `job` (same image, limits, dataset and GPU), started now; `bind()` gives it
-        the actual submission. Its contestant imports torch meanwhile and waits for the job."""
+        the actual submission. Its contestant imports torch meanwhile and waits for the job. One started `ahead`
+        of its submission (the pool) may wait up to POOL_WAIT_S for it, and its hard deadline is that much later."""
         self.sandbox, self.job = sandbox, job
-        self.lifetime = max(1, int(job.lifetime_s + POOL_WAIT_S))
+        self.lifetime = max(1, int(job.lifetime_s + (POOL_WAIT_S if ahead else START_SLACK_S)))
         self.root = Path(tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{owner_tag()}-"))
         self.container: Any = None
         self._exit: ExitInfo | None = None
@@ -533,7 +536,7 @@ class DockerSandbox(Sandbox):
             for _ in range(need):
                 proc = None
                 try:
-                    proc = DockerProcess(self, job)
+                    proc = DockerProcess(self, job, ahead=True)
                 except Exception:  # noqa: BLE001 - the next start creates its container itself and says why
                     pass
                 with self._pool_lock:
