@@ -77,7 +77,8 @@ def test_a_forked_contestant_inherits_nothing_a_fresh_one_lacks(tmp_path, monkey
     assert warm["threads"] == fresh["threads"] == ["MainThread", "Thread-1 (_exit_when_judge_goes)"]
     assert warm["tasks"] == fresh["tasks"] == 2
     # stdin, output, output and the channel (its number differs): no template socket, no pipe, no file.
-    assert warm["fds"] == [0, 1, 2, 3] and fresh["fds"][:3] == [0, 1, 2] and len(fresh["fds"]) == 4
+    # (A fresh one's channel keeps the judge's number for it, which in a long test session may be one of 0-2.)
+    assert warm["fds"] == [0, 1, 2, 3] and fresh["fds"][:3] == [0, 1, 2] and len(fresh["fds"]) <= 4
     judge_ns = {n: os.readlink(f"/proc/self/ns/{n}") for n in ("net", "pid", "mnt", "ipc", "uts")}
     for got in (warm, fresh):
         assert "hunter2" not in repr(got)

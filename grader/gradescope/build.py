@@ -116,6 +116,8 @@ rm -rf "$DEST/course" "$DEST/data"
 [ -x "$DEST/venv/bin/python" ] || "$py" -m venv "$DEST/venv"
 "$DEST/venv/bin/python" -m pip install -q ${{TORCH_INDEX_URL:+--extra-index-url "$TORCH_INDEX_URL"}} \
     -r "$pins" "$SRC"/wheels/torch_grader-*.whl
+# The grader itself always from this zip: a rerun with a changed grader of the same version must not keep the old.
+"$DEST/venv/bin/python" -m pip install -q --no-deps --force-reinstall "$SRC"/wheels/torch_grader-*.whl
 
 step "packages installed"
 
