@@ -158,6 +158,8 @@ chmod 711 /autograder 2>/dev/null
 chmod 700 /autograder/source "$R" /autograder/submission 2>/dev/null
 chmod 600 /autograder/submission_metadata.json 2>/dev/null
 PY={dest}/venv/bin/python
+# One submission per container: a warm contestant template would only hold a second torch in Gradescope's memory.
+export GRADER_WARM=0
 cd /autograder && "$PY" -m grader.gradescope.run --bundle {dest}/bundle.json
 rc=$?
 if ! "$PY" -c 'import json, sys; json.load(open(sys.argv[1]))' "$R/results.json" 2>/dev/null \
