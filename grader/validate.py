@@ -38,13 +38,6 @@ def _rel(course: Course, path: Path) -> str:
         return str(path)
 
 
-def _parse(path: Path) -> ast.Module | None:
-    try:
-        return ast.parse(path.read_text(encoding="utf-8-sig"), str(path))
-    except (SyntaxError, OSError, UnicodeDecodeError):
-        return None
-
-
 def _tests(tree: ast.Module) -> dict[str, int]:
     """test_<id> functions at module level, with their lines."""
     return {n.name[5:]: n.lineno for n in tree.body if isinstance(n, ast.FunctionDef) and n.name.startswith("test_")}
@@ -85,12 +78,12 @@ def static_findings(course: Course, spec: AssignmentSpec, known_datasets: set[st
 
     tests: dict[str, tuple[Path, int]] = {}
     for path in _check_modules(course, spec):
-        tree = _parse(path)
-        if tree is None:
-            try:
-                ast.parse(path.read_text(encoding="utf-8-sig"), str(path))
-            except SyntaxError as exc:
-                found.append(Finding("error", f"{_rel(course, path)} line {exc.lineno}", f"syntax error: {exc.msg}"))
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8-sig"), str(path))
+        except SyntaxError as exc:
+            found.append(Finding("error", f"{_rel(course, path)} line {exc.lineno}", f"syntax error: {exc.msg}"))
+            continue
+        except (OSError, UnicodeDecodeError):
             continue
         if path.name.startswith("test_"):
             for cid, line in _tests(tree).items():

@@ -71,11 +71,13 @@ def unpack(blob: bytes, dest: Path) -> None:
 
 
 def pack_course(root: Path, assignment: str) -> bytes:
-    """The files that decide this assignment's grades (what grader_fingerprint hashes), relative to the course."""
+    """The files that decide this assignment's grades (grading_paths, what the fingerprint hashes)."""
+    from grader.batch.state import grading_paths
+
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
-        for part in (f"assignments/{assignment}", f"solutions/{assignment}", "datasets", "course.toml"):
-            if (root / part).exists():  # course.toml and datasets/: the course's own dataset readers
+        for part in grading_paths(assignment):
+            if (root / part).exists():
                 tar.add(root / part, arcname=part, filter=lambda ti: None if "__pycache__" in ti.name else ti)
     return buf.getvalue()
 

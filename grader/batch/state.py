@@ -60,15 +60,23 @@ def content_hash(folder: Path) -> str:
     return h.hexdigest()
 
 
+def grading_paths(assignment: str) -> tuple[str, ...]:
+    """What decides an assignment's grades, relative to the course root: its folder (spec, probes, public
+    checks), its solution folder (hidden checks, the reference model they load), and the course's own dataset
+    readers. The resume fingerprint hashes these; a Ray cluster ships exactly these to its nodes."""
+    return (f"assignments/{assignment}", f"solutions/{assignment}", "datasets", "course.toml")
+
+
 def grader_fingerprint(course: Course, spec: AssignmentSpec) -> str:
-    """The grader version plus a hash of everything that decides this assignment's grades (spec, checks,
-    probes, the solution folder with its hidden checks and the reference model the checks load from it, the
-    course's own dataset readers): editing any of them regrades the class on the next run."""
+    """The grader version plus a hash of the source files among `grading_paths`: editing any of them regrades
+    the class on the next run."""
     h = hashlib.sha256()
-    folders = [course.assignment_dir(spec.id), course.solution_dir(spec.id), course.root / "datasets"]
-    files = [course.root / "course.toml"]
-    for folder in folders:
-        files += sorted(folder.rglob("*.py")) + sorted(folder.rglob("*.toml")) + sorted(folder.rglob("*.json"))
+    files: list[Path] = []
+    for part in map(course.root.joinpath, grading_paths(spec.id)):
+        if part.is_dir():
+            files += sorted(part.rglob("*.py")) + sorted(part.rglob("*.toml")) + sorted(part.rglob("*.json"))
+        else:
+            files.append(part)
     for path in files:
         if path.is_file() and "__pycache__" not in path.parts:
             h.update(path.relative_to(course.root).as_posix().encode() + b"\0" + path.read_bytes())
