@@ -3,21 +3,25 @@ real in a container laid out as Gradescope lays it out (/autograder/source, subm
 
 The container tests need the Docker engine and the locally built base image (scripts/ci-docker.sh); they skip
 with the reason otherwise, and fail instead where GRADER_REQUIRE_DOCKER=1 (CI). setup.sh runs against the
-package registries reachable here, helped by a wheelhouse of the pinned wheels (pip download, cached under
-~/.cache/torch-grader) so that CI does not fetch gigabytes each run. torch: the host for the CPU build's index
-is not reachable here, so the containers install the CUDA build from PyPI (setup.sh's TORCH_INDEX_URL="", the
+package registries reachable here, helped by a wheelhouse of the pinned wheels (pip download, which reads this
+machine's own configuration and indexes; deleted once installed). torch: the host for the CPU build's index is
+not reachable here, so the containers install the CUDA build from PyPI (setup.sh's TORCH_INDEX_URL="", the
 documented CUDA option); it runs on the CPU all the same.
+
+Disk: that venv is 6 GB. It lives in one Docker volume that both setups install into and every autograder
+container mounts read-only (fresh per submission all the same), rather than in committed images: committing
+it would hold two copies while the commit runs, and CI's disk is shared and small.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 import subprocess
 import sys
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import jsonschema
@@ -120,7 +124,7 @@ SKIP = _engine_skip_reason()
 if SKIP is not None and os.environ.get("GRADER_REQUIRE_DOCKER") == "1":
     raise RuntimeError(f"GRADER_REQUIRE_DOCKER=1 but {SKIP}")
 engine = pytest.mark.skipif(SKIP is not None, reason=SKIP or "")
-CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "torch-grader"
+VENV = "/opt/torch-grader/venv"  # setup.sh's venv ({dest}/venv in grader/gradescope/build.py)
 CA = os.environ.get("PIP_CERT") or "/etc/ssl/certs/ca-certificates.crt"
 # Gradescope's default machine, and the one docs/gradescope.md recommends for exp2 (measured there).
 DEFAULT_LIMITS = ["--memory", "768m", "--cpus", "0.5"]
@@ -143,24 +147,21 @@ def _unzip(zip_path: Path, dest: Path) -> Path:
     return dest
 
 
-def _wheelhouse(pins: Path) -> Path:
-    """The pinned wheels, downloaded once per set of pins (pip's own configuration and indexes)."""
-    key = hashlib.sha256(pins.read_bytes() + sys.version.encode()).hexdigest()[:16]
-    house = CACHE / "gradescope-wheelhouse" / key
-    if not (house / ".complete").exists():
-        house.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:", "-d", str(house),
-                        "-r", str(pins)], check=True, timeout=1800)  # fmt: skip
-        (house / ".complete").touch()
-    return house
+def _wheelhouse(pins: Path, dest: Path) -> Path:
+    """The pinned wheels (pip's own configuration and indexes): setup.sh's pip needs no network for them."""
+    dest.mkdir()
+    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:", "-d", str(dest),
+                    "-r", str(pins)], check=True, timeout=1800)  # fmt: skip
+    return dest
 
 
-def _setup(zip_path: Path, from_image: str, tag: str, house: Path, tmp: Path) -> str:
-    """setup.sh in a container from `from_image`, the zip unpacked at /autograder/source; committed as `tag`."""
+def _setup(zip_path: Path, from_image: str, tag: str, house: Path, tmp: Path, venv: str) -> str:
+    """setup.sh in a container from `from_image`, the zip unpacked at /autograder/source and the venv in the
+    volume `venv`; committed as `tag` (without the venv: a few hundred MB)."""
     src = _unzip(zip_path, tmp / f"{tag.replace(':', '-')}-source")
     name = f"grader-gs-setup-{os.getpid()}-{tag.replace(':', '-')}"
     subprocess.run(["docker", "rm", "-f", name], capture_output=True)
-    mounts = ["-v", f"{src}:/zip:ro", "-v", f"{house}:/wheelhouse:ro"]
+    mounts = ["-v", f"{src}:/zip:ro", "-v", f"{house}:/wheelhouse:ro", "-v", f"{venv}:{VENV}"]
     env = ["-e", "PIP_FIND_LINKS=/wheelhouse", "-e", "TORCH_INDEX_URL="]
     if Path(CA).is_file():
         mounts += ["-v", f"{CA}:/ca.crt:ro"]
@@ -177,6 +178,12 @@ def _setup(zip_path: Path, from_image: str, tag: str, house: Path, tmp: Path) ->
     return tag
 
 
+@dataclass(frozen=True)
+class Images:
+    tags: dict[str, str]  # assignment -> its autograder image
+    venv: str  # the volume that holds setup.sh's venv
+
+
 # Samples the container's anonymous memory (what the processes hold; the cgroup's own peak counts the page
 # cache too, which the kernel reclaims before it kills): cgroup v2's memory.stat `anon`, v1's `total_rss`.
 RSS_SAMPLER = r"""
@@ -190,7 +197,8 @@ RSS_SAMPLER = r"""
 """
 
 
-def run_autograder(image: str, submission: Path, limits: list[str], tmp: Path, metadata: dict) -> tuple[dict, dict]:
+def run_autograder(images: Images, aid: str, submission: Path, limits: list[str], tmp: Path,
+                   metadata: dict) -> tuple[dict, dict]:  # fmt: skip
     """A fresh container per submission, as on Gradescope. Returns results.json and what else we saw: the
     autograder's stdout, peak memory and what the student code left in /tmp."""
     out = tmp / f"out-{submission.name}"
@@ -201,7 +209,8 @@ def run_autograder(image: str, submission: Path, limits: list[str], tmp: Path, m
         "&& cp /out/submission_metadata.json /autograder/ && /autograder/run_autograder > /out/stdout 2>&1; "
         "cp /autograder/results/results.json /out/; cp /tmp/hostile-report.txt /out/ 2>/dev/null; true"
     )  # fmt: skip
-    docker("run", "--rm", *limits, "-v", f"{submission}:/sub:ro", "-v", f"{out}:/out", image, "bash", "-c", script)
+    mounts = ["-v", f"{submission}:/sub:ro", "-v", f"{out}:/out", "-v", f"{images.venv}:{VENV}:ro"]
+    docker("run", "--rm", *limits, *mounts, images.tags[aid], "bash", "-c", script)
     results = json.loads((out / "results.json").read_text())
     hostile = out / "hostile-report.txt"
     seen = {
@@ -216,9 +225,9 @@ def run_autograder(image: str, submission: Path, limits: list[str], tmp: Path, m
 
 @pytest.fixture(scope="module")
 def images(course, grader_wheel, tmp_path_factory):
-    """exp1's and exp2's autograder images. The first setup.sh of a set of pins runs on the bare base image
-    (the from-scratch install); its image is kept, tagged by the pins, and later runs set up each zip on it
-    (setup.sh is rerunnable: pip installs only the new grader wheel), which keeps CI's time small."""
+    """exp1's and exp2's autograder images. exp1's setup.sh runs on the bare base image (the from-scratch
+    install); exp2's runs on exp1's image with the same venv (setup.sh is rerunnable: pip installs only the
+    zip's grader wheel)."""
     if SKIP:
         pytest.skip(SKIP)
     tmp = tmp_path_factory.mktemp("gradescope")
@@ -232,18 +241,18 @@ def images(course, grader_wheel, tmp_path_factory):
     pins = tmp / "pins.txt"
     with zipfile.ZipFile(zips["exp1"]) as zf:
         pins.write_bytes(zf.read("requirements.lock.txt"))
-    house = _wheelhouse(pins)
-    base_id = docker("image", "inspect", "-f", "{{.Id}}", BASE_IMAGE).stdout.strip()
-    deps = "torch-grader-gradescope-deps:" + hashlib.sha256(pins.read_bytes() + base_id.encode()).hexdigest()[:16]
-    have_deps = subprocess.run(["docker", "image", "inspect", deps], capture_output=True).returncode == 0
-    tags = {aid: f"torch-grader-gradescope-{aid}:{os.getpid()}" for aid in ("exp1", "exp2")}
-    _setup(zips["exp1"], deps if have_deps else BASE_IMAGE, tags["exp1"], house, tmp)
-    if not have_deps:
-        docker("tag", tags["exp1"], deps)
-    _setup(zips["exp2"], deps, tags["exp2"], house, tmp)
-    yield tags
-    for tag in tags.values():
-        subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
+    pid = os.getpid()
+    built = Images({aid: f"torch-grader-gradescope-{aid}:{pid}" for aid in zips}, f"grader-gs-venv-{pid}")
+    try:
+        house = _wheelhouse(pins, tmp / "wheelhouse")
+        _setup(zips["exp1"], BASE_IMAGE, built.tags["exp1"], house, tmp, built.venv)
+        _setup(zips["exp2"], built.tags["exp1"], built.tags["exp2"], house, tmp, built.venv)
+        shutil.rmtree(house)
+        yield built
+    finally:
+        for tag in built.tags.values():
+            subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
+        subprocess.run(["docker", "volume", "rm", "-f", built.venv], capture_output=True)
 
 
 HOSTILE = '''
@@ -276,7 +285,7 @@ def f(x):
 @engine
 def test_exp1_in_gradescope_layout(images, example, tmp_path):
     """The solution, a submission that breaks everything and a hostile one, under Gradescope's default limits."""
-    solution, seen = run_autograder(images["exp1"], example("exp1", "solution"), DEFAULT_LIMITS, tmp_path,
+    solution, seen = run_autograder(images, "exp1", example("exp1", "solution"), DEFAULT_LIMITS, tmp_path,
                                     LATE_METADATA)  # fmt: skip
     valid(solution)
     assert all(t["status"] == "passed" for t in solution["tests"] if t["max_score"] > 0), seen["stdout"][-3000:]
@@ -287,13 +296,13 @@ def test_exp1_in_gradescope_layout(images, example, tmp_path):
     broken.mkdir()
     (broken / "exp1.py").write_text("import torch\n\ndef f(x:\n    return x\n")  # a SyntaxError
     (broken / "model.pth").write_bytes(b"\x80\x04not a checkpoint")
-    res = valid(run_autograder(images["exp1"], broken, DEFAULT_LIMITS, tmp_path, LATE_METADATA)[0])
+    res = valid(run_autograder(images, "exp1", broken, DEFAULT_LIMITS, tmp_path, LATE_METADATA)[0])
     assert res["score"] == 0 and res["tests"] and "syntax error" in json.dumps(res["tests"])
 
     hostile = example("exp1", "solution")
     source = (hostile / "exp1.py").read_text()
     (hostile / "exp1.py").write_text(source + HOSTILE)  # this f() replaces the one above it
-    res, seen = run_autograder(images["exp1"], hostile, DEFAULT_LIMITS, tmp_path, LATE_METADATA)
+    res, seen = run_autograder(images, "exp1", hostile, DEFAULT_LIMITS, tmp_path, LATE_METADATA)
     valid(res)
     report = seen["hostile"]
     assert report is not None, seen["stdout"][-3000:]
@@ -305,7 +314,7 @@ def test_exp1_in_gradescope_layout(images, example, tmp_path):
 def test_exp2_in_gradescope_layout(images, example, tmp_path):
     """The solution under the limits docs/gradescope.md recommends; the leaderboard holds the judge's accuracy."""
     on_time = dict(LATE_METADATA, created_at="2026-10-10T10:00:00+08:00")
-    res, seen = run_autograder(images["exp2"], example("exp2", "solution"), EXP2_LIMITS, tmp_path, on_time)
+    res, seen = run_autograder(images, "exp2", example("exp2", "solution"), EXP2_LIMITS, tmp_path, on_time)
     valid(res)
     by_tag = {t["tags"][0]: t for t in res["tests"]}
     assert by_tag["accuracy"]["visibility"] == "hidden" and by_tag["accuracy"]["status"] == "passed", seen["stdout"]

@@ -4,8 +4,10 @@ their own from the bundled samples, with no clone on the path (issue: a course o
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import sysconfig
 import zipfile
 from pathlib import Path
 
@@ -22,6 +24,32 @@ def sh(args: list[str], cwd: Path, timeout: float = 900, env: dict[str, str] | N
     return done.stdout
 
 
+def link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:  # another file system
+        shutil.copy2(src, dst)
+
+
+def shared_dependencies(venv: Path) -> None:
+    """Give `venv` this venv's installed packages, except the grader itself (an editable install of this
+    checkout), as hard links in a folder on its path. pip then finds every dependency of the wheel already
+    there, so the test checks the wheel without a second copy of torch (5 GB of CI's disk). Links, not
+    symbolic links: the sandbox's private root mounts the venv, not what a symbolic link points to."""
+    here = Path(sysconfig.get_paths()["purelib"])
+    deps = venv / "shared-deps"
+    deps.mkdir()
+    for entry in here.iterdir():
+        if entry.name.startswith(("torch_grader", "__editable__", "grader")) or entry.suffix == ".pth":
+            continue
+        if entry.is_dir():
+            shutil.copytree(entry, deps / entry.name, symlinks=True, copy_function=link_or_copy)
+        else:
+            link_or_copy(str(entry), str(deps / entry.name))
+    site = next((venv / "lib").glob("python3*/site-packages"))
+    (site / "shared-deps.pth").write_text(f"{deps}\n")
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> tuple[Path, dict[str, str]]:
     """The wheel built from this checkout, installed with its docker extra into a new venv under /tmp."""
@@ -31,6 +59,7 @@ def installed(tmp_path_factory) -> tuple[Path, dict[str, str]]:
     names = zipfile.ZipFile(wheel).namelist()
     assert "grader/_bundled/docker/Dockerfile" in names and "grader/_bundled/examples/exp1/solution/model.pth" in names
     sh([sys.executable, "-m", "venv", str(base / "venv")], cwd=base)
+    shared_dependencies(base / "venv")
     sh([str(base / "venv/bin/python"), "-m", "pip", "install", "-q", f"{wheel}[docker]"], cwd=base, timeout=1800)
     env = {"PATH": f"{base / 'venv/bin'}:/usr/bin:/bin", "HOME": str(base), "COLUMNS": "300",
            "TMPDIR": os.environ.get("TMPDIR", "/tmp")}  # fmt: skip
@@ -81,3 +110,12 @@ def test_image_builds_from_the_wheel(installed):
     finally:
         if client.images.list(name=tag):
             client.images.remove(tag, force=True)
+
+
+def test_checkout_and_wheel_ask_for_the_same_dependencies():
+    """The image built from a checkout and the one built from the wheel share Docker's cached torch layer only
+    when their requirements.txt is byte for byte the same."""
+    from grader.image import installed_requirements, requirements
+
+    assert requirements(ROOT) == requirements(ROOT / "no-checkout-here")
+    assert len(requirements(ROOT)) == len(installed_requirements())
