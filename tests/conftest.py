@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,11 @@ import pytest
 from grader.spec import Course
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# A suite started in the background by a script (`make test &`) inherits SIGINT ignored, and every grader it
+# starts would inherit that too: the Ctrl-C tests would then interrupt nothing. Deliver it as a terminal would.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def example_names(assignment: str) -> list[str]:
