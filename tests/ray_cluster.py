@@ -68,13 +68,14 @@ class RayCluster:
         self.head = self._start(self.head_args)
         self.worker: subprocess.Popen | None = None
         self.worker_args: list[str] = []
+        self.worker_hides: Path | None = None
         self.wait_nodes(1)
 
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
 
-    def _start(self, args: list[str]) -> subprocess.Popen:
+    def _start(self, args: list[str], hide: Path | None = None) -> subprocess.Popen:
         p = _free_ports(6)
         lo, hi = _worker_range()
         # On a machine shared with busy jobs a node's agent may not start within the raylet's fixed 15 s: the node
@@ -84,13 +85,19 @@ class RayCluster:
                f"--dashboard-agent-listen-port={p[2]}", f"--dashboard-agent-grpc-port={p[3]}",
                f"--metrics-export-port={p[4]}", f"--runtime-env-agent-port={p[5]}",
                f"--min-worker-port={lo}", f"--max-worker-port={hi}", *args]  # fmt: skip
+        if hide is not None:
+            # A node that lacks a folder the head has: in a mount namespace of its own, an empty tmpfs over it.
+            cmd = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                   'mount -t tmpfs -o size=1m grader-hidden "$0" && exec "$@"', str(hide), *cmd]  # fmt: skip
         log = open(self.temp / f"start-{len(list(self.temp.glob('start-*')))}.log", "w")  # noqa: SIM115
         return subprocess.Popen(cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
-    def start_worker(self, cpus: int = 1, gpus: int = 0) -> None:
-        """The second node: its own process group, so killing it kills exactly that node."""
+    def start_worker(self, cpus: int = 1, gpus: int = 0, hide: Path | None = None) -> None:
+        """The second node: its own process group, so killing it kills exactly that node. `hide`: a folder this
+        node does not see (needs root)."""
         self.worker_args = [f"--address={self.address}", f"--num-cpus={cpus}", f"--num-gpus={gpus}"]
-        self.worker = self._start(self.worker_args)
+        self.worker_hides = hide
+        self.worker = self._start(self.worker_args, hide)
         self.wait_nodes(2)
 
     def kill_worker(self) -> None:
@@ -98,6 +105,14 @@ class RayCluster:
         assert self.worker is not None
         _kill_group(self.worker, signal.SIGKILL)
         self.worker = None
+
+    def head_only(self) -> None:
+        """The second node gone, and counted dead by the cluster (its health checks time out)."""
+        if self.worker is not None:
+            self.kill_worker()
+        deadline = time.monotonic() + 120
+        while self._alive() > 1 and time.monotonic() < deadline:
+            time.sleep(2)
 
     def python(self, code: str, timeout: float = 120) -> str:
         r = subprocess.run([sys.executable, "-c", "import ray, sys; ray.init(address=sys.argv[1], "
@@ -115,13 +130,11 @@ class RayCluster:
             if self.head.poll() is not None:
                 self.head = self._start(self.head_args)
             if self.worker is not None and self.worker.poll() is not None:
-                self.worker = self._start(self.worker_args)
+                self.worker = self._start(self.worker_args, self.worker_hides)
             try:
-                alive = int(self.python("print(sum(1 for x in ray.nodes() if x['Alive']))").split()[-1])
+                alive, last = self._alive(), None
             except (RuntimeError, subprocess.TimeoutExpired, ValueError, IndexError) as exc:
                 alive, last = 0, exc
-            else:
-                last = None
             if alive >= n:
                 for pid in _pids_with(f"TMPDIR={self.scratch}".encode()):
                     subprocess.run(["renice", "-n", "0", "-p", str(pid)], capture_output=True)
@@ -130,6 +143,10 @@ class RayCluster:
                 logs = "\n".join(p.read_text()[-2000:] for p in self.temp.glob("start-*.log"))
                 raise RuntimeError(f"{alive} of {n} Ray nodes up after {timeout} s: {last}\n{logs}")
             time.sleep(2)
+
+    def _alive(self) -> int:
+        out = self.python("print('alive nodes:', sum(1 for x in ray.nodes() if x['Alive']))")
+        return int(out.split("alive nodes:")[-1].split()[0])  # Ray may print its own warnings after it
 
     def alive_actors(self) -> list[str]:
         """Actors the cluster still counts as alive (or about to be), from the GCS."""

@@ -169,3 +169,34 @@ def test_ctrl_c_leaves_nothing_running_on_the_cluster(cluster, tmp_path):
     assert judges_alive(cluster) == [], "a judge or contestant outlived the batch"
     assert [a for a in cluster.alive_actors() if a == "JudgeSlot"] == []
     assert grader_folders(cluster) - before == set(), "slot, judge or sandbox folders were left behind"
+
+
+def test_ray_client_address_and_a_node_without_the_dataset(cluster, course_copy, tmp_path):
+    """`--ray ray://host:port` (Ray Client) grades as `auto` does. A node that lacks the assignment's dataset
+    (here a second node with an empty tmpfs over the data folder) hosts no judge, and the batch says which node
+    and which path; the head grades the class."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("hiding the data from one node needs root and unshare")
+    c = course_copy("exp1")
+    toml = c.assignment_dir("exp1") / "assignment.toml"
+    toml.write_text(toml.read_text().replace("datasets = []", 'datasets = ["fashion-mnist"]'))
+    data = tmp_path / "data"
+    marker = data / "FashionMNIST/raw/t10k-images-idx3-ubyte"  # all the judge looks for: exp1 reads none of it
+    marker.parent.mkdir(parents=True)
+    marker.write_bytes(b"")
+    cluster.head_only()  # the second node was killed by an earlier test, or is still up when this runs alone
+    cluster.start_worker(cpus=2, hide=data)
+    subs = tmp_path / "class"
+    for name in ("solution", "stub", "lr-too-high"):
+        shutil.copytree(ROOT / "examples" / "exp1" / name, subs / name)
+    out = tmp_path / "out"
+    # --chunk 1: three chunks want three slots, more than the head has room for, so the other node is tried
+    address = f"ray://{cluster.host}:{cluster.client_port}"
+    r = batch("exp1", str(subs), "--out", str(out), "--course", str(c.root), "--data-root", str(data), "--chunk",
+              "1", "--ray", address, env=driver_env(cluster, tmp_path))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    report = json.loads((out / "batch.json").read_text())
+    assert any(f"has no fashion-mnist dataset at {marker}" in n for n in report["notes"]), report["notes"]
+    book = gradebook(out)
+    assert sorted(book) == ["lr-too-high", "solution", "stub"] and report["crashed"] == 0
+    assert float(book["solution"]["auto_score"]) == 100 and float(book["stub"]["auto_score"]) == 0

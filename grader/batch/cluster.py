@@ -396,6 +396,7 @@ class _Driver:
                 self.bad_nodes[slot.node_id] = why
                 self.on_event(Event("note", payload=f"no grading on this node: {why}"))
             self.ray.kill(slot.actor)
+            self._scan()  # its work goes to a slot on another node, if one has room
             return
         self._top_up(slot)
         self.slots[slot.actor.poll.remote()] = slot
