@@ -8,7 +8,7 @@ machine's own configuration and indexes; deleted once installed). torch: the hos
 not reachable here, so the containers install the CUDA build from PyPI (setup.sh's TORCH_INDEX_URL="", the
 documented CUDA option); it runs on the CPU all the same.
 
-Disk: that venv is 6 GB. It lives in one Docker volume that both setups install into and every autograder
+Disk: that venv is 6 GB. It lives in one Docker volume that every setup installs into and every autograder
 container mounts read-only (fresh per submission all the same), rather than in committed images: committing
 it would hold two copies while the commit runs, and CI's disk is shared and small.
 """
