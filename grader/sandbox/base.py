@@ -93,6 +93,23 @@ class ContestantJob:
     loading: LoadPlan = LoadPlan()
 
 
+def common_env(limits: Limits) -> dict[str, str]:
+    """What every sandbox sets in the contestant's environment, whatever its paths: fixed hashing, the
+    assignment's thread count, deterministic kernels and a plotting backend that needs no display."""
+    return {
+        "LANG": "C.UTF-8",
+        "PYTHONHASHSEED": "0",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONUNBUFFERED": "1",
+        "OMP_NUM_THREADS": str(limits.threads),
+        "MKL_NUM_THREADS": str(limits.threads),
+        "GRADER_THREADS": str(limits.threads),
+        "CUBLAS_WORKSPACE_CONFIG": ":4096:8",  # deterministic cuBLAS
+        "TORCHINDUCTOR_DETERMINISTIC": "1",  # for torch.compile, as use_deterministic_algorithms would set it
+        "MPLBACKEND": "Agg",  # plotting works and never needs a display
+    }
+
+
 def scratch_mb(limits: Limits) -> int:
     """Size of each tmpfs scratch folder: room for a few files at the file-size limit, never the host's disk."""
     return max(64, 2 * limits.file_size_mb)

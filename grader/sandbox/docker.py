@@ -41,6 +41,7 @@ from grader.sandbox.base import (
     Sandbox,
     SandboxError,
     SandboxProcess,
+    common_env,
     copy_read_only,
     owner_alive,
     owner_tag,
@@ -161,16 +162,7 @@ def contestant_env(limits: Limits, data: bool) -> dict[str, str]:
         "PATH": "/opt/grader/bin:/usr/local/bin:/usr/bin:/bin",
         "HOME": str(WORK),
         "TMPDIR": "/tmp",
-        "LANG": "C.UTF-8",
-        "PYTHONHASHSEED": "0",
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "PYTHONUNBUFFERED": "1",
-        "OMP_NUM_THREADS": str(limits.threads),
-        "MKL_NUM_THREADS": str(limits.threads),
-        "GRADER_THREADS": str(limits.threads),
-        "CUBLAS_WORKSPACE_CONFIG": ":4096:8",  # deterministic cuBLAS
-        "TORCHINDUCTOR_DETERMINISTIC": "1",  # for torch.compile, as use_deterministic_algorithms would set it
-        "MPLBACKEND": "Agg",  # plotting works and never needs a display
+        **common_env(limits),
     }
     if data:
         env["GRADER_DATA_ROOT"] = str(DATA)

@@ -34,6 +34,7 @@ from grader.sandbox.base import (
     Sandbox,
     SandboxError,
     SandboxProcess,
+    common_env,
     copy_read_only,
     owner_tag,
     python_flags,
@@ -125,16 +126,7 @@ def contestant_env(lim: Limits) -> dict[str, str]:
     """The contestant's whole environment: nothing of the grader's (tokens, keys) is passed on."""
     env = {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
-        "LANG": "C.UTF-8",
-        "PYTHONHASHSEED": "0",
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "PYTHONUNBUFFERED": "1",
-        "OMP_NUM_THREADS": str(lim.threads),
-        "MKL_NUM_THREADS": str(lim.threads),
-        "GRADER_THREADS": str(lim.threads),
-        "CUBLAS_WORKSPACE_CONFIG": ":4096:8",  # deterministic cuBLAS
-        "TORCHINDUCTOR_DETERMINISTIC": "1",  # for torch.compile, as use_deterministic_algorithms would set it
-        "MPLBACKEND": "Agg",  # plotting works and never needs a display
+        **common_env(lim),
     }
     if cuda := os.environ.get("CUDA_VISIBLE_DEVICES"):
         env["CUDA_VISIBLE_DEVICES"] = cuda
