@@ -26,7 +26,7 @@ PROBES = "from grader.contestant import probe, student\n@probe\ndef value():\n  
 
 
 def _containers(pid: int) -> list:
-    return docker.from_env().containers.list(all=True, filters={"label": f"{dsbx.LABEL}={pid}"})
+    return docker.from_env().containers.list(all=True, filters={"label": f"{dsbx.LABEL}={pid}"}, ignore_removed=True)
 
 
 def _job(tmp_path: Path, name: str, value: int) -> ContestantJob:

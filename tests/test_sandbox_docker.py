@@ -111,7 +111,8 @@ engine = pytest.mark.skipif(SKIP is not None, reason=SKIP or "")
 
 def _ours() -> list:
     """Containers this test process started that still exist."""
-    return docker.from_env().containers.list(all=True, filters={"label": f"{dsbx.LABEL}={os.getpid()}"})
+    mine = {"label": f"{dsbx.LABEL}={os.getpid()}"}
+    return docker.from_env().containers.list(all=True, filters=mine, ignore_removed=True)
 
 
 @pytest.fixture

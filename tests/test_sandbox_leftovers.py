@@ -95,7 +95,7 @@ docker = pytest.importorskip("docker", reason="the docker package is not install
 def _containers(owner_pid: int) -> list:
     from grader.sandbox.docker import OWNER_LABEL
 
-    return [c for c in docker.from_env().containers.list(all=True, filters={"label": OWNER_LABEL})
+    return [c for c in docker.from_env().containers.list(all=True, filters={"label": OWNER_LABEL}, ignore_removed=True)
             if c.labels[OWNER_LABEL].split("/")[1].startswith(f"{owner_pid}.")]  # fmt: skip
 
 
@@ -133,3 +133,34 @@ def test_container_dies_at_its_hard_deadline(tmp_path, image):
     out, _ = grader.communicate(timeout=120)
     assert "reached the container's hard deadline (8 s)" in out, out
     assert _containers(grader.pid) == []
+
+
+def test_sweep_skips_a_container_removed_while_it_looks(image):
+    """Another grader removes its container between the engine's list and the sweep's look at it: the sweep
+    (the first thing each grader does) carries on instead of failing the check it started for."""
+    import socket as sock
+
+    from grader.sandbox.base import owner_tag
+    from grader.sandbox.docker import OWNER_LABEL, DockerSandbox
+
+    engine = docker.from_env()
+    alive_owner = {OWNER_LABEL: f"{sock.gethostname()}/{owner_tag()}"}  # this process: not swept for itself
+    ours = engine.containers.create(image, command=["true"], labels=alive_owner)
+    sandbox = DockerSandbox(image)
+    sandbox._client = client = docker.from_env()
+    inspect = client.api.inspect_container
+    raced = []
+
+    def removed_first(container_id):
+        if container_id == ours.id and not raced:
+            raced.append(container_id)
+            engine.api.remove_container(container_id, force=True)  # the other grader, just in time
+        return inspect(container_id)
+
+    client.api.inspect_container = removed_first
+    try:
+        sandbox.sweep()
+    finally:
+        if not raced:
+            ours.remove(force=True)
+    assert raced == [ours.id], "the sweep never looked at the container"

@@ -442,9 +442,17 @@ class DockerSandbox(Sandbox):
 
     def sweep(self) -> list[str]:
         """Remove containers whose grader on this host is gone, and any past its hard deadline."""
+        import docker
+
         removed = sweep_folders(FOLDER_PREFIX)
         host, now = socket.gethostname(), time.time()
-        for c in self.client().containers.list(all=True, filters={"label": OWNER_LABEL}):
+        try:
+            # Another grader may remove one of these between the engine's list and its inspect of each:
+            # skip it (the default raises NotFound, and a sweep must never cost a grade).
+            listed = self.client().containers.list(all=True, filters={"label": OWNER_LABEL}, ignore_removed=True)
+        except docker.errors.APIError:
+            return removed
+        for c in listed:
             labels = c.labels or {}
             owner_host, _, tag = labels.get(OWNER_LABEL, "").partition("/")
             try:

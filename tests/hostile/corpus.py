@@ -317,8 +317,8 @@ def leftovers() -> list[str]:
         from grader.sandbox.docker import OWNER_LABEL
 
         client = docker.from_env()
-        found += [f"container {c.short_id}" for c in client.containers.list(all=True, filters={"label": OWNER_LABEL})
-                  if c.labels.get(OWNER_LABEL, "").endswith("/" + mine)]  # fmt: skip
+        listed = client.containers.list(all=True, filters={"label": OWNER_LABEL}, ignore_removed=True)
+        found += [f"container {c.short_id}" for c in listed if c.labels.get(OWNER_LABEL, "").endswith("/" + mine)]
     except Exception:  # noqa: BLE001 - no engine here: no containers either
         pass
     return found
