@@ -11,10 +11,11 @@ tagged `training` (grader.notebook.TRAINING_TAG), so grading skips it. Each cell
 (schema 3): cells with a solution region are solution cells (`grade_id` = `def_` and the function or class they define);
 the given code is locked, with nbgrader's checksum; each check is a locked grade cell whose `grade_id` is the
 check id and whose points are the check's (the nbgrader gradebook export writes our scores to these cells);
-each rubric item (a written question) is a markdown cell the student answers, graded by hand: nbgrader's
-"manually graded answer" (grade and solution), the kind of grade cell the export writes rubric scores to, so a
-gradebook that nbgrader's `generate_assignment` filled from these notebooks takes the export as it is. The grade
-cells hold only a comment: torch-grader grades them, not nbgrader's autograder.
+each rubric item (a written question) is a locked markdown task cell (nbgrader's "manually graded task":
+`grade_id` = the rubric id, its points) followed by a free markdown cell for the student's answer; the export
+writes rubric scores to the task cells, so a gradebook that nbgrader's `generate_assignment` filled from these
+notebooks takes the export as it is. The check cells hold only a comment: torch-grader grades them, not
+nbgrader's autograder.
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ def checksum(cell: dict[str, Any]) -> str:
 
 
 def _cell(kind: str, source: str, grade_id: str | None = None, *, solution: bool = False, locked: bool = False,
-          grade: bool = False, points: float | None = None,
+          grade: bool = False, task: bool = False, points: float | None = None,
           tags: list[str] | None = None) -> dict[str, Any]:  # fmt: skip
     cell: dict[str, Any] = {"cell_type": kind, "id": "", "metadata": {}, "source": source}
     if kind == "code":
@@ -107,7 +108,7 @@ def _cell(kind: str, source: str, grade_id: str | None = None, *, solution: bool
         cell["metadata"]["tags"] = tags
     if grade_id is not None:
         meta: dict[str, Any] = {"schema_version": NBGRADER_SCHEMA, "grade": grade, "solution": solution,
-                                "locked": locked, "task": False, "grade_id": grade_id}  # fmt: skip
+                                "locked": locked, "task": task, "grade_id": grade_id}  # fmt: skip
         if points is not None:
             meta["points"] = points
         cell["metadata"]["nbgrader"] = meta
@@ -139,10 +140,10 @@ def notebook(spec: AssignmentSpec, source: str, name: str, *, solution: bool) ->
         if c.enabled:
             cells.append(_cell("code", f"# {c.id}: {c.name} ({c.points:g} points, {c.visibility.replace('_', ' ')})",
                                c.id, grade=True, locked=True, points=c.points))  # fmt: skip
-    for r in spec.rubric:  # the student writes here; graded by hand, as the batch's rubric.csv
-        answer = "YOUR ANSWER HERE" if not solution else "(the student's answer)"
-        cells.append(_cell("markdown", f"### {r.name} ({r.points:g} points)\n\n{answer}", r.id, grade=True,
-                           solution=True, points=r.points))  # fmt: skip
+    for r in spec.rubric:  # graded by hand, as the batch's rubric.csv; the student answers in the cell below
+        cells.append(_cell("markdown", f"### {r.name} ({r.points:g} points)\n\nAnswer in the cell below.", r.id,
+                           locked=True, task=True, points=r.points))  # fmt: skip
+        cells.append(_cell("markdown", "YOUR ANSWER HERE"))  # free: nbgrader's generate_assignment copies it as is
     for i, cell in enumerate(cells):
         cell["id"] = f"{name.removesuffix('.py')}-{i:02d}"  # stable ids: regenerating changes nothing
     return {"cells": cells, "metadata": {"kernelspec": KERNEL, "language_info": {"name": "python"}},

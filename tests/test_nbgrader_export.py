@@ -21,6 +21,10 @@ SPEC = make_spec(late={})
 LATE = datetime(2026, 10, 13, 10, 0, tzinfo=CST)  # 2 days late: -20%
 
 
+CELLS = [("fits", 20.0, "code", "GradeCell"), ("report", 20.0, "markdown", "TaskCell"),
+         ("shape", 10.0, "code", "GradeCell")]  # fmt: skip
+
+
 def report(score: float | None) -> list[RubricScore]:
     return [RubricScore(id="report", name="r", max_score=20, score=score)]
 
@@ -58,7 +62,8 @@ def read_back(db_url: str) -> dict:
         assignment = gb.find_assignment("exp1")
         out["due"] = assignment.duedate
         out["max_score"] = assignment.max_score
-        out["cells"] = sorted((c.name, c.max_score, c.cell_type) for nb in assignment.notebooks for c in nb.grade_cells)
+        out["cells"] = sorted((c.name, c.max_score, c.cell_type, type(c).__name__) for nb in assignment.notebooks
+                              for c in [*nb.grade_cells, *nb.task_cells])  # fmt: skip
         out["subs"] = {}
         for sub in gb.assignment_submissions("exp1"):
             grades = {
@@ -88,8 +93,8 @@ def test_export_reads_back_and_re_export_updates_in_place(db_url: str) -> None:
     assert db["students"] == ["s1", "s2", "s3", "s4"]
     assert db["s2"] == ("Ann Marie", "Smith", "ann@example.edu")
     assert db["due"] == datetime(2026, 10, 11, 15, 59)  # nbgrader keeps naive UTC
-    # The disabled GPU check gets no cell; the report is a hand-graded (markdown) cell.
-    assert db["cells"] == [("fits", 20.0, "code"), ("report", 20.0, "markdown"), ("shape", 10.0, "code")]
+    # The disabled GPU check gets no cell; the report is a hand-graded task cell, as in our released notebooks.
+    assert db["cells"] == CELLS
     assert db["max_score"] == 50.0
     s2, s4 = db["subs"]["s2"], db["subs"]["s4"]
     assert (s2["score"], s2["max_score"]) == (40.5, 50.0)
@@ -109,7 +114,7 @@ def test_export_reads_back_and_re_export_updates_in_place(db_url: str) -> None:
     assert again.ungraded_rubric == 0
     db = read_back(db_url)
     assert db["count"] == 2 and db["students"] == ["s1", "s2", "s3", "s4"]
-    assert db["cells"] == [("fits", 20.0, "code"), ("report", 20.0, "markdown"), ("shape", 10.0, "code")]
+    assert db["cells"] == CELLS
     assert db["subs"]["s2"]["score"] == 48.0 and db["subs"]["s2"]["grades"]["fits"][0] == 20.0
     assert db["subs"]["s2"]["penalty"] == 9.6  # 20% of 48
     assert db["subs"]["s4"]["score"] == 40.0 and db["subs"]["s4"]["grades"]["report"] == (None, 15.0, 15.0, False)
@@ -161,6 +166,20 @@ def test_cells_no_longer_scored_are_reported_not_deleted(db_url: str) -> None:
     export_to_nbgrader(SPEC, rows(), db_url)
     only_shape = adjust(make_result({"shape": 10}, "s2"), SPEC, report(5), None, "")
     summary = export_to_nbgrader(SPEC, [make_row("s2", only_shape)], db_url)
-    assert len(summary.problems) == 1 and "has grade cells fits that exp1 no longer scores" in summary.problems[0]
+    assert len(summary.problems) == 1 and "has graded cells fits that exp1 no longer scores" in summary.problems[0]
     s2 = read_back(db_url)["subs"]["s2"]
     assert s2["grades"]["fits"][0] == 12.5 and s2["grades"]["report"][1] == 5.0  # kept; the report updated
+
+
+def test_a_rubric_item_asked_as_a_manually_graded_answer_keeps_its_cell(db_url: str) -> None:
+    """A course whose own source notebook asks the report as a "manually graded answer" (a markdown grade cell,
+    made by nbgrader's generate_assignment): the export scores that cell rather than adding a task cell."""
+    with api.Gradebook(db_url) as gb:
+        gb.update_or_create_assignment("exp1")
+        gb.update_or_create_notebook("exp1", "exp1")
+        gb.update_or_create_grade_cell("report", "exp1", "exp1", max_score=20, cell_type="markdown")
+    summary = export_to_nbgrader(SPEC, rows(), db_url)
+    assert summary.problems == []
+    db = read_back(db_url)
+    assert ("report", 20.0, "markdown", "GradeCell") in db["cells"] and len(db["cells"]) == 3
+    assert db["subs"]["s2"]["grades"]["report"] == (None, 18.0, 18.0, False)

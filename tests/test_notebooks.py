@@ -138,14 +138,14 @@ def test_released_notebooks_match_solutions_and_validate(course):
             nb = nbformat.read(path, as_version=4)
             nbformat.validate(nb)
             v3.MetadataValidatorV3().validate_nb(nb)  # nbgrader's own validator: ids, points, cell kinds
-            meta = [c.metadata.nbgrader for c in nb.cells]
+            meta = [c.metadata.get("nbgrader", {}) for c in nb.cells]  # the student's answer cells have none
             for cell, m in zip(nb.cells, meta, strict=True):
                 if "checksum" in m:
                     assert m["checksum"] == compute_checksum(cell), (path, m["grade_id"])
-            grades = {m["grade_id"]: (m["points"], cell.cell_type) for cell, m in zip(nb.cells, meta, strict=True)
-                      if m["grade"]}  # fmt: skip
-            assert grades == {c.id: (c.points, "code") for c in spec.checks if c.enabled} | {
-                r.id: (r.points, "markdown") for r in spec.rubric}  # the cells the gradebook export writes to
+            graded = {m["grade_id"]: (m["points"], cell.cell_type, m["grade"], m["task"])
+                      for cell, m in zip(nb.cells, meta, strict=True) if m.get("grade") or m.get("task")}  # fmt: skip
+            assert graded == {c.id: (c.points, "code", True, False) for c in spec.checks if c.enabled} | {
+                r.id: (r.points, "markdown", False, True) for r in spec.rubric}  # the cells the export writes to
             training = [c for c in nb.cells if notebook.TRAINING_TAG in c.metadata.get("tags", [])]
             assert len(training) == 1 and "__main__" in training[0].source
             stub = "raise NotImplementedError" in "".join(c.source for c in nb.cells)

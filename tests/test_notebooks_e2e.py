@@ -224,8 +224,9 @@ def test_nbgrader_submitted_tree_is_batch_graded_into_formgraders_cells(course, 
     assert report["input_kind"] == "nbgrader submitted/ folder" and report["graded_now"] == 3
     gb = Gradebook(db)
     try:
-        cells = {c.name for c in gb.find_notebook("exp1", "exp1").grade_cells}
-        assert cells == {c.id for c in course.spec("exp1").checks} | {"report"}  # no new cells: the same ids
+        nb = gb.find_notebook("exp1", "exp1")
+        cells = {c.name for c in nb.grade_cells}, {c.name for c in nb.task_cells}
+        assert cells == ({c.id for c in course.spec("exp1").checks}, {"report"})  # no new cells: the same ids
         alice = {g.name: g.auto_score for g in gb.find_submission_notebook("exp1", "exp1", "alice").grades}
         assert alice == {**{k: float(v) for k, v in EXPECTED["solution"].items()}, "report": None}
         assert gb.find_submission("exp1", "carol").score == 0

@@ -1,7 +1,9 @@
 """Export batch results into an nbgrader gradebook, so courses using nbgrader's formgrader see the scores.
 
 The assignment gets one notebook, named after the assignment, with a grade cell per scored check (code cells,
-autograded) and per rubric item (markdown cells, graded by hand). Re-exporting updates in place. Scores an
+autograded) and a task cell per rubric item (markdown, graded by hand), as in the notebooks `grader release
+--format ipynb` writes. A rubric item that the gradebook already has as a markdown grade cell (a course whose
+source notebook asks it as a "manually graded answer") keeps that cell. Re-exporting updates in place. Scores an
 instructor typed in the formgrader are kept: nbgrader lets a manual score override the automatic one, and an
 empty rubric cell in our CSV never erases a manual score already there.
 """
@@ -138,14 +140,14 @@ def _export(gb: Gradebook, spec: AssignmentSpec, rows: list[ClassRow], db_url: s
         cells[check.id] = gb.update_or_create_grade_cell(
             check.id, notebook, name, max_score=check.points, cell_type="code"
         )
+    answers = {c.name for c in nb.grade_cells if c.cell_type == "markdown"}
     for item in spec.rubric:
-        cells[item.id] = gb.update_or_create_grade_cell(
-            item.id, notebook, name, max_score=item.points, cell_type="markdown"
-        )
-    stale = sorted(c.name for c in nb.grade_cells if c.name not in cells)
+        make = gb.update_or_create_grade_cell if item.id in answers else gb.update_or_create_task_cell
+        cells[item.id] = make(item.id, notebook, name, max_score=item.points, cell_type="markdown")
+    stale = sorted(c.name for c in [*nb.grade_cells, *nb.task_cells] if c.name not in cells)
     if stale:
         problems.append(
-            f"nbgrader notebook {name}/{notebook} has grade cells {', '.join(stale)} that {spec.id} no longer "
+            f"nbgrader notebook {name}/{notebook} has graded cells {', '.join(stale)} that {spec.id} no longer "
             "scores; they still count in nbgrader's totals. Remove them in nbgrader if they are obsolete."
         )
 
