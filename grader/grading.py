@@ -46,6 +46,16 @@ def check_folders(course: Course, spec: AssignmentSpec, mode: Mode) -> list[Path
     return folders + [course.solution_dir(spec.id) / "hidden_checks"] if mode == "grade" else folders
 
 
+def uses_graphs(folders: list[Path]) -> bool:
+    """Whether the checks measure models in the judge's graph runner (they, or a helper next to them, import
+    grader.judge.measured or grader.graphs): then the runner starts ahead, while the contestant starts."""
+    return any(
+        "grader.judge.measured" in (text := f.read_text(encoding="utf-8", errors="replace")) or "grader.graphs" in text
+        for folder in folders
+        for f in folder.glob("*.py")
+    )
+
+
 def selected_checks(
     spec: AssignmentSpec, mode: Mode, only: list[str] | None = None
 ) -> tuple[list[str], dict[str, str]]:
@@ -208,6 +218,10 @@ def grade(
             staged = sub.stage(Path(tmp) / "submission")
             ini = Path(tmp) / "pytest.ini"
             ini.write_text("[pytest]\n")
+            if uses_graphs(check_folders(course, spec, mode)):
+                from grader.graphs import runner
+
+                runner().start_ahead()
             job = contestant_job(course, spec, staged, root, selected)
             client = ContestantClient(sandbox, job)
             plugin = GraderPlugin(spec, sub, client, selected, root)

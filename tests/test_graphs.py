@@ -146,3 +146,31 @@ def test_a_graph_that_kills_the_runner_costs_only_itself(runner):
         assert small.prepare(_linear(), POLICY)["ops"] == ["MatMul"]
     finally:
         small.close()
+
+
+def test_a_runner_started_ahead_serves_its_first_request():
+    """grade() starts the runner while the contestant starts; the first request waits for it to be ready."""
+    r = GraphRunner(threads=1, memory_mb=4096)
+    try:
+        r.start_ahead()
+        first = r._proc
+        assert first is not None and first.poll() is None
+        r.start_ahead()  # already started: the same process
+        assert r._proc is first
+        out = r.classify(_linear(), POLICY, "ones", np.ones((3, 4), np.float32), batch=3)
+        assert out.shape == (3, 3) and r._proc is first
+    finally:
+        r.close()
+
+
+def test_grading_starts_the_runner_ahead_only_for_checks_that_measure_graphs(tmp_path):
+    from grader.grading import check_folders, uses_graphs
+    from grader.spec import Course
+
+    course = Course.locate(None)
+    for aid in course.assignment_ids():  # every bundled assignment measures a model in its graded checks
+        assert uses_graphs(check_folders(course, course.spec(aid), "grade")), aid
+    (tmp_path / "test_shapes.py").write_text("import torch\n\ndef test_shape(contestant):\n    assert True\n")
+    assert not uses_graphs([tmp_path])
+    (tmp_path / "judge_helpers.py").write_text("from grader.judge.measured import choose, predict\n")
+    assert uses_graphs([tmp_path])

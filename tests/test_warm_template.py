@@ -17,7 +17,7 @@ from grader.sandbox.template import DESCRIPTION, template_for
 from grader.spec import Limits
 
 PROBES = """
-import os, random, threading
+import os, random, sys, threading
 from grader.contestant import probe, student
 
 def _read(path):
@@ -48,6 +48,7 @@ def state():
         "cmdline": _read("/proc/self/cmdline"),
         "environ": _read("/proc/self/environ"),
         "drawn_at_import": student("sol").DRAWN,
+        "dynamo": "torch._dynamo" in sys.modules,
         "hash": hash("seeded"),
     }
 """
@@ -92,6 +93,9 @@ def test_a_forked_contestant_inherits_nothing_a_fresh_one_lacks(tmp_path, monkey
     assert set(warm["env"]) - {"GRADER_DATA_ROOT"} == {*contestant_env(Limits()), "HOME", "TMPDIR"}
     assert warm["drawn_at_import"] == fresh["drawn_at_import"]  # seeded before student code, warm or fresh
     assert warm["hash"] == fresh["hash"]  # PYTHONHASHSEED=0 in both
+    # torch imports its _dynamo at the first optimizer.step(): the template did (contestant.preload), so that
+    # no student's first training call pays 1.3 s for it; a fresh interpreter leaves it to that first step.
+    assert warm["dynamo"] and not fresh["dynamo"]
 
 
 def test_the_template_is_one_thread_with_nothing_open():

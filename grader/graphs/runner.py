@@ -147,9 +147,17 @@ class GraphRunner:
         self._proc: subprocess.Popen[bytes] | None = None
         self._channel: Any = None
         self._put: set[str] = set()
+        self._ready = False
         self._lock = threading.Lock()
 
-    def _start(self) -> None:
+    def start_ahead(self) -> None:
+        """Start the process now without waiting for it (onnxruntime's import overlaps the judge's other work);
+        the first request waits for it to be ready."""
+        with self._lock:
+            if self._proc is None or self._proc.poll() is not None:
+                self._spawn()
+
+    def _spawn(self) -> None:
         from grader.channel import Channel
 
         ours, theirs = socket.socketpair()
@@ -164,7 +172,7 @@ class GraphRunner:
         theirs.close()
         self._channel = Channel(ours, 4 << 30)
         self._put = set()
-        self._request_raw({}, b"", expect="ready", timeout=120)
+        self._ready = False
 
     def _alive(self) -> None:
         if self._proc is not None and self._proc.poll() is not None:
@@ -192,7 +200,10 @@ class GraphRunner:
     def _request(self, req: dict[str, Any], blob: bytes = b"") -> tuple[dict[str, Any], bytes]:
         with self._lock:
             if self._proc is None or self._proc.poll() is not None:
-                self._start()
+                self._spawn()
+            if not self._ready:
+                self._request_raw({}, b"", expect="ready", timeout=120)
+                self._ready = True
             return self._request_raw(req, blob)
 
     def prepare(self, graph: bytes, policy: GraphPolicy) -> dict[str, Any]:

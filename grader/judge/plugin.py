@@ -111,6 +111,11 @@ class GraderPlugin:
         self._handles: dict[str, CheckHandle] = {}
         self._started: dict[str, float] = {}
 
+    def pytest_configure(self, config: pytest.Config) -> None:
+        # The results carry the plugin's own messages: pytest's AST-annotated tracebacks of each failed check
+        # would be wasted work (0.1 s a submission); a collection error's native traceback still says where.
+        config.option.tbstyle = "native"
+
     # -- collection -------------------------------------------------------------------------------
     @staticmethod
     def check_id(item: pytest.Item) -> str:
@@ -242,6 +247,9 @@ def pytest_args(files: list[Path], rootdir: Path, ini: Path) -> list[str]:
         "-p", "no:cacheprovider",
         "-p", "no:terminal",
         "-p", "no:warnings",
+        # Not wanted, and costly for every submission: these two gc.collect() the judge at each session's end.
+        "-p", "no:unraisableexception",
+        "-p", "no:threadexception",
         "--import-mode=importlib",
         "-s",  # the judge prints nothing worth capturing; keeps pytest from swapping fds under threads
     ]  # fmt: skip

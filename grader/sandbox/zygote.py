@@ -56,15 +56,12 @@ def set_title(text: str) -> None:
 def warm_up() -> None:
     """Everything a contestant imports before student code, so that a fork finds it loaded. Nothing here may
     start a thread, touch CUDA, or keep a file open (checked after, and again before every fork)."""
-    import numpy  # noqa: F401
-    import torch  # noqa: F401
-    import torch.onnx  # noqa: F401 - export_graph
-
-    import grader.contestant  # noqa: F401
+    import grader.contestant
     import grader.graphs.reference  # noqa: F401
-    import grader.loader  # noqa: F401
     import grader.sandbox.launch  # noqa: F401
     import grader.wire  # noqa: F401
+
+    grader.contestant.preload()
 
 
 def become_contestant(argv: list[str], env: dict[str, str]) -> int:
