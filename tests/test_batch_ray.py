@@ -200,3 +200,32 @@ def test_ray_client_address_and_a_node_without_the_dataset(cluster, course_copy,
     book = gradebook(out)
     assert sorted(book) == ["lr-too-high", "solution", "stub"] and report["crashed"] == 0
     assert float(book["solution"]["auto_score"]) == 100 and float(book["stub"]["auto_score"]) == 0
+
+
+def test_the_docker_sandbox_under_ray(cluster, tmp_path):
+    """`--sandbox docker` with `--ray`: each slot's judge starts its contestants as containers on its node's
+    engine, of the image the driver was given ($GRADER_IMAGE, which the nodes' own environment lacks), and the
+    grades are the bundled examples' own."""
+    import docker
+    from tests.test_sandbox_docker import IMAGE, SKIP
+
+    if SKIP is not None:
+        pytest.skip(SKIP)
+    engine = docker.from_env()
+    tag = f"torch-grader:ray-test-{os.getpid()}"  # another name for the same image: a tag copies nothing
+    engine.images.get(IMAGE).tag(tag)
+    subs = tmp_path / "class"
+    for name in ("solution", "stub", "lr-too-high"):
+        shutil.copytree(ROOT / "examples" / "exp1" / name, subs / name)
+    out = tmp_path / "out"
+    try:
+        r = batch("exp1", str(subs), "--out", str(out), "--sandbox", "docker", "--chunk", "1", "--ray", "auto",
+                  env={**driver_env(cluster, tmp_path), "GRADER_IMAGE": tag})  # fmt: skip
+    finally:
+        engine.images.remove(tag)
+    assert r.returncode == 0, r.stderr
+    book = gradebook(out)
+    assert {n: float(row["auto_score"]) for n, row in book.items()} == {"solution": 100, "stub": 0, "lr-too-high": 50}
+    for name in book:
+        env = json.loads((out / "students" / name / "results.json").read_text())["environment"]["sandbox"]
+        assert env["sandbox"] == f"docker container ({tag})" and env["image"] == tag, env

@@ -67,6 +67,23 @@ def test_gpu_device_requests_follow_cuda_visible_devices():
             gpu_device_requests({"CUDA_VISIBLE_DEVICES": hidden})
 
 
+def test_the_judges_socket_binds_under_a_deep_temp_folder(tmp_path):
+    """A Ray worker's TMPDIR can make the judge's socket path longer than a Unix socket allows (107 bytes); it
+    is then bound through a descriptor of its folder, and a container's bind mount of the real path works."""
+    import socket
+
+    deep = tmp_path / ("ray-session-" + "x" * 60) / ("runtime-resources-" + "y" * 40)
+    deep.mkdir(parents=True)
+    assert len(str(deep / "judge.sock")) > dsbx.SUN_PATH_MAX
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        dsbx._bind(listener, deep, "judge.sock")
+        listener.listen(1)
+        assert (deep / "judge.sock").is_socket()
+    finally:
+        listener.close()
+
+
 def test_container_limits_come_from_assignment_limits():
     lim = container_limits(Limits(memory_mb=1024, processes=8, file_size_mb=16, threads=2), gpu=False)
     assert lim["mem_limit"] == lim["memswap_limit"] == "1024m"

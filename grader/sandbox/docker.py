@@ -169,6 +169,23 @@ def contestant_env(limits: Limits, data: bool) -> dict[str, str]:
     return env
 
 
+SUN_PATH_MAX = 107  # bytes of a Unix socket's path, less its final NUL (Linux)
+
+
+def _bind(listener: socket.socket, folder: Path, name: str) -> None:
+    """Bind `listener` to `folder/name`. A deep TMPDIR (a Ray worker's, say) makes that path too long for a Unix
+    socket: then it is reached through a descriptor of the folder, /proc/self/fd/N/name, which is short."""
+    path = str(folder / name)
+    if len(os.fsencode(path)) <= SUN_PATH_MAX:
+        listener.bind(path)
+        return
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        listener.bind(f"/proc/self/fd/{fd}/{name}")
+    finally:
+        os.close(fd)
+
+
 class DockerProcess(SandboxProcess):
     """One contestant in one container. Threads wait on the container and stream its logs, so `poll()`
     costs no call to the engine (the judge polls every few milliseconds)."""
@@ -192,7 +209,10 @@ class DockerProcess(SandboxProcess):
         self._started_at = time.monotonic()
         self._closed = False
         try:
-            self._prepare()
+            try:
+                self._prepare()
+            except OSError as exc:
+                raise SandboxError(f"could not prepare the contestant's folder {self.root}: {exc}") from None
             self._start()
         except BaseException:
             self.close()
@@ -207,7 +227,7 @@ class DockerProcess(SandboxProcess):
         # The contestant connects once, before any student code runs; the judge then closes the listener.
         self.socket_path = self.root / "judge.sock"
         listener = self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        listener.bind(str(self.socket_path))
+        _bind(listener, self.root, self.socket_path.name)
         self.socket_path.chmod(0o666)  # connect() needs write permission for the container's uid
         listener.listen(1)
 
