@@ -52,7 +52,9 @@ def driver_env(c, tmp_path: Path) -> dict[str, str]:
 
 
 def variants(tmp_path: Path) -> Path:
-    """The bundled examples plus twelve variants as students write them: a header, prints, a helper."""
+    """The bundled examples plus twelve variants as students write them: a header, prints, a helper, a pause at
+    import. The pauses keep slots busy for a few seconds (a warm judge grades an exp1 submission in well under
+    one), so that the node-loss and Ctrl-C tests act while submissions are in flight."""
     subs = tmp_path / "class"
     for name in BASES:
         shutil.copytree(ROOT / "examples" / "exp1" / name, subs / name)
@@ -62,7 +64,8 @@ def variants(tmp_path: Path) -> Path:
         shutil.copytree(ROOT / "examples" / "exp1" / base, dest)
         code = (dest / "exp1.py").read_text()
         helper = f"\n\ndef _my_debug_helper_{i}(x):\n    # left over from debugging\n    return x\n"
-        (dest / "exp1.py").write_text(f"# Lab 1, student {i}: my attempt\n{code}{helper}\nprint('loaded', {i})\n")
+        (dest / "exp1.py").write_text(f"# Lab 1, student {i}: my attempt\n{code}{helper}\nprint('loaded', {i})\n"
+                                      "import time\n\ntime.sleep(2)  # so I can read the printout\n")  # fmt: skip
     return subs
 
 
