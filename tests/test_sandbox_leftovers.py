@@ -89,6 +89,42 @@ def test_local_contestant_dies_with_a_killed_grader(tmp_path):
     assert not any(p.exists() for p in left)
 
 
+def test_an_interrupt_while_a_contestant_starts_leaves_no_folder(tmp_path, monkeypatch):
+    """A batch's Ctrl-C reaches a worker as an exception raised wherever it is, here in the middle of starting
+    a contestant: its folder goes with it."""
+    from grader.sandbox.base import ContestantJob
+    from grader.sandbox.local import FOLDER_PREFIX, LocalProcess, LocalSandbox
+    from grader.spec import Limits
+
+    def interrupted(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(LocalProcess, "_spawn", interrupted)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "probes.py").write_text("")
+    with pytest.raises(KeyboardInterrupt):
+        LocalSandbox(warm=False).start(ContestantJob(tmp_path / "sub", tmp_path / "probes.py", Limits()))
+    assert not list(tmp_path.glob(f"{FOLDER_PREFIX}*"))
+
+
+def test_a_grader_on_its_way_out_sweeps_its_own_folders_and_no_live_ones(tmp_path, monkeypatch):
+    from grader.sandbox.base import owner_tag
+    from grader.sandbox.local import FOLDER_PREFIX, LocalSandbox
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    mine = tmp_path / f"{FOLDER_PREFIX}{owner_tag()}-abc"
+    parent = tmp_path / f"{FOLDER_PREFIX}{os.getppid()}.0-def"  # a live process's, but not this start time
+    with open(f"/proc/{os.getppid()}/stat") as f:
+        live = tmp_path / f"{FOLDER_PREFIX}{os.getppid()}.{f.read().rsplit(')', 1)[1].split()[19]}-ghi"
+    for folder in (mine, parent, live):
+        (folder / "submission").mkdir(parents=True)
+        (folder / "submission").chmod(0o555)
+    assert LocalSandbox().sweep() == [str(parent)], "only a dead owner's folder goes while its grader works"
+    assert LocalSandbox().sweep(mine=True) == [str(mine)]
+    assert live.exists()
+
+
 docker = pytest.importorskip("docker", reason="the docker package is not installed (pip install docker)")
 
 

@@ -113,6 +113,7 @@ def main(config: dict, wid: int, tasks: Queue, events: Queue) -> None:
         os.environ["CUDA_VISIBLE_DEVICES"] = cfg.gpu
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the parent decides
     signal.signal(signal.SIGTERM, _stop)
+    sandbox = None
     try:
         if cfg.sandbox.kind == "local":  # the template's torch import overlaps this worker's own
             from grader.sandbox.local import prestart_for
@@ -154,7 +155,9 @@ def main(config: dict, wid: int, tasks: Queue, events: Queue) -> None:
         pass
     except Exception as exc:  # cannot even start (bad spec, no data): the parent reports it once
         events.put(Message("fatal", wid, payload=f"{type(exc).__name__}: {exc}"))
-    finally:  # the judge's onnxruntime process and its folder, which would outlive an interrupted worker
+    finally:  # what would outlive an interrupted worker: the judge's onnxruntime process, sandbox folders
         from grader.graphs.runner import close_runner
 
         close_runner()
+        if sandbox is not None:  # the interrupt may have landed between creating one and recording it
+            sandbox.sweep(mine=True)

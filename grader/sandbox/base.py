@@ -163,13 +163,13 @@ def owner_alive(tag: str) -> bool:
         return False
 
 
-def sweep_folders(prefix: str) -> list[str]:
+def sweep_folders(prefix: str, mine: bool = False) -> list[str]:
     """Remove sandbox folders `<prefix><owner>-*` in the temp folder whose owner is gone (a grader killed
-    outright has no chance to clean up)."""
-    removed = []
+    outright has no chance to clean up), and with `mine` this process's own too."""
+    removed, me = [], owner_tag()
     for folder in Path(tempfile.gettempdir()).glob(f"{prefix}*"):
         tag = folder.name[len(prefix) :].rsplit("-", 1)[0]
-        if folder.is_dir() and not folder.is_symlink() and not owner_alive(tag):
+        if folder.is_dir() and not folder.is_symlink() and (not owner_alive(tag) or (mine and tag == me)):
             remove_tree(folder)
             removed.append(str(folder))
     return removed
@@ -242,6 +242,8 @@ class Sandbox(abc.ABC):
     def describe(self) -> dict[str, str]:
         """The isolation this sandbox applies on this machine, for the report's environment section."""
 
-    def sweep(self) -> list[str]:
-        """Remove what sandboxes of graders that died outright left behind; returns what was removed."""
+    def sweep(self, mine: bool = False) -> list[str]:
+        """Remove what sandboxes of graders that died outright left behind; returns what was removed. With
+        `mine`, also what this process started: for a grading process on its way out (a batch worker that was
+        interrupted anywhere, even between creating a folder and recording it), when none of it is in use."""
         return []

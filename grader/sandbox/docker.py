@@ -413,22 +413,24 @@ class DockerProcess(SandboxProcess):
 
     def close(self) -> None:
         self._closed = True
-        if self._listener is not None:
-            self._listener.close()
-            self._listener = None
-        if self.container is not None:
-            with self._lock:
-                if self._kill_reason is None and not self._done.is_set():
-                    self._kill_reason = ("killed", "stopped by the judge")
-            try:
-                self.container.remove(force=True)
-            except Exception as exc:  # noqa: BLE001
-                if getattr(exc, "status_code", None) != 404:
-                    raise SandboxError(f"could not remove container {self.container.short_id}: {exc}") from None
-            finally:
-                with _live_lock:
-                    _live.pop(self.container.id, None)
-        remove_tree(self.root)
+        try:
+            if self._listener is not None:
+                self._listener.close()
+                self._listener = None
+            if self.container is not None:
+                with self._lock:
+                    if self._kill_reason is None and not self._done.is_set():
+                        self._kill_reason = ("killed", "stopped by the judge")
+                try:
+                    self.container.remove(force=True)
+                except Exception as exc:  # noqa: BLE001
+                    if getattr(exc, "status_code", None) != 404:
+                        raise SandboxError(f"could not remove container {self.container.short_id}: {exc}") from None
+                finally:
+                    with _live_lock:
+                        _live.pop(self.container.id, None)
+        finally:
+            remove_tree(self.root)
 
 
 class DockerSandbox(Sandbox):
@@ -460,12 +462,12 @@ class DockerSandbox(Sandbox):
             self.sweep()
         return self._client
 
-    def sweep(self) -> list[str]:
+    def sweep(self, mine: bool = False) -> list[str]:
         """Remove containers whose grader on this host is gone, and any past its hard deadline."""
         import docker
 
-        removed = sweep_folders(FOLDER_PREFIX)
-        host, now = socket.gethostname(), time.time()
+        removed = sweep_folders(FOLDER_PREFIX, mine)
+        host, now, me = socket.gethostname(), time.time(), owner_tag()
         try:
             # Another grader may remove one of these between the engine's list and its inspect of each:
             # skip it (the default raises NotFound, and a sweep must never cost a grade).
@@ -479,7 +481,7 @@ class DockerSandbox(Sandbox):
                 expired = float(labels.get(DEADLINE_LABEL, "inf")) + 60 < now
             except ValueError:
                 expired = False
-            if expired or (owner_host == host and not owner_alive(tag)):
+            if expired or (owner_host == host and (not owner_alive(tag) or (mine and tag == me))):
                 try:
                     c.remove(force=True)
                     removed.append(c.short_id)

@@ -164,7 +164,7 @@ class LocalProcess(SandboxProcess):
         try:
             self._prepare()
             self._spawn()
-        except Exception:
+        except BaseException:  # a batch's interrupt (worker.Stop) too: the folder must not outlive it
             self.close()
             raise
 
@@ -308,11 +308,13 @@ class LocalProcess(SandboxProcess):
         return self._out.text()
 
     def close(self) -> None:
-        if getattr(self, "proc", None) is not None and self.proc.poll() is None:
-            self.kill("killed", "stopped by the judge")
-        if getattr(self, "_sock", None) is not None:
-            self._sock.close()
-        remove_tree(self.root)
+        try:
+            if getattr(self, "proc", None) is not None and self.proc.poll() is None:
+                self.kill("killed", "stopped by the judge")
+            if getattr(self, "_sock", None) is not None:
+                self._sock.close()
+        finally:
+            remove_tree(self.root)
 
 
 class LocalSandbox(Sandbox):
@@ -322,8 +324,8 @@ class LocalSandbox(Sandbox):
         self._swept = False
         self.warm = warm_enabled() if warm is None else warm  # contestants forked from a warm template
 
-    def sweep(self) -> list[str]:
-        return sweep_folders(FOLDER_PREFIX)
+    def sweep(self, mine: bool = False) -> list[str]:
+        return sweep_folders(FOLDER_PREFIX, mine)
 
     def start(self, job: ContestantJob) -> LocalProcess:
         if not self._swept:  # once per grader: what a predecessor killed outright left behind
