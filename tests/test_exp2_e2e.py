@@ -7,6 +7,7 @@ import torch
 
 from grader.grading import grade
 from grader.results import GradeResult
+from grader.sandbox.template import DESCRIPTION, warm_enabled
 from grader.selftest import run_example
 from tests.conftest import example_names
 
@@ -54,6 +55,9 @@ def test_solution_trend_is_plotted(course, data_root, tmp_path):
     result = grade(course, "exp2", course.examples_dir("exp2") / "solution", data_root=data_root)
     trend = by_id(result)["claimed_trend"]
     assert len(trend.series["test_acc"]) == 10
+    sandbox = result.environment.sandbox
+    if sandbox["sandbox"] == "local process" and warm_enabled():  # exp2's 2 threads once kept the template out
+        assert sandbox["start"] == DESCRIPTION
     files = write_reports(result, tmp_path)
     assert files["plot:claimed_trend"].read_text().startswith("<svg")
     assert "![claimed_trend](plots/claimed_trend.svg)" in files["report"].read_text()

@@ -10,6 +10,8 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
 from grader.judge.client import ContestantClient
 from grader.sandbox.base import ContestantJob
 from grader.sandbox.local import LocalSandbox, contestant_env
@@ -98,8 +100,11 @@ def test_a_forked_contestant_inherits_nothing_a_fresh_one_lacks(tmp_path, monkey
     assert warm["dynamo"] and not fresh["dynamo"]
 
 
-def test_the_template_is_one_thread_with_nothing_open():
-    template = template_for(contestant_env(Limits()))
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_template_is_one_thread_with_nothing_open(threads):
+    """Whatever the assignment's thread count: exp2's 2 once made numpy's OpenBLAS start its pool at import,
+    and every exp2 contestant then started as a fresh interpreter."""
+    template = template_for(contestant_env(Limits(threads=threads)))
     template.wait_ready()
     assert template.ready is not None and template.ready["threads"] == 1
     # stdin, stdout, stderr (all /dev/null), its control socket, and the folder listing itself.

@@ -103,6 +103,9 @@ def common_env(limits: Limits) -> dict[str, str]:
         "PYTHONUNBUFFERED": "1",
         "OMP_NUM_THREADS": str(limits.threads),
         "MKL_NUM_THREADS": str(limits.threads),
+        # numpy's OpenBLAS starts its pool when numpy is imported (torch's pools start lazily): with more than
+        # one thread the warm template could never fork safely. Student code's time is in torch, not numpy.
+        "OPENBLAS_NUM_THREADS": "1",
         "GRADER_THREADS": str(limits.threads),
         "CUBLAS_WORKSPACE_CONFIG": ":4096:8",  # deterministic cuBLAS
         "TORCHINDUCTOR_DETERMINISTIC": "1",  # for torch.compile, as use_deterministic_algorithms would set it
