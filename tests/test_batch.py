@@ -41,6 +41,18 @@ def gradebook(out: Path) -> dict[str, dict[str, str]]:
         return {row["student_id"]: row for row in csv.DictReader(f)}
 
 
+def test_chunks_shrink_towards_the_end_so_that_workers_finish_together():
+    from grader.batch.runner import split
+
+    tasks = [(f"s{i:03d}", f"/subs/s{i:03d}") for i in range(100)]
+    chunks = split(tasks, 8, 2)
+    assert [t for c in chunks for t in c] == tasks  # each once, in order
+    sizes = [len(c) for c in chunks]
+    assert max(sizes) == 8 and sizes == sorted(sizes, reverse=True) and sizes[-4:] == [1, 1, 1, 1]
+    assert [len(c) for c in split(tasks[:8], 8, 2)] == [2, 2, 1, 1, 1, 1]  # not all 8 to one worker
+    assert [len(c) for c in split(tasks[:20], 8, 1)] == [8, 8, 4]  # one worker: nothing to balance
+
+
 def test_class_is_graded_exported_and_resumed(tmp_path):
     subs = exp1_class(tmp_path)
     shutil.move(subs / "lr-too-high", tmp_path / "lr")

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from grader.batch.runner import Event, PoolError, Task
+from grader.batch.runner import Event, PoolError, Task, split
 from grader.batch.worker import Message, WorkerConfig
 
 NODE_RETRIES = 3  # a submission whose node is lost this many times is marked crashed (no endless loop)
@@ -313,7 +313,7 @@ class _Driver:
 
         self.ray = ray
         self.folders = dict(tasks)
-        self.pending: deque[list[Task]] = deque(tasks[i : i + chunk_size] for i in range(0, len(tasks), chunk_size))
+        self.pending: deque[list[Task]] = deque(split(tasks, chunk_size, workers or 2))  # at least two slots
         self.left = {s for s, _ in tasks}
         self.config, self.gpu_share, self.on_event = config, gpu_share, on_event
         self.cap = workers or len(self.pending)
