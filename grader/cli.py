@@ -385,7 +385,7 @@ def batch_cmd(
     workers: Annotated[int | None, typer.Option("--workers", "-j", help="parallel grading workers (default 1; "
                                                 "with --ray, what the cluster fits)")] = None,
     gpus: Annotated[str, typer.Option("--gpus", help="CUDA device ids for the workers, e.g. 0,1")] = "",
-    chunk: Annotated[int, typer.Option("--chunk", help="most submissions a worker takes at a time (fewer towards the end)")] = 8,
+    chunk: Annotated[int, typer.Option("--chunk", help="most submissions a worker takes at a time")] = 8,
     threads: Annotated[int | None, typer.Option("--threads", help="torch threads per worker")] = None,
     nbgrader_db: Annotated[str | None, typer.Option("--nbgrader-db", help="export into this nbgrader gradebook, "
                                                     "e.g. sqlite:///gradebook.db")] = None,  # fmt: skip
