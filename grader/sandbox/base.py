@@ -106,6 +106,11 @@ def common_env(limits: Limits) -> dict[str, str]:
         # numpy's OpenBLAS starts its pool when numpy is imported (torch's pools start lazily): with more than
         # one thread the warm template could never fork safely. Student code's time is in torch, not numpy.
         "OPENBLAS_NUM_THREADS": "1",
+        # OpenMP threads sleep rather than spin while they wait: a contestant shares the cores with judges
+        # (nice +10 beside them in the local sandbox), and spinning threads then wait on a thread that is not
+        # running. bench/RESULTS.md: 10 ResNet20 steps on 2 threads beside one busy core took 29.9 s spinning,
+        # 3.7 s sleeping; 2.1 s and 2.2 s on idle cores.
+        "OMP_WAIT_POLICY": "PASSIVE",
         "GRADER_THREADS": str(limits.threads),
         "CUBLAS_WORKSPACE_CONFIG": ":4096:8",  # deterministic cuBLAS
         "TORCHINDUCTOR_DETERMINISTIC": "1",  # for torch.compile, as use_deterministic_algorithms would set it
