@@ -44,16 +44,17 @@ def make_class(dest: Path, n: int) -> None:
         torch.save({**ckpt, "net": net}, sub / "final.pth")
 
 
-def run_measured(cmd: list[str], env: dict[str, str]) -> tuple[float, int, subprocess.CompletedProcess]:
-    """Wall seconds and peak PSS bytes of the command's whole process tree."""
-    peak, done = 0, threading.Event()
+def run_measured(cmd: list[str], env: dict[str, str]) -> tuple[float, list[int], subprocess.CompletedProcess]:
+    """Wall seconds and peak PSS bytes of the command's whole process tree, for its whole run and for its first
+    and second halves (memory that grows with the submissions graded shows as a larger second half)."""
+    samples: list[tuple[float, int]] = []
+    done = threading.Event()
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def sample() -> None:
-        nonlocal peak
         while not done.is_set():
             try:
-                peak = max(peak, tree_memory(process_tree(proc.pid)))
+                samples.append((time.perf_counter(), tree_memory(process_tree(proc.pid))))
             except OSError:
                 pass
             time.sleep(0.2)
@@ -65,7 +66,10 @@ def run_measured(cmd: list[str], env: dict[str, str]) -> tuple[float, int, subpr
     wall = time.perf_counter() - t0
     done.set()
     t.join()
-    return wall, peak, subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+    half = t0 + wall / 2
+    peaks = [max((m for _, m in samples), default=0), max((m for t, m in samples if t < half), default=0),
+             max((m for t, m in samples if t >= half), default=0)]  # fmt: skip
+    return wall, peaks, subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 def main() -> None:
@@ -93,7 +97,7 @@ def main() -> None:
                                           "--data-root", str(args.data_root)], env)  # fmt: skip
             assert r.returncode == 0, r.stderr[-3000:]
             fresh_s.append(wall)
-            fresh_peak = max(fresh_peak, peak)
+            fresh_peak = max(fresh_peak, peak[0])
             fresh_scores[sub.name] = json.loads((Path(tmp) / "one" / sub.name / "results.json").read_text())["score"]
     mismatched = {k: (v, batch_scores[k]) for k, v in fresh_scores.items() if v != batch_scores[k]}
     per_batch = batch_s / args.n
@@ -103,7 +107,8 @@ def main() -> None:
                    f"{torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU'}",
         "torch": torch.__version__, "submissions": args.n, "workers": args.workers, "sandbox": args.sandbox,
         "batch_wall_s": round(batch_s, 1), "batch_per_submission_s": round(per_batch, 2),
-        "batch_peak_pss_mib": round(batch_peak / 2**20),
+        "batch_peak_pss_mib": round(batch_peak[0] / 2**20),
+        "batch_peak_pss_halves_mib": [round(batch_peak[1] / 2**20), round(batch_peak[2] / 2**20)],
         "fresh_graded": len(fresh_s), "fresh_per_submission_s": round(per_fresh, 2),
         "fresh_projected_wall_s": round(per_fresh * args.n, 1), "fresh_peak_pss_mib": round(fresh_peak / 2**20),
         "ratio_fresh_over_batch": round(per_fresh / per_batch, 2),
