@@ -1,6 +1,6 @@
 """The overhead of `grader batch --ray local` against the local pool: same submissions, same workers, one run.
 
-    .venv/bin/python bench/ray_overhead.py [--copies 2] [--workers 2] [--assignment exp1]
+    .venv/bin/python bench/ray_overhead.py [--copies 2] [--workers 2] [--assignment exp1] [--data-root data]
 
 The class: --copies of each bundled example of the assignment but trains-at-import (every copy edited by one
 comment, so none is a cache hit). Both commands grade it from scratch into their own OUT folders; the wall time
@@ -48,7 +48,9 @@ def main() -> None:
     ap.add_argument("--assignment", default="exp1")
     ap.add_argument("--copies", type=int, default=2)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--data-root", type=Path, help="datasets for assignments that need them (exp2: data)")
     args = ap.parse_args()
+    data = ["--data-root", str(args.data_root.resolve())] if args.data_root else []
     with tempfile.TemporaryDirectory(prefix="ray-bench-") as tmp:
         klass = Path(tmp) / "class"
         n = make_class(klass, args.assignment, args.copies)
@@ -57,7 +59,7 @@ def main() -> None:
         for mode, extra in (("local pool", []), ("--ray local", ["--ray", "local"])):
             out = Path(tmp) / mode.replace(" ", "-")
             cmd = [sys.executable, "-m", "grader.cli", "batch", args.assignment, str(klass), "--out", str(out),
-                   "-j", str(args.workers), "--chunk", "2", *extra]  # fmt: skip
+                   "-j", str(args.workers), "--chunk", "2", *data, *extra]  # fmt: skip
             t0 = time.perf_counter()
             r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
             walls[mode] = time.perf_counter() - t0

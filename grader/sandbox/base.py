@@ -108,8 +108,8 @@ def common_env(limits: Limits) -> dict[str, str]:
         "OPENBLAS_NUM_THREADS": "1",
         # OpenMP threads sleep rather than spin while they wait: a contestant shares the cores with judges
         # (nice +10 beside them in the local sandbox), and spinning threads then wait on a thread that is not
-        # running. bench/RESULTS.md: 10 ResNet20 steps on 2 threads beside one busy core took 29.9 s spinning,
-        # 3.7 s sleeping; 2.1 s and 2.2 s on idle cores.
+        # running. bench/RESULTS.md: 10 ResNet20 steps on 2 threads at nice +10 beside one busy core took about
+        # 32 s spinning and under 4 s sleeping; about 2.2 s either way on idle cores.
         "OMP_WAIT_POLICY": "PASSIVE",
         "GRADER_THREADS": str(limits.threads),
         "CUBLAS_WORKSPACE_CONFIG": ":4096:8",  # deterministic cuBLAS
