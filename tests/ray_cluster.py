@@ -106,6 +106,30 @@ class RayCluster:
         _kill_group(self.worker, signal.SIGKILL)
         self.worker = None
 
+    def worker_grading(self) -> bool:
+        """A judge on the second node has a contestant running now: a local sandbox folder (somewhere under the
+        nodes' TMPDIR) whose owner descends from that node's raylet. Ray's workers start sessions of their own,
+        so the node's process group alone does not say which judges are its."""
+        if self.worker is None:
+            return False
+        for _, dirs, _ in os.walk(self.scratch):  # folders come and go while it walks: os.walk skips those
+            for name in dirs:
+                if name.startswith("grader-sbx-") and self._on_worker(name[len("grader-sbx-") :].split(".", 1)[0]):
+                    return True
+        return False
+
+    def _on_worker(self, pid: str) -> bool:
+        assert self.worker is not None
+        n = int(pid) if pid.isdigit() else 0
+        while n > 1:
+            try:
+                if os.getpgid(n) == self.worker.pid:
+                    return True
+                n = int(Path(f"/proc/{n}/stat").read_text().rsplit(")", 1)[1].split()[1])  # its parent
+            except (OSError, ValueError, IndexError):
+                return False
+        return False
+
     def head_only(self) -> None:
         """The second node gone, and counted dead by the cluster (its health checks time out)."""
         if self.worker is not None:
