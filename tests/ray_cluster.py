@@ -108,26 +108,18 @@ class RayCluster:
 
     def worker_grading(self) -> bool:
         """A judge on the second node has a contestant running now: a local sandbox folder (somewhere under the
-        nodes' TMPDIR) whose owner descends from that node's raylet. Ray's workers start sessions of their own,
-        so the node's process group alone does not say which judges are its."""
+        nodes' TMPDIR) whose owner is one of that node's processes, i.e. descends from its `ray start` (Ray's
+        workers start sessions of their own, so the node's process group alone does not say which judges are its)."""
+        from grader.sandbox.local import FOLDER_PREFIX, process_tree
+
         if self.worker is None:
             return False
+        node = process_tree(self.worker.pid)
         for _, dirs, _ in os.walk(self.scratch):  # folders come and go while it walks: os.walk skips those
             for name in dirs:
-                if name.startswith("grader-sbx-") and self._on_worker(name[len("grader-sbx-") :].split(".", 1)[0]):
+                owner = name[len(FOLDER_PREFIX) :].split(".", 1)[0]
+                if name.startswith(FOLDER_PREFIX) and owner.isdigit() and int(owner) in node:
                     return True
-        return False
-
-    def _on_worker(self, pid: str) -> bool:
-        assert self.worker is not None
-        n = int(pid) if pid.isdigit() else 0
-        while n > 1:
-            try:
-                if os.getpgid(n) == self.worker.pid:
-                    return True
-                n = int(Path(f"/proc/{n}/stat").read_text().rsplit(")", 1)[1].split()[1])  # its parent
-            except (OSError, ValueError, IndexError):
-                return False
         return False
 
     def head_only(self) -> None:

@@ -115,8 +115,7 @@ def test_a_grader_on_its_way_out_sweeps_its_own_folders_and_no_live_ones(tmp_pat
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     mine = tmp_path / f"{FOLDER_PREFIX}{owner_tag()}-abc"
     parent = tmp_path / f"{FOLDER_PREFIX}{os.getppid()}.0-def"  # a live process's, but not this start time
-    with open(f"/proc/{os.getppid()}/stat") as f:
-        live = tmp_path / f"{FOLDER_PREFIX}{os.getppid()}.{f.read().rsplit(')', 1)[1].split()[19]}-ghi"
+    live = tmp_path / f"{FOLDER_PREFIX}{owner_tag(os.getppid())}-ghi"
     for folder in (mine, parent, live):
         (folder / "submission").mkdir(parents=True)
         (folder / "submission").chmod(0o555)

@@ -151,15 +151,16 @@ def remove_tree(root: Path) -> None:
     shutil.rmtree(root, ignore_errors=True)
 
 
-def owner_tag() -> str:
-    """This process as `pid.starttime`: a leftover folder or container names its owner, and a sweep can tell
-    a dead owner from a live one even after the pid is reused."""
+def owner_tag(pid: int | None = None) -> str:
+    """This process (or `pid`) as `pid.starttime`: a leftover folder or container names its owner, and a sweep
+    can tell a dead owner from a live one even after the pid is reused."""
+    pid = os.getpid() if pid is None else pid
     try:
-        with open(f"/proc/{os.getpid()}/stat", "rb") as f:
+        with open(f"/proc/{pid}/stat", "rb") as f:
             start = f.read().rsplit(b")", 1)[1].split()[19].decode()
     except (OSError, IndexError):
         start = "0"
-    return f"{os.getpid()}.{start}"
+    return f"{pid}.{start}"
 
 
 def owner_alive(tag: str) -> bool:
