@@ -14,11 +14,10 @@ from grader import __version__
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def grader(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+def grader(*args: str, cwd: Path = ROOT, tmp: Path | None = None) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, "-m", "grader.cli", *args]
-    return subprocess.run(
-        cmd, cwd=cwd, capture_output=True, text=True, timeout=600, env={"PATH": "/usr/bin:/bin", "COLUMNS": "200"}
-    )
+    env = {"PATH": "/usr/bin:/bin", "COLUMNS": "200", **({"TMPDIR": str(tmp)} if tmp else {})}
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600, env=env)
 
 
 def test_help_and_version():
@@ -31,9 +30,10 @@ def test_help_and_version():
 
 @pytest.mark.slow
 def test_student_check(tmp_path):
-    ok = grader("check", "exp1", "examples/exp1/solution")
+    ok = grader("check", "exp1", "examples/exp1/solution", tmp=tmp_path)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "score: 65 / 65" in ok.stdout
+    assert list(tmp_path.iterdir()) == [], "the sandbox's, the judge's or the graph runner's folder was left behind"
     assert "num_train_samples_unchanged" not in ok.stdout  # hidden checks are not run for students
     bad = grader("check", "exp1", "examples/exp1/wrong-output-shape")
     assert bad.returncode == 1
@@ -75,3 +75,4 @@ def test_invalid_spec_names_file_and_field(tmp_path):
 def test_release_check_passes_on_committed_stubs():
     run = grader("release", "exp1", "--check")
     assert run.returncode == 0 and "up to date" in run.stdout
+

@@ -11,6 +11,7 @@ sessions and the judge's test data (sent once, by key) between requests, so a ba
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import hashlib
 import os
@@ -253,6 +254,7 @@ def runner() -> GraphRunner:
     global _RUNNER
     if _RUNNER is None:
         _RUNNER = GraphRunner()
+        atexit.register(close_runner)  # a one-shot `grader check` leaves neither the process nor its folder
     return _RUNNER
 
 
