@@ -1,12 +1,15 @@
 """The warm template against fresh interpreters, in one run: contestant start, one-shot grading, a batch.
 
-    .venv/bin/python bench/warm_start.py [--ready-runs 10] [--oneshot-runs 3] [--batch 100] [--fresh-batch 20]
+    .venv/bin/python bench/warm_start.py [--ready-runs 10] [--oneshot-runs 3] [--saves 10] [--batch 100]
+        [--fresh-batch 20]
 
 1. contestant ready after the request: ContestantClient start to `ready` (exp1 solution imported), warm
    (LocalSandbox(warm=True), template already up) and fresh (a new interpreter per contestant);
 2. one-shot: `grader grade exp1 examples/exp1/solution` wall, GRADER_WARM=1 and 0 alternating, against
    `python -c "import torch"` in the same rounds;
-3. `grader batch exp1` over generated variants of the bundled examples, 2 workers, warm (`--batch` of them) and
+3. `grader check --watch`: from a save (a comment appended to exp1.py) to the next score printed, against a
+   one-shot `grader check` of the same folder;
+4. `grader batch exp1` over generated variants of the bundled examples, 2 workers, warm (`--batch` of them) and
    fresh (`--fresh-batch`), wall per submission, and the peak PSS of each worker's process tree (worker,
    template, launchers, contestants, graph runner), sampled every 0.5 s, in the first and second half of the run.
 Prints a Markdown table for bench/RESULTS.md.
@@ -16,7 +19,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -67,6 +72,37 @@ def oneshot(runs: int, out: Path) -> dict[str, list[float]]:
             got[name].append(wall([GRADER, "grade", "exp1", "examples/exp1/solution", "--out", str(out / name)],
                                   env=dict(os.environ, GRADER_WARM=flag)))  # fmt: skip
     return got
+
+
+def watched(saves: int, work: Path) -> tuple[list[float], list[float]]:
+    """Seconds from each save to its score under `grader check --watch`, and one-shot `grader check` walls."""
+    sub, log = work / "watched", work / "watch.log"
+    shutil.copytree(ROOT / "examples/exp1/solution", sub)
+    oneshot_s = [wall([GRADER, "check", "exp1", str(sub)]) for _ in range(3)]
+    with log.open("w") as f:
+        proc = subprocess.Popen([GRADER, "check", "exp1", str(sub), "--watch"], cwd=ROOT, stdout=f,
+                                stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+
+    def scored(count: int) -> None:
+        while len(re.findall(r"score: ", log.read_text())) < count:
+            if proc.poll() is not None:
+                raise SystemExit(f"grader check --watch ended (exit {proc.returncode}):\n{log.read_text()}")
+            time.sleep(0.01)
+
+    out = []
+    try:
+        scored(1)
+        for i in range(saves):
+            time.sleep(1.0)  # a student's pause between saves
+            t0 = time.perf_counter()
+            with (sub / "exp1.py").open("a") as code:
+                code.write(f"# save {i}\n")
+            scored(i + 2)
+            out.append(time.perf_counter() - t0)
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait()
+    return out, oneshot_s
 
 
 def make_class(folder: Path, n: int) -> None:
@@ -133,6 +169,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--ready-runs", type=int, default=10)
     ap.add_argument("--oneshot-runs", type=int, default=3)
+    ap.add_argument("--saves", type=int, default=10)
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--fresh-batch", type=int, default=20)
     args = ap.parse_args()
@@ -150,6 +187,7 @@ def main() -> None:
         rows.append(("`grader grade exp1` solution, one-shot: wall / import torch",
                      f"{g_fresh:.2f} s = {g_fresh / torch_s:.2f}x", f"{g_warm:.2f} s = {g_warm / torch_s:.2f}x",
                      f"{g_fresh / g_warm:.2f}x"))  # fmt: skip
+        saves, check_s = watched(args.saves, work)
         fresh_per, f1, f2 = batch(args.fresh_batch, False, work)
         warm_per, w1, w2 = batch(args.batch, True, work)
         rows.append((f"`grader batch exp1`, 2 workers, per submission (fresh: {args.fresh_batch}, warm: {args.batch})",
@@ -160,8 +198,11 @@ def main() -> None:
     print("| --- | --- | --- | --- |")
     for r in rows:
         print("| " + " | ".join(r) + " |")
+    print(f"\n`grader check exp1` solution: one-shot {med(check_s):.2f} s (median of 3); under --watch, save to score "
+          f"{med(saves):.2f} s (median of {len(saves)}, max {max(saves):.2f}): {med(check_s) / med(saves):.1f}x")
     print(f"\nraw: ready warm {[round(x, 3) for x in warm_ready]}, fresh {[round(x, 2) for x in fresh_ready]}; "
-          f"one-shot {({k: [round(x, 2) for x in v] for k, v in one.items()})}")  # fmt: skip
+          f"one-shot {({k: [round(x, 2) for x in v] for k, v in one.items()})}; "
+          f"check {[round(x, 2) for x in check_s]}; saves {[round(x, 2) for x in saves]}")  # fmt: skip
 
 
 if __name__ == "__main__":

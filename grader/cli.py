@@ -150,21 +150,50 @@ def check(
     data_root: DataRootOpt = None,
     sandbox: SandboxOpt = "",
     as_json: Annotated[bool, typer.Option("--json", help="print results.json instead of a table")] = False,
+    watch: Annotated[
+        bool, typer.Option("--watch", help="check again each time a file in the folder is saved (Ctrl-C stops)")
+    ] = False,
 ) -> None:
     """Run the public checks on your folder, in a sandbox. Exit 0 if every check passed."""
     args = _validated(assignment=assignment, submission=submission)
+    code = _check_once(args, course, data_root, sandbox, as_json)
+    if not watch:
+        raise typer.Exit(code)
+    from grader.watch import MAX_ENTRIES, snapshot, wait_for_change
+
+    # One process for the whole watch: the judge keeps torch and its data loaded and the warm template stays
+    # up, so a re-check costs the checks themselves. Each re-check still gets a fresh sandboxed contestant.
+    last = snapshot(args.submission)
+    if len(last) >= MAX_ENTRIES:
+        err.print(f"[yellow]note:[/yellow] {escape(str(args.submission))} holds more than {MAX_ENTRIES} files and "
+                  "folders; only the first ones are watched: point --watch at the submission folder itself",
+                  highlight=False)  # fmt: skip
+    try:
+        while True:
+            err.print(f"watching {escape(str(args.submission))}: save a file to check again, Ctrl-C to stop",
+                      highlight=False)  # fmt: skip
+            last = wait_for_change(args.submission, last)
+            out.rule(f"{escape(args.submission.name)} changed: checking again")
+            _check_once(args, course, data_root, sandbox, as_json)
+    except KeyboardInterrupt:
+        err.print("stopped watching", highlight=False)
+        raise typer.Exit(130) from None
+
+
+def _check_once(args: RunInput, course: Path | None, data_root: Path | None, sandbox: str, as_json: bool) -> int:
+    """One run of the public checks, printed; the exit code `grader check` gives for it."""
     result = _grade(args.assignment, args.submission, "check", course, data_root, sandbox)
     if as_json:
         out.print_json(result.model_dump_json())
     else:
-        _print_result(result, f"{assignment}: public checks on {submission}")
+        _print_result(result, f"{args.assignment}: public checks on {args.submission}")
     costly = [f.name for f in result.files if f.problem]
     if costly and not as_json:
         err.print(f"[red]not ready to submit:[/red] {escape(', '.join(costly))} will cost points when graded (see the "
                   "problems above), whatever the public checks say", highlight=False)
     if any(c.status == "error" for c in result.checks):
-        raise typer.Exit(2)
-    raise typer.Exit(0 if result.passed and not costly and not result.deducted else 1)
+        return 2
+    return 0 if result.passed and not costly and not result.deducted else 1
 
 
 @app.command("grade")

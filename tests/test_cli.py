@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -76,3 +80,46 @@ def test_release_check_passes_on_committed_stubs():
     run = grader("release", "exp1", "--check")
     assert run.returncode == 0 and "up to date" in run.stdout
 
+
+@pytest.mark.slow
+def test_check_watch_rechecks_each_save_and_stops_on_ctrl_c(example, tmp_path):
+    """A student fixes their bug with `grader check --watch` running: each save is checked again, in a fresh
+    contestant, and Ctrl-C ends the watch with nothing left running."""
+    sub = example("exp1", "wrong-output-shape")
+    tmp = tmp_path / "tmp"  # the sandbox's and the judge's scratch folders go here, to be checked afterwards
+    tmp.mkdir()
+    log = tmp_path / "out.txt"
+    env = {"PATH": "/usr/bin:/bin", "COLUMNS": "200", "TMPDIR": str(tmp)}
+    with log.open("w") as f:
+        proc = subprocess.Popen([sys.executable, "-m", "grader.cli", "check", "exp1", str(sub), "--watch"], cwd=ROOT,
+                                stdout=f, stderr=subprocess.STDOUT, env=env, start_new_session=True)  # fmt: skip
+
+    def scores(count: int) -> list[str]:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None:
+            found = re.findall(r"score: (\S+ / \S+)", log.read_text())
+            if len(found) >= count:
+                return found
+            time.sleep(0.2)
+        raise AssertionError(f"no result {count} (exit code {proc.poll()}):\n{log.read_text()}")
+
+    try:
+        first = scores(1)[0]
+        assert "returned shape (64,); expected (64, 1)" in log.read_text()
+        code = sub / "exp1.py"
+        fixed = code.read_text().replace("return self.net(x).squeeze()", "return self.net(x)")
+        assert fixed != code.read_text()
+        code.write_text(fixed)  # the student's fix, saved
+        second = scores(2)[1]
+        after = log.read_text().split("changed: checking again")[1]
+        assert second != first and "returned shape" not in after
+        assert re.search(r"mlp_output_shape +│ +10/10 +│ passed", after), after
+        (sub / "notes.txt").write_text("a file the assignment does not ask for")
+        scores(3)  # any save in the folder counts
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+        proc.wait(timeout=60)
+    assert proc.returncode == 130 and "stopped watching" in log.read_text()
+    left = subprocess.run(["pgrep", "-f", str(tmp)], capture_output=True, text=True)
+    assert left.stdout == "", "contestant processes outlived the watch"
+    assert list(tmp.iterdir()) == [], "sandbox or judge folders were left behind"
