@@ -1,11 +1,15 @@
 """The overhead of `grader batch --ray local` against the local pool: same submissions, same workers, one run.
 
     .venv/bin/python bench/ray_overhead.py [--copies 2] [--workers 2] [--assignment exp1] [--data-root data]
+        [--distinct-weights]
 
 The class: --copies of each bundled example of the assignment but trains-at-import (every copy edited by one
-comment, so none is a cache hit). Both commands grade it from scratch into their own OUT folders; the wall time
-of each whole command is what a user waits for (the Ray run includes starting and stopping its local cluster).
-The two gradebooks must agree on every score.
+comment, so none is a cache hit). With --distinct-weights each copy's .pth files also differ (one float of the
+first tensor moved by i+1 ulps), as every student's weights do: a judge that caches a measurement by the file's
+hash (exp2's accuracy) then measures every copy instead of the ones that fell to it first (a file
+`weights_only` cannot read, such as a whole pickled model, stays as it is). Both commands grade it from scratch
+into their own OUT folders; the wall time of each whole command is what a user waits for (the Ray run includes
+starting and stopping its local cluster). The two gradebooks must agree on every score.
 """
 
 from __future__ import annotations
@@ -24,7 +28,29 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def make_class(dest: Path, assignment: str, copies: int) -> int:
+def nudge(path: Path, ulps: int) -> None:
+    """Re-save the checkpoint at `path` with one float of its first floating tensor `ulps` steps larger."""
+    import torch
+
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - an example's broken file stays as it is
+        return
+    todo = [obj]
+    while todo:
+        item = todo.pop(0)
+        values = list(item.values()) if isinstance(item, dict) else []
+        for v in values:
+            if isinstance(v, torch.Tensor) and v.is_floating_point() and v.numel():
+                flat = v.view(-1)
+                for _ in range(ulps):
+                    flat[0] = torch.nextafter(flat[0], torch.tensor(float("inf"), dtype=v.dtype))
+                torch.save(obj, path)
+                return
+            todo.append(v)
+
+
+def make_class(dest: Path, assignment: str, copies: int, distinct_weights: bool = False) -> int:
     n = 0
     for example in sorted((ROOT / "examples" / assignment).iterdir()):
         if not example.is_dir() or example.name == "trains-at-import":  # expected.toml; 90 s of import budget
@@ -34,6 +60,9 @@ def make_class(dest: Path, assignment: str, copies: int) -> int:
             shutil.copytree(example, sub)
             main = sub / f"{assignment}.py"
             main.write_text(main.read_text() + f"\n# copy {i}\n")
+            if distinct_weights:
+                for pth in sub.rglob("*.pth"):
+                    nudge(pth, i + 1)
             n += 1
     return n
 
@@ -49,11 +78,12 @@ def main() -> None:
     ap.add_argument("--copies", type=int, default=2)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--data-root", type=Path, help="datasets for assignments that need them (exp2: data)")
+    ap.add_argument("--distinct-weights", action="store_true", help="every copy's .pth files differ")
     args = ap.parse_args()
     data = ["--data-root", str(args.data_root.resolve())] if args.data_root else []
     with tempfile.TemporaryDirectory(prefix="ray-bench-") as tmp:
         klass = Path(tmp) / "class"
-        n = make_class(klass, args.assignment, args.copies)
+        n = make_class(klass, args.assignment, args.copies, args.distinct_weights)
         env = {**os.environ, "GRADER_SANDBOX": "local", "RAY_USAGE_STATS_ENABLED": "0"}
         walls, books = {}, {}
         for mode, extra in (("local pool", []), ("--ray local", ["--ray", "local"])):
@@ -68,7 +98,8 @@ def main() -> None:
             books[mode] = scores(out)
     same = books["local pool"] == books["--ray local"]
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
-          f"{args.assignment}: {n} submissions, {args.workers} workers, chunk 2")  # fmt: skip
+          f"{args.assignment}: {n} submissions, {args.workers} workers, chunk 2, "
+          f"distinct weights: {args.distinct_weights}")  # fmt: skip
     for mode, wall in walls.items():
         print(f"{mode:12s} {wall:8.1f} s  {wall / n:6.2f} s per submission")
     print(f"ratio --ray local / local pool: {walls['--ray local'] / walls['local pool']:.3f}; scores equal: {same}")

@@ -10,8 +10,8 @@
 3. `grader check --watch`: from a save (a comment appended to exp1.py) to the next score printed, against a
    one-shot `grader check` of the same folder;
 4. `grader batch exp1` over generated variants of the bundled examples, 2 workers, warm (`--batch` of them) and
-   fresh (`--fresh-batch`), wall per submission, and the peak PSS of each worker's process tree (worker,
-   template, launchers, contestants, graph runner), sampled every 0.5 s, in the first and second half of the run.
+   fresh (`--fresh-batch`), wall per submission, and the PSS of each worker's process tree (worker, template,
+   launchers, contestants, graph runner), sampled every 0.5 s: peak and median, first and second half of the run.
 Prints a Markdown table for bench/RESULTS.md.
 """
 
@@ -65,9 +65,12 @@ def wall(cmd: list[str], env: dict[str, str] | None = None) -> float:
 
 
 def oneshot(runs: int, out: Path) -> dict[str, list[float]]:
-    got: dict[str, list[float]] = {"import torch": [], "grade warm": [], "grade fresh": []}
+    got: dict[str, list[float]] = {"import torch": [], "import torch, torch._dynamo": [], "grade warm": [],
+                                   "grade fresh": []}  # fmt: skip
     for _ in range(runs):
         got["import torch"].append(wall([sys.executable, "-c", "import torch"]))
+        # what any contestant that trains imports: every torch.optim step begins with `import torch._dynamo`
+        got["import torch, torch._dynamo"].append(wall([sys.executable, "-c", "import torch, torch._dynamo"]))
         for name, flag in (("grade warm", "1"), ("grade fresh", "0")):
             got[name].append(wall([GRADER, "grade", "exp1", "examples/exp1/solution", "--out", str(out / name)],
                                   env=dict(os.environ, GRADER_WARM=flag)))  # fmt: skip
@@ -132,14 +135,17 @@ class PssWatch:
             self.samples.append((time.monotonic(), max(per, default=0)))
             time.sleep(0.5)
 
-    def halves(self) -> tuple[float, float]:
+    def halves(self) -> tuple[tuple[float, float], tuple[float, float]]:
+        """(peak, median) of the first half's samples and of the second's, in GiB. A peak is whichever sample
+        caught the most contestants alive; the median is what a worker holds while it grades, so growth (a leak
+        in the worker or the template) shows as the second half's median above the first's."""
         self.done = True
         self.thread.join()
-        half = len(self.samples) // 2
         gib = float(1 << 30)
-        first = max((s for _, s in self.samples[:half]), default=0) / gib
-        second = max((s for _, s in self.samples[half:]), default=0) / gib
-        return first, second
+        sizes = [s / gib for _, s in self.samples if s]
+        half = len(sizes) // 2
+        first, second = sizes[:half] or [0.0], sizes[half:] or [0.0]
+        return (max(first), statistics.median(first)), (max(second), statistics.median(second))
 
 
 def _ppid(pid: int) -> int:
@@ -150,7 +156,7 @@ def _ppid(pid: int) -> int:
         return 0
 
 
-def batch(n: int, warm: bool, work: Path) -> tuple[float, float, float]:
+def batch(n: int, warm: bool, work: Path) -> tuple[float, tuple[float, float], tuple[float, float]]:
     subs, out = work / f"class-{n}-{int(warm)}", work / f"out-{n}-{int(warm)}"
     make_class(subs, n)
     t0 = time.perf_counter()
@@ -173,6 +179,9 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--fresh-batch", type=int, default=20)
     args = ap.parse_args()
+    # Started in the background (`nohup ... &`), this process and its children would ignore SIGINT, and the
+    # watched `grader check` would outlive its Ctrl-C: deliver it as a terminal would.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     med = statistics.median
     rows = []
     warm_ready, fresh_ready = ready_latency(args.ready_runs, True), ready_latency(max(3, args.ready_runs // 3), False)
@@ -183,6 +192,9 @@ def main() -> None:
         one = oneshot(args.oneshot_runs, work)
         torch_s = med(one["import torch"])
         rows.append(('`python -c "import torch"`', f"{torch_s:.2f} s", f"{torch_s:.2f} s", "1.0x"))
+        dynamo_s = med(one["import torch, torch._dynamo"])
+        rows.append(('`python -c "import torch, torch._dynamo"`: the one-shot floor', f"{dynamo_s:.2f} s = "
+                     f"{dynamo_s / torch_s:.2f}x", f"{dynamo_s:.2f} s = {dynamo_s / torch_s:.2f}x", ""))  # fmt: skip
         g_fresh, g_warm = med(one["grade fresh"]), med(one["grade warm"])
         rows.append(("`grader grade exp1` solution, one-shot: wall / import torch",
                      f"{g_fresh:.2f} s = {g_fresh / torch_s:.2f}x", f"{g_warm:.2f} s = {g_warm / torch_s:.2f}x",
@@ -192,8 +204,10 @@ def main() -> None:
         warm_per, w1, w2 = batch(args.batch, True, work)
         rows.append((f"`grader batch exp1`, 2 workers, per submission (fresh: {args.fresh_batch}, warm: {args.batch})",
                      f"{fresh_per:.2f} s", f"{warm_per:.2f} s", f"{fresh_per / warm_per:.1f}x"))  # fmt: skip
-        rows.append(("peak PSS of a worker tree, first half / second half of the batch",
-                     f"{f1:.2f} / {f2:.2f} GiB", f"{w1:.2f} / {w2:.2f} GiB", ""))  # fmt: skip
+        rows.append(("PSS of a worker tree, first half / second half of the batch: peak",
+                     f"{f1[0]:.2f} / {f2[0]:.2f} GiB", f"{w1[0]:.2f} / {w2[0]:.2f} GiB", ""))  # fmt: skip
+        rows.append(("PSS of a worker tree, first half / second half of the batch: median",
+                     f"{f1[1]:.2f} / {f2[1]:.2f} GiB", f"{w1[1]:.2f} / {w2[1]:.2f} GiB", ""))  # fmt: skip
     print("| what | fresh interpreter | warm template | ratio |")
     print("| --- | --- | --- | --- |")
     for r in rows:

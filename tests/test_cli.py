@@ -84,7 +84,7 @@ def test_release_check_passes_on_committed_stubs():
 @pytest.mark.slow
 def test_check_watch_rechecks_each_save_and_stops_on_ctrl_c(example, tmp_path):
     """A student fixes their bug with `grader check --watch` running: each save is checked again, in a fresh
-    contestant, and Ctrl-C ends the watch with nothing left running."""
+    contestant, and Ctrl-C in the middle of a check ends the watch with nothing left running."""
     sub = example("exp1", "wrong-output-shape")
     tmp = tmp_path / "tmp"  # the sandbox's and the judge's scratch folders go here, to be checked afterwards
     tmp.mkdir()
@@ -114,8 +114,11 @@ def test_check_watch_rechecks_each_save_and_stops_on_ctrl_c(example, tmp_path):
         after = log.read_text().split("changed: checking again")[1]
         assert second != first and "returned shape" not in after
         assert re.search(r"mlp_output_shape +│ +10/10 +│ passed", after), after
-        (sub / "notes.txt").write_text("a file the assignment does not ask for")
-        scores(3)  # any save in the folder counts
+        (sub / "notes.txt").write_text("a file the assignment does not ask for")  # any save in the folder counts
+        deadline = time.monotonic() + 60
+        while log.read_text().count("changed: checking again") < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(scores(2)) == 2, "Ctrl-C comes while the third check runs"
     finally:
         os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
         proc.wait(timeout=60)
