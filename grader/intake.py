@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from pydantic import BaseModel
 
@@ -197,7 +197,7 @@ def intake(spec: AssignmentSpec, folder: Path) -> Submission:
         rel = path.relative_to(folder).as_posix()
         note: str | None = None
         if rel != fs.name:
-            note = f"found {fs.name} as {rel}: graded it; next time submit it as {fs.name} at the top of your folder"
+            note = _moved_note([fs.name], rel)
             if len(found) > 1:
                 note += f" (also found: {', '.join(p.relative_to(folder).as_posix() for p in found[1:4])})"
         if notebooks:
@@ -235,4 +235,28 @@ def intake(spec: AssignmentSpec, folder: Path) -> Submission:
             note = f"{note}. {big}" if note else big
         records.append(FileRecord(name=fs.name, present=True, size=size, sha256=digest, problem=problem,
                                   found_as=rel if rel != fs.name else None, note=note))  # fmt: skip
-    return Submission(source=folder.resolve(), files=records, ignored=undeclared)
+    return Submission(source=folder.resolve(), files=_one_note_per_folder(records), ignored=undeclared)
+
+
+def _moved_note(names: list[str], rel: str) -> str:
+    if len(names) == 1:
+        return f"found {names[0]} as {rel}: graded it; next time submit it as {names[0]} at the top of your folder"
+    listed = ", ".join(names[:-1]) + f" and {names[-1]}"
+    return (f"found {listed} in {rel}/: graded them; next time submit them at the top of your folder, "
+            f"not inside {rel}/")
+
+
+def _one_note_per_folder(records: list[FileRecord]) -> list[FileRecord]:
+    """Files that sit, under their own names, in one nested folder are one slip: say it once, on the first
+    (the others keep `found_as`)."""
+    moved: dict[str, list[FileRecord]] = {}
+    for r in records:
+        where = PurePosixPath(r.found_as or r.name)
+        if where.name == r.name and r.found_as and not r.problem and r.note == _moved_note([r.name], r.found_as):
+            moved.setdefault(str(where.parent), []).append(r)
+    for parent, group in moved.items():
+        if len(group) > 1:
+            group[0].note = _moved_note([r.name for r in group], parent)
+            for r in group[1:]:
+                r.note = None
+    return records

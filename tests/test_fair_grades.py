@@ -176,6 +176,18 @@ def test_a_nested_folder_and_a_capitalized_name_grade_the_same_everywhere(quick_
     assert json.loads((tmp_path / "out/students/cai/results.json").read_text())["score"] == FULL
 
 
+def test_a_whole_submission_in_one_nested_folder_is_one_slip_with_one_message(quick_course, tmp_path):
+    """The student zipped their `hw/` folder: both files sit inside it, under their own names."""
+    folder = tmp_path / "upload"
+    shutil.copytree(SOLUTION, folder / "hw")
+    result = grade(quick_course, "exp1", folder, sandbox=LocalSandbox())
+    assert result.score == FULL
+    assert [f.found_as for f in result.files] == ["hw/exp1.py", "hw/model.pth"]
+    assert [n.text for n in result.notices()] == [
+        "found exp1.py and model.pth in hw/: graded them; next time submit them at the top of your folder, not "
+        "inside hw/"]  # fmt: skip
+
+
 def test_weights_with_snapshots_are_read_with_a_note_up_to_a_cap(quick_course, tmp_path):
     saved = torch.load(SOLUTION / "model.pth", weights_only=True)
     folder = tmp_path / "student"
