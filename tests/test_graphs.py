@@ -6,6 +6,8 @@ graph runner (a separate, resource-limited process).
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import onnx
 import pytest
@@ -174,3 +176,18 @@ def test_grading_starts_the_runner_ahead_only_for_checks_that_measure_graphs(tmp
     assert not uses_graphs([tmp_path])
     (tmp_path / "judge_helpers.py").write_text("from grader.judge.measured import choose, predict\n")
     assert uses_graphs([tmp_path])
+
+
+class _StepLoop(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (T, B)
+        return torch.stack([step * 2 for step in x])  # iterating a tensor: the tracer warns, quoting this line
+
+
+def test_export_is_silent(recwarn):
+    """The tracer's warnings quote a line of the model's source: from the reference solution's model, that
+    line would reach a student's `grader check` output."""
+    with pytest.warns(torch.jit.TracerWarning):  # what export must keep to itself
+        torch.onnx.export(_StepLoop(), (torch.ones(3, 2),), io.BytesIO(), dynamo=False)
+    recwarn.clear()
+    assert export(_StepLoop(), (torch.ones(3, 2),), ["x"], ["y"], dynamic_batch=False)
+    assert [str(w.message) for w in recwarn] == []
