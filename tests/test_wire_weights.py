@@ -83,6 +83,22 @@ def test_state_dict_picking(tmp_path):
         state_dict_from(loaded, "ck.pth")
 
 
+def test_wrapped_models_lose_their_prefixes_with_one_note():
+    """Trained on a GPU box: torch.compile (`_orig_mod.`), DataParallel (`module.`), or both."""
+    model = torch.nn.Sequential(torch.nn.Linear(2, 3))
+    compiled = {f"_orig_mod.{k}": v for k, v in model.state_dict().items()}
+    notes: list[str] = []
+    assert list(state_dict_from({"net": compiled}, "final.pth", "net", notes)) == ["0.weight", "0.bias"]
+    assert notes == ["final.pth['net'] was saved from a model wrapped in torch.compile; removed the '_orig_mod.' "
+                     "prefix from its keys (save the inner model's state_dict next time)"]  # fmt: skip
+    both = {f"module.{k}": v for k, v in compiled.items()}
+    notes.clear()
+    assert list(state_dict_from(both, "final.pth", notes=notes)) == ["0.weight", "0.bias"]
+    assert "wrapped in torch.compile, then in DataParallel; removed the 'module._orig_mod.' prefix" in notes[0]
+    partly = {"module.0.weight": torch.ones(1), "0.bias": torch.ones(1)}  # not a wrapper's: left as it is
+    assert list(state_dict_from(partly, "final.pth", notes=notes)) == list(partly) and len(notes) == 1
+
+
 # ---- weights that lie about their size are refused before anything is allocated ------------------------
 
 

@@ -222,8 +222,8 @@ def state_dict_from(
     """Pick a state_dict out of a loaded file: `obj[key]` if key is given, else obj itself.
 
     `bare_ok`: a file that is itself a state_dict, where `key` was asked for, is taken as the weights, with a
-    note. Keys all prefixed `module.` (saved from DataParallel) lose the prefix, with a note. Notes go to
-    `notes` when given."""
+    note. Keys all prefixed `module.` (DataParallel) or `_orig_mod.` (torch.compile) lose the prefix, with a
+    note. Notes go to `notes` when given."""
     said = notes if notes is not None else []
     if key is not None:
         if _is_state_dict(obj) and bare_ok and key not in obj:
@@ -239,10 +239,23 @@ def state_dict_from(
     if not _is_state_dict(obj):
         raise WeightsError(f"{name}: expected a state_dict (a dict of tensors by name), found {type(obj).__name__}")
     state = dict(obj)
-    if all(k.startswith("module.") for k in state):
-        state = {k.removeprefix("module."): v for k, v in state.items()}
-        said.append(f"{name} was saved from DataParallel; removed the 'module.' prefix from its keys")
+    stripped: list[str] = []  # outermost first; DataParallel around a compiled model gives both
+    while len(stripped) < 2 and (prefix := _common_wrapper_prefix(state)):
+        state = {k.removeprefix(prefix): v for k, v in state.items()}
+        stripped.append(prefix)
+    if stripped:
+        wrappers = ", then in ".join(WRAPPER_PREFIXES[p] for p in reversed(stripped))
+        said.append(f"{name} was saved from a model wrapped in {wrappers}; removed the "
+                    f"{''.join(stripped)!r} prefix from its keys (save the inner model's state_dict next time)")
     return state
+
+
+# What a wrapper puts before every key of the model it wraps.
+WRAPPER_PREFIXES = {"module.": "DataParallel", "_orig_mod.": "torch.compile"}
+
+
+def _common_wrapper_prefix(state: dict[str, Any]) -> str | None:
+    return next((p for p in WRAPPER_PREFIXES if all(k.startswith(p) for k in state)), None)
 
 
 def _is_state_dict(obj: Any) -> bool:
