@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from pydantic import BaseModel, DirectoryPath, Field, ValidationError
@@ -156,7 +156,10 @@ def check(
 ) -> None:
     """Run the public checks on your folder, in a sandbox. Exit 0 if every check passed."""
     args = _validated(assignment=assignment, submission=submission)
-    code = _check_once(args, course, data_root, sandbox, as_json)
+    try:
+        code = _check_once(args, course, data_root, sandbox, as_json)
+    except KeyboardInterrupt:
+        _interrupted()
     if not watch:
         raise typer.Exit(code)
     from grader.watch import MAX_ENTRIES, snapshot, wait_for_change
@@ -178,6 +181,13 @@ def check(
     except KeyboardInterrupt:
         err.print("stopped watching", highlight=False)
         raise typer.Exit(130) from None
+
+
+def _interrupted() -> NoReturn:
+    """Ctrl-C while grading: the contestant and its folders are gone (the sandbox's finally blocks ran) and
+    nothing half-graded is printed or written."""
+    err.print("interrupted: nothing was graded", highlight=False)
+    raise typer.Exit(130)
 
 
 def _check_once(args: RunInput, course: Path | None, data_root: Path | None, sandbox: str, as_json: bool) -> int:
@@ -209,7 +219,10 @@ def grade_cmd(
     from grader.report import write_reports
 
     args = _validated(assignment=assignment, submission=submission, out=out_dir)
-    result = _grade(args.assignment, args.submission, "grade", course, data_root, sandbox)
+    try:
+        result = _grade(args.assignment, args.submission, "grade", course, data_root, sandbox)
+    except KeyboardInterrupt:
+        _interrupted()
     files = write_reports(result, out_dir)
     _print_result(result, f"{assignment}: {submission}")
     for name, path in files.items():

@@ -81,6 +81,54 @@ def test_release_check_passes_on_committed_stubs():
     assert run.returncode == 0 and "up to date" in run.stdout
 
 
+def _docker_skip() -> str | None:
+    try:
+        from tests.test_sandbox_docker import SKIP
+    except pytest.skip.Exception as exc:  # the docker package is not installed
+        return str(exc)
+    return SKIP
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["check", "grade", "check --sandbox docker"])
+def test_ctrl_c_while_the_checks_run_grades_nothing_and_leaves_nothing(command, example, tmp_path):
+    """Ctrl-C during a slow check used to be taken by pytest for the end of the session: every check left was
+    printed as failed ("this check did not run") and the command went on as if graded (a `--watch` went on
+    watching)."""
+    if "docker" in command and (why := _docker_skip()):
+        pytest.skip(why)
+    sub = example("exp1", "solution")
+    code = sub / "exp1.py"
+    start = "    optimizer = torch.optim.Adam("
+    slow = code.read_text().replace(start, "    time.sleep(300)  # a training loop that takes too long\n" + start)
+    assert "time.sleep(300)" in slow
+    code.write_text("import time\n" + slow)
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    out = tmp_path / "out"
+    env = {"PATH": "/usr/bin:/bin", "COLUMNS": "200", "TMPDIR": str(tmp)}
+    name, *extra = command.split()
+    extra += ["--out", str(out)] if name == "grade" else []
+    proc = subprocess.Popen([sys.executable, "-m", "grader.cli", name, "exp1", str(sub), *extra], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            start_new_session=True)  # fmt: skip
+    time.sleep(15)  # a one-shot run reaches the checks in about 5 s; training_lowers_mse then sleeps in train()
+    assert proc.poll() is None, proc.communicate()[0]
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+    printed = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 130 and "interrupted: nothing was graded" in printed, printed
+    assert "score:" not in printed and "did not run" not in printed and not out.exists()
+    left = subprocess.run(["pgrep", "-f", str(tmp)], capture_output=True, text=True)
+    assert left.stdout == "", "contestant processes outlived the command"
+    assert list(tmp.iterdir()) == [], "sandbox or judge folders were left behind"
+    if "docker" in command:
+        from grader.sandbox.docker import LABEL
+
+        ps = subprocess.run(["docker", "ps", "-aq", "--filter", f"label={LABEL}={proc.pid}"], capture_output=True,
+                            text=True, check=True)  # fmt: skip
+        assert ps.stdout == "", "containers outlived the command"
+
+
 @pytest.mark.slow
 def test_check_watch_rechecks_each_save_and_stops_on_ctrl_c(example, tmp_path):
     """A student fixes their bug with `grader check --watch` running: each save is checked again, in a fresh

@@ -60,7 +60,8 @@ class Stop(KeyboardInterrupt):
     """The batch was interrupted: leave now, through every finally (sandboxes are cleaned up there).
 
     A KeyboardInterrupt because pytest lets only that (and its own Exit) through a check; it then ends the
-    session and returns normally, so `STOPPING` is what tells the worker not to report that half-run result."""
+    session, and grading raises it again (grader.judge.plugin.run_checks). `STOPPING` also stops a result
+    that was already made from being reported."""
 
 
 STOPPING = False

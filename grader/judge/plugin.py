@@ -108,6 +108,7 @@ class GraderPlugin:
         self._data_root = data_root
         self.results: dict[str, CheckResult] = {}
         self.collect_errors: list[str] = []
+        self.interrupt: BaseException | None = None
         self._handles: dict[str, CheckHandle] = {}
         self._started: dict[str, float] = {}
 
@@ -115,6 +116,11 @@ class GraderPlugin:
         # The results carry the plugin's own messages: pytest's AST-annotated tracebacks of each failed check
         # would be wasted work (0.1 s a submission); a collection error's native traceback still says where.
         config.option.tbstyle = "native"
+
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+        # pytest ends the session on Ctrl-C (or a batch worker's Stop) and returns normally: keep the
+        # exception, so that run_checks raises it instead of grading what did not run as failed.
+        self.interrupt = excinfo.value
 
     # -- collection -------------------------------------------------------------------------------
     @staticmethod
@@ -283,6 +289,8 @@ def run_checks(plugin: GraderPlugin, files: list[Path], rootdir: Path, ini: Path
     finally:
         for p in added:
             sys.path.remove(p)
+    if plugin.interrupt is not None:
+        raise plugin.interrupt
     if code in (pytest.ExitCode.INTERNAL_ERROR, pytest.ExitCode.USAGE_ERROR):
         raise JudgeConfigError(f"pytest stopped with {code!r} while running {', '.join(map(str, files))}")
     if plugin.collect_errors:
