@@ -3,6 +3,7 @@ submission, and none left behind on any exit path (close, Ctrl-C, SIGTERM). Agai
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -56,8 +57,6 @@ def _pool_ready(sandbox: dsbx.DockerSandbox, n: int) -> list[str]:
 
 
 def test_each_container_is_started_ahead_and_used_once(tmp_path):
-    import os
-
     sandbox = dsbx.DockerSandbox(IMAGE, pool=1)
     try:
         first, first_id = _value(sandbox, _job(tmp_path, "alice", 1))
@@ -89,12 +88,16 @@ time.sleep(600)
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_no_container_outlives_an_interrupted_grader(tmp_path, sig):
-    proc = subprocess.Popen([sys.executable, "-c", GRADER, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    scratch = tmp_path / "tmp"  # the containers' folders go here
+    scratch.mkdir()
+    proc = subprocess.Popen([sys.executable, "-c", GRADER, str(tmp_path)], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "TMPDIR": str(scratch)})  # fmt: skip
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "pooled"
-        assert len(_containers(proc.pid)) == 2
+        assert len(_containers(proc.pid)) == 2 and len(list(scratch.iterdir())) == 2
         proc.send_signal(sig)
         proc.wait(60)
     finally:
         proc.kill()
     assert _containers(proc.pid) == [], f"containers outlived a grader stopped by {sig.name}"
+    assert list(scratch.iterdir()) == [], f"the pooled containers' folders outlived a grader stopped by {sig.name}"

@@ -74,7 +74,7 @@ POOL_WAIT_S = 600
 # A container started for a job already known waits only for its own start-up (torch's import) on top.
 START_SLACK_S = 60
 
-_live: dict[str, Any] = {}  # container id -> container, for removal at exit
+_live: dict[str, tuple[Any, Path]] = {}  # container id -> (container, its folder), for removal at exit
 _live_lock = threading.Lock()
 _hooks_installed = False
 _exiting = False
@@ -90,11 +90,12 @@ def _remove_all_live() -> None:
     with _live_lock:
         containers = list(_live.values())
         _live.clear()
-    for c in containers:
+    for c, root in containers:
         try:
             c.remove(force=True)
         except Exception:  # noqa: BLE001 - best effort at exit; the label lets an operator sweep the rest
             pass
+        remove_tree(root)  # a pooled container's folder: no finally block of a grading runs for it
 
 
 def _install_exit_hooks() -> None:
@@ -278,7 +279,7 @@ class DockerProcess(SandboxProcess):
         try:
             self.container = client.containers.create(self.sandbox.image_for(job), **kwargs)
             with _live_lock:
-                _live[self.container.id] = self.container
+                _live[self.container.id] = (self.container, self.root)
             self.container.start()
             self._started_at = self.created = time.monotonic()
         except docker.errors.ImageNotFound:
