@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
@@ -123,6 +124,8 @@ def _grade(  # noqa: ANN202
     from grader.sandbox.base import SandboxError
     from grader.sandbox.choice import SandboxChoice
 
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:  # the CLI's main thread: a handler may be set
+        signal.signal(signal.SIGTERM, _on_term)
     try:
         local = SandboxChoice.resolve(sandbox).kind == "local"
     except SandboxError:
@@ -158,8 +161,8 @@ def check(
     args = _validated(assignment=assignment, submission=submission)
     try:
         code = _check_once(args, course, data_root, sandbox, as_json)
-    except KeyboardInterrupt:
-        _interrupted()
+    except KeyboardInterrupt as exc:
+        _interrupted(exc)
     if not watch:
         raise typer.Exit(code)
     from grader.watch import MAX_ENTRIES, snapshot, wait_for_change
@@ -178,16 +181,30 @@ def check(
             last = wait_for_change(args.submission, last)
             out.rule(f"{escape(args.submission.name)} changed: checking again")
             _check_once(args, course, data_root, sandbox, as_json)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         err.print("stopped watching", highlight=False)
-        raise typer.Exit(130) from None
+        raise typer.Exit(_exit_code(exc)) from None
 
 
-def _interrupted() -> NoReturn:
-    """Ctrl-C while grading: the contestant and its folders are gone (the sandbox's finally blocks ran) and
-    nothing half-graded is printed or written."""
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a CI job cancelled, `timeout`), raised where Ctrl-C would be: it leaves through the same finally
+    blocks, which remove the contestant and its folders. A KeyboardInterrupt, because pytest lets only that
+    out of a running check."""
+
+
+def _on_term(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+def _exit_code(exc: KeyboardInterrupt) -> int:
+    return 143 if isinstance(exc, Terminated) else 130
+
+
+def _interrupted(exc: KeyboardInterrupt) -> NoReturn:
+    """Ctrl-C or SIGTERM while grading: the contestant and its folders are gone and nothing half-graded is
+    printed or written."""
     err.print("interrupted: nothing was graded", highlight=False)
-    raise typer.Exit(130)
+    raise typer.Exit(_exit_code(exc))
 
 
 def _check_once(args: RunInput, course: Path | None, data_root: Path | None, sandbox: str, as_json: bool) -> int:
@@ -221,8 +238,8 @@ def grade_cmd(
     args = _validated(assignment=assignment, submission=submission, out=out_dir)
     try:
         result = _grade(args.assignment, args.submission, "grade", course, data_root, sandbox)
-    except KeyboardInterrupt:
-        _interrupted()
+    except KeyboardInterrupt as exc:
+        _interrupted(exc)
     files = write_reports(result, out_dir)
     _print_result(result, f"{assignment}: {submission}")
     for name, path in files.items():
