@@ -30,9 +30,11 @@ def _free_ports(n: int) -> list[int]:
 
 
 def _worker_range() -> tuple[int, int]:
-    """A free stretch of 200 ports for one node's workers."""
+    """A free stretch of 200 ports for one node's workers: above the Ray Client server's own range (23000-24000,
+    where it starts a server per client: a worker that took 23000 once failed a Ray Client test in CI) and
+    below the kernel's ephemeral ports (32768 up, where _free_ports draws)."""
     for _ in range(50):
-        base = secrets.randbelow(20000) + 20000
+        base = secrets.randbelow(8000 - 200) + 24000
         try:
             for p in range(base, base + 200, 37):  # spot-check: a stretch in use elsewhere is rare
                 with socket.socket() as s:
