@@ -18,10 +18,21 @@ from grader import __version__
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def cli_env(tmp: Path | None = None) -> dict[str, str]:
+    """A bare environment for the `grader` command; `tmp`: its TMPDIR, to be checked for leftovers."""
+    return {"PATH": "/usr/bin:/bin", "COLUMNS": "200", **({"TMPDIR": str(tmp)} if tmp else {})}
+
+
 def grader(*args: str, cwd: Path = ROOT, tmp: Path | None = None) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, "-m", "grader.cli", *args]
-    env = {"PATH": "/usr/bin:/bin", "COLUMNS": "200", **({"TMPDIR": str(tmp)} if tmp else {})}
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600, env=env)
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600, env=cli_env(tmp))
+
+
+def assert_nothing_left(tmp: Path) -> None:
+    """No process of the command's (they all run with `tmp` in their command lines) and no folder in `tmp`."""
+    left = subprocess.run(["pgrep", "-f", str(tmp)], capture_output=True, text=True)
+    assert left.stdout == "", "contestant processes outlived the command"
+    assert list(tmp.iterdir()) == [], "sandbox or judge folders were left behind"
 
 
 def test_help_and_version():
@@ -108,7 +119,7 @@ def test_ctrl_c_while_the_checks_run_grades_nothing_and_leaves_nothing(command, 
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     out = tmp_path / "out"
-    env = {"PATH": "/usr/bin:/bin", "COLUMNS": "200", "TMPDIR": str(tmp)}
+    env = cli_env(tmp)
     name, *extra = command.split()
     extra += ["--out", str(out)] if name == "grade" else []
     proc = subprocess.Popen([sys.executable, "-m", "grader.cli", name, "exp1", str(sub), *extra], cwd=ROOT,
@@ -123,9 +134,7 @@ def test_ctrl_c_while_the_checks_run_grades_nothing_and_leaves_nothing(command, 
     printed = proc.communicate(timeout=60)[0]
     assert proc.returncode == 128 + sig and "interrupted: nothing was graded" in printed, printed
     assert "score:" not in printed and "did not run" not in printed and not out.exists()
-    left = subprocess.run(["pgrep", "-f", str(tmp)], capture_output=True, text=True)
-    assert left.stdout == "", "contestant processes outlived the command"
-    assert list(tmp.iterdir()) == [], "sandbox or judge folders were left behind"
+    assert_nothing_left(tmp)
     if "docker" in command:
         from grader.sandbox.docker import LABEL
 
@@ -142,7 +151,7 @@ def test_check_watch_rechecks_each_save_and_stops_on_ctrl_c(example, tmp_path):
     tmp = tmp_path / "tmp"  # the sandbox's and the judge's scratch folders go here, to be checked afterwards
     tmp.mkdir()
     log = tmp_path / "out.txt"
-    env = {"PATH": "/usr/bin:/bin", "COLUMNS": "200", "TMPDIR": str(tmp)}
+    env = cli_env(tmp)
     with log.open("w") as f:
         proc = subprocess.Popen([sys.executable, "-m", "grader.cli", "check", "exp1", str(sub), "--watch"], cwd=ROOT,
                                 stdout=f, stderr=subprocess.STDOUT, env=env, start_new_session=True)  # fmt: skip
@@ -176,6 +185,4 @@ def test_check_watch_rechecks_each_save_and_stops_on_ctrl_c(example, tmp_path):
         os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
         proc.wait(timeout=60)
     assert proc.returncode == 130 and "stopped watching" in log.read_text()
-    left = subprocess.run(["pgrep", "-f", str(tmp)], capture_output=True, text=True)
-    assert left.stdout == "", "contestant processes outlived the watch"
-    assert list(tmp.iterdir()) == [], "sandbox or judge folders were left behind"
+    assert_nothing_left(tmp)
