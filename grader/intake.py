@@ -12,7 +12,7 @@ from grader import notebook
 from grader.files import UnsafeFile, open_regular, read_regular
 from grader.loader import read_source_text
 from grader.results import FileRecord, NotebookCell
-from grader.spec import AssignmentSpec, FileSpec
+from grader.spec import WEIGHTS_SUFFIXES, AssignmentSpec, FileSpec
 
 
 class IntakeError(Exception):
@@ -68,7 +68,6 @@ def is_notebook(rec: FileRecord) -> bool:
 
 JUNK = {"__MACOSX", ".git", ".ipynb_checkpoints", "__pycache__"}
 SEARCH_DEPTH = 2  # nested folders searched for a file that is not at the top (a zipped folder inside a folder)
-WEIGHTS_SUFFIXES = (".pth", ".pt")
 
 
 def _candidates(folder: Path, name: str) -> list[Path]:
@@ -107,6 +106,24 @@ def _why_big(path: Path, fs: FileSpec, size: int) -> str | None:
     sizes = {str(k): _tensor_bytes(v) for k, v in obj.items()}
     parts = [f"{k!r} ({v / 2**20:.1f} MiB)" for k, v in sorted(sizes.items(), key=lambda kv: -kv[1]) if v][:4]
     return f" it holds {', '.join(parts)}" + ("," if parts else "")
+
+
+def _whole_models(data: bytes, fs: FileSpec) -> str | None:
+    """A note when a weights file holds whole pickled models, which the judge reads as their state_dicts."""
+    from grader.judge.weights import ZIP_MAGIC, WeightsError, inspect, pickled_models, weights_from_bytes
+
+    if not fs.name.endswith(WEIGHTS_SUFFIXES) or data[:4] != ZIP_MAGIC:
+        return None
+    try:  # the cheap scan first: a saved state_dict names no class of its own
+        models = pickled_models(weights_from_bytes(data, fs.name)) if inspect(data, fs.name) else []
+    except WeightsError:
+        return None  # the checks that read it say what is wrong
+    if not models:
+        return None
+    names = ", ".join(dict.fromkeys(m.rsplit(".", 1)[-1] for m in models))
+    return (f"{fs.name} holds the whole model ({names}), pickled, where only its weights were expected: the grader "
+            "read the weights out of it without running any of its code, and graded them. Next time save "
+            "model.state_dict() in the format the assignment asks for")
 
 
 def _tensor_bytes(value: object, seen: set[int] | None = None) -> int:
@@ -222,9 +239,13 @@ def intake(spec: AssignmentSpec, folder: Path) -> Submission:
             problem = f"{fs.name} is empty"
         else:
             try:
-                digest = hashlib.sha256(read_regular(path, hard)).hexdigest()
+                data = read_regular(path, hard)
+                digest = hashlib.sha256(data).hexdigest()
             except UnsafeFile as exc:
                 problem = str(exc)
+            else:
+                if whole := _whole_models(data, fs):
+                    note = f"{note}. {whole}" if note else whole
         why = _why_big(path, fs, size) if problem is None and size > limit else ""
         if why is None:
             problem = f"{fs.name} is {size / 1024:.0f} KiB, over the limit of {fs.max_kb} KiB"

@@ -139,9 +139,13 @@ def test_weights_ratio_removes_the_shared_start():
 
 
 def test_weights_are_loaded_only_through_the_guarded_loader(tmp_path):
-    torch.save(torch.nn.Linear(2, 2), tmp_path / "final.pth")  # a whole model: unpickling it would run code
+    model = torch.nn.Linear(2, 2)
+    torch.save(model, tmp_path / "final.pth")  # a whole model: read as its state_dict, none of its code run
     w, hashes, problems = weights_sim.read_weights(tmp_path, ["final.pth"], {})
-    assert w is None and "final.pth" in hashes and "pickled Python objects" in problems[0]
+    assert w is not None and not problems and torch.equal(w.vector[2:], model.weight.detach().reshape(-1))  # bias first
+    torch.save(os.system, tmp_path / "final.pth")  # no weights in it at all: named, never called
+    w, hashes, problems = weights_sim.read_weights(tmp_path, ["final.pth"], {})
+    assert w is None and "final.pth" in hashes and problems == ["final.pth holds no floating-point tensors"]
 
 
 # --- predictions -----------------------------------------------------------------------------------------------

@@ -2,13 +2,14 @@
 
 import os
 import zipfile
+from collections import OrderedDict
 from pathlib import Path
 
 import pytest
 import torch
 
 from grader import wire
-from grader.judge.weights import WeightsError, load_weights, state_dict_from
+from grader.judge.weights import Pickled, PickledModel, WeightsError, load_weights, pickled_models, state_dict_from
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,16 +42,82 @@ class Payload:
 
 def test_pickle_payload_never_runs(tmp_path):
     marker = tmp_path / "pwned"
-    torch.save({"net": Payload(marker)}, tmp_path / "evil.pth")
-    with pytest.raises(WeightsError, match="pickled Python objects .*state_dict"):
-        load_weights(tmp_path / "evil.pth")
+    torch.save({"net": Payload(marker), "acc": 71.5}, tmp_path / "evil.pth")
+    loaded = load_weights(tmp_path / "evil.pth")  # read as data: the payload is a record of what it would call
+    assert loaded["acc"] == 71.5 and isinstance(loaded["net"], Pickled) and loaded["net"].cls_name == "posix.system"
+    with pytest.raises(WeightsError, match=r"pickled Python objects \(posix.system\) .*torch.save\(model.state_dict"):
+        state_dict_from(loaded, "evil.pth", "net")
     assert not marker.exists()
 
 
-def test_whole_model_is_refused(tmp_path):
-    torch.save(torch.nn.Linear(2, 1), tmp_path / "model.pth")
-    with pytest.raises(WeightsError, match=r"torch.save\(model.state_dict\(\)"):
-        load_weights(tmp_path / "model.pth")
+class Tripwire(torch.nn.Module):
+    """A student's model whose own code, if it ever ran while loading, would leave a marker file."""
+
+    def __init__(self, marker: Path) -> None:
+        super().__init__()
+        self.marker = str(marker)
+        self.features = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU())
+        self.fc = torch.nn.Linear(4, 2)
+        self.register_buffer("scratch", torch.zeros(3), persistent=False)  # not part of state_dict()
+
+    def __setstate__(self, state):
+        Path(state["marker"]).write_text("ran")
+        super().__setstate__(state)
+
+    def forward(self, x):
+        return self.fc(self.features(x).mean((2, 3)))
+
+
+def test_a_whole_model_is_read_as_its_state_dict_without_running_its_code(tmp_path):
+    import argparse
+
+    marker = tmp_path / "ran"
+    model = Tripwire(marker)
+    model.features[1].running_mean += 0.5  # a buffer with values of its own
+    torch.save({"net": model, "args": argparse.Namespace(lr=0.1), "history": {"test_acc": [50.0, 61.5]}},
+               tmp_path / "final.pth")  # fmt: skip
+    loaded = load_weights(tmp_path / "final.pth")
+    assert not marker.exists()
+    want = model.state_dict()
+    assert isinstance(loaded["net"], PickledModel) and list(loaded["net"]) == list(want)
+    assert all(torch.equal(loaded["net"][k], want[k]) for k in want)
+    assert loaded["history"] == {"test_acc": [50.0, 61.5]} and isinstance(loaded["args"], Pickled)
+    assert pickled_models(loaded) == ["tests.test_wire_weights.Tripwire"]
+    notes: list[str] = []
+    assert state_dict_from(loaded, "final.pth", "net", notes).keys() == want.keys() and not notes
+    # torch.save(model) alone: a whole model where a checkpoint dict was asked for is taken as its weights
+    torch.save(torch.nn.DataParallel(model), tmp_path / "wrapped.pth")
+    state = state_dict_from(load_weights(tmp_path / "wrapped.pth"), "wrapped.pth", "net", notes, bare_ok=True)
+    assert state.keys() == want.keys() and notes == [
+        "wrapped.pth was saved from a model wrapped in DataParallel; removed the 'module.' prefix from its keys "
+        "(save the inner model's state_dict next time)"]  # fmt: skip
+    assert not marker.exists()
+
+
+class StatefulTensor:
+    """Pickles as a tensor followed by BUILD with a state: a tensor's state could point it at any storage."""
+
+    def __reduce__(self):
+        return (torch._utils._rebuild_parameter, (torch.zeros(2), False, OrderedDict()), ("not", "for", "a tensor"))
+
+
+def test_state_for_anything_but_a_foreign_record_is_dropped(tmp_path):
+    torch.save({"w": StatefulTensor(), "model": torch.nn.Linear(1, 1)}, tmp_path / "odd.pth")
+    loaded = load_weights(tmp_path / "odd.pth")
+    assert torch.equal(loaded["w"], torch.zeros(2)) and set(loaded["model"]) == {"weight", "bias"}
+
+
+def test_another_key_for_the_state_dict_is_graded_with_a_note():
+    sd = torch.nn.Linear(2, 1).state_dict()
+    notes: list[str] = []
+    ckpt = {"state_dict": sd, "optimizer": {"state": {}, "param_groups": [{"lr": 0.1}]}, "epoch": 10}
+    assert state_dict_from(ckpt, "final.pth", "net", notes, bare_ok=True).keys() == sd.keys()
+    assert notes == ["final.pth has no 'net'; graded the state_dict it holds under 'state_dict' (the assignment "
+                     "keeps it under 'net')"]  # fmt: skip
+    with pytest.raises(WeightsError, match="no 'net'"):  # only where the check allows it
+        state_dict_from(ckpt, "final.pth", "net")
+    with pytest.raises(WeightsError, match="no 'net'"):  # two candidates: which one is the model is a guess
+        state_dict_from({"a": sd, "b": sd}, "final.pth", "net", bare_ok=True)
 
 
 def test_malformed_files(tmp_path):

@@ -31,11 +31,11 @@ from grader.judge.tensors import (
     tensor,
 )
 from grader.judge.thresholds import Threshold, accuracy_threshold, perplexity_threshold
-from grader.judge.weights import WeightsError, load_weights, state_dict_from, weights_from_bytes
+from grader.judge.weights import PickledModel, WeightsError, load_weights, state_dict_from, weights_from_bytes
 
 __all__ = [
     "CIFAR10_CLASSES", "FASHION_MNIST_CLASSES", "CheckFailed", "ContestantError", "CurveSummary", "Deferred",
-    "FileBytes", "Partial", "defer",
+    "FileBytes", "Partial", "PickledModel", "defer",
     "Threshold", "WeightsError", "accuracy_threshold", "confusion_matrix", "judge_device",
     "autograd_gradients", "collapse_repeats", "curve_problem", "directional_derivatives", "expect_curve",
     "expect_directional_match", "expect_finite", "expect_gradients_match", "expect_shape", "expect_shape_trace",
