@@ -41,9 +41,15 @@ def test_messages(course, data_root):
     option_a = by_id(grade(course, "exp2", course.examples_dir("exp2") / "option-a-shortcuts", data_root=data_root,
                            only=["accuracy"]))  # fmt: skip
     assert "accuracy 79.3300" in option_a["accuracy"].message
-    assert option_a["accuracy"].notes[-1].endswith("measured in your own model, exported with those weights")
-    pickled = by_id(grade(course, "exp2", course.examples_dir("exp2") / "whole-model-pickle", data_root=data_root))
-    assert "pickled Python objects" in pickled["accuracy"].message and "state_dict" in pickled["accuracy"].message
+    assert option_a["accuracy"].notes[-1].endswith("measured in your own model, exported with those weights (this "
+                                                   "costs nothing by itself)")  # fmt: skip
+    pickled = grade(course, "exp2", course.examples_dir("exp2") / "whole-model-pickle", data_root=data_root,
+                    only=["accuracy"])  # fmt: skip
+    assert "accuracy 30.3000" in by_id(pickled)["accuracy"].message  # its weights, read without running its code
+    assert [n.text for n in pickled.notices()] == [
+        "final.pth holds the whole model (ResNet20), pickled, where only its weights were expected: the grader read "
+        "the weights out of it without running any of its code, and graded them. Next time save model.state_dict() "
+        "in the format the assignment asks for"]  # fmt: skip
     off = by_id(grade(course, "exp2", course.examples_dir("exp2") / "lr-off-by-one", data_root=data_root))
     want = "lr_for_epoch(5) returned 0.1; expected 0.01 (LR 0.1 for epochs 0-4, 0.01 for 5-9)"
     assert off["lr_schedule"].message == want
@@ -86,6 +92,49 @@ def test_bare_state_dict_and_other_shapes(course, data_root, example, tmp_path):
     checks = by_id(grade(course, "exp2", odd, data_root=data_root, only=["accuracy"]))
     want = "final.pth holds a list; expected a checkpoint dict with the state_dict under 'net'"
     assert checks["accuracy"].message == want
+
+
+def _edit_code(folder, old: str, new: str) -> None:
+    src = (folder / "exp2.py").read_text()
+    assert old in src
+    (folder / "exp2.py").write_text(src.replace(old, new))
+
+
+def test_one_slip_in_the_checkpoint_format_is_charged_once(course, data_root, example):
+    """save_checkpoint under 'state_dict' instead of 'net', and final.pth the same: only checkpoint_resume charges."""
+    folder = _variant(example, "key", lambda c: {"state_dict": c["net"], "epoch": c["epoch"], "history": c["history"]})
+    _edit_code(folder, 'torch.save({"net": model.state_dict(),', 'torch.save({"state_dict": model.state_dict(),')
+    _edit_code(folder, 'model.load_state_dict(ckpt["net"])', 'model.load_state_dict(ckpt["state_dict"])')
+    checks = by_id(grade(course, "exp2", folder, data_root=data_root,
+                         only=["checkpoint_resume", "accuracy", "claimed_trend"]))  # fmt: skip
+    assert checks["checkpoint_resume"].message == (
+        "save_checkpoint saved ['epoch', 'history', 'state_dict']; expected a dict with 'net', 'epoch' and 'history'")
+    assert checks["accuracy"].status == "passed" and checks["claimed_trend"].status == "passed"
+    assert checks["accuracy"].notes[0] == ("final.pth has no 'net'; graded the state_dict it holds under "
+                                           "'state_dict' (the assignment keeps it under 'net')")  # fmt: skip
+
+
+def test_a_wrong_schedule_is_charged_once_by_lr_schedule(course, data_root, example):
+    folder = example("exp2", "solution")
+    _edit_code(folder, "return 0.1 if epoch < 5 else 0.01", "return 0.1  # 先用固定的学习率")
+    checks = by_id(grade(course, "exp2", folder, data_root=data_root, only=["lr_schedule", "checkpoint_resume"]))
+    assert checks["lr_schedule"].status == "failed"
+    assert checks["checkpoint_resume"].status == "passed" and checks["checkpoint_resume"].score == 10
+    assert "resume() set the LR your lr_for_epoch(7) returns (0.1); epoch 7's is 0.01" in checks[
+        "checkpoint_resume"].notes[0]  # fmt: skip
+
+
+def test_evaluate_without_eval_mode_is_caught_and_charged_once(course, data_root, example):
+    """No model.eval() in evaluate(): its claimed accuracies (here 4 points under the judge's) follow from it."""
+    def claim_less(c):
+        c["history"]["test_acc"][-1] -= 4.0
+        return c
+
+    folder = _variant(example, "noeval", claim_less)
+    _edit_code(folder, "    model.eval()\n    correct = 0\n", "    correct = 0  # TODO eval?\n")
+    checks = by_id(grade(course, "exp2", folder, data_root=data_root, only=["evaluation_loop", "claimed_trend"]))
+    assert checks["evaluation_loop"].status == "failed" and "model.eval()" in checks["evaluation_loop"].message
+    assert checks["claimed_trend"].status == "passed" and "evaluation_loop" in checks["claimed_trend"].notes[0]
 
 
 def test_data_root_precedence(course, data_root, tmp_path, monkeypatch):

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
+from typing import Any
 
 import torch
 from typing_extensions import TypedDict
 
+from grader.data import read_cifar10
 from grader.judge import FileBytes
 
 HERE = Path(__file__).resolve().parent
@@ -71,6 +74,26 @@ class EvaluateAccuracy(TypedDict):
     expected: float
 
 
+def cifar_test_images(data_root: Path, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """n real CIFAR-10 test images (uint8) and labels, chosen with a fixed seed."""
+    x, y = read_cifar10(data_root, train=False)
+    idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n]
+    return x[idx], y[idx]
+
+
+def evaluate_problem(contestant: Any, data_root: Path) -> str | None:
+    """What is wrong with the student's evaluate(), judged on a small CNN whose true accuracy is known (the model
+    arrives in train mode, with warmed BatchNorm statistics); None when it counts right."""
+    x, _ = cifar_test_images(data_root, 300, seed=3)
+    for flip in (0.0, 0.25):
+        r = contestant.call("evaluate_accuracy", x=x, flip_fraction=flip, returns=EvaluateAccuracy)
+        if not math.isclose(r["student"], r["expected"], abs_tol=1e-6):
+            return (f"evaluate() returned {r['student']:.4g}% on 300 images whose accuracy is {r['expected']:.4g}% "
+                    "(does it switch the model to eval mode with model.eval(), and divide the count by the number "
+                    "of images?)")  # fmt: skip
+    return None
+
+
 def normalize(x: torch.Tensor) -> torch.Tensor:
     """uint8 (N, 3, 32, 32) -> standardized float (N, 3, 32, 32), as exp2.py's given normalize()."""
     mean = torch.tensor(CIFAR_MEAN).view(1, 3, 1, 1)
@@ -90,3 +113,12 @@ def key_mismatch(state: dict[str, list[int]], reference: dict[str, list[int]], l
             more = f" and {len(items) - limit} more" if len(items) > limit else ""
             parts.append(f"{len(items)} {label}: {', '.join(items[:limit])}{more}")
     return "; ".join(parts) or None
+
+
+def renamed_keys(state: dict[str, list[int]], reference: dict[str, list[int]], limit: int = 3) -> str | None:
+    """'stem.0.weight for conv1.weight, ...' when `state` has the reference's shapes in the same order under
+    other names (the same network, named its own way); None otherwise."""
+    if len(state) != len(reference) or [list(v) for v in state.values()] != [list(v) for v in reference.values()]:
+        return None
+    pairs = [f"{k} for {r}" for k, r in zip(state, reference, strict=True) if k != r]
+    return ", ".join(pairs[:limit]) + (f" and {len(pairs) - limit} more" if len(pairs) > limit else "")

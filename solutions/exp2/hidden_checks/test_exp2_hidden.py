@@ -11,9 +11,9 @@ from __future__ import annotations
 import math
 
 from exp2_accuracy import measure, state_dict_of
-from exp2_judge import REFERENCE_STATE, key_mismatch
+from exp2_judge import REFERENCE_STATE, evaluate_problem, key_mismatch
 
-from grader.judge import CIFAR10_CLASSES, FileBytes, accuracy_threshold, fail, weights_from_bytes
+from grader.judge import CIFAR10_CLASSES, FileBytes, accuracy_threshold, defer, fail, weights_from_bytes
 
 # The whole test set in a fixed order: no seed. Tolerance: float reductions on another machine or thread
 # count move the measurement by about 0.01 points; 0.05 covers that, in the student's favour.
@@ -47,6 +47,8 @@ def test_claimed_trend(submission, data_root, check, contestant):
     acc = measure(submission.path("final.pth"), data_root, contestant).accuracy
     gap = abs(claimed[-1] - acc)
     if not math.isfinite(gap) or gap > TREND_TOLERANCE:
+        if problem := evaluate_problem(contestant, data_root):  # the claims came from a wrong evaluate()
+            defer("evaluation_loop", f"your claimed accuracies come from evaluate(), and {problem}")
         fail(f"the last claimed test accuracy is {claimed[-1]:.2f}% but the judge measured {acc:.2f}% "
              f"(allowed gap {TREND_TOLERANCE:g} points)")  # fmt: skip
 
