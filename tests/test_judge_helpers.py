@@ -125,8 +125,20 @@ def test_accuracy_threshold_states_seed_and_tolerance():
         t.grade(0.75, "W and b")
     assert info.value.fraction == pytest.approx(0.5)
     assert info.value.message == ("W and b: accuracy 0.7500 (full credit at >= 0.8, none at <= 0.7, linear between; "
-                                  "no randomness, tolerance 0.001)")  # fmt: skip
+                                  "within 0.001 of full credit still earns it, since machines measure slightly "
+                                  "differently)")  # fmt: skip
+    plain = accuracy_threshold(0.9, 0.5).rule()
+    assert "randomness" not in plain and "within" not in plain
     assert "seed 3" in accuracy_threshold(0.9, 0.5, seed=3).rule()
+
+
+def test_a_partial_measurement_never_reads_as_the_full_credit_bound():
+    nmse = Threshold("normalized MSE", full=1e-3, zero=1e-1, higher_is_better=False, seed=None, tolerance=0.0,
+                     scale="log")  # fmt: skip
+    with pytest.raises(Partial) as info:
+        nmse.grade(0.0010008, "the fit")
+    assert 0 < info.value.fraction < 1 and "normalized MSE 0.001001 (" in info.value.message
+    assert nmse.shown(2.5e-6) == "2.5e-06" and nmse.shown(0.5) == "0.5000" and nmse.shown(1e-3) == "0.001"
 
 
 def test_perplexity_threshold_is_log_linear():

@@ -36,7 +36,7 @@ def test_messages(course, data_root):
                                                       "10,000 test images: accuracy 0.8043")  # fmt: skip
     assert checks["test_accuracy"].notes == ["lenet.pth does not load into the reference d2l LeNet (mis-shaped: "
                                              "7.weight (120, 256) (expected (120, 400))): measured in your own model, "
-                                             "exported with those weights"]  # fmt: skip
+                                             "exported with those weights (this costs nothing by itself)"]  # fmt: skip
     relu = by_id(grade(course, "lenet", course.examples_dir("lenet") / "relu-maxpool", data_root=data_root,
                        only=["forward_matches_reference"]))  # fmt: skip
     assert "sigmoid activations, average pooling" in relu["forward_matches_reference"].message

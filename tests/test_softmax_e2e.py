@@ -29,7 +29,8 @@ def test_messages(course, data_root):
                            data_root=data_root, only=["softmax_stable", "test_accuracy"]))  # fmt: skip
     assert "exp(1000) overflows" in unstable["softmax_stable"].message
     assert unstable["test_accuracy"].message.endswith(
-        "accuracy 0.8284 (full credit at >= 0.8, none at <= 0.7, linear between; no randomness, tolerance 0.001)")
+        "accuracy 0.8284 (full credit at >= 0.8, none at <= 0.7, linear between; within 0.001 of full credit still "
+        "earns it, since machines measure slightly differently)")
     mean = by_id(grade(course, "softmax", course.examples_dir("softmax") / "mean-loss", data_root=data_root,
                        only=["cross_entropy_values", "gradient_finite_differences"]))  # fmt: skip
     assert mean["cross_entropy_values"].message.endswith("returned shape (); expected (32,)")

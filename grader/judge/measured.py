@@ -110,7 +110,7 @@ def choose(spec: ModelSpec, state: dict[str, torch.Tensor], contestant: Contesta
         raise ContestantError(f"{what} {why}, and your own model does not take its weights either ({first})",
                               exc.kind, exc.where) from None  # fmt: skip
     return Chosen(data.numpy().tobytes(), True, f"{what} {why}: measured in your own model, exported with those "
-                  "weights")  # fmt: skip
+                  "weights (this costs nothing by itself)")  # fmt: skip
 
 
 def predict(chosen: Chosen, policy: GraphPolicy, data_key: str, x: torch.Tensor, batch: int) -> torch.Tensor:

@@ -51,16 +51,29 @@ class Threshold:
         return min(1.0, max(0.0, (v - zero) / (full - zero)))
 
     def rule(self) -> str:
-        """The grading rule in words, with the seed and tolerance."""
+        """The grading rule in words: the bounds, the seed where the evaluation draws at random, the tolerance
+        where there is one."""
         at, no = (">=", "<=") if self.higher_is_better else ("<=", ">=")
-        seed = "no randomness" if self.seed is None else f"seed {self.seed}"
         between = "log-linear" if self.scale == "log" else "linear"
-        return (f"full credit at {at} {self.full:g}, none at {no} {self.zero:g}, {between} between; "
-                f"{seed}, tolerance {self.tolerance:g}")  # fmt: skip
+        text = f"full credit at {at} {self.full:g}, none at {no} {self.zero:g}, {between} between"
+        if self.seed is not None:
+            text += f"; evaluated with seed {self.seed}"
+        if self.tolerance:
+            text += (f"; within {self.tolerance:g} of full credit still earns it, since machines measure slightly "
+                     "differently")
+        return text
+
+    def shown(self, value: float) -> str:
+        """`value` with enough digits that it never reads as a bound it is not (0.0010008 is not 0.001)."""
+        for digits in range(4, 10):
+            text = f"{value:.{digits}f}" if abs(value) >= 0.01 or value == 0 else f"{value:.{digits - 1}g}"
+            if all(float(text) != bound or value == bound for bound in (self.full, self.zero)):
+                return text
+        return repr(value)
 
     def grade(self, value: float, what: str) -> NoReturn:
         """Award the fraction `value` earns, with a message quoting the measurement and the rule."""
-        shown = f"{value:.4f}" if abs(value) >= 0.01 or value == 0 else f"{value:.3g}"  # NMSE 2.5e-06, not 0.0000
+        shown = self.shown(value) if math.isfinite(value) else str(value)  # NMSE 2.5e-06, not 0.0000
         measured = {self.metric: float(value)} if math.isfinite(value) else {}  # NaN is not JSON
         if self.metric == "accuracy" and measured:  # thresholds in [0, 1] are fractions
             measured["accuracy_percent"] = round(float(value) * (1 if self.full > 1 else 100), 4)
