@@ -107,8 +107,7 @@ def _print_result(result, title: str) -> None:  # noqa: ANN001
         table.add_row(c.id, f"{c.score:.4g}/{c.max_score:.4g}", f"[{STATUS_STYLE[c.status]}]{c.status}[/]", escape(msg))
     out.print(table)
     for n in result.notices():
-        label = f"problem (−{n.points:g} points)" if n.points else "problem"
-        out.print(f"[red]{label}:[/red] {escape(n.text)}", highlight=False)
+        out.print(f"[{'cyan' if n.note else 'red'}]{n.label}:[/] {escape(n.text)}", highlight=False)
         for d in n.details:
             out.print(f"    {escape(d)}", highlight=False)
     out.print(f"[bold]score: {result.score:g} / {result.max_score:g}[/bold]  ({result.duration_s:.1f} s)")

@@ -161,9 +161,19 @@ def classify(exc: BaseException) -> dict[str, Any]:
     elif isinstance(exc, OSError) and exc.errno == errno.EFBIG:
         limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0] >> 20
         kind, msg = "file_size", f"tried to write a file over the {limit} MiB limit{at}"
+    elif any(sign in str(exc) for sign in NO_CUDA):
+        kind, msg = "exception", (f"used CUDA, which this grading machine does not have ({type(exc).__name__}: "
+                                  f"{str(exc).splitlines()[0][:120]}){at}: choose the device with device = 'cuda' if "
+                                  "torch.cuda.is_available() else 'cpu', and move models and tensors with "
+                                  ".to(device)")  # fmt: skip
     else:
         kind, msg = "exception", f"raised {_describe(exc)}{at}"
     return {"kind": kind, "message": msg, "where": where}
+
+
+# What torch says when code asks for CUDA on a machine without it (no driver, a CPU build, no device visible).
+NO_CUDA = ("Found no NVIDIA driver", "Torch not compiled with CUDA enabled", "No CUDA GPUs are available",
+           "no CUDA-capable device", "CUDA driver initialization failed")  # fmt: skip
 
 
 def export_graph(model: Any, example: tuple[Any, ...], input_names: list[str], output_names: list[str]) -> Any:

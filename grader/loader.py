@@ -6,8 +6,9 @@ a bare `main()`, `argparse` parsing, a dataset download. `import_module` runs th
 seconds (load-independent: a busy grading machine does not shorten it) and a wall-clock cap (for code that
 sleeps or waits); when it runs past them, exits, or fails, it raises `ImportProblem` saying what happened, where
 the code was (file and line), and what to do. The contestant then restarts and `import_definitions` loads only
-the imports, functions, classes and assignments, one top-level statement at a time, leaving out calls and
-loops; an assignment that fails or runs long is left out too. What was left out is reported.
+the imports, functions, classes and assignments, one top-level statement at a time, leaving out loops and
+calls (except those that configure, such as `parser.add_argument(...)` or a seed); an assignment that fails or
+runs long is left out too. What was left out is reported.
 """
 
 from __future__ import annotations
@@ -252,6 +253,16 @@ def _has_call(node: ast.AST) -> bool:
 
 DEFINITIONS = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 ASSIGNMENTS = (ast.Assign, ast.AnnAssign, ast.AugAssign)
+# Calls at top level that only configure what the kept assignments use: without `parser.add_argument(...)` a kept
+# `args = parser.parse_args()` has none of the student's options, and without a seed a module-level model is
+# initialised differently. They run under the same budget as an assignment that calls something.
+CONFIGURING = {"add_argument", "add_argument_group", "add_mutually_exclusive_group", "set_defaults", "manual_seed",
+               "seed", "filterwarnings", "simplefilter", "set_printoptions"}  # fmt: skip
+
+
+def _configures(node: ast.stmt) -> bool:
+    return (isinstance(node, ast.Expr) and isinstance(node.value, ast.Call)
+            and isinstance(node.value.func, ast.Attribute) and node.value.func.attr in CONFIGURING)  # fmt: skip
 
 
 def definitions(tree: ast.Module, source: str) -> tuple[list[ast.stmt], list[LeftOut]]:
@@ -266,7 +277,7 @@ def definitions(tree: ast.Module, source: str) -> tuple[list[ast.stmt], list[Lef
     for node in tree.body:
         # a docstring, or a bare string anywhere (a notebook's cells may open with one): runs nothing
         docstring = isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
-        if isinstance(node, DEFINITIONS + ASSIGNMENTS + (ast.Pass,)) or docstring:
+        if isinstance(node, DEFINITIONS + ASSIGNMENTS + (ast.Pass,)) or docstring or _configures(node):
             keep.append(node)
         elif _is_main_guard(node):
             continue  # runs only when the file is started itself: never at import
@@ -293,7 +304,7 @@ def import_definitions(name: str, path: Path, cpu_s: float) -> tuple[types.Modul
     started = time.process_time()
     for node in keep:
         code = compile(ast.Module(body=[node], type_ignores=[]), str(path), "exec")
-        guarded = isinstance(node, ASSIGNMENTS + (ast.If, ast.Try)) and _has_call(node)
+        guarded = isinstance(node, ASSIGNMENTS + (ast.If, ast.Try, ast.Expr)) and _has_call(node)
         left_so_far = max(0.1, cpu_s - (time.process_time() - started))
         try:
             if guarded:

@@ -131,6 +131,22 @@ class Notice(NamedTuple):
     text: str
     points: float = 0.0  # deducted
     details: list[str] = []
+    note: bool = False  # a remark that costs nothing (how a file was found or read), not a problem
+
+    @property
+    def label(self) -> str:
+        """'note', 'problem', or 'problem (−5 points)'."""
+        return "note" if self.note else f"problem (−{self.points:g} points)" if self.points else "problem"
+
+    def line(self) -> str:
+        """The notice as one line of plain text."""
+        return ("Note: " if self.note else "") + self.text + (f" (−{self.points:g} points)" if self.points else "")
+
+
+def notices_title(notices: list[Notice]) -> str:
+    """The heading over a list of notices: Problems, Notes, or Problems and notes."""
+    kinds = {n.note for n in notices}
+    return "Problems and notes" if len(kinds) == 2 else "Notes" if kinds == {True} else "Problems"
 
 
 class GradeResult(BaseModel):
@@ -177,7 +193,7 @@ class GradeResult(BaseModel):
         """What to tell the student before the checks: unusable files, notes on how files were found, then each
         problem with the points it cost."""
         out = [Notice(f.problem) for f in self.files if f.problem]
-        out += [Notice(f.note) for f in self.files if f.note and not f.problem]
+        out += [Notice(f.note, note=True) for f in self.files if f.note and not f.problem]
         return out + [Notice(p.message, p.points, p.details) for p in self.problems]
 
     def visible_to_student(self) -> list[CheckResult]:

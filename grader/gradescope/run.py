@@ -102,7 +102,7 @@ def to_results(result: GradeResult, late: Lateness | None, board: bool) -> dict[
         tests.append(_test("Late submission", len(tests) + 1, -late.penalty, 0, "failed", md_text(late.message),
                            "visible", ["late"]))  # fmt: skip
         score = round(max(0.0, score - late.penalty), 4)
-    notices = [md_text(n.text + (f" (−{n.points:g} points)" if n.points else "")) for n in result.notices()]
+    notices = [md_text(n.line()) for n in result.notices()]
     if late is not None:
         notices.append(md_text(late.message))
     head = f"**{md_text(result.assignment)}**: graded by torch-grader {md_text(result.environment.grader_version)}"

@@ -32,7 +32,7 @@ def to_gradescope(result: GradeResult) -> dict[str, Any]:
             tests.append({"name": f"Deduction: {p.id}", "number": str(len(tests) + 1), "score": -p.points,
                           "max_score": 0, "status": "failed", "output": "\n".join([p.message, *p.details]),
                           "output_format": "text", "visibility": "visible", "tags": [p.id]})  # fmt: skip
-    notices = [n.text + (f" (−{n.points:g} points)" if n.points else "") for n in result.notices()]
+    notices = [n.line() for n in result.notices()]
     return {
         "score": result.score,
         "execution_time": round(result.duration_s),
