@@ -20,7 +20,7 @@ import torch
 
 from grader.grading import grade
 from grader.sandbox.local import LocalSandbox
-from tests.test_exp1_e2e import EXPECTED
+from tests.test_exp1_e2e import EXPECTED, by_id
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
@@ -298,3 +298,76 @@ def test_a_declared_check_without_a_test_exits_2_with_a_message(quick_course, tm
     r = cli("grade", "exp1", str(SOLUTION), "--out", str(tmp_path / "out"), "--course", str(quick_course.root))
     assert r.returncode == 2 and "no test implements the checks mlp_output_shape" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_definitions_keep_the_calls_that_configure_what_they_use(tmp_path, monkeypatch):
+    """A script at module level: argparse options, a seed, then a download. The fallback keeps the options and the
+    seed (the kept `args` and `model` need them) and leaves out the download and the loop."""
+    from grader.loader import import_definitions
+
+    (tmp_path / "exp2.py").write_text(
+        "import argparse\nimport torch\n\nparser = argparse.ArgumentParser(description='ResNet20 作业')\n"
+        "parser.add_argument('--lr', type=float, default=0.1)\nparser.set_defaults(epochs=10)\n"
+        "args = parser.parse_args()\ntorch.manual_seed(0)\nw = torch.randn(3)\n"
+        "data = open('/nonexistent/cifar').read()  # 'download'\nfor epoch in range(args.epochs):\n    print(epoch)\n\n"
+        "def lr_for_epoch(epoch):\n    return args.lr if epoch < 5 else args.lr * 0.1\n"
+    )  # fmt: skip
+    monkeypatch.setattr(sys, "argv", ["exp2.py"])
+    module, left = import_definitions("student_exp2", tmp_path / "exp2.py", cpu_s=10)
+    assert module.lr_for_epoch(7) == pytest.approx(0.01) and module.args.epochs == 10
+    torch.manual_seed(0)
+    assert torch.equal(module.w, torch.randn(3))  # the seed ran before the model's weights were drawn
+    assert [(lo.line, lo.why) for lo in left] == [(10, "raised FileNotFoundError"), (11, "a loop")]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_unguarded_cuda_says_how_to_choose_the_device(quick_course, tmp_path):
+    folder = student_exp1(tmp_path, lambda src: src.replace(
+        "    optimizer = torch.optim.Adam(model.parameters(), lr=lr)\n",
+        "    model, x, y = model.cuda(), x.cuda(), y.cuda()  # 用GPU训练\n"
+        "    optimizer = torch.optim.Adam(model.parameters(), lr=lr)\n"))  # fmt: skip
+    result = grade(quick_course, "exp1", folder, sandbox=LocalSandbox(), only=["training_lowers_mse"])
+    message = by_id(result)["training_lowers_mse"].message
+    assert message.startswith("used CUDA, which this grading machine does not have (") and "exp1.py line" in message
+    assert "device = 'cuda' if torch.cuda.is_available() else 'cpu'" in message and "nvidia.com" not in message
+
+
+class FitNet(torch.nn.Module):
+    """A student's own MLP class, with the handout's layer names."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Linear(1, 64), torch.nn.Tanh(), torch.nn.Linear(64, 64),
+                                       torch.nn.Tanh(), torch.nn.Linear(64, 1))  # fmt: skip
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def test_whole_pickled_models_are_graded_from_their_weights_with_one_note(quick_course, tmp_path):
+    """torch.save({"default": model, "custom": model2}): the weights are read without running the student's class."""
+    folder = student_exp1(tmp_path, lambda src: src)
+    saved = torch.load(folder / "model.pth", weights_only=True)
+    models = {}
+    for which in ("default", "custom"):
+        models[which] = FitNet()
+        models[which].load_state_dict(saved[which])
+    torch.save(models, folder / "model.pth")
+    result = grade(quick_course, "exp1", folder, sandbox=LocalSandbox())
+    assert scores(result) == EXPECTED["solution"] and not result.problems
+    (note,) = [n for n in result.notices() if n.note]
+    assert note.text == ("model.pth holds the whole model (FitNet), pickled, where only its weights were expected: "
+                         "the grader read the weights out of it without running any of its code, and graded them. "
+                         "Next time save model.state_dict() in the format the assignment asks for")  # fmt: skip
+    assert not any("bare state_dict" in n for c in result.checks for n in c.notes)
+
+
+def test_diverged_weights_are_named_as_such(quick_course, tmp_path):
+    folder = student_exp1(tmp_path, lambda src: src)
+    saved = torch.load(folder / "model.pth", weights_only=True)
+    saved["default"] = {k: torch.full_like(v, float("nan")) for k, v in saved["default"].items()}
+    torch.save(saved, folder / "model.pth")
+    result = grade(quick_course, "exp1", folder, sandbox=LocalSandbox(), only=["model_fits_target"])
+    assert by_id(result)["model_fits_target"].message == (
+        'model.pth["default"] holds NaN or infinite weights (net.0.weight, net.0.bias, net.2.weight and 3 more): '
+        "training diverged; lower the learning rate, train again and save the new weights")  # fmt: skip

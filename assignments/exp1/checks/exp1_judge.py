@@ -9,19 +9,33 @@ with seed 0, 5000 Adam epochs at lr 0.01, float32 on CPU; the evaluation itself 
 
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import torch
 from typing_extensions import TypedDict
 
-from grader.graphs import GraphPolicy
-from grader.judge import CheckFailed, Threshold, WeightsError, expect_finite, expect_tensor, fail, state_dict_from
+from grader.graphs import GraphPolicy, GraphRefused
+from grader.judge import (
+    CheckFailed,
+    ContestantError,
+    PickledModel,
+    Threshold,
+    WeightsError,
+    expect_finite,
+    expect_shape,
+    expect_tensor,
+    fail,
+    first_mismatch,
+    state_dict_from,
+)
 from grader.judge.measured import ModelSpec, choose, predict
 
 NUM_TRAIN_SAMPLES = 1000
 X_MIN, X_MAX = -5.0, 5.0
 GRID = torch.linspace(X_MIN, X_MAX, 2001).reshape(-1, 1)  # (2001, 1), float32
+F_POINTS = torch.tensor([-5.0, -2.5, -1.0, 0.0, 0.5, 1.0, 2.0, 4.5])  # (8,): where f_reference_values checks f
 # Deterministic evaluation of fixed weights on a fixed grid: no seed, and no tolerance needed.
 FIT = Threshold("normalized MSE", full=1e-3, zero=1e-1, higher_is_better=False, seed=None, tolerance=0.0, scale="log")
 
@@ -92,13 +106,94 @@ def nmse(pred: torch.Tensor, target: torch.Tensor) -> float:
     return float(((pred - target) ** 2).mean() / target.var())
 
 
+def f_problem(got: Any) -> str | None:
+    """Why f(x) at F_POINTS (the f_values probe's answer) is not the reference's, None if it is: what
+    f_reference_values charges. Fails (CheckFailed) on an answer of the wrong shape, as that check does."""
+    got = expect_shape(got, tuple(F_POINTS.shape), "f(x) for x of shape (8,)")
+    return first_mismatch(got, reference_f(F_POINTS), F_POINTS, atol=1e-4, rtol=1e-5)
+
+
+def f_charged(contestant: Any) -> bool:
+    """Whether f_reference_values fails (the same probe call, the same test), so a mistake in f(x) is charged there."""
+    try:
+        return f_problem(contestant.call("f_values", x=F_POINTS)) is not None
+    except AssertionError:  # CheckFailed, ContestantError: that check fails on the same call
+        return True
+
+
+class GridValues:
+    """The student's f(x) and custom_f(x) on GRID (float64, (2001, 1)), each asked of the contestant at most once;
+    None when the call fails or the values are of the wrong shape, not finite, or constant. Only ever compared with
+    the judge's own measurement of a model: they decide which target a fit is measured against, never a score."""
+
+    def __init__(self, contestant: Any, custom: torch.Tensor | None = None) -> None:
+        self.contestant = contestant
+        if custom is not None:  # already asked for and checked by the caller
+            self.__dict__["custom"] = custom.double()
+
+    def _ask(self, probe: str) -> torch.Tensor | None:
+        try:
+            got = self.contestant.call(probe, x=GRID)
+        except ContestantError:
+            return None
+        if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(GRID.shape):
+            return None
+        got = got.double()
+        if not torch.isfinite(got).all() or float(got.var()) < 1e-8:
+            return None
+        return got
+
+    @cached_property
+    def f(self) -> torch.Tensor | None:
+        return self._ask("f_values")
+
+    @cached_property
+    def custom(self) -> torch.Tensor | None:
+        return self._ask("custom_values")
+
+    def f_targets(self) -> list[torch.Tensor]:
+        """What "fits f" may mean: the reference f, and the student's own f (the one their model was trained on)."""
+        return [reference_f(GRID)] + ([self.f] if self.f is not None else [])
+
+
+def usable(pred: torch.Tensor) -> bool:
+    """Predictions that can be compared: one finite value per grid point."""
+    return pred.numel() == GRID.shape[0] and bool(torch.isfinite(pred).all())
+
+
+def fits_custom(pred: torch.Tensor, values: GridValues) -> bool:
+    """Whether the predictions are closer (normalized MSE) to the student's custom_f than to f, reference or own."""
+    if values.custom is None or not usable(pred):
+        return False
+    return nmse(pred, values.custom) < min(nmse(pred, t) for t in values.f_targets())
+
+
+def single_model(weights: Any) -> dict[str, torch.Tensor] | None:
+    """model.pth's one model when it holds a bare state_dict, or a whole pickled model (read as its state_dict),
+    instead of {"default": ..., "custom": ...}; None otherwise."""
+    if isinstance(weights, dict) and weights and all(isinstance(v, torch.Tensor) for v in weights.values()):
+        return dict(weights)
+    return None
+
+
+def one_model(weights: Any) -> str:
+    return f"a single model ({weights.cls_name})" if isinstance(weights, PickledModel) else "a single state_dict"
+
+
+OVERWRITTEN = ('model.pth holds one model, and it fits your custom_f, not f: the default model is missing (did a '
+               'second torch.save overwrite the first?). Save both in one file: torch.save({"default": '
+               'model.state_dict(), "custom": custom_model.state_dict()}, "model.pth")')  # fmt: skip
+
+
 def state_dict_for(weights: Any, which: str, check: Any) -> dict[str, torch.Tensor]:
     """model.pth is {"default": state_dict, "custom": state_dict}; a bare state_dict counts as "default"."""
-    if isinstance(weights, dict) and weights and all(isinstance(v, torch.Tensor) for v in weights.values()):
+    if (single := single_model(weights)) is not None:
         if which == "custom":
-            fail('model.pth holds a single state_dict; save {"default": ..., "custom": ...} to grade the custom task')
-        check.note('model.pth is a bare state_dict; read it as the "default" model')
-        return dict(weights)
+            fail(f'model.pth holds {one_model(weights)}; save {{"default": ..., "custom": ...}} to grade the custom '
+                 "task")  # fmt: skip
+        if not isinstance(weights, PickledModel):  # the intake's note says how a whole model was read
+            check.note('model.pth is a bare state_dict; read it as the "default" model')
+        return single
     try:
         return state_dict_from(weights, "model.pth", which)
     except WeightsError as exc:
@@ -113,12 +208,24 @@ def mse(state: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> flo
         return float(((model(x).double() - y.double()) ** 2).mean())
 
 
+def grid_predictions(contestant: Any, state: dict[str, torch.Tensor], which: str,
+                     what: str) -> tuple[torch.Tensor, str | None]:  # fmt: skip
+    """The trained model's predictions on GRID, computed by the judge (grader.judge.measured), and the note to
+    give when they were measured in the student's own model. Raises ContestantError or GraphRefused when the
+    student's model cannot be measured with these weights."""
+    chosen = choose(model_spec(which), state, contestant, what)
+    return predict(chosen, POLICY, "exp1-grid", GRID, len(GRID)), (chosen.note if chosen.own else None)
+
+
 def fit_of(contestant: Any, state: dict[str, torch.Tensor], which: str, what: str, check: Any) -> torch.Tensor:
     """The trained model's predictions on GRID, computed by the judge (grader.judge.measured)."""
-    chosen = choose(model_spec(which), state, contestant, what)
-    if chosen.own:
-        check.note(chosen.note)
-    return predict(chosen, POLICY, "exp1-grid", GRID, len(GRID))
+    pred, note = grid_predictions(contestant, state, which, what)
+    if note:
+        check.note(note)
+    return pred
+
+
+UNMEASURABLE = (ContestantError, GraphRefused)  # the student's model does not take, or run, these weights
 
 
 def grade_fit(pred: Any, target: torch.Tensor, what: str) -> None:

@@ -3,7 +3,21 @@
 import ast
 
 import torch
-from exp1_judge import GRID, NUM_TRAIN_SAMPLES, Settings, fit_of, grade_fit, reference_f, state_dict_for
+from exp1_judge import (
+    GRID,
+    NUM_TRAIN_SAMPLES,
+    UNMEASURABLE,
+    GridValues,
+    Settings,
+    fit_of,
+    fits_custom,
+    grade_fit,
+    grid_predictions,
+    one_model,
+    reference_f,
+    single_model,
+    state_dict_for,
+)
 
 from grader.judge import expect_finite, expect_shape, fail
 
@@ -41,6 +55,24 @@ def test_custom_function_fits(contestant, submission, check):
         fail("custom_f(x) equals the default f(x) on the grid; define a function of your own")
     if float(yc.double().var()) < 1e-8:
         fail("custom_f(x) is constant on the grid; choose a function with some shape to fit")
-    state = state_dict_for(submission.weights("model.pth"), "custom", check)
+    weights = submission.weights("model.pth")
+    if (single := single_model(weights)) is not None and (got := _single_as_custom(contestant, single, yc)):
+        pred, note = got
+        check.note(f"model.pth holds {one_model(weights)}, and it fits your custom_f better than f, so it was graded "
+                   "as the custom model")  # fmt: skip
+        if note:
+            check.note(note)
+        grade_fit(pred, yc, "model.pth in your custom model, run by the judge")
+    state = state_dict_for(weights, "custom", check)  # a single model that fits f: says how to save both
     pred = fit_of(contestant, state, "custom", 'model.pth["custom"]', check)
     grade_fit(pred, yc, 'model.pth["custom"] in your model, run by the judge')
+
+
+def _single_as_custom(contestant, state, yc):
+    """The grid predictions of model.pth's only model in build_custom_model(), if it fits custom_f better than f (a
+    second torch.save overwrote the default model with the custom one); else None."""
+    try:
+        pred, note = grid_predictions(contestant, state, "custom", "model.pth")
+    except UNMEASURABLE:
+        return None
+    return (pred, note) if fits_custom(pred, GridValues(contestant, custom=yc)) else None

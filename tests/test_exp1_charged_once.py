@@ -1,0 +1,161 @@
+"""exp1: realistic slips, each charged once, with one message that says what happened and how to fix it.
+
+Graded for real (the sandbox, the checks); each submission is the bundled solution with one mistake.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from grader.grading import grade
+from grader.modules import load_module
+from tests.test_exp1_e2e import by_id
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parent.parent
+SOLUTION = ROOT / "examples/exp1/solution"
+CORRECT_F = "    return x**2 + 2 * torch.sin(x) + torch.cos(x - 1) - 5\n"
+TYPO_F = "    return x**2 + 2 * torch.sin(x) + torch.cos(x) - 1 - 5  # cos(x) - 1, meant cos(x - 1)\n"
+OVERWRITTEN = ('model.pth holds one model, and it fits your custom_f, not f: the default model is missing (did a '
+               'second torch.save overwrite the first?). Save both in one file: torch.save({"default": '
+               'model.state_dict(), "custom": custom_model.state_dict()}, "model.pth")')  # fmt: skip
+
+
+def solution_with(folder: Path, old: str, new: str) -> Path:
+    """The bundled solution copied to `folder`, with `old` replaced by `new` in exp1.py."""
+    shutil.copytree(SOLUTION, folder)
+    src = (folder / "exp1.py").read_text()
+    assert src.count(old) == 1, old
+    (folder / "exp1.py").write_text(src.replace(old, new))
+    return folder
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Training in this process on one thread: the same weights on every machine, and no fight over 2 cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_a_typo_in_f_is_charged_once(course, tmp_path, one_thread):
+    """f has `cos(x) - 1` for `cos(x - 1)`, and the default model was trained on that f (500 Adam epochs from the
+    student's own script, about 2 s): f_reference_values charges the typo; the fit, measured against the student's
+    own f, earns its points (against the assignment's f it measures NMSE ~0.03, about 7 of 25)."""
+    folder = solution_with(tmp_path / "typo", CORRECT_F, TYPO_F)
+    module = load_module(folder / "exp1.py", "student_exp1_typo")  # a test may run student code: it is not the judge
+    torch.manual_seed(0)
+    model = module.build_model()
+    x, y = module.make_data(module.f)
+    module.train(model, x, y, 500, 0.01)
+    saved = torch.load(folder / "model.pth", weights_only=True)
+    torch.save({"default": model.state_dict(), "custom": saved["custom"]}, folder / "model.pth")
+
+    checks = by_id(grade(course, "exp1", folder, only=["f_reference_values", "model_fits_target"]))
+    assert checks["f_reference_values"].score == 0
+    assert checks["f_reference_values"].message.startswith("f(x) at x=-5 got")
+    fit = checks["model_fits_target"]
+    assert (fit.score, fit.status) == (25, "passed"), fit.message
+    assert fit.notes == ["the fit is measured against your own f(x), not the assignment's: your f(x) differs from "
+                         "it, and that mistake is charged once, by f_reference_values"]  # fmt: skip
+    assert fit.message.startswith('model.pth["default"] in your model, run by the judge, against your own f(x), on '
+                                  "2001 grid points over [-5, 5]: normalized MSE")  # fmt: skip
+
+
+def test_a_typo_in_f_with_a_model_fit_to_the_right_f_is_graded_as_always(course, tmp_path):
+    """The same typo, with the solution's model.pth (trained on the right f): the fit is measured against the
+    assignment's f, as always, and earns full points; nothing is said about the student's f there."""
+    folder = solution_with(tmp_path / "typo", CORRECT_F, TYPO_F)
+    checks = by_id(grade(course, "exp1", folder, only=["f_reference_values", "model_fits_target"]))
+    assert checks["f_reference_values"].score == 0
+    fit = checks["model_fits_target"]
+    assert (fit.score, fit.notes) == (25, [])
+    assert "against your own f(x)" not in fit.message
+
+
+def _custom_only(folder: Path, kind: str) -> None:
+    """model.pth as left by a second save that overwrote the first: only the custom model, as its state_dict, or
+    as the whole model (torch.save(custom_model, ...), which the judge reads as its state_dict)."""
+    custom = torch.load(folder / "model.pth", weights_only=True)["custom"]
+    if kind == "state_dict":
+        torch.save(custom, folder / "model.pth")
+        return
+    name = "student_exp1_pickled"
+    module = load_module(folder / "exp1.py", name, register=True)  # pickling names the class by its module
+    try:
+        model = module.build_custom_model()
+        model.load_state_dict(custom)
+        torch.save(model, folder / "model.pth")
+    finally:
+        del sys.modules[name]
+
+
+@pytest.mark.parametrize("kind", ["state_dict", "whole-model"])
+def test_a_second_save_that_overwrote_the_default_model(course, tmp_path, kind):
+    """torch.save(model.state_dict(), "model.pth") twice, the custom model last: the custom task is graded on the
+    model that is there, and the default task fails once, saying what happened and how to save both."""
+    twice = '    torch.save(trained["default"], "model.pth")\n    torch.save(trained["custom"], "model.pth")\n'
+    folder = solution_with(tmp_path / "overwrite", '    torch.save(trained, "model.pth")\n', twice)
+    _custom_only(folder, kind)
+    result = grade(course, "exp1", folder)
+    checks = by_id(result)
+    fit = checks["model_fits_target"]
+    assert (fit.score, fit.status, fit.message, fit.notes) == (0, "failed", OVERWRITTEN, [])
+    custom = checks["custom_function_fits"]
+    one = "a single state_dict" if kind == "state_dict" else "a single model (student_exp1_pickled.MLP)"
+    assert (custom.score, custom.status) == (25, "passed"), custom.message
+    assert custom.notes == [f"model.pth holds {one}, and it fits your custom_f better than f, so it was graded as "
+                            "the custom model"]  # fmt: skip
+    assert custom.message.startswith("model.pth in your custom model, run by the judge, on 2001 grid points")
+    assert [c.id for c in result.checks if c.score < c.max_score] == ["model_fits_target"]
+    assert result.score == 75
+
+
+def test_a_single_default_model_still_says_the_custom_one_is_missing(course, tmp_path):
+    """Only the default model saved (a bare state_dict that fits f): it is graded as the default model, with a note,
+    and the custom task says how to save both, as before."""
+    folder = solution_with(tmp_path / "default-only", '    torch.save(trained, "model.pth")\n',
+                           '    torch.save(trained["default"], "model.pth")\n')  # fmt: skip
+    torch.save(torch.load(folder / "model.pth", weights_only=True)["default"], folder / "model.pth")
+    checks = by_id(grade(course, "exp1", folder, only=["model_fits_target", "custom_function_fits"]))
+    fit = checks["model_fits_target"]
+    assert (fit.score, fit.notes) == (25, ['model.pth is a bare state_dict; read it as the "default" model'])
+    custom = checks["custom_function_fits"]
+    assert (custom.score, custom.message) == (0, 'model.pth holds a single state_dict; save {"default": ..., '
+                                                 '"custom": ...} to grade the custom task')  # fmt: skip
+
+
+def test_a_train_without_zero_grad_is_told_why_the_loss_grew(course, tmp_path):
+    """train() never resets the gradients: Adam follows their running sum and the MSE grows. The check keeps its
+    score (0) and its measurement, and says what usually causes it."""
+    folder = solution_with(tmp_path / "no-zero-grad", "        optimizer.zero_grad()\n", "")
+    train = by_id(grade(course, "exp1", folder, only=["training_lowers_mse"]))["training_lowers_mse"]
+    assert (train.score, train.status) == (0, "failed")
+    got = re.fullmatch(r"after train\(model, x, y, num_epochs=300, lr=0\.01\) the MSE went from (\S+) to (\S+); "
+                       r"expected it to fall to at most (\S+)\. (.*)", train.message)  # fmt: skip
+    assert got, train.message
+    before, after, limit = map(float, got.groups()[:3])
+    assert after > before and limit == pytest.approx(before / 2, rel=1e-3)
+    assert got[4] == ("The loss grew: a train() that does not reset the gradients each step (optimizer.zero_grad() "
+                      "before loss.backward()), or that takes too large a step, diverges like this")  # fmt: skip
+
+
+def test_training_starts_from_the_same_weights_whatever_the_judge_drew_before(course, tmp_path):
+    """The judge's starting weights come from a fixed seed, not from the judge's global RNG, which a batch worker
+    has advanced by every submission before: the same train() gets the same message in any order."""
+    folder = solution_with(tmp_path / "no-zero-grad", "        optimizer.zero_grad()\n", "")
+    messages = []
+    for draws in (1, 3):
+        torch.rand(draws)  # the judge's global RNG, moved on
+        messages.append(by_id(grade(course, "exp1", folder, only=["training_lowers_mse"]))["training_lowers_mse"])
+    assert messages[0].model_dump(exclude={"duration_s"}) == messages[1].model_dump(exclude={"duration_s"})
