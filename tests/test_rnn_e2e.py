@@ -45,3 +45,29 @@ def test_reader_matches_d2l(data_root):
     lines = read_time_machine(data_root)
     assert lines[0] == "the time machine by h g wells"
     assert sum(len(s) for s in lines) == 170_580  # d2l 8.2's corpus length for char tokens
+
+
+def _student(example, edits: list[tuple[str, str]]):
+    folder = example("rnn", "solution")
+    src = (folder / "rnn.py").read_text()
+    for old, new in edits:
+        assert old in src
+        src = src.replace(old, new)
+    (folder / "rnn.py").write_text(src)
+    return folder
+
+
+def test_a_squared_norm_and_a_list_state(course, data_root, example):
+    """Clipping by theta / norm**2 scales every gradient alike, by the wrong factor: the message says which. A list
+    state works wherever the state goes: a note, no points."""
+    folder = _student(example, [
+        ("    norm = torch.sqrt(sum(torch.sum(p.grad**2) for p in params))\n",
+         "    norm = sum(torch.sum(p.grad**2) for p in params)  # 范数\n"),
+        ("    return (torch.zeros((batch_size, num_hiddens), device=device),)\n",
+         "    return [torch.zeros((batch_size, num_hiddens), device=device)]\n"),
+    ])  # fmt: skip
+    checks = by_id(grade(course, "rnn", folder, data_root=data_root, only=["grad_clipping", "param_shapes"]))
+    assert checks["grad_clipping"].message == (
+        "grad_clipping scaled every gradient by 0.01; expected theta / norm = 0.1, where norm is the square root of "
+        "the sum of all squared gradient entries")  # fmt: skip
+    assert checks["param_shapes"].status == "passed" and "returns a list [H]" in checks["param_shapes"].notes[0]

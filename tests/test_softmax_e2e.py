@@ -54,3 +54,17 @@ def test_fashion_mnist_reader(data_root):
     assert x.shape == (10000, 1, 28, 28) and x.dtype == torch.uint8
     assert torch.bincount(y).tolist() == [1000] * 10  # Fashion-MNIST's test set is balanced
     assert read_fashion_mnist(data_root, train=True)[0].shape == (60000, 1, 28, 28)
+
+
+def test_a_softmax_over_the_wrong_dimension_is_charged_once(course, data_root, example):
+    folder = example("softmax", "solution")
+    src = (folder / "softmax.py").read_text()
+    old = ("    X_exp = torch.exp(X - X.max(dim=1, keepdim=True).values)  # (N, q), every entry in (0, 1]\n"
+           "    return X_exp / X_exp.sum(dim=1, keepdim=True)  # (N, q)\n")  # fmt: skip
+    assert old in src
+    (folder / "softmax.py").write_text(src.replace(old, (
+        "    X_exp = torch.exp(X - X.max(dim=1, keepdim=True).values)\n"
+        "    return X_exp / X_exp.sum(dim=0, keepdim=True)  # 按列求和\n")))  # fmt: skip
+    checks = by_id(grade(course, "softmax", folder, data_root=data_root, only=["softmax_rows", "softmax_stable"]))
+    assert checks["softmax_rows"].status == "failed"
+    assert checks["softmax_stable"].status == "passed" and "softmax_rows" in checks["softmax_stable"].notes[0]

@@ -21,6 +21,7 @@ import torch
 from grader.graphs import GraphPolicy
 from grader.graphs.reference import reference_graph, with_weights
 from grader.judge.client import ContestantClient, ContestantError
+from grader.judge.outcome import CheckFailed
 from grader.judge.tensors import FileBytes
 
 # Outputs of the student's model and the reference on the same weights and inputs agree when within this.
@@ -48,6 +49,10 @@ class Chosen:
     graph: bytes
     own: bool  # the student's own model (exported in the sandbox), not the reference
     note: str
+
+    def refused(self, why: object) -> str:
+        """The message when the judge will not run the student's own graph (`why`: the runner's reason)."""
+        return f"{self.note.removesuffix(COSTS_NOTHING)}, but the judge will not run it: {why}"
 
 
 def mismatch(spec: ModelSpec, state: dict[str, torch.Tensor]) -> str | None:
@@ -96,6 +101,10 @@ def reference_with(spec: ModelSpec, state: dict[str, torch.Tensor]) -> bytes:
 
 def choose(spec: ModelSpec, state: dict[str, torch.Tensor], contestant: ContestantClient | None, what: str) -> Chosen:
     """The graph to measure `state` with. `what` names the weights file for messages ("final.pth")."""
+    if bad := [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]:
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        raise CheckFailed(f"{what} holds NaN or infinite weights ({', '.join(bad[:3])}{more}): training diverged; "
+                          "lower the learning rate, train again and save the new weights")  # fmt: skip
     differs = mismatch(spec, state)
     if differs is None and (contestant is None or computes_like_reference(spec, state, contestant)):
         return Chosen(reference_with(spec, state), False, f"{what} measured in the reference {spec.name}")
@@ -110,7 +119,10 @@ def choose(spec: ModelSpec, state: dict[str, torch.Tensor], contestant: Contesta
         raise ContestantError(f"{what} {why}, and your own model does not take its weights either ({first})",
                               exc.kind, exc.where) from None  # fmt: skip
     return Chosen(data.numpy().tobytes(), True, f"{what} {why}: measured in your own model, exported with those "
-                  "weights (this costs nothing by itself)")  # fmt: skip
+                  f"weights{COSTS_NOTHING}")  # fmt: skip
+
+
+COSTS_NOTHING = " (this costs nothing by itself)"  # said where the choice is a note, not where the graph is refused
 
 
 def predict(chosen: Chosen, policy: GraphPolicy, data_key: str, x: torch.Tensor, batch: int) -> torch.Tensor:
@@ -123,4 +135,4 @@ def predict(chosen: Chosen, policy: GraphPolicy, data_key: str, x: torch.Tensor,
     except GraphRefused as exc:
         if not chosen.own:
             raise RuntimeError(f"the reference graph failed to run: {exc}") from None
-        raise GraphRefused(f"{chosen.note}, but the judge will not run it: {exc}") from None
+        raise GraphRefused(chosen.refused(exc)) from None

@@ -144,7 +144,7 @@ def measure(path: Path, data_root: Path, contestant: ContestantClient | None = N
             try:
                 MEASURED[graph_key] = _result(_predict_graph(chosen.graph, data_root), data_root, [*notes, chosen.note])
             except GraphRefused as exc:
-                MEASURED[graph_key] = f"{chosen.note}, but the judge cannot run that graph: {exc}"
+                MEASURED[graph_key] = chosen.refused(exc)
         outcome = MEASURED[graph_key]
     GRADED[file_key] = outcome
     if isinstance(outcome, str):

@@ -178,7 +178,7 @@ def graph_perplexity(chosen: Chosen, tokens: torch.Tensor, vocab_size: int, hidd
     except GraphRefused as exc:
         if not chosen.own:
             raise RuntimeError(f"the reference RNN step's graph failed to run: {exc}") from None
-        raise CheckFailed(f"{chosen.note}, but the judge will not run it: {exc}") from None
+        raise CheckFailed(chosen.refused(exc)) from None
     return math.exp(total / (STREAMS * n))
 
 
