@@ -40,3 +40,18 @@ def test_messages(course, data_root):
     relu = by_id(grade(course, "lenet", course.examples_dir("lenet") / "relu-maxpool", data_root=data_root,
                        only=["forward_matches_reference"]))  # fmt: skip
     assert "sigmoid activations, average pooling" in relu["forward_matches_reference"].message
+
+
+def test_a_train_epoch_that_never_zeroes_the_gradients_is_caught(course, data_root, example):
+    """Without zero_grad the loss still falls on the check's 8 steps (the kept gradients act like momentum), so
+    the falling loss alone would pass it: the judge recognises the accumulated steps in the weights."""
+    folder = example("lenet", "solution")
+    src = (folder / "lenet.py").read_text()
+    assert "        optimizer.zero_grad()\n" in src
+    (folder / "lenet.py").write_text(src.replace("        optimizer.zero_grad()\n", "        # 梯度清零? \n"))
+    check = by_id(grade(course, "lenet", folder, data_root=data_root, only=["training_epoch"]))["training_epoch"]
+    assert check.status == "failed" and check.message.startswith("train_epoch never resets the gradients")
+    assert "optimizer.zero_grad() before loss.backward()" in check.message
+    solution = grade(course, "lenet", course.examples_dir("lenet") / "solution", data_root=data_root,
+                     only=["training_epoch"])  # fmt: skip
+    assert by_id(solution)["training_epoch"].status == "passed"

@@ -66,6 +66,28 @@ def images(data_root: Path, n: int, train: bool, seed: int) -> tuple[torch.Tenso
     return x[idx].float() / 255, y[idx]
 
 
+def sgd_epoch(state: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, lr: float, batch_size: int,
+              keep_gradients: bool = False) -> dict[str, torch.Tensor]:  # fmt: skip
+    """The probes' fixed training model after one epoch of plain minibatch SGD in order, in float64, from `state`;
+    `keep_gradients`: as a train_epoch that never zeroes them does (each step adds every earlier batch's)."""
+    W = state["1.weight"].double().clone().requires_grad_(True)  # (10, 784)
+    b = state["1.bias"].double().clone().requires_grad_(True)  # (10,)
+    kept = [torch.zeros_like(W), torch.zeros_like(b)]
+    for i in range(0, len(x), batch_size):
+        xb, yb = x[i : i + batch_size].reshape(-1, 784).double(), y[i : i + batch_size]  # (B, 784), (B,)
+        grads = torch.autograd.grad(F.cross_entropy(xb @ W.T + b, yb), (W, b))
+        kept = [k + g for k, g in zip(kept, grads, strict=True)] if keep_gradients else list(grads)
+        with torch.no_grad():
+            W -= lr * kept[0]
+            b -= lr * kept[1]
+    return {"1.weight": W.detach(), "1.bias": b.detach()}
+
+
+def same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    """Equal up to float32 rounding over one epoch."""
+    return all(torch.allclose(a[k].double(), b[k].double(), rtol=1e-4, atol=1e-5) for k in b)
+
+
 def small_model_loss(state: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> float:
     """Mean cross-entropy of the probes' fixed training model (flatten, linear 784->10) with `state`."""
     logits = x.reshape(len(x), -1).double() @ state["1.weight"].double().T + state["1.bias"].double()  # (N, 10)

@@ -14,6 +14,8 @@ from lenet_judge import (
     TrainSmall,
     images,
     key_mismatch,
+    same_weights,
+    sgd_epoch,
     shapes_differ,
     small_model_loss,
 )
@@ -72,6 +74,10 @@ def test_training_epoch(contestant, data_root):
     x, y = images(data_root, TRAIN_IMAGES, train=True, seed=2)
     r = contestant.call("train_small", x=x, y=y, lr=TRAIN_LR, batch_size=TRAIN_BATCH, seed=0, returns=TrainSmall)
     before, after = small_model_loss(r["before"], x, y), small_model_loss(r["after"], x, y)
+    if same_weights(r["after"], sgd_epoch(r["before"], x, y, TRAIN_LR, TRAIN_BATCH, keep_gradients=True)):
+        fail(f"train_epoch never resets the gradients: every step also applies all earlier batches' gradients (the "
+             f"mean loss went from {before:.4f} to {after:.4f} on {TRAIN_IMAGES} images, as if with momentum); call "
+             "optimizer.zero_grad() before loss.backward() in every step")  # fmt: skip
     expect_curve([before, after], f"one epoch of train_epoch on {TRAIN_IMAGES} images (lr {TRAIN_LR}, batch "
                  f"{TRAIN_BATCH}, a fixed linear model) took the mean loss from {before:.4f} to {after:.4f}",
                  max_ratio=TRAIN_RATIO)  # fmt: skip
