@@ -99,11 +99,12 @@ def grading_section(spec: AssignmentSpec) -> str:
         f"({imp.wall_seconds:g} s on the clock). Keep what "
         'trains, parses arguments or downloads data under `if __name__ == "__main__":`. If importing runs past '
         "the budget, exits or fails, only the file's definitions (imports, functions, classes and assignments) "
-        f"are imported and graded, top-level calls and loops are left out, and {imp.fallback_penalty:.0%} of the "
-        "points are taken off.",
+        "are imported and graded, top-level loops and calls are left out (but not those that configure, such as "
+        f"`parser.add_argument(...)` or a seed), and {imp.fallback_penalty:.0%} of the points are taken off.",
         "- **Packages**: besides Python's standard library, your code may import "
         f"{', '.join(sorted(imp.packages))}. Anything else (e.g. `d2l`) is not there: copy the functions you "
-        "need into your file. Plots (`plt.show()`) never need a screen.",
+        "need into your file. Importing one costs nothing by itself (the report names it); only the "
+        "checks whose code needs it lose points. Plots (`plt.show()`) never need a screen.",
         "- **Your trained model is measured by the grader itself**: your weights run in your own model (the "
         "handout's, when yours computes the same; else yours, exported from the sandbox as an ONNX graph and "
         "checked), on data your code never sees; no number your code reports is graded. A model built otherwise "
