@@ -55,3 +55,19 @@ def test_a_train_epoch_that_never_zeroes_the_gradients_is_caught(course, data_ro
     solution = grade(course, "lenet", course.examples_dir("lenet") / "solution", data_root=data_root,
                      only=["training_epoch"])  # fmt: skip
     assert by_id(solution)["training_epoch"].status == "passed"
+
+
+def test_an_extra_reshape_in_front_is_named_once(course, data_root, example):
+    """Old d2l put a Reshape layer first: every shape is right, every index one later than the handout's."""
+    folder = example("lenet", "solution")
+    src = (folder / "lenet.py").read_text()
+    reshape = ("class Reshape(nn.Module):  # from the old d2l book\n    def forward(self, x):\n"
+               "        return x.view(-1, 1, 28, 28)\n\n\ndef build_lenet()")  # fmt: skip
+    src = src.replace("def build_lenet()", reshape, 1).replace("    return nn.Sequential(\n",
+                                                               "    return nn.Sequential(\n        Reshape(),\n", 1)
+    (folder / "lenet.py").write_text(src)
+    checks = by_id(grade(course, "lenet", folder, data_root=data_root, only=["layer_shapes", "parameter_count"]))
+    assert checks["layer_shapes"].status == "passed"
+    assert checks["parameter_count"].message.startswith(
+        "build_lenet() has d2l's layers at other indices (1.weight for 0.weight, 1.bias for 0.bias, 4.weight for "
+        "3.weight and 7 more): a layer in front of them")  # fmt: skip

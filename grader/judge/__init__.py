@@ -27,6 +27,7 @@ from grader.judge.tensors import (
     expect_shapes,
     expect_tensor,
     first_mismatch,
+    renamed_keys,
     shape_str,
     tensor,
 )
@@ -41,5 +42,5 @@ __all__ = [
     "expect_directional_match", "expect_finite", "expect_gradients_match", "expect_shape", "expect_shape_trace",
     "expect_shapes", "expect_tensor", "fail", "finite_difference_gradients", "first_mismatch", "gradient_dot",
     "gradient_mismatch", "load_weights", "partial", "perplexity_threshold", "perturbed", "random_directions",
-    "shape_str", "state_dict_from", "tensor", "weights_from_bytes",
+    "renamed_keys", "shape_str", "state_dict_from", "tensor", "weights_from_bytes",
 ]  # fmt: skip

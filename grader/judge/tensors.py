@@ -113,3 +113,12 @@ def expect_shape_trace(got: Any, want: Sequence[Sequence[int]], names: Sequence[
         fail(f"{what}: expected a list of shapes, got a {type(got).__name__}")
     if problem := shape_trace_mismatch(got, want, names):
         fail(f"{what}: {problem}")
+
+
+def renamed_keys(state: dict[str, Sequence[int]], reference: dict[str, Sequence[int]], limit: int = 3) -> str | None:
+    """'stem.0.weight for conv1.weight, ...' when a state_dict's shapes (by key) are the reference's in the same
+    order under other names: the same network, named or indexed its own way. None otherwise."""
+    if len(state) != len(reference) or [list(v) for v in state.values()] != [list(v) for v in reference.values()]:
+        return None
+    pairs = [f"{k} for {r}" for k, r in zip(state, reference, strict=True) if k != r]
+    return ", ".join(pairs[:limit]) + (f" and {len(pairs) - limit} more" if len(pairs) > limit else "")

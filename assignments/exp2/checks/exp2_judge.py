@@ -113,12 +113,3 @@ def key_mismatch(state: dict[str, list[int]], reference: dict[str, list[int]], l
             more = f" and {len(items) - limit} more" if len(items) > limit else ""
             parts.append(f"{len(items)} {label}: {', '.join(items[:limit])}{more}")
     return "; ".join(parts) or None
-
-
-def renamed_keys(state: dict[str, list[int]], reference: dict[str, list[int]], limit: int = 3) -> str | None:
-    """'stem.0.weight for conv1.weight, ...' when `state` has the reference's shapes in the same order under
-    other names (the same network, named its own way); None otherwise."""
-    if len(state) != len(reference) or [list(v) for v in state.values()] != [list(v) for v in reference.values()]:
-        return None
-    pairs = [f"{k} for {r}" for k, r in zip(state, reference, strict=True) if k != r]
-    return ", ".join(pairs[:limit]) + (f" and {len(pairs) - limit} more" if len(pairs) > limit else "")

@@ -15,11 +15,19 @@ from exp2_judge import (
     evaluate_problem,
     key_mismatch,
     normalize,
-    renamed_keys,
     small_cnn_state,
 )
 
-from grader.judge import ContestantError, WeightsError, defer, expect_shape, fail, partial, weights_from_bytes
+from grader.judge import (
+    ContestantError,
+    WeightsError,
+    defer,
+    expect_shape,
+    fail,
+    partial,
+    renamed_keys,
+    weights_from_bytes,
+)
 
 
 def test_architecture(contestant, data_root):
