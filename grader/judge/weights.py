@@ -192,7 +192,8 @@ def inspect(data: bytes, name: str, max_unpacked: int = MAX_UNPACKED_BYTES) -> s
 
 
 def weights_from_bytes(data: bytes, name: str, max_unpacked: int = MAX_UNPACKED_BYTES) -> Any:
-    """The object saved in `data` (the bytes of `name`), refusing anything but tensors and plain containers."""
+    """The object saved in `data` (the bytes of `name`): tensors in plain containers, every other object an inert
+    `Pickled` record, a whole model its state_dict (`PickledModel`). Nothing in the file runs."""
     if data[:4] == ZIP_MAGIC:
         if inspect(data, name, max_unpacked):
             return _read_objects(data, name)
