@@ -66,8 +66,9 @@ def test_an_extra_reshape_in_front_is_named_once(course, data_root, example):
     src = src.replace("def build_lenet()", reshape, 1).replace("    return nn.Sequential(\n",
                                                                "    return nn.Sequential(\n        Reshape(),\n", 1)
     (folder / "lenet.py").write_text(src)
-    checks = by_id(grade(course, "lenet", folder, data_root=data_root, only=["layer_shapes", "parameter_count"]))
-    assert checks["layer_shapes"].status == "passed"
+    checks = by_id(grade(course, "lenet", folder, data_root=data_root,
+                         only=["layer_shapes", "parameter_count", "forward_matches_reference"]))  # fmt: skip
+    assert checks["layer_shapes"].status == "passed" and checks["forward_matches_reference"].status == "passed"
     assert checks["parameter_count"].message.startswith(
         "build_lenet() has d2l's layers at other indices (1.weight for 0.weight, 1.bias for 0.bias, 4.weight for "
         "3.weight and 7 more): a layer in front of them")  # fmt: skip
