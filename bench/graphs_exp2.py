@@ -56,7 +56,7 @@ def main() -> None:
         try:
             model.load_state_dict(state)
         except RuntimeError:
-            continue  # weights that fit no model the example defines (wrong-keys): the judge says so
+            continue  # weights that fit no model the example defines: the judge says so
         model.eval()
         t0 = time.perf_counter()
         with torch.inference_mode():

@@ -143,10 +143,13 @@ class Notice(NamedTuple):
         return ("Note: " if self.note else "") + self.text + (f" (−{self.points:g} points)" if self.points else "")
 
 
+MIXED = "Problems and notes"
+
+
 def notices_title(notices: list[Notice]) -> str:
-    """The heading over a list of notices: Problems, Notes, or Problems and notes."""
+    """The heading over a list of notices: Problems, Notes, or Problems and notes (where each note says so)."""
     kinds = {n.note for n in notices}
-    return "Problems and notes" if len(kinds) == 2 else "Notes" if kinds == {True} else "Problems"
+    return MIXED if len(kinds) == 2 else "Notes" if kinds == {True} else "Problems"
 
 
 class GradeResult(BaseModel):

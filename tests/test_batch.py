@@ -235,7 +235,7 @@ def test_exp2_batch_shares_the_evaluation_and_matches_single_grading(tmp_path, d
     assert r.returncode == 0, r.stderr
     book = gradebook(out)
     assert {n: float(book[n]["auto_score"]) for n in book} == {"solution": 100, "lr-off-by-one": 90,
-                                                                "wrong-keys": 70}  # fmt: skip
+                                                                "wrong-keys": 80}  # fmt: skip
     result = json.loads((out / "students" / "solution" / "results.json").read_text())
     acc = next(c for c in result["checks"] if c["id"] == "accuracy")
     matrix = acc["confusion"]["matrix"]

@@ -69,3 +69,15 @@ def test_written_files_round_trip(result, tmp_path):
     assert schema["title"] == "GradeResult" and "checks" in schema["properties"]
     assert json.loads(files["gradescope"].read_text())["score"] == 17.5
     assert files["report"].read_text().startswith("# exp1")
+
+
+def test_notes_are_not_called_problems(result):
+    found = FileRecord(name="exp1.py", present=True, found_as="hw/exp1.py", note="found exp1.py as hw/exp1.py")
+    only_notes = result.model_copy(update={"files": [found]})
+    md = to_markdown(only_notes, "student")
+    assert "**Notes**" in md and "- found exp1.py as hw/exp1.py" in md and "Problems" not in md
+    both = result.model_copy(update={"files": [*result.files, found]})
+    md = to_markdown(both, "student")
+    assert "**Problems and notes**" in md and "- model.pth is missing" in md
+    assert "- Note: found exp1.py as hw/exp1.py" in md
+    assert to_gradescope(both)["output"].splitlines() == ["model.pth is missing", "Note: found exp1.py as hw/exp1.py"]

@@ -232,3 +232,14 @@ def test_real_checkpoints_still_load():
     for path in (ROOT / "examples/exp2/solution/final.pth", ROOT / "assignments/exp2/pretrain_model.pth",
                  ROOT / "examples/exp1/solution/model.pth"):  # fmt: skip
         assert isinstance(load_weights(path), dict), path
+
+
+def test_a_wrapper_attribute_is_removed_only_where_that_gives_the_reference_keys():
+    inner = torch.nn.Linear(2, 1).state_dict()
+    wrapped = {f"backbone.{k}": v for k, v in inner.items()}
+    notes: list[str] = []
+    assert state_dict_from(wrapped, "final.pth", notes=notes, reference=inner.keys()).keys() == inner.keys()
+    assert notes == ["final.pth's keys all start with 'backbone.', the attribute of a model that wraps the "
+                     "assignment's: read without it (save the inner model's state_dict next time)"]  # fmt: skip
+    assert state_dict_from(wrapped, "final.pth").keys() == wrapped.keys()  # no reference: nothing to go by
+    assert state_dict_from(wrapped, "final.pth", reference=["weight"]).keys() == wrapped.keys()  # would not fit

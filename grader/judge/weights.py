@@ -25,6 +25,7 @@ import pickle
 import re
 import zipfile
 from collections import OrderedDict
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -399,14 +400,16 @@ def load_weights(path: Path, max_unpacked: int = MAX_UNPACKED_BYTES) -> Any:
 
 
 def state_dict_from(
-    obj: Any, name: str, key: str | None = None, notes: list[str] | None = None, bare_ok: bool = False
+    obj: Any, name: str, key: str | None = None, notes: list[str] | None = None, bare_ok: bool = False,
+    reference: Collection[str] = (),
 ) -> dict[str, torch.Tensor]:
     """Pick a state_dict out of a loaded file: `obj[key]` if key is given, else obj itself.
 
     `bare_ok`: a file that is itself a state_dict, where `key` was asked for, is taken as the weights, with a
     note; so is the one state_dict of a checkpoint that keeps it under another key ('state_dict', 'model').
     Keys all prefixed `module.` (DataParallel) or `_orig_mod.` (torch.compile) lose the prefix, with a
-    note. Notes go to `notes` when given."""
+    note; so does one shared first part (`backbone.`, a wrapper's attribute) when without it the keys are
+    `reference`'s. Notes go to `notes` when given."""
     said = notes if notes is not None else []
     if key is not None:
         if _is_state_dict(obj) and bare_ok and key not in obj:
@@ -439,6 +442,13 @@ def state_dict_from(
         wrappers = ", then in ".join(WRAPPER_PREFIXES[p] for p in reversed(stripped))
         said.append(f"{name} was saved from a model wrapped in {wrappers}; removed the "
                     f"{''.join(stripped)!r} prefix from its keys (save the inner model's state_dict next time)")
+    heads = {k.split(".", 1)[0] for k in state}
+    if reference and state.keys() != set(reference) and len(heads) == 1 and all("." in k for k in state):
+        inner = {k.split(".", 1)[1]: v for k, v in state.items()}
+        if inner.keys() == set(reference):
+            said.append(f"{name}'s keys all start with {next(iter(heads)) + '.'!r}, the attribute of a model that "
+                        "wraps the assignment's: read without it (save the inner model's state_dict next time)")
+            state = inner
     return state
 
 

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from grader.report.markdown import failures_by_cell
 from grader.report.plots import confusion_svg, line_chart, split_loss
-from grader.results import Adjustments, CheckResult, GradeResult, Lateness, notices_title
+from grader.results import MIXED, Adjustments, CheckResult, GradeResult, Lateness, notices_title
 
 Audience = Literal["instructor", "student"]
 OUTPUT_CHARS = 64_000  # the tail of the student's output kept in the page; results.json has all of it
@@ -411,8 +411,9 @@ def to_html(result: GradeResult, audience: Audience = "instructor") -> str:
     ]
     notices = result.notices()
     if notices:
+        mixed = notices_title(notices) == MIXED
         items = "".join(
-            "<li>" + ("<b>Note:</b> " if n.note else "")
+            "<li>" + ("<b>Note:</b> " if n.note and mixed else "")
             + (f'<span class="penalty">−{fmt(n.points)} points</span> ' if n.points else "") + e(n.text)
             + ("<ul>" + "".join(f"<li>{e(d)}</li>" for d in n.details) + "</ul>" if n.details else "") + "</li>"
             for n in notices

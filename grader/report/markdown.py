@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from grader.report.plots import plot_groups, sparkline
-from grader.results import Adjustments, CheckResult, GradeResult, notices_title
+from grader.results import MIXED, Adjustments, CheckResult, GradeResult, notices_title
 
 MARK = {"passed": "✅", "partial": "🟡", "failed": "❌", "error": "⚠️"}
 
@@ -90,9 +90,11 @@ def to_markdown(result: GradeResult, audience: Literal["instructor", "student"] 
         ]
     notices = result.notices()
     if notices:
-        lines += [f"**{notices_title(notices)}**", ""]
+        title = notices_title(notices)
+        lines += [f"**{title}**", ""]
         for n in notices:
-            lines.append(f"- {'Note: ' if n.note else ''}{f'(−{_fmt(n.points)} points) ' if n.points else ''}{n.text}")
+            note = "Note: " if n.note and title == MIXED else ""
+            lines.append(f"- {note}{f'(−{_fmt(n.points)} points) ' if n.points else ''}{n.text}")
             lines += [f"  - {d}" for d in n.details]
         lines.append("")
     lines += ["| | check | points | result |", "|---|---|---|---|"]

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from exp2_judge import normalize
+from exp2_judge import REFERENCE_STATE, normalize
 
 from grader.data import read_cifar10
 from grader.graphs import GraphPolicy, GraphRefused, runner
@@ -74,7 +74,7 @@ def state_dict_of(obj: Any, name: str) -> tuple[dict[str, torch.Tensor], list[st
     """The weights in a loaded checkpoint (under 'net', or a bare state_dict), and notes on how they were found."""
     notes: list[str] = []
     try:
-        return state_dict_from(obj, name, "net", notes, bare_ok=True), notes
+        return state_dict_from(obj, name, "net", notes, bare_ok=True, reference=REFERENCE_STATE), notes
     except WeightsError as exc:
         raise CheckFailed(str(exc)) from None
 
