@@ -223,27 +223,15 @@ def weights_from_bytes(data: bytes, name: str, max_unpacked: int = MAX_UNPACKED_
 _PLAIN = ("torch.Size", "torch.device", "builtins.set", "__builtin__.set", "builtins.complex", "collections.Counter")
 
 
-class Pickled:
+class Pickled(_Inert):
     """An object of a class the judge never imports (a model, an argparse.Namespace, a payload): the class's name
     and the state unpickling would have given it. None of that class's code runs."""
 
     cls_name = "?"
     state: Any = None
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
     def __setstate__(self, state: Any) -> None:
         self.state = state
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        pass
-
-    def append(self, value: Any) -> None:
-        pass
-
-    def extend(self, values: Any) -> None:
-        pass
 
     def add(self, value: Any) -> None:
         pass
