@@ -110,12 +110,12 @@ def _why_big(path: Path, fs: FileSpec, size: int) -> str | None:
 
 def _whole_models(data: bytes, fs: FileSpec) -> str | None:
     """A note when a weights file holds whole pickled models, which the judge reads as their state_dicts."""
-    from grader.judge.weights import ZIP_MAGIC, WeightsError, inspect, pickled_models, weights_from_bytes
+    from grader.judge.weights import WeightsError, whole_models
 
-    if not fs.name.endswith(WEIGHTS_SUFFIXES) or data[:4] != ZIP_MAGIC:
+    if not fs.name.endswith(WEIGHTS_SUFFIXES):
         return None
-    try:  # the cheap scan first: a saved state_dict names no class of its own
-        models = pickled_models(weights_from_bytes(data, fs.name)) if inspect(data, fs.name) else []
+    try:
+        models = whole_models(data, fs.name)
     except WeightsError:
         return None  # the checks that read it say what is wrong
     if not models:

@@ -364,6 +364,14 @@ def _module_state(mod: Pickled, prefix: str, out: dict[str, torch.Tensor], depth
             _module_state(child, f"{prefix}{key}.", out, depth + 1)
 
 
+def whole_models(data: bytes, name: str) -> list[str]:
+    """The classes of the whole models the weights file `data` holds, outermost first: empty for a saved
+    state_dict, which one cheap scan tells. WeightsError where the file cannot be read."""
+    if data[:4] != ZIP_MAGIC or not inspect(data, name):
+        return []
+    return pickled_models(_read_objects(data, name))
+
+
 def pickled_models(obj: Any, depth: int = 0) -> list[str]:
     """The classes of the whole models a loaded file held (each read as its state_dict), outermost first."""
     if isinstance(obj, PickledModel):
