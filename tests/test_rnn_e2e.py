@@ -71,3 +71,26 @@ def test_a_squared_norm_and_a_list_state(course, data_root, example):
         "grad_clipping scaled every gradient by 0.01; expected theta / norm = 0.1, where norm is the square root of "
         "the sum of all squared gradient entries")  # fmt: skip
     assert checks["param_shapes"].status == "passed" and "returns a list [H]" in checks["param_shapes"].notes[0]
+
+
+def test_another_parameter_order_is_charged_once(course, data_root, example):
+    """get_params returns [W_xh, W_hh, W_hq, b_h, b_q] and rnn() unpacks that order: param_shapes charges it, the
+    other checks hand the tensors over in that order, and rnn.pth, saved by the given main() with the handout's
+    names zipped onto that order, is read by shape."""
+    import torch
+
+    folder = _student(example, [
+        ("    params = [W_xh, W_hh, b_h, W_hq, b_q]\n", "    params = [W_xh, W_hh, W_hq, b_h, b_q]  # 先权重后偏置\n"),
+        ("    W_xh, W_hh, b_h, W_hq, b_q = params\n", "    W_xh, W_hh, W_hq, b_h, b_q = params\n"),
+    ])  # fmt: skip
+    saved = torch.load(folder / "rnn.pth")
+    names = ("W_xh", "W_hh", "b_h", "W_hq", "b_q")
+    theirs = [saved[n] for n in ("W_xh", "W_hh", "W_hq", "b_h", "b_q")]
+    torch.save({**dict(zip(names, theirs, strict=True)), "perplexity": saved["perplexity"]}, folder / "rnn.pth")
+    result = grade(course, "rnn", folder, data_root=data_root)
+    lost = {c.id: c.message for c in result.checks if c.score < c.max_score}
+    assert list(lost) == ["param_shapes"], lost
+    assert lost["param_shapes"].startswith("get_params returns its tensors in another order ([W_xh, W_hh, W_hq, b_h, "
+                                           "b_q]); the handout's is [W_xh, W_hh, b_h, W_hq, b_q]")  # fmt: skip
+    assert by_id(result)["perplexity"].notes == ["rnn.pth's tensors are named by the handout's order but come in "
+                                                 "your get_params's, so the judge read each by its shape"]

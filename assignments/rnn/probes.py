@@ -81,31 +81,33 @@ def rnn_step(inputs, H, params):
 
 
 class _Step(torch.nn.Module):
-    """One time step of the student's rnn() with rnn.pth's tensors: (x (S, V), h (S, H)) -> (y (S, V), h')."""
+    """One time step of the student's rnn() with rnn.pth's tensors: (x (S, V), h (S, H)) -> (y (S, V), h').
+    `order`: the names in the order the student's get_params returns them, which is how their rnn() reads them."""
 
-    def __init__(self, state):
+    def __init__(self, state, order=PARAM_NAMES):
         super().__init__()
+        self.order = tuple(order)
         for name in PARAM_NAMES:
             setattr(self, name, torch.nn.Parameter(state[name].float()))
 
     def forward(self, x, h):
-        y, new = _rnn().rnn(x.unsqueeze(0), (h,), [getattr(self, n) for n in PARAM_NAMES])
+        y, new = _rnn().rnn(x.unsqueeze(0), (h,), [getattr(self, n) for n in self.order])
         return y, new[0]
 
 
 @probe
-def step_outputs(state, inputs):
+def step_outputs(state, inputs, order=PARAM_NAMES):
     """The student's rnn step's outputs with rnn.pth's tensors: tells the judge whether the reference computes the
     same (it never grades these numbers)."""
     with torch.no_grad():
-        return list(_Step(state)(*inputs))
+        return list(_Step(state, order)(*inputs))
 
 
 @probe
-def export_step(state):
+def export_step(state, order=PARAM_NAMES):
     """One step of the student's rnn with rnn.pth's tensors, as an ONNX graph; the judge drives it over the book."""
     v, h = state["W_xh"].shape
-    return export_graph(_Step(state), (torch.zeros(1, v), torch.zeros(1, h)), ["x", "h"], ["y", "h_next"])
+    return export_graph(_Step(state, order), (torch.zeros(1, v), torch.zeros(1, h)), ["x", "h"], ["y", "h_next"])
 
 
 @probe

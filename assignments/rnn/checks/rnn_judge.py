@@ -16,8 +16,10 @@ from pydantic import AfterValidator
 from typing_extensions import TypedDict
 
 from grader.data import read_time_machine
+from grader.judge import ContestantError
 
 PARAM_NAMES = ("W_xh", "W_hh", "b_h", "W_hq", "b_q")
+ORDER_HIDDENS = 64  # hidden units when asking get_params for its order: all five shapes differ from the vocabulary's
 
 
 class _ParamShapes(TypedDict):
@@ -64,6 +66,50 @@ def corpus(data_root: Path) -> torch.Tensor:
 def param_shapes(vocab_size: int, num_hiddens: int) -> list[tuple[int, ...]]:
     v, h = vocab_size, num_hiddens
     return [(v, h), (h, h), (h,), (h, v), (v,)]
+
+
+def order_of(got: list[tuple[int, ...]], want: list[tuple[int, ...]]) -> list[int] | None:
+    """Where a get_params that returns the five tensors in another order put each: perm[j] is the handout index of
+    its j-th tensor, told apart by shape (all five differ while vocab_size != num_hiddens). None when the order is
+    the handout's, or the shapes are not the handout's five in any order (the shape checks charge that)."""
+    if got == want or len(set(want)) != len(want) or sorted(got) != sorted(want):
+        return None
+    return [want.index(s) for s in got]
+
+
+def student_order(contestant: Any, vocab_size: int) -> list[int] | None:
+    """order_of for the student's get_params: the checks then hand the student's rnn() its tensors in the order it
+    reads them, and charge the order once (param_shapes)."""
+    try:
+        r = contestant.call("param_shapes", vocab_size=vocab_size, num_hiddens=ORDER_HIDDENS, batch_size=1,
+                            returns=ParamShapes)  # fmt: skip
+    except ContestantError:
+        return None
+    return order_of([tuple(p.shape) for p in r["params"]], param_shapes(vocab_size, ORDER_HIDDENS))
+
+
+def to_student(params: list[torch.Tensor], perm: list[int] | None) -> list[torch.Tensor]:
+    """The handout's order -> the order the student's get_params (and so their rnn) uses."""
+    return list(params) if perm is None else [params[k] for k in perm]
+
+
+def from_student(params: list[torch.Tensor], perm: list[int] | None) -> list[torch.Tensor]:
+    """The student's order -> the handout's."""
+    if perm is None or len(params) != len(perm):
+        return list(params)
+    out = list(params)
+    for j, k in enumerate(perm):
+        out[k] = params[j]
+    return out
+
+
+def order_problem(perm: list[int]) -> str:
+    """What param_shapes says about a get_params whose tensors are all there, in another order."""
+    theirs = ", ".join(PARAM_NAMES[k] for k in perm)
+    return (f"get_params returns its tensors in another order ([{theirs}]); the handout's is "
+            f"[{', '.join(PARAM_NAMES)}]. Your rnn() reads them in your order, so the other checks hand them to it "
+            "that way, but the given main() names the tensors it saves in rnn.pth by the handout's order: return "
+            "them in that order (and unpack them so in rnn())")  # fmt: skip
 
 
 def fixed_params(vocab_size: int, num_hiddens: int, seed: int, std: float) -> list[torch.Tensor]:

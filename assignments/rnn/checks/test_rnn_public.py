@@ -1,7 +1,19 @@
 """rnn public checks: students run these with `grader check rnn DIR --data-root DATA`."""
 
 import torch
-from rnn_judge import PARAM_NAMES, ParamShapes, RnnStep, corpus, fixed_params, param_shapes, vocabulary
+from rnn_judge import (
+    PARAM_NAMES,
+    ParamShapes,
+    RnnStep,
+    corpus,
+    fixed_params,
+    order_of,
+    order_problem,
+    param_shapes,
+    student_order,
+    to_student,
+    vocabulary,
+)
 
 from grader.judge import expect_finite, expect_shape, expect_shapes, fail
 
@@ -12,6 +24,8 @@ INIT_STD, STD_TOLERANCE = 0.01, 0.2  # W_* from N(0, 0.01^2); a sample std withi
 def test_param_shapes(contestant, data_root, check):
     v = len(vocabulary(data_root))
     r = contestant.call("param_shapes", vocab_size=v, num_hiddens=NUM_HIDDENS, batch_size=4, returns=ParamShapes)
+    if perm := order_of([tuple(p.shape) for p in r["params"]], param_shapes(v, NUM_HIDDENS)):
+        fail(order_problem(perm))
     params = expect_shapes(r["params"], param_shapes(v, NUM_HIDDENS), PARAM_NAMES,
                            f"get_params({v}, {NUM_HIDDENS})")  # fmt: skip
     for name, p, grad in zip(PARAM_NAMES, params, r["requires_grad"], strict=True):
@@ -85,6 +99,7 @@ def test_predict_length(contestant, data_root):
     tokens = set(vocabulary(data_root))
     params = fixed_params(len(tokens), 32, seed=3, std=0.5)
     params[4][0] = -1e3  # never predict '<unk>' (index 0), which prints as 5 characters
+    params = to_student(params, student_order(contestant, len(tokens)))
     prefix = "time traveller "
     for n in (1, 10, 25):
         text = contestant.call("predict_text", params=params, prefix=prefix, num_preds=n)

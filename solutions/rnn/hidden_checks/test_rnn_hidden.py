@@ -26,7 +26,18 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from rnn_judge import PARAM_NAMES, RnnStep, corpus, fixed_params, minibatches, param_shapes, vocabulary
+from rnn_judge import (
+    PARAM_NAMES,
+    RnnStep,
+    corpus,
+    fixed_params,
+    from_student,
+    minibatches,
+    param_shapes,
+    student_order,
+    to_student,
+    vocabulary,
+)
 
 from grader.graphs import GraphPolicy
 from grader.judge import (
@@ -61,7 +72,8 @@ def test_rnn_matches_reference(contestant, data_root):
     tokens = corpus(data_root)[100:124].reshape(4, 6)  # (B=4, T=6)
     inputs = F.one_hot(tokens.T, v).float()  # (T, B, V)
     H = torch.randn(4, 32, generator=torch.Generator().manual_seed(5)) * 0.5  # (B, H): not zeros, so it matters
-    r = contestant.call("rnn_step", inputs=inputs, H=H, params=params, returns=RnnStep)
+    theirs = to_student(params, student_order(contestant, v))  # another order is charged once, by param_shapes
+    r = contestant.call("rnn_step", inputs=inputs, H=H, params=theirs, returns=RnnStep)
     with torch.no_grad():
         want_Y, (want_H,) = reference().rnn(inputs, (H,), params)
     got_Y = expect_shape(r["Y"], (24, v), "rnn(inputs (6, 4, V), (H,), params): outputs")
@@ -75,13 +87,13 @@ def test_rnn_matches_reference(contestant, data_root):
         fail(f"rnn's final state differs from the reference's: entry {problem.removeprefix('at x=')}")
 
 
-def _rnn_differs(contestant: Any, v: int) -> str | None:
+def _rnn_differs(contestant: Any, v: int, perm: list[int] | None) -> str | None:
     """What the rnn_matches_reference check charges, if the student's rnn step differs from the reference's."""
     params = fixed_params(v, 32, seed=4, std=0.3)
     inputs = F.one_hot(corpus_tokens_for_step(v), v).float()  # (T, B, V)
     H = torch.randn(4, 32, generator=torch.Generator().manual_seed(5)) * 0.5
     try:
-        r = contestant.call("rnn_step", inputs=inputs, H=H, params=params, returns=RnnStep)
+        r = contestant.call("rnn_step", inputs=inputs, H=H, params=to_student(params, perm), returns=RnnStep)
     except ContestantError as exc:
         return None if exc.kind == "not_implemented" else f"your rnn does not run ({exc.message.splitlines()[0]})"
     with torch.no_grad():
@@ -101,6 +113,8 @@ def test_training_lowers_perplexity(contestant, data_root):
     trajectory = contestant.call("train_steps", X=X, Y=Y, vocab_size=v, num_hiddens=TRAIN_HIDDENS, lr=TRAIN_LR,
                                  theta=TRAIN_THETA, max_seconds=TRAIN_SECONDS, seed=0,
                                  returns=list[list[torch.Tensor]])  # fmt: skip
+    perm = student_order(contestant, v)
+    trajectory = [from_student(params, perm) for params in trajectory]  # the handout's order, as the judge reads it
     if len(trajectory) < 2 * TRAIN_WINDOW:
         fail(f"training ran {len(trajectory)} step(s) within {TRAIN_SECONDS:g} s; expected {TRAIN_STEPS} (is the "
              "model far slower than it needs to be?)")  # fmt: skip
@@ -108,7 +122,7 @@ def test_training_lowers_perplexity(contestant, data_root):
         if [tuple(p.shape) for p in params] != list(shapes):
             fail(f"during training get_params's tensors have shapes {[tuple(p.shape) for p in params]}; expected "
                  f"{list(shapes)}")  # fmt: skip
-    if problem := _rnn_differs(contestant, v):  # the losses below are the reference step's
+    if problem := _rnn_differs(contestant, v, perm):  # the losses below are the reference step's
         defer("rnn_matches_reference", problem)
     losses = _training_losses(trajectory, X, Y, v)  # measured by the judge, on the weights training produced
     perplexities = [math.exp(min(x, 700.0)) if math.isfinite(x) else x for x in losses]
@@ -149,13 +163,15 @@ class ReferenceStep(torch.nn.Module):
         return y, new  # (S, V), (S, H)
 
 
-def model_spec(vocab_size: int, hiddens: int) -> ModelSpec:
+def model_spec(vocab_size: int, hiddens: int, perm: list[int] | None = None) -> ModelSpec:
+    """The reference step, and the student's: their rnn() gets the tensors in their get_params's order."""
     g = torch.Generator().manual_seed(0)
     return ModelSpec(
         name="RNN step", reference_source=REFERENCE, build=lambda: ReferenceStep(vocab_size, hiddens),
         example=(torch.rand(4, vocab_size, generator=g), torch.rand(4, hiddens, generator=g) - 0.5),
         input_names=["x", "h"], output_names=["y", "h_next"], policy=POLICY,
         outputs_probe="step_outputs", export_probe="export_step",
+        extra={"order": [PARAM_NAMES[k] for k in perm]} if perm is not None else {},
     )  # fmt: skip
 
 
@@ -193,13 +209,21 @@ def test_perplexity(submission, data_root, contestant, check):
     if not isinstance(saved, dict) or not all(isinstance(saved.get(k), torch.Tensor) for k in PARAM_NAMES):
         have = sorted(map(str, saved))[:8] if isinstance(saved, dict) else type(saved).__name__
         fail(f"rnn.pth holds {have}; expected a dict with the tensors {', '.join(PARAM_NAMES)}")
-    hiddens = saved["W_xh"].shape[-1]
-    for name, shape in zip(PARAM_NAMES, param_shapes(v, hiddens), strict=True):
-        if tuple(saved[name].shape) != shape:
-            fail(f"rnn.pth[{name!r}] has shape {tuple(saved[name].shape)}; expected {shape} for {hiddens} hidden "
-                 "units")  # fmt: skip
-    state = {k: saved[k].float() for k in PARAM_NAMES}
-    chosen = choose(model_spec(v, hiddens), state, contestant, "rnn.pth")
+    perm = student_order(contestant, v)
+    tensors = from_student([saved[k] for k in PARAM_NAMES], perm)
+    hiddens = tensors[0].shape[-1]
+    if perm is not None and [tuple(t.shape) for t in tensors] == param_shapes(v, hiddens):
+        # main() zipped the handout's names with get_params's own order; the order is charged by param_shapes
+        check.note("rnn.pth's tensors are named by the handout's order but come in your get_params's, so the "
+                   "judge read each by its shape")  # fmt: skip
+    else:
+        perm, tensors = None, [saved[k] for k in PARAM_NAMES]
+        hiddens = tensors[0].shape[-1]
+    for name, t, shape in zip(PARAM_NAMES, tensors, param_shapes(v, hiddens), strict=True):
+        if tuple(t.shape) != shape:
+            fail(f"rnn.pth[{name!r}] has shape {tuple(t.shape)}; expected {shape} for {hiddens} hidden units")
+    state = {k: t.float() for k, t in zip(PARAM_NAMES, tensors, strict=True)}
+    chosen = choose(model_spec(v, hiddens, perm), state, contestant, "rnn.pth")
     if chosen.own:
         check.note(chosen.note)
     outcome = _measure(hashlib.sha256(chosen.graph).hexdigest(), chosen, data_root, v, hiddens)
