@@ -27,6 +27,7 @@ from grader.intake import IntakeError, Submission, intake
 from grader.judge.client import STARTUP_TIMEOUT_S, ContestantClient, ModuleImport
 from grader.judge.plugin import GraderPlugin, run_checks
 from grader.judge.source_rules import package_problems, rule_problems
+from grader.loader import GUARD, NOTEBOOK_GUARD
 from grader.notebook import Converted
 from grader.results import CheckResult, Environment, FileRecord, GradeResult, Location, Mode, Problem
 from grader.sandbox.base import ContestantJob, LoadPlan, Sandbox
@@ -90,6 +91,10 @@ def contestant_lifetime(spec: AssignmentSpec) -> float:
     return STARTUP_TIMEOUT_S + sum(c.timeout for c in spec.checks) + 60
 
 
+# A statement of a definitions-only import that failed for a reason of its own, not for a package grading lacks.
+_FAILED_ITSELF = re.compile(r"\((?:raised (?!ModuleNotFoundError\)|ImportError\))\w+|ran past [^)]*)\)$")
+
+
 def import_problems(
     spec: AssignmentSpec, imports: dict[str, ModuleImport], max_score: float, said: set[str]
 ) -> list[Problem]:
@@ -98,13 +103,23 @@ def import_problems(
     out = []
     for name, record in sorted(imports.items()):
         first = record.problem
-        if first is None or (first.kind == "package" and f"packages:{name}.py" in said):
-            continue  # a package that grading lacks is said once, by the source scan
-        message, points, details = first.message, 0.0, []
-        if record.mode == "definitions" and first.kind != "package":
+        if first is None:
+            continue
+        message, points, details, fallback = first.message, 0.0, [], record.mode == "definitions"
+        if first.kind == "package" and f"packages:{name}.py" in said:
+            # The package is said once, by the source scan; the full import stopped at it, so whether the rest
+            # runs code at import shows only in what the definitions-only import left out after failing itself.
+            failed = [lo for lo in record.left_out if _FAILED_ITSELF.search(lo)] if fallback else []
+            if not failed:
+                continue
+            file = first.where[0].file if first.where else f"{name}.py"
+            guard = NOTEBOOK_GUARD if file.endswith(".ipynb") else GUARD.replace("the file", file)
+            message = f"{file} also runs code when imported that fails by itself ({failed[0]}): {guard}"
+        if fallback and first.kind != "package" or message != first.message:
             points = round(spec.imports.fallback_penalty * max_score, 4)
             message += (f". The grader then imported only its definitions (imports, functions, classes and "
-                        f"assignments) and graded those, for {spec.imports.fallback_penalty:.0%} of the points")
+                        f"assignments) and graded those; this costs {spec.imports.fallback_penalty:.0%} of the "
+                        "points")  # fmt: skip
             details = [f"left out: {lo}" for lo in record.left_out]
         elif record.mode == "failed":
             message += ". Not even its definitions could be imported, so every check that needs it fails"

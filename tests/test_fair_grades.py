@@ -80,7 +80,7 @@ def test_training_at_import_is_stopped_once_and_the_definitions_are_graded(quick
         r"exp1\.py runs code when imported \(still running at line \d+, in \w+\(\), called at line 97 after 3 s "
         r'of CPU time\): put the code that should only run when you start exp1\.py yourself under `if __name__ == '
         r'"__main__":`\. The grader then imported only its definitions \(imports, functions, classes and '
-        r"assignments\) and graded those, for 5% of the points", problem.message), problem.message
+        r"assignments\) and graded those; this costs 5% of the points", problem.message), problem.message
     assert problem.details == [
         "left out: line 96 `print(\"training the default and custom models...\")` (a call)",
         "left out: line 97 `main()` (a call)",
@@ -154,6 +154,23 @@ def test_a_package_grading_lacks_is_said_once_before_the_checks(quick_course, tm
         "the import")
     r = cli("check", "exp1", str(folder), "--course", str(quick_course.root))
     assert "problem: exp1.py imports d2l (line 12)" in r.stdout
+
+
+def test_a_package_grading_lacks_does_not_hide_other_code_at_import(quick_course, tmp_path):
+    """The import of d2l stops the full import first; a data file of the student's own machine, read at import
+    after it, would have stopped it anyway: that costs the fallback's 5%, as it does without the d2l import."""
+    folder = student_exp1(tmp_path, lambda src: src.replace("import torch\n", (
+        "import torch\nfrom d2l import torch as d2l  # for plotting, as in the book\n"), 1).replace(
+        'if __name__ == "__main__":', "import numpy as np\nmeasured = np.load('/home/me/exp1/measured.npy')  # 实测数据"
+        '\n\nif __name__ == "__main__":'))  # fmt: skip
+    result = grade(quick_course, "exp1", folder, sandbox=LocalSandbox())
+    assert scores(result) == EXPECTED["solution"] and result.score == FULL - 5
+    packages, fallback = result.problems
+    assert packages.id == "packages:exp1.py" and packages.points == 0
+    assert fallback.points == 5 and re.fullmatch(
+        r"exp1\.py also runs code when imported that fails by itself \(line \d+ `measured = np\.load\('/home/me/exp1/"
+        r"measured\.npy'\)` \(raised FileNotFoundError\)\): put the code .*; this costs 5% of the points",
+        fallback.message), fallback.message
 
 
 # ---- 2. packaging near-misses ---------------------------------------------------------------------------
