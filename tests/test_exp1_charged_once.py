@@ -159,3 +159,26 @@ def test_training_starts_from_the_same_weights_whatever_the_judge_drew_before(co
         torch.rand(draws)  # the judge's global RNG, moved on
         messages.append(by_id(grade(course, "exp1", folder, only=["training_lowers_mse"]))["training_lowers_mse"])
     assert messages[0].model_dump(exclude={"duration_s"}) == messages[1].model_dump(exclude={"duration_s"})
+
+
+@pytest.mark.parametrize("old, new, says", [
+    # Liu Er's lectures: criterion = torch.nn.MSELoss(size_average=False), with SGD and a small lr of their own
+    ("    optimizer = torch.optim.Adam(model.parameters(), lr=lr)\n    loss_fn = nn.MSELoss()\n",
+     "    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)\n"
+     "    loss_fn = nn.MSELoss(reduction='sum')  # 和课上一样用 sum\n",
+     r"MSE went from 71\.7 to nan: train\(\)'s first step is 256 times plain SGD's on the mean squared error, so its "
+     r"loss is summed over the 256 samples .*use nn\.MSELoss\(\) \(with lr 0\.01/256 it trains as it should\)$"),
+    ("    optimizer = torch.optim.Adam(model.parameters(), lr=lr)\n",
+     "    optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)\n",
+     r"^train\(\) ignores its lr argument: called with num_epochs=300 and lr=0\.001 it left exactly the weights of "
+     r"train\(model, x, y, num_epochs=300, lr=0\.01\)\. Use the arguments inside train\(\)"),
+    ("    for _ in range(num_epochs):\n", "    for _ in range(NUM_TRAIN_EPOCHS):  # 训练轮数\n",
+     r"^train\(\) ignores its num_epochs argument: called with num_epochs=10 and lr=0\.01"),
+], ids=["summed-loss", "ignores-lr", "ignores-epochs"])  # fmt: skip
+def test_a_train_that_breaks_the_handouts_contract_costs_half(course, tmp_path, old, new, says):
+    """A summed loss, or a train() that ignores lr or num_epochs: half of training_lowers_mse, with a message that
+    names the slip (model.pth, trained before, is not at stake)."""
+    folder = solution_with(tmp_path / "student", old, new)
+    checks = by_id(grade(course, "exp1", folder, only=["training_lowers_mse"]))
+    check = checks["training_lowers_mse"]
+    assert check.score == check.max_score / 2 and re.search(says, check.message), check.message

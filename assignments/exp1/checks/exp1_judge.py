@@ -208,6 +208,30 @@ def mse(state: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> flo
         return float(((model(x).double() - y.double()) ** 2).mean())
 
 
+def same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def first_step_scale(init: dict[str, torch.Tensor], after: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor,
+                     lr: float) -> float | None:  # fmt: skip
+    """k when one epoch of train() moved the weights by -k * lr * (the MSE's gradient at init), as plain SGD (or
+    its first step with momentum) does: k = 1 on the mean squared error, len(x) on the sum. None when the step is
+    not along the gradient (Adam's is not), so nothing is said about it."""
+    model = HandoutMLP()
+    model.load_state_dict(init)
+    loss = ((model(x).double() - y.double()) ** 2).mean()  # computed by the judge
+    grads = torch.autograd.grad(loss, list(model.parameters()))
+    sgd = torch.cat([(-lr * g).reshape(-1) for g in grads]).double()
+    names = [n for n, _ in model.named_parameters()]
+    if after.keys() != init.keys():
+        return None
+    step = torch.cat([(after[n].double() - init[n].double()).reshape(-1) for n in names])
+    if not torch.isfinite(step).all() or float(sgd.norm()) == 0:
+        return None
+    k = float(step @ sgd / (sgd @ sgd))
+    return k if float((step - k * sgd).norm()) <= 1e-2 * float(step.norm()) else None
+
+
 def grid_predictions(contestant: Any, state: dict[str, torch.Tensor], which: str,
                      what: str) -> tuple[torch.Tensor, str | None]:  # fmt: skip
     """The trained model's predictions on GRID, computed by the judge (grader.judge.measured), and the note to

@@ -1,5 +1,7 @@
 """exp1 public checks: students run these with `grader check exp1 DIR`."""
 
+import math
+
 import torch
 from exp1_judge import (
     F_POINTS,
@@ -13,6 +15,7 @@ from exp1_judge import (
     TrainCurve,
     f_charged,
     f_problem,
+    first_step_scale,
     fits_custom,
     grade_fit,
     grid_predictions,
@@ -20,6 +23,7 @@ from exp1_judge import (
     mse,
     nmse,
     reference_f,
+    same_weights,
     single_model,
     state_dict_for,
     usable,
@@ -29,6 +33,7 @@ from grader.judge import expect_finite, expect_shape, fail, partial
 
 STEP_BUDGET = 300  # full-batch epochs; the reference lowers the MSE ~50x in this budget
 TRAIN_LR = 0.01
+IGNORED_EPOCHS = 10  # a train() that leaves the same weights after 10 epochs as after 300 ignores num_epochs
 
 
 def test_f_reference_values(contestant):
@@ -52,20 +57,41 @@ def test_training_lowers_mse(contestant):
         torch.manual_seed(0)
         start = HandoutMLP()  # the weights training starts from: the judge's, so it knows the loss before
     init = {k: v.clone() for k, v in start.state_dict().items()}
-    r = contestant.call("train_curve", x=x, y=y, init_state=init, num_epochs=STEP_BUDGET, lr=TRAIN_LR, seed=0,
-                        returns=TrainCurve)  # fmt: skip
-    if problem := model_spec("default").build().state_dict().keys() ^ r["state"].keys():
+
+    def trained(num_epochs: int, lr: float) -> dict[str, torch.Tensor]:
+        """The weights the student's train() leaves from `init` (seed 0, so the same call leaves the same)."""
+        return contestant.call("train_curve", x=x, y=y, init_state=init, num_epochs=num_epochs, lr=lr, seed=0,
+                               returns=TrainCurve)["state"]  # fmt: skip
+
+    state = trained(STEP_BUDGET, TRAIN_LR)
+    if problem := model_spec("default").build().state_dict().keys() ^ state.keys():
         fail(f"after train() the model's weights have other names ({sorted(problem)[:3]}): does train() replace "
              "the model's layers?")  # fmt: skip
-    before, after = mse(init, x, y), mse(r["state"], x, y)  # measured by the judge, on the weights train() left
+    before, after = mse(init, x, y), mse(state, x, y)  # measured by the judge, on the weights train() left
     call = f"train(model, x, y, num_epochs={STEP_BUDGET}, lr={TRAIN_LR})"
     what = f"after {call} the MSE went from {before:.4g} to {after:.4g}"
+    ignored = [arg for arg, other in (("num_epochs", trained(IGNORED_EPOCHS, TRAIN_LR)),
+                                      ("lr", trained(STEP_BUDGET, TRAIN_LR / 10))) if same_weights(other, state)]
+    if ignored:  # the grader's calls (and the report's epochs x lr table) need train() to obey them
+        partial(0.5, f"train() ignores its {' and '.join(ignored)} argument{'s' if len(ignored) > 1 else ''}: called "
+                f"with num_epochs={IGNORED_EPOCHS if 'num_epochs' in ignored else STEP_BUDGET} and lr="
+                f"{TRAIN_LR / 10 if 'lr' in ignored else TRAIN_LR:g} it left exactly the weights of {call}. Use "
+                "the arguments inside train() (range(num_epochs), lr=lr), not the module's NUM_TRAIN_EPOCHS or "
+                "LEARNING_RATE")  # fmt: skip
+    if math.isfinite(after) and after <= 0.5 * before:
+        return
     grew = ("the loss grew: a train() that does not reset the gradients each step (optimizer.zero_grad() before "
             "loss.backward()), or that takes too large a step, diverges like this")  # fmt: skip
-    if not torch.isfinite(torch.tensor(after)):
+    if (scale := first_step_scale(init, trained(1, TRAIN_LR), x, y, TRAIN_LR)) and abs(scale / len(x) - 1) < 0.01:
+        # Liu Er's lectures sum the squared errors (MSELoss(size_average=False)): every step is len(x) times larger
+        summed = f"{what}: train()'s first step is {len(x)} times plain SGD's on the mean squared error, so its loss " \
+                 f"is summed over the {len(x)} samples (nn.MSELoss(reduction='sum'), or size_average=False as in " \
+                 "the lectures); the handout's train() minimizes the MEAN squared error: use nn.MSELoss()"
+        if mse(trained(STEP_BUDGET, TRAIN_LR / len(x)), x, y) <= 0.5 * before:
+            partial(0.5, f"{summed} (with lr {TRAIN_LR:g}/{len(x)} it trains as it should)")
+        fail(summed)
+    if not math.isfinite(after):
         fail(f"{what}: training diverged; {grew}")
-    if after <= 0.5 * before:
-        return
     if after < before:
         partial(0.5, f"{what}; expected at most half the starting MSE ({0.5 * before:.4g})")
     fail(f"{what}; expected it to fall to at most {0.5 * before:.4g}. {grew[0].upper()}{grew[1:]}")
