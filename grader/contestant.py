@@ -162,10 +162,10 @@ def classify(exc: BaseException) -> dict[str, Any]:
         limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0] >> 20
         kind, msg = "file_size", f"tried to write a file over the {limit} MiB limit{at}"
     elif any(sign in str(exc) for sign in NO_CUDA):
-        kind, msg = "exception", (f"used CUDA, which this grading machine does not have ({type(exc).__name__}: "
-                                  f"{str(exc).splitlines()[0][:120]}){at}: choose the device with device = 'cuda' if "
-                                  "torch.cuda.is_available() else 'cpu', and move models and tensors with "
-                                  ".to(device)")  # fmt: skip
+        said = str(exc).splitlines()[0].split(". ")[0].rstrip(".")[:120]  # torch's first sentence, not its advice
+        kind, msg = "no_cuda", (f"used CUDA, which this grading machine does not have ({type(exc).__name__}: "
+                                f"{said}){at}: choose the device with device = 'cuda' if torch.cuda.is_available() "
+                                "else 'cpu', and move models and tensors with .to(device)")  # fmt: skip
     else:
         kind, msg = "exception", f"raised {_describe(exc)}{at}"
     return {"kind": kind, "message": msg, "where": where}

@@ -349,6 +349,26 @@ def test_unguarded_cuda_says_how_to_choose_the_device(quick_course, tmp_path):
     assert "device = 'cuda' if torch.cuda.is_available() else 'cpu'" in message and "nvidia.com" not in message
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_code_written_for_a_gpu_is_charged_once(quick_course, tmp_path):
+    """DEVICE = 'cuda' at the top, used by build_model() and train(): the first check it fails charges it, the
+    others that fail only for it say so and take nothing, and model.pth, which fits the handout's MLP, is still
+    measured (in the reference, as the student's model cannot run here)."""
+    folder = student_exp1(tmp_path, lambda src: src.replace("import torch\n", (
+        "import torch\nDEVICE = torch.device('cuda')  # 实验室的 GPU\n"), 1).replace(
+        "    return MLP(hidden=64)\n", "    return MLP(hidden=64).to(DEVICE)\n").replace(
+        "    optimizer = torch.optim.Adam(model.parameters(), lr=lr)\n",
+        "    x, y = x.to(DEVICE), y.to(DEVICE)\n"
+        "    optimizer = torch.optim.Adam(model.parameters(), lr=lr)\n"))  # fmt: skip
+    result = grade(quick_course, "exp1", folder, sandbox=LocalSandbox())
+    lost = {c.id: c.message for c in result.checks if c.score < c.max_score}
+    assert list(lost) == ["mlp_output_shape"] and lost["mlp_output_shape"].startswith("used CUDA"), lost
+    training = by_id(result)["training_lowers_mse"]
+    assert training.notes == ["not charged here: your code asks for CUDA, which this grading machine does not have; "
+                              "that mistake is charged once, by mlp_output_shape"]  # fmt: skip
+    assert by_id(result)["model_fits_target"].status == "passed" and not by_id(result)["model_fits_target"].notes
+
+
 class FitNet(torch.nn.Module):
     """A student's own MLP class, with the handout's layer names."""
 

@@ -32,7 +32,7 @@ IMPORT_SLACK_S = 30.0
 T = TypeVar("T")
 ErrorKind = Literal[
     "exception", "not_implemented", "system_exit", "memory", "processes", "file_size",
-    "missing_file", "syntax_error", "import_error", "bad_output",
+    "missing_file", "syntax_error", "import_error", "bad_output", "no_cuda",
 ]  # fmt: skip
 
 

@@ -85,8 +85,11 @@ def computes_like_reference(spec: ModelSpec, state: dict[str, torch.Tensor], con
     try:
         theirs = contestant.call(spec.outputs_probe, state=state, inputs=list(spec.example), **spec.extra,
                                  returns=list[torch.Tensor])  # fmt: skip
-    except ContestantError:
-        return False  # their model does not take these weights, or does not run: the reference is not theirs
+    except ContestantError as exc:
+        # Their model does not take these weights, or does not run: the reference is not theirs. Unless it asks
+        # for the GPU grading lacks: the weights, which fit the reference, are measured there (the device is
+        # charged once, by a check of the code).
+        return exc.kind == "no_cuda"
     ours = reference_outputs(spec, state)
     return len(theirs) == len(ours) and all(
         t.shape == o.shape and torch.allclose(t.double(), o.double(), rtol=SAME_RTOL, atol=SAME_ATOL)
@@ -116,6 +119,8 @@ def choose(spec: ModelSpec, state: dict[str, torch.Tensor], contestant: Contesta
         data = contestant.call(spec.export_probe, state=state, **spec.extra, returns=FileBytes)
     except ContestantError as exc:
         first = exc.message.splitlines()[0]
+        if exc.kind == "no_cuda":  # not measured, so never waved through as the device slip charged elsewhere
+            raise CheckFailed(f"{what} {why}, and your own model cannot run here ({first})") from None
         raise ContestantError(f"{what} {why}, and your own model does not take its weights either ({first})",
                               exc.kind, exc.where) from None  # fmt: skip
     return Chosen(data.numpy().tobytes(), True, f"{what} {why}: measured in your own model, exported with those "

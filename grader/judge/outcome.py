@@ -32,9 +32,13 @@ class Deferred(Exception):
         self.owner, self.message = owner, message
 
 
+def deferred(owner: str, reason: str) -> Deferred:
+    return Deferred(owner, f"not charged here: {reason}; that mistake is charged once, by {owner}")
+
+
 def defer(owner: str, reason: str) -> NoReturn:
     """Do not charge this check: `reason` is a mistake that check `owner` charges."""
-    raise Deferred(owner, f"not charged here: {reason}; that mistake is charged once, by {owner}")
+    raise deferred(owner, reason)
 
 
 def fail(message: str) -> NoReturn:

@@ -20,7 +20,7 @@ import pytest
 
 from grader.intake import Submission
 from grader.judge.client import ContestantClient, ContestantError
-from grader.judge.outcome import CheckFailed, Deferred, JudgeConfigError, Partial
+from grader.judge.outcome import CheckFailed, Deferred, JudgeConfigError, Partial, deferred
 from grader.judge.weights import load_weights
 from grader.results import CheckResult, Confusion, Location
 from grader.sandbox.base import SandboxError
@@ -111,6 +111,7 @@ class GraderPlugin:
         self.interrupt: BaseException | None = None
         self._handles: dict[str, CheckHandle] = {}
         self._started: dict[str, float] = {}
+        self._no_cuda: str | None = None  # the first check that student code asking for CUDA failed
 
     def pytest_configure(self, config: pytest.Config) -> None:
         # The results carry the plugin's own messages: pytest's AST-annotated tracebacks of each failed check
@@ -204,6 +205,12 @@ class GraderPlugin:
         exc = call.excinfo.value if call.excinfo is not None else None
         fraction, status, message, where = 1.0, "passed", "", []
         measured: dict[str, float] = {}
+        if isinstance(exc, ContestantError) and exc.kind == "no_cuda":
+            # Code written for the GPU that grading lacks: one habit, charged once, by the first check it fails.
+            if self._no_cuda is None:
+                self._no_cuda = cid
+            else:
+                exc = deferred(self._no_cuda, "your code asks for CUDA, which this grading machine does not have")
         if isinstance(exc, Deferred):
             handle.notes.append(exc.message)
         elif isinstance(exc, Partial):
