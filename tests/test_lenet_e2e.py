@@ -72,3 +72,33 @@ def test_an_extra_reshape_in_front_is_named_once(course, data_root, example):
     assert checks["parameter_count"].message.startswith(
         "build_lenet() has d2l's layers at other indices (1.weight for 0.weight, 1.bias for 0.bias, 4.weight for "
         "3.weight and 7 more): a layer in front of them")  # fmt: skip
+
+
+def test_an_own_module_class_with_functional_layers_is_charged_once(course, data_root, example):
+    """LeNet as the student's own nn.Module, sigmoid and pooling called in forward(): every shape is right (the
+    trace follows the operations, not only the modules), the names are the student's own, and lenet.pth, saved
+    from that class, is measured in it."""
+    import torch
+
+    folder = example("lenet", "solution")
+    src = (folder / "lenet.py").read_text()
+    own = ("class LeNet(nn.Module):\n    \"\"\"自己写的 LeNet 类\"\"\"\n\n    def __init__(self):\n"
+           "        super().__init__()\n        self.conv1 = nn.Conv2d(1, 6, kernel_size=5, padding=2)\n"
+           "        self.conv2 = nn.Conv2d(6, 16, kernel_size=5)\n        self.fc1 = nn.Linear(16 * 5 * 5, 120)\n"
+           "        self.fc2 = nn.Linear(120, 84)\n        self.fc3 = nn.Linear(84, 10)\n\n"
+           "    def forward(self, x):\n        x = F.avg_pool2d(torch.sigmoid(self.conv1(x)), 2, 2)  # (N, 6, 14, 14)\n"
+           "        x = F.avg_pool2d(torch.sigmoid(self.conv2(x)), 2, 2)  # (N, 16, 5, 5)\n"
+           "        x = torch.flatten(x, 1)  # (N, 400)\n        x = torch.sigmoid(self.fc1(x))\n"
+           "        return self.fc3(torch.sigmoid(self.fc2(x)))\n\n\n"
+           "def build_lenet() -> nn.Sequential:\n    return LeNet()\n\n\ndef _handout_lenet()")  # fmt: skip
+    functional = "import torch\nimport torch.nn.functional as F\n"
+    src = src.replace("def build_lenet()", own, 1).replace("import torch\n", functional, 1)
+    (folder / "lenet.py").write_text(src)
+    names = dict(zip(["0", "3", "7", "9", "11"], ["conv1", "conv2", "fc1", "fc2", "fc3"], strict=True))
+    state = torch.load(folder / "lenet.pth")
+    torch.save({f"{names[k.split('.')[0]]}.{k.split('.')[1]}": v for k, v in state.items()}, folder / "lenet.pth")
+    result = grade(course, "lenet", folder, data_root=data_root)
+    lost = {c.id: c.message for c in result.checks if c.score < c.max_score}
+    assert list(lost) == ["parameter_count"], lost
+    assert lost["parameter_count"].startswith("build_lenet() has d2l's layers under names of its own (conv1.weight "
+                                              "for 0.weight, conv1.bias for 0.bias")  # fmt: skip

@@ -26,7 +26,7 @@ STATE_SHAPES = {
 
 
 class LayerShapes(TypedDict):
-    """What the layer_shapes probe returns: every leaf module's output shape and class name, and the output's."""
+    """What the layer_shapes probe returns: every torch operation's output shape and name, and the output's."""
 
     shapes: list[list[int]]
     names: list[str]
@@ -98,8 +98,8 @@ SHAPE_INPUT = torch.zeros(1, 1, 28, 28)  # what layer_shapes runs build_lenet() 
 
 
 def shape_trace(contestant: Any) -> list[list[int]]:
-    """The shapes build_lenet()'s layers produce on SHAPE_INPUT, each change once; a layer that keeps the input's
-    shape (old d2l's Reshape in front) changes nothing, so it is not in the trace."""
+    """The shapes build_lenet()'s operations produce on SHAPE_INPUT, each change once; a layer that keeps the
+    input's shape (an activation, old d2l's Reshape in front) changes nothing, so it is not in the trace."""
     r = contestant.call("layer_shapes", x=SHAPE_INPUT, returns=LayerShapes)
     return collapse_repeats([list(SHAPE_INPUT.shape), *r["shapes"]])[1:]
 
