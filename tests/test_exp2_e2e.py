@@ -147,3 +147,19 @@ def test_data_root_precedence(course, data_root, tmp_path, monkeypatch):
     with pytest.raises(DataError, match=rf"dataset root {tmp_path} \(from GRADER_DATA_ROOT\) has no cifar-10"):
         resolve_data_root(spec, None, course.root)
     assert resolve_data_root(spec, data_root, course.root).source == "--data-root"
+
+
+def test_evaluate_as_a_fraction_is_told_to_multiply_by_100(course, data_root, example):
+    """evaluate() returns correct / len(x), and the history holds fractions too: one slip, one message that names
+    it; the trend, measured against the judge's own accuracy, defers to it."""
+    def fractions(c):
+        c["history"]["test_acc"] = [a / 100 for a in c["history"]["test_acc"]]
+        return c
+
+    folder = _variant(example, "fraction", fractions)
+    _edit_code(folder, "    return 100.0 * correct / len(x)\n", "    return correct / len(x)  # 准确率\n")
+    checks = by_id(grade(course, "exp2", folder, data_root=data_root, only=["evaluation_loop", "claimed_trend"]))
+    assert checks["evaluation_loop"].message == (
+        "evaluate() returned 1 on 300 images whose accuracy is 100%: a fraction, where the handout asks for a "
+        "percentage; multiply it by 100")  # fmt: skip
+    assert checks["claimed_trend"].status == "passed", checks["claimed_trend"].message

@@ -88,9 +88,11 @@ def evaluate_problem(contestant: Any, data_root: Path) -> str | None:
     for flip in (0.0, 0.25):
         r = contestant.call("evaluate_accuracy", x=x, flip_fraction=flip, returns=EvaluateAccuracy)
         if not math.isclose(r["student"], r["expected"], abs_tol=1e-6):
-            return (f"evaluate() returned {r['student']:.4g}% on 300 images whose accuracy is {r['expected']:.4g}% "
-                    "(does it switch the model to eval mode with model.eval(), and divide the count by the number "
-                    "of images?)")  # fmt: skip
+            said = f"evaluate() returned {r['student']:.4g} on 300 images whose accuracy is {r['expected']:.4g}%"
+            if math.isclose(100 * r["student"], r["expected"], abs_tol=1e-4):
+                return f"{said}: a fraction, where the handout asks for a percentage; multiply it by 100"
+            return (f"{said} (does it switch the model to eval mode with model.eval(), and divide the count by the "
+                    "number of images?)")  # fmt: skip
     return None
 
 

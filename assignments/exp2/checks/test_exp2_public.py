@@ -104,7 +104,9 @@ def test_checkpoint_resume(contestant):
     if not isinstance(saved["epoch"], int) or saved["epoch"] != 7:
         fail(f"save_checkpoint(..., epoch=7, ...) stored epoch {saved['epoch']!r}; expected 7")
     if r["start"] != 7:
-        fail(f"resume() of a checkpoint saved after 7 epochs returned start epoch {r['start']}; expected 7")
+        fail(f"resume() of a checkpoint saved after 7 epochs returned start epoch {r['start']}; expected 7: the "
+             "checkpoint's 'epoch' is the number of epochs completed, which is already the index of the next epoch "
+             "to run (epochs count from 0); return it as it is")  # fmt: skip
     schedule_slip = None
     if not math.isclose(r["lr"], SCHEDULE[7], rel_tol=1e-9):
         own = contestant.call("schedule", epochs=10, returns=list[float])
