@@ -70,8 +70,14 @@ def test_evaluate_accuracy(contestant, data_root):
     for flip in (0.0, 0.25):
         r = contestant.call("evaluate_known", x=x, flip_fraction=flip, returns=EvaluateKnown)
         if not math.isclose(r["student"], r["expected"], abs_tol=1e-9):
-            fail(f"evaluate_accuracy returned {r['student']:.4g} on 400 images whose accuracy is {r['expected']:.4g} "
-                 "(a fraction from 0 to 1, computed in eval mode: net.eval())")  # fmt: skip
+            said = f"evaluate_accuracy returned {r['student']:.4g} on 400 images whose accuracy is {r['expected']:.4g}"
+            for scale, what in ((len(x), "the number of correct predictions; divide it by the number of images"),
+                                (100, "a percentage; the handout asks for a fraction from 0 to 1")):  # fmt: skip
+                if math.isclose(r["student"], scale * r["expected"], abs_tol=1e-6):
+                    fail(f"{said}: {what}")
+            fail(f"{said} in eval mode: does it call net.eval()? The grader's model has dropout and arrives in "
+                 "train mode, as a net does between training epochs; d2l's evaluate_accuracy switches it to eval "
+                 "mode first, and counts argmax(dim=1) == y")  # fmt: skip
 
 
 def test_training_epoch(contestant, data_root):
