@@ -68,3 +68,19 @@ def test_a_softmax_over_the_wrong_dimension_is_charged_once(course, data_root, e
     checks = by_id(grade(course, "softmax", folder, data_root=data_root, only=["softmax_rows", "softmax_stable"]))
     assert checks["softmax_rows"].status == "failed"
     assert checks["softmax_stable"].status == "passed" and "softmax_rows" in checks["softmax_stable"].notes[0]
+
+
+def test_an_sgd_without_the_batch_size_is_named_and_its_diverged_weights_point_at_it(course, data_root, example):
+    """`param -= lr * param.grad`, as for a mean loss: sgd_update names the missing / batch_size, and softmax.pth,
+    which that sgd trained to NaN at lr 0.1 on summed losses, points at sgd rather than at the learning rate."""
+    folder = example("softmax", "solution")
+    src = (folder / "softmax.py").read_text()
+    old = "            param -= lr * param.grad / batch_size\n"
+    assert old in src
+    (folder / "softmax.py").write_text(src.replace(old, "            param -= lr * param.grad  # 梯度下降\n"))
+    torch.save({"W": torch.full((784, 10), float("nan")), "b": torch.zeros(10)}, folder / "softmax.pth")
+    checks = by_id(grade(course, "softmax", folder, data_root=data_root, only=["sgd_update", "test_accuracy"]))
+    assert checks["sgd_update"].message.startswith("after sgd(params, lr=0.5, batch_size=8) params[0] is param - lr "
+                                                   "* grad: the loss is summed over the batch")  # fmt: skip
+    assert checks["test_accuracy"].message.startswith("softmax.pth holds NaN or infinite weights: training diverged "
+                                                      "with your sgd, which sgd_update marks wrong")  # fmt: skip

@@ -109,6 +109,10 @@ def sgd_problem(contestant: Any) -> str | None:
         want = p - lr * gr / batch
         if torch.equal(got, p):
             return f"sgd left params[{i}] unchanged: update each tensor in place (param -= ...) under torch.no_grad()"
+        if torch.allclose(got, p - lr * gr, rtol=1e-6, atol=1e-6):
+            return (f"after sgd(params, lr={lr}, batch_size={batch}) params[{i}] is param - lr * grad: the loss is "
+                    "summed over the batch (l.sum().backward()), so divide the step by batch_size, as d2l's sgd "
+                    "does: param -= lr * param.grad / batch_size")  # fmt: skip
         if problem := first_mismatch(got, want, torch.arange(got.numel()), 1e-6, 1e-6):
             return (f"after sgd(params, lr={lr}, batch_size={batch}) params[{i}] is not param - lr * grad / "
                     f"batch_size: entry {problem.removeprefix('at x=')}")  # fmt: skip
