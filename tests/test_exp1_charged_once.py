@@ -182,3 +182,17 @@ def test_a_train_that_breaks_the_handouts_contract_costs_half(course, tmp_path, 
     checks = by_id(grade(course, "exp1", folder, only=["training_lowers_mse"]))
     check = checks["training_lowers_mse"]
     assert check.score == check.max_score / 2 and re.search(says, check.message), check.message
+
+
+def test_a_custom_f_that_is_f_shifted_earns_part_of_its_fit(course, tmp_path):
+    """custom_f = f(x) + 1, and its model is the default one with 1 added to the output bias: a perfect fit of no
+    function of the student's own, which earns 40% of custom_function_fits with a message saying why."""
+    folder = solution_with(tmp_path / "shifted", "    return 3 * torch.sin(2 * x) + 0.5 * x\n",
+                           "    return f(x) + 1  # 自己的函数: 在 f 的基础上加 1\n")  # fmt: skip
+    saved = torch.load(folder / "model.pth", weights_only=True)
+    saved["custom"] = {k: v.clone() for k, v in saved["default"].items()}
+    saved["custom"]["net.4.bias"] += 1
+    torch.save(saved, folder / "model.pth")
+    check = by_id(grade(course, "exp1", folder, only=["custom_function_fits"]))["custom_function_fits"]
+    assert check.score == pytest.approx(0.4 * check.max_score), check.message
+    assert check.message.startswith("custom_f(x) is 1 f(x) + 1: the assignment's f, shifted or scaled"), check.message

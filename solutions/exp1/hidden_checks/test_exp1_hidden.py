@@ -19,7 +19,7 @@ from exp1_judge import (
     state_dict_for,
 )
 
-from grader.judge import expect_finite, expect_shape, fail
+from grader.judge import Partial, expect_finite, expect_shape, fail, partial
 
 
 def _static_value(source: str, name: str):
@@ -55,6 +55,7 @@ def test_custom_function_fits(contestant, submission, check):
         fail("custom_f(x) equals the default f(x) on the grid; define a function of your own")
     if float(yc.double().var()) < 1e-8:
         fail("custom_f(x) is constant on the grid; choose a function with some shape to fit")
+    shifted = _shifted_f(yc.double())
     weights = submission.weights("model.pth")
     if (single := single_model(weights)) is not None and (got := _single_as_custom(contestant, single, yc)):
         pred, note = got
@@ -62,10 +63,36 @@ def test_custom_function_fits(contestant, submission, check):
                    "as the custom model")  # fmt: skip
         if note:
             check.note(note)
-        grade_fit(pred, yc, "model.pth in your custom model, run by the judge")
+        _grade_custom(pred, yc, "model.pth in your custom model, run by the judge", shifted)
     state = state_dict_for(weights, "custom", check)  # a single model that fits f: says how to save both
     pred = fit_of(contestant, state, "custom", 'model.pth["custom"]', check)
-    grade_fit(pred, yc, 'model.pth["custom"] in your model, run by the judge')
+    _grade_custom(pred, yc, 'model.pth["custom"] in your model, run by the judge', shifted)
+
+
+SHIFTED_SHARE = 0.4  # what fitting f shifted or scaled earns of this check: the network is f's, the work f's
+
+
+def _shifted_f(yc: torch.Tensor) -> str | None:
+    """What custom_f is, when it is a * f + b on the grid (f shifted or scaled, such as f(x) + 1); else None."""
+    f = reference_f(GRID)  # (2001, 1) float64
+    basis = torch.cat([f, torch.ones_like(f)], dim=1)  # (2001, 2)
+    coef = torch.linalg.lstsq(basis, yc).solution  # (2, 1): a, b
+    if float((yc - basis @ coef).var() / yc.var()) > 1e-6:
+        return None
+    a, b = float(coef[0]), float(coef[1])
+    return f"custom_f(x) is {a:.4g} f(x) {'+' if b >= 0 else '-'} {abs(b):.4g}"
+
+
+def _grade_custom(pred: torch.Tensor, yc: torch.Tensor, what: str, shifted: str | None) -> None:
+    if shifted is None:
+        grade_fit(pred, yc, what)
+    try:
+        grade_fit(pred, yc, what)
+    except Partial as exc:
+        earned, said = exc.fraction, exc.message
+    partial(SHIFTED_SHARE * earned, f"{shifted}: the assignment's f, shifted or scaled, which the same network fits "
+            "as it fits f; the task asks for a function of your own shape (such as 3 sin(2x) + 0.5 x), so the fit "
+            f"earns {SHIFTED_SHARE:.0%} of this check. {said}")  # fmt: skip
 
 
 def _single_as_custom(contestant, state, yc):
