@@ -94,3 +94,18 @@ def test_another_parameter_order_is_charged_once(course, data_root, example):
                                            "b_q]); the handout's is [W_xh, W_hh, b_h, W_hq, b_q]")  # fmt: skip
     assert by_id(result)["perplexity"].notes == ["rnn.pth's tensors are named by the handout's order but come in "
                                                  "your get_params's, so the judge read each by its shape"]
+
+
+@pytest.mark.parametrize("old, new, says", [
+    ("    for y in prefix[1:]:  # warm-up: only the state matters\n        _, state = net(get_input(), state)\n"
+     "        outputs.append(vocab[y])\n",
+     "    outputs = [vocab[ch] for ch in prefix]  # 直接接在前缀后面预测\n",
+     "warming the state up on the prefix and then taking the argmax at each step gives"),
+    ("def predict(prefix: str, num_preds: int, net, vocab) -> str:",
+     "def predict(prefix: str, num_preds: int, net, vocab, device) -> str:  # d2l 的 predict_ch8",
+     "predict requires a device argument (as d2l's predict_ch8 does)"),
+], ids=["no-warm-up", "device-argument"])  # fmt: skip
+def test_a_predict_that_slips_once_costs_half_of_its_check(course, data_root, example, old, new, says):
+    folder = _student(example, [(old, new)])
+    check = by_id(grade(course, "rnn", folder, data_root=data_root, only=["predict_length"]))["predict_length"]
+    assert check.score == check.max_score / 2 and says in check.message, check.message

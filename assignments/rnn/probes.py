@@ -65,11 +65,31 @@ def clip(params, grads, theta):
 
 
 @probe
-def predict_text(params, prefix, num_preds):
+def predict_text(params, prefix, num_preds, device=None):
+    """The student's predict on the student's model with the judge's parameters; `device` is passed on to a predict
+    that requires one (d2l's predict_ch8 takes it)."""
     m = _rnn()
     vocab = m.Vocab(m.read_time_machine(os.environ["GRADER_DATA_ROOT"]))
     with torch.no_grad():
-        return m.predict(prefix, num_preds, _model_with(m, _leaves(params)), vocab)
+        return m.predict(prefix, num_preds, _model_with(m, _leaves(params)), vocab, *([device] if device else []))
+
+
+@probe
+def greedy_text(params, prefix, num_preds):
+    """What predict should return with the student's own model: d2l's warm-up on the prefix, then greedy steps (this
+    probe's code, not the student's predict; the student's model runs both, so a model slip is not charged here)."""
+    m = _rnn()
+    vocab = m.Vocab(m.read_time_machine(os.environ["GRADER_DATA_ROOT"]))
+    net = _model_with(m, _leaves(params))
+    with torch.no_grad():
+        state, outputs = net.begin_state(1), [vocab[prefix[0]]]
+        for ch in prefix[1:]:
+            _, state = net(torch.tensor([[outputs[-1]]]), state)  # (1, 1)
+            outputs.append(vocab[ch])
+        for _ in range(num_preds):
+            y, state = net(torch.tensor([[outputs[-1]]]), state)  # (1, V)
+            outputs.append(int(y.argmax(dim=1).reshape(1)))
+    return "".join(vocab.idx_to_token[i] for i in outputs)
 
 
 @probe

@@ -15,7 +15,7 @@ from rnn_judge import (
     vocabulary,
 )
 
-from grader.judge import expect_finite, expect_shape, expect_shapes, fail
+from grader.judge import ContestantError, expect_finite, expect_shape, expect_shapes, fail, partial
 
 NUM_HIDDENS = 64
 INIT_STD, STD_TOLERANCE = 0.01, 0.2  # W_* from N(0, 0.01^2); a sample std within 20% (W_hq has 1,792 entries)
@@ -100,9 +100,15 @@ def test_predict_length(contestant, data_root):
     params = fixed_params(len(tokens), 32, seed=3, std=0.5)
     params[4][0] = -1e3  # never predict '<unk>' (index 0), which prints as 5 characters
     params = to_student(params, student_order(contestant, len(tokens)))
-    prefix = "time traveller "
+    prefix, device = "time traveller ", None
     for n in (1, 10, 25):
-        text = contestant.call("predict_text", params=params, prefix=prefix, num_preds=n)
+        try:
+            text = contestant.call("predict_text", params=params, prefix=prefix, num_preds=n, device=device)
+        except ContestantError as exc:
+            if device or "required positional argument: 'device'" not in exc.message:
+                raise
+            device = "cpu"  # d2l's predict_ch8(prefix, num_preds, net, vocab, device): charged below, once
+            text = contestant.call("predict_text", params=params, prefix=prefix, num_preds=n, device=device)
         if not isinstance(text, str):
             fail(f"predict(prefix, {n}, net, vocab) returned a {type(text).__name__}; expected a str")
         if not text.startswith(prefix):
@@ -112,3 +118,11 @@ def test_predict_length(contestant, data_root):
                  f"{len(prefix)} + {n} = {len(prefix) + n}")  # fmt: skip
         if bad := sorted(set(text[len(prefix) :]) - tokens):
             fail(f"predict returned characters outside the vocabulary: {bad}")
+    greedy = contestant.call("greedy_text", params=params, prefix=prefix, num_preds=n)
+    if text != greedy:
+        partial(0.5, f"predict({prefix!r}, {n}, net, vocab) returned {text!r}; warming the state up on the prefix and "
+                f"then taking the argmax at each step gives {greedy!r} with the same model: feed every prefix "
+                "character through the net (prefix[1:], each after the one before) before predicting")  # fmt: skip
+    if device:
+        partial(0.5, "predict requires a device argument (as d2l's predict_ch8 does); the handout's is predict(prefix, "
+                "num_preds, net, vocab), which the given main() calls: give device a default (device='cpu')")
