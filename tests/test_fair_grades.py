@@ -292,7 +292,7 @@ def test_a_check_calling_an_unknown_probe_is_an_error_for_the_instructor(quick_c
 
 
 def test_a_check_that_raises_names_its_own_line(quick_course):
-    _break(quick_course, lambda s: s.replace('mse(r["state"], x, y)', 'mse(r["weights"], x, y)'))
+    _break(quick_course, lambda s: s.replace('returns=TrainCurve)["state"]', 'returns=TrainCurve)["weights"]'))
     result = grade(quick_course, "exp1", SOLUTION, sandbox=LocalSandbox())
     check = next(c for c in result.checks if c.id == "training_lowers_mse")
     assert check.status == "error"

@@ -25,12 +25,17 @@ def _at(name: str, line: int, positions: Positions | None) -> str:
     return nb.at(line) if nb else f"line {line}"
 
 
+def _shown(name: str, positions: Positions | None) -> str:
+    """The file as the student submitted it: exp1.ipynb where a notebook stands in for exp1.py."""
+    return name[:-3] + ".ipynb" if name in (positions or {}) else name
+
+
 def _location(name: str, line: int, positions: Positions | None, function: str = "") -> Location:
     nb = (positions or {}).get(name)
     pos = nb.position(line) if nb else None
     if pos is None:
         return Location(file=name, line=line, function=function)
-    return Location(file=name[:-3] + ".ipynb", line=pos[1], cell=pos[0], function=function)
+    return Location(file=_shown(name, positions), line=pos[1], cell=pos[0], function=function)
 
 
 @dataclass(frozen=True)
@@ -162,7 +167,7 @@ def rule_problems(spec: AssignmentSpec, sources: dict[str, str], positions: Posi
         more = f" and {len(uses) - 8} more" if len(uses) > 8 else ""
         problems.append(Problem(
             id=f"rule:{rule.id}", points=rule.points,
-            message=f"{rule.file} uses {listed}{more}, which the handout does not allow: {rule.why}",
+            message=f"{_shown(rule.file, positions)} uses {listed}{more}, which the handout does not allow: {rule.why}",
             locations=[_location(rule.file, u.line, positions, u.function) for u in uses],
         ))  # fmt: skip
     return problems
@@ -186,8 +191,8 @@ def package_problems(
         lines = ", ".join(f"{pkg} ({_at(name, line, positions)})" for line, pkg in bad[:6])
         problems.append(Problem(
             id=f"packages:{name}",
-            message=f"{name} imports {lines}, which grading does not provide (allowed besides Python's standard "
-                    f"library: {', '.join(sorted(spec.imports.packages))}): copy what you need from "
+            message=f"{_shown(name, positions)} imports {lines}, which grading does not provide (allowed besides "
+                    f"Python's standard library: {', '.join(sorted(spec.imports.packages))}): copy what you need from "
                     f"{' and '.join(pkgs)} into your file, or remove the import",
             locations=[_location(name, line, positions) for line, _ in bad],
         ))  # fmt: skip
