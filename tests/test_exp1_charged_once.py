@@ -196,3 +196,23 @@ def test_a_custom_f_that_is_f_shifted_earns_part_of_its_fit(course, tmp_path):
     check = by_id(grade(course, "exp1", folder, only=["custom_function_fits"]))["custom_function_fits"]
     assert check.score == pytest.approx(0.4 * check.max_score), check.message
     assert check.message.startswith("custom_f(x) is 1 f(x) + 1: the assignment's f, shifted or scaled"), check.message
+
+
+def test_models_saved_for_standardized_targets_are_charged_once(course, tmp_path):
+    """main() trains both models on (y - mean) / std and saves them as they are (their outputs need `* std + mean`):
+    model_fits_target says so and earns half of the rescaled fit; custom_function_fits, the same slip, defers."""
+    folder = solution_with(tmp_path / "standardized", "        trained[name] = model.state_dict()\n",
+                           "        trained[name] = model.state_dict()  # 训练时 y 做了标准化\n")  # fmt: skip
+    module = load_module(folder / "exp1.py", "student_exp1_standardized")
+    saved = torch.load(folder / "model.pth", weights_only=True)
+    for name, fn in (("default", module.f), ("custom", module.custom_f)):
+        _, y = module.make_data(fn)
+        mean, std = y.mean(), y.std()
+        saved[name]["net.4.weight"] = saved[name]["net.4.weight"] / std  # outputs (y - mean) / std
+        saved[name]["net.4.bias"] = (saved[name]["net.4.bias"] - mean) / std
+    torch.save(saved, folder / "model.pth")
+    checks = by_id(grade(course, "exp1", folder, only=["model_fits_target", "custom_function_fits"]))
+    fit = checks["model_fits_target"]
+    assert 0 < fit.score <= fit.max_score / 2 and "was the model trained on standardized targets" in fit.message
+    assert checks["custom_function_fits"].status == "passed"
+    assert "charged once, by model_fits_target" in checks["custom_function_fits"].notes[0]

@@ -28,6 +28,7 @@ from grader.judge import (
     expect_tensor,
     fail,
     first_mismatch,
+    partial,
     state_dict_from,
 )
 from grader.judge.measured import ModelSpec, choose, predict
@@ -252,8 +253,33 @@ def fit_of(contestant: Any, state: dict[str, torch.Tensor], which: str, what: st
 UNMEASURABLE = (ContestantError, GraphRefused)  # the student's model does not take, or run, these weights
 
 
+RESCALED_SHARE = 0.5  # what a model that fits only once its outputs are scaled back earns of its fit
+
+
+def rescaled(pred: torch.Tensor, target: torch.Tensor) -> tuple[float, str] | None:
+    """(the normalized MSE after, what to say) when predictions that miss `target` fit it once scaled and shifted
+    (a * output + b): a model trained on standardized targets and saved without undoing that. None otherwise."""
+    if not usable(pred) or FIT.fraction(nmse(pred, target)) >= 1:
+        return None
+    basis = torch.cat([pred.double().reshape(-1, 1), torch.ones(pred.numel(), 1, dtype=torch.float64)], dim=1)
+    coef = torch.linalg.lstsq(basis, target.double().reshape(-1, 1)).solution  # (2, 1): a, b
+    after = nmse(basis @ coef, target)
+    if FIT.fraction(after) < 0.5 or nmse(pred, target) < 10 * after:
+        return None
+    a, b = float(coef[0]), float(coef[1])
+    return after, (f"once scaled and shifted (y = {a:.4g} * output {'+' if b >= 0 else '-'} {abs(b):.4g}) its outputs "
+                   f"fit with normalized MSE {FIT.shown(after)}: was the model trained on standardized targets ((y - "
+                   "mean) / std) and saved without undoing that? Save a model whose outputs are y itself: fold the "
+                   "scaling into its last layer (weight * std, bias * std + mean), or train on y")  # fmt: skip
+
+
 def grade_fit(pred: Any, target: torch.Tensor, what: str) -> None:
     pred = expect_finite(expect_tensor(pred, what), what)
     if pred.numel() != target.numel():
         fail(f"{what} returned {pred.numel()} values for {target.numel()} grid points")
-    FIT.grade(nmse(pred, target), f"{what}, on {GRID.shape[0]} grid points over [{X_MIN:g}, {X_MAX:g}]")
+    measured = f"{what}, on {GRID.shape[0]} grid points over [{X_MIN:g}, {X_MAX:g}]"
+    if fix := rescaled(pred, target):
+        value = nmse(pred, target)
+        partial(RESCALED_SHARE * FIT.fraction(fix[0]), f"{measured}: normalized MSE {FIT.shown(value)} ({FIT.rule()}); "
+                f"{fix[1]}. Such a model earns {RESCALED_SHARE:.0%} of what its rescaled fit would")  # fmt: skip
+    FIT.grade(nmse(pred, target), measured)

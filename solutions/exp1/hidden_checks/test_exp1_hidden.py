@@ -15,11 +15,22 @@ from exp1_judge import (
     grid_predictions,
     one_model,
     reference_f,
+    rescaled,
     single_model,
     state_dict_for,
 )
 
-from grader.judge import Partial, expect_finite, expect_shape, fail, partial
+from grader.judge import (
+    CheckFailed,
+    Partial,
+    WeightsError,
+    defer,
+    expect_finite,
+    expect_shape,
+    fail,
+    partial,
+    state_dict_from,
+)
 
 
 def _static_value(source: str, name: str):
@@ -66,7 +77,20 @@ def test_custom_function_fits(contestant, submission, check):
         _grade_custom(pred, yc, "model.pth in your custom model, run by the judge", shifted)
     state = state_dict_for(weights, "custom", check)  # a single model that fits f: says how to save both
     pred = fit_of(contestant, state, "custom", 'model.pth["custom"]', check)
+    if rescaled(pred, yc.double()) and _default_rescaled(contestant, weights):
+        defer("model_fits_target", "your custom model too fits only once its outputs are scaled back, the same "
+              "standardized targets")  # fmt: skip
     _grade_custom(pred, yc, 'model.pth["custom"] in your model, run by the judge', shifted)
+
+
+def _default_rescaled(contestant, weights) -> bool:
+    """Whether model.pth["default"] fits f (the reference's or the student's own) only once its outputs are scaled
+    back: what model_fits_target charges."""
+    try:
+        pred, _ = grid_predictions(contestant, state_dict_from(weights, "model.pth", "default"), "default", "model.pth")
+    except (*UNMEASURABLE, WeightsError, CheckFailed):
+        return False
+    return any(rescaled(pred, target) for target in GridValues(contestant).f_targets())
 
 
 SHIFTED_SHARE = 0.4  # what fitting f shifted or scaled earns of this check: the network is f's, the work f's
