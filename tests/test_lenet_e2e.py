@@ -102,3 +102,15 @@ def test_an_own_module_class_with_functional_layers_is_charged_once(course, data
     assert list(lost) == ["parameter_count"], lost
     assert lost["parameter_count"].startswith("build_lenet() has d2l's layers under names of its own (conv1.weight "
                                               "for 0.weight, conv1.bias for 0.bias")  # fmt: skip
+
+
+def test_a_softmax_layer_after_the_logits_is_named(course, data_root, example):
+    folder = example("lenet", "solution")
+    src = (folder / "lenet.py").read_text()
+    old = "        nn.Linear(84, 10),  # (N, 10)\n"
+    assert old in src
+    (folder / "lenet.py").write_text(src.replace(old, old + "        nn.Softmax(dim=1),  # 输出概率\n"))
+    check = by_id(grade(course, "lenet", folder, data_root=data_root,
+                        only=["forward_matches_reference"]))["forward_matches_reference"]  # fmt: skip
+    assert check.message.startswith("with fixed weights, your LeNet returns d2l's logits put through softmax (each "
+                                    "row sums to 1): remove the final nn.Softmax")  # fmt: skip

@@ -74,6 +74,9 @@ def test_forward_matches_reference(contestant, data_root):
     with torch.no_grad():
         want = net(x)
     if problem := first_mismatch(got, want, torch.arange(got.numel()), 1e-5, 1e-4):
+        if torch.allclose(got.double(), torch.softmax(want.double(), dim=1), atol=1e-5):
+            fail("with fixed weights, your LeNet returns d2l's logits put through softmax (each row sums to 1): "
+                 "remove the final nn.Softmax; nn.CrossEntropyLoss applies softmax itself, and twice slows training")
         fail(f"with fixed weights, your LeNet's logits differ from d2l's (sigmoid activations, average pooling): "
              f"entry {problem.removeprefix('at x=')}")  # fmt: skip
 
