@@ -66,7 +66,8 @@ def test_a_softmax_over_the_wrong_dimension_is_charged_once(course, data_root, e
         "    X_exp = torch.exp(X - X.max(dim=1, keepdim=True).values)\n"
         "    return X_exp / X_exp.sum(dim=0, keepdim=True)  # 按列求和\n")))  # fmt: skip
     checks = by_id(grade(course, "softmax", folder, data_root=data_root, only=["softmax_rows", "softmax_stable"]))
-    assert checks["softmax_rows"].status == "failed"
+    assert checks["softmax_rows"].status == "failed" and checks["softmax_rows"].message.endswith(
+        ": it normalizes each column (dim=0); sum each row, X_exp.sum(dim=1, keepdim=True)")
     assert checks["softmax_stable"].status == "passed" and "softmax_rows" in checks["softmax_stable"].notes[0]
 
 

@@ -46,7 +46,9 @@ def test_softmax_rows(contestant):
     sums = got.double().sum(dim=1)
     if (bad := (sums - 1).abs() > 1e-5).any():
         row = int(bad.nonzero()[0])
-        fail(f"row {row} of softmax(X) sums to {float(sums[row]):.6g}; expected 1 (within 1e-5)")
+        cols = torch.allclose(got.double().sum(dim=0), torch.ones(10, dtype=torch.float64), atol=1e-5)
+        fix = ": it normalizes each column (dim=0); sum each row, X_exp.sum(dim=1, keepdim=True)" if cols else ""
+        fail(f"row {row} of softmax(X) sums to {float(sums[row]):.6g}; expected 1 (within 1e-5){fix}")
     if problem := first_mismatch(got, torch.softmax(X.double(), dim=1), torch.arange(got.numel()), 1e-6, 1e-5):
         fail(f"softmax(X) differs from the reference: entry {problem.removeprefix('at x=')}")
     if not contestant.call("softmax_keeps_graph", X=X, returns=bool):
