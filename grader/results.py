@@ -67,6 +67,10 @@ class NotebookCell(BaseModel):
                         "failed one not_run")
     detail: str = ""
 
+    def label(self) -> str:
+        """The status as the reports show it."""
+        return "ran, magics commented out" if self.status == "commented" else self.status.replace("_", " ")
+
 
 class FileRecord(BaseModel):
     name: str

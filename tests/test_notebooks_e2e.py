@@ -70,6 +70,7 @@ def test_kernel_run_solution_notebook_grades_as_the_py(course, tmp_path):
     assert rec.found_as == "exp1.ipynb" and "graded the notebook exp1.ipynb in place of exp1.py" in rec.note
     statuses = {c.status for c in rec.cells}
     assert {"run", "commented", "skipped", "text"} <= statuses  # the plot's `%matplotlib inline` is commented out
+    assert "ran, magics commented out" in {c.label() for c in rec.cells}  # so the reports show the cell ran
 
 
 @pytest.mark.parametrize("aid", ["exp2", "lenet", "rnn", "softmax"])

@@ -307,7 +307,7 @@ def _notebook_section(result: GradeResult, shown: list[CheckResult]) -> list[str
             failed = " ".join(f'<a href="#check-{e(i)}">{e(i)}</a>' for i in failures.get((nb.rsplit("/", 1)[-1],
                                                                                             c.cell), []))  # fmt: skip
             cls = ' class="penalty"' if failed or c.status == "syntax_error" else ""
-            rows.append(f'<tr id="cell-{c.cell}"><td class="num">{c.cell}</td><td{cls}>{e(c.status.replace("_", " "))}'
+            rows.append(f'<tr id="cell-{c.cell}"><td class="num">{c.cell}</td><td{cls}>{e(c.label())}'
                         f'</td><td class="note">{e(c.detail)}</td><td>{failed}</td></tr>')  # fmt: skip
         out += [f'<section id="notebook"><h2>Notebook cells: <span class="loc">{e(nb)}</span></h2>',
                 f'<p class="note">{sum(c.kind != "code" for c in f.cells)} markdown or raw cell(s) not run; cells '

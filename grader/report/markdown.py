@@ -72,7 +72,7 @@ def _notebook_lines(result: GradeResult, shown: list[CheckResult]) -> list[str]:
         for c in f.cells:
             if c.kind == "code":
                 failed = ", ".join(f"`{i}`" for i in failures.get((nb.rsplit("/", 1)[-1], c.cell), []))
-                lines.append(f"| {c.cell} | {c.status.replace('_', ' ')} | {_cell(c.detail)} | {failed} |")
+                lines.append(f"| {c.cell} | {c.label()} | {_cell(c.detail)} | {failed} |")
         lines.append("")
     return lines
 
