@@ -121,8 +121,10 @@ def _whole_models(data: bytes, fs: FileSpec) -> str | None:
     if not models:
         return None
     names = ", ".join(dict.fromkeys(m.rsplit(".", 1)[-1] for m in models))
-    return (f"{fs.name} holds the whole model ({names}), pickled, where only its weights were expected: the grader "
-            "read the weights out of it without running any of its code, and graded them. Next time save "
+    what = f"the whole model ({names})" if len(models) == 1 else f"{len(models)} whole models ({names})"
+    return (f"{fs.name} holds {what}, pickled, where only {'its' if len(models) == 1 else 'their'} weights were "
+            "expected: the grader read the weights out of it without running any of its code, and graded them. "
+            "Next time save "
             "model.state_dict() in the format the assignment asks for")
 
 
