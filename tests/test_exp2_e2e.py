@@ -88,7 +88,13 @@ def test_bare_state_dict_and_other_shapes(course, data_root, example, tmp_path):
     bare = _variant(example, "bare", lambda c: c["net"])
     checks = by_id(grade(course, "exp2", bare, data_root=data_root, only=["accuracy", "claimed_trend"]))
     assert checks["accuracy"].status == "passed" and any("bare state_dict" in n for n in checks["accuracy"].notes)
-    assert checks["claimed_trend"].message.startswith("final.pth has no history")
+    assert checks["claimed_trend"].message.startswith("final.pth is a bare state_dict, so it carries no history: "
+                                                      "save it with save_checkpoint(path, model, epoch, history)")
+    per_epoch = _variant(example, "per-epoch", lambda c: {**c, "history": [
+        {"epoch": i, "test_acc": a} for i, a in enumerate(c["history"]["test_acc"])]})  # fmt: skip
+    checks = by_id(grade(course, "exp2", per_epoch, data_root=data_root, only=["claimed_trend"]))
+    assert checks["claimed_trend"].status == "passed", checks["claimed_trend"].message
+    assert checks["claimed_trend"].notes[0].startswith("final.pth's history is a list of per-epoch dicts")
     odd = _variant(example, "odd", lambda c: [c["net"]])
     checks = by_id(grade(course, "exp2", odd, data_root=data_root, only=["accuracy"]))
     want = "final.pth holds a list; expected a checkpoint dict with the state_dict under 'net'"
