@@ -169,3 +169,14 @@ def test_evaluate_as_a_fraction_is_told_to_multiply_by_100(course, data_root, ex
         "evaluate() returned 1 on 300 images whose accuracy is 100%: a fraction, where the handout asks for a "
         "percentage; multiply it by 100")  # fmt: skip
     assert checks["claimed_trend"].status == "passed", checks["claimed_trend"].message
+
+
+def test_resume_that_sets_the_previous_epochs_lr_costs_half(course, data_root, example):
+    """lr_for_epoch(start - 1): right at epoch 7 (both 0.01), wrong at epoch 5, where pretrain_model.pth resumes."""
+    folder = example("exp2", "solution")
+    _edit_code(folder, "    set_lr(optimizer, lr_for_epoch(start))\n",
+               "    set_lr(optimizer, lr_for_epoch(start - 1))  # 上一个 epoch 的学习率\n")  # fmt: skip
+    check = by_id(grade(course, "exp2", folder, data_root=data_root, only=["checkpoint_resume"]))["checkpoint_resume"]
+    assert check.score == check.max_score / 2
+    assert check.message.startswith("after resume() of a checkpoint saved after 5 epochs the optimizer's LR is 0.1; "
+                                    "expected 0.01, epoch 5's: set it in resume()")  # fmt: skip
