@@ -46,6 +46,22 @@ def test_folder_of_folders_and_zips(tmp_path):
     assert all(f.submitted_at is None for f in d.found)  # file times are not trusted for the late policy
 
 
+def test_zips_whose_names_differ_only_outside_ascii_keep_their_own_files(tmp_path):
+    """张三.zip and 李四.zip: each unpacked into a folder of its own (both names are `__` in safe characters), and
+    a zip of student folders with such names likewise."""
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    for who in ("张三", "李四"):
+        folder = f"2023_{who}_exp1"
+        _zip(subs / f"{who}.zip", {f"{folder}/exp1.py": f"# {who}\n".encode(), f"{folder}/model.pth": b"x"})
+    d = discover(subs, tmp_path / "work")
+    assert [f.key for f in d.found] == ["张三", "李四"] and len({f.folder for f in d.found}) == 2
+    assert [(f.folder / "exp1.py").read_text(encoding="utf-8") for f in d.found] == ["# 张三\n", "# 李四\n"]
+    both = _zip(tmp_path / "class.zip", {f"{who}/exp1.py": f"# {who}\n".encode() for who in ("张三", "李四")})
+    d = discover(both, tmp_path / "work2")
+    assert sorted((f.folder / "exp1.py").read_text(encoding="utf-8") for f in d.found) == ["# 张三\n", "# 李四\n"]
+
+
 def test_gradescope_export(tmp_path):
     meta = """
 submission_111:

@@ -17,6 +17,7 @@ with one submission is reported against it and never stops the others.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shutil
 import stat
@@ -107,6 +108,13 @@ def content_root(folder: Path) -> Path:
             folder = entries[0]
         else:
             return folder
+
+
+def _unpack_dir(parent: Path, key: str) -> Path:
+    """Where one student's zip is unpacked: the name in safe characters, made unique by a hash of the whole name
+    (张三.zip and 李四.zip would both be `__` otherwise, and the second would overwrite the first)."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", key)[:60]
+    return parent / f"{safe}-{hashlib.sha256(key.encode('utf-8', 'surrogateescape')).hexdigest()[:10]}"
 
 
 def _unpack(
@@ -214,7 +222,7 @@ def _from_zip(path: Path, work: Path) -> Discovery:
             members = [m for m in infos if m.filename.startswith(top + "/")]
             match = MOODLE.match(top) if moodle else None
             key = match["pid"] if match else top
-            dest = work / "zip" / re.sub(r"[^A-Za-z0-9._-]", "_", key)
+            dest = _unpack_dir(work / "zip", key)
             try:
                 _unpack(zf, members, dest, _strip(top + "/"))
             except UnsafeZip as exc:
@@ -243,7 +251,7 @@ def _from_folder(path: Path, work: Path) -> Discovery:
         if entry.is_dir():
             out.found.append(Found(key=entry.name, source=str(entry), folder=content_root(entry)))
         elif entry.suffix.lower() == ".zip":
-            dest = work / "zips" / re.sub(r"[^A-Za-z0-9._-]", "_", entry.stem)
+            dest = _unpack_dir(work / "zips", entry.stem)
             try:
                 with zipfile.ZipFile(entry) as zf:
                     members = zf.infolist()
