@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import re
+from collections.abc import Collection
 from pathlib import Path, PurePosixPath
 
 from pydantic import BaseModel
@@ -70,19 +72,35 @@ JUNK = {"__MACOSX", ".git", ".ipynb_checkpoints", "__pycache__"}
 SEARCH_DEPTH = 2  # nested folders searched for a file that is not at the top (a zipped folder inside a folder)
 
 
-def _candidates(folder: Path, name: str) -> list[Path]:
-    """Where `name` might be: at the top, then in nested folders, by exact name first, then ignoring case."""
+def _candidates(folder: Path, name: str, declared: Collection[str] = ()) -> list[Path]:
+    """Where `name` might be: at the top, then in nested folders, by exact name first, then ignoring case, then
+    under a name the student's system or habit gave it (`_near_miss`) that is no other declared file's."""
     levels: list[list[Path]] = [[folder]]
     for _ in range(SEARCH_DEPTH):
         levels.append([d for parent in levels[-1] for d in sorted(parent.iterdir())
                        if d.is_dir() and not d.is_symlink() and d.name not in JUNK and not d.name.startswith(".")])
+    tests = (lambda n: n == name, lambda n: n.lower() == name.lower(),
+             lambda n: n not in declared and _near_miss(n, name))  # fmt: skip
     for level in levels:
-        for exact in (True, False):
-            found = [d / n for d in level for n in _names(d)
-                     if (n == name if exact else n.lower() == name.lower() and n != name)]  # fmt: skip
-            if found:
+        for test in tests:
+            if found := [d / n for d in level for n in _names(d) if test(n)]:
                 return found
     return []
+
+
+# What a download or a second save appends to a name: `exp1 (1).py`, `exp1 - Copy.py`, `exp1_副本.py`.
+_COPY_SUFFIX = re.compile(r"(?:\s*\(\d+\)|\s*-\s*copy(?:\s*\(\d+\))?|\s+copy|_?副本)$")
+# torch.save's usual suffixes: a model.pt or model.pkl is the model.pth the handout asked for.
+_WEIGHTS_ALIKE = (".pth", ".pt", ".pkl", ".pth.tar", ".tar", ".ckpt")
+
+
+def _near_miss(found: str, name: str) -> bool:
+    """Whether `found` is the declared `name` under a name a student's system or habit gave it: a copy suffix, an
+    added `.txt` (exp1.py.txt), or for weights another of torch.save's suffixes (model.pt)."""
+    got, want = found.lower().removesuffix(".txt"), name.lower()
+    stem, ext = want.rsplit(".", 1)
+    suffixes = _WEIGHTS_ALIKE if want.endswith(WEIGHTS_SUFFIXES) else (f".{ext}",)
+    return any(got.endswith(sfx) and _COPY_SUFFIX.sub("", got.removesuffix(sfx)).strip() == stem for sfx in suffixes)
 
 
 def _names(folder: Path) -> list[str]:
@@ -201,8 +219,8 @@ def intake(spec: AssignmentSpec, folder: Path) -> Submission:
     undeclared = [n for n in present if n not in declared]
     records = []
     for fs in spec.files:
-        found = _candidates(folder, fs.name)
-        notebooks = _candidates(folder, fs.name[:-3] + notebook.SUFFIX) if fs.notebook else []
+        found = _candidates(folder, fs.name, declared)
+        notebooks = _candidates(folder, fs.name[:-3] + notebook.SUFFIX, declared) if fs.notebook else []
         if not found and notebooks:
             records.append(_notebook_record(fs, folder, notebooks))
             continue
@@ -263,7 +281,8 @@ def intake(spec: AssignmentSpec, folder: Path) -> Submission:
 
 def _moved_note(names: list[str], rel: str) -> str:
     if len(names) == 1:
-        return f"found {names[0]} as {rel}: graded it; next time submit it as {names[0]} at the top of your folder"
+        where = "" if "/" not in rel else " at the top of your folder"
+        return f"found {names[0]} as {rel}: graded it; next time submit it as {names[0]}{where}"
     listed = ", ".join(names[:-1]) + f" and {names[-1]}"
     return (f"found {listed} in {rel}/: graded them; next time submit them at the top of your folder, "
             f"not inside {rel}/")

@@ -22,10 +22,27 @@ def test_complete_submission(course, example):
 
 def test_missing_file_suggests_near_name(course, example):
     sub_dir = example("exp1", "solution")
-    (sub_dir / "model.pth").rename(sub_dir / "model.pt")
+    (sub_dir / "model.pth").rename(sub_dir / "modle.pth")  # a typo: only the student knows it is the same file
     rec = intake(course.spec("exp1"), sub_dir).record("model.pth")
     assert not rec.present
-    assert rec.problem == "model.pth is missing from the submission; found 'model.pt': rename it to 'model.pth'"
+    assert rec.problem == "model.pth is missing from the submission; found 'modle.pth': rename it to 'model.pth'"
+
+
+@pytest.mark.parametrize("code, weights", [
+    ("exp1 (1).py", "model.pt"),  # a second download; torch.save's other suffix
+    ("exp1.py.txt", "model.pkl"),  # an editor that appended .txt; a pickle suffix
+    ("exp1 - Copy.py", "model (2).pth"),
+])  # fmt: skip
+def test_names_a_download_or_a_habit_gave_the_files_are_graded_with_a_note(course, example, code, weights):
+    sub_dir = example("exp1", "solution")
+    (sub_dir / "exp1.py").rename(sub_dir / code)
+    (sub_dir / "model.pth").rename(sub_dir / weights)
+    sub = intake(course.spec("exp1"), sub_dir)
+    for name, found in (("exp1.py", code), ("model.pth", weights)):
+        rec = sub.record(name)
+        assert rec.present and rec.problem is None and rec.found_as == found
+        assert rec.note == f"found {name} as {found}: graded it; next time submit it as {name}"
+    assert sorted(p.name for p in sub.stage(sub_dir.parent / "staged").iterdir()) == ["exp1.py", "model.pth"]
 
 
 def test_oversize_empty_and_symlink(course, example):
