@@ -88,6 +88,31 @@ def _candidates(folder: Path, name: str, declared: Collection[str] = ()) -> list
     return []
 
 
+def _best_first(found: list[Path]) -> tuple[list[Path], str]:
+    """Several copies of one file (v1/exp1.py and v2/exp1.py): the most finished first, with why for the note. The
+    fewest `NotImplementedError`s left of the stub's TODOs, then the newest; the order found when they tie."""
+    if len(found) < 2:
+        return found, ""
+
+    def todos(p: Path) -> int:
+        try:
+            return read_regular(p, 4 << 20).count(b"NotImplementedError")
+        except UnsafeFile:
+            return 1 << 30
+
+    def age(p: Path) -> float:
+        try:
+            return -p.lstat().st_mtime
+        except OSError:
+            return 0.0
+
+    ranked = sorted(found, key=lambda p: (todos(p), age(p)))
+    if ranked[0] == found[0]:
+        return found, ""
+    why = "with the fewest unfinished TODOs" if todos(ranked[0]) < todos(found[0]) else "saved last"
+    return ranked, f"; graded the copy {why}, so submit only the one you mean"
+
+
 # What a download or a second save appends to a name: `exp1 (1).py`, `exp1 - Copy.py`, `exp1_副本.py`.
 _COPY_SUFFIX = re.compile(r"(?:\s*\(\d+\)|\s*-\s*copy(?:\s*\(\d+\))?|\s+copy|_?副本)$")
 # torch.save's usual suffixes: a model.pt or model.pkl is the model.pth the handout asked for.
@@ -169,11 +194,12 @@ CLEAR_OUTPUTS = ("its outputs (images, printed logs) make it big: clear them (Ju
 
 def _notebook_record(fs: FileSpec, folder: Path, found: list[Path]) -> FileRecord:
     """A notebook standing in for the .py file `fs`: read as data (JSON) here, its code run only in the sandbox."""
+    found, why = _best_first(found)
     path = found[0]
     rel = path.relative_to(folder).as_posix()
     note = f"graded the notebook {rel} in place of {fs.name}"
     if len(found) > 1:
-        note += f" (also found: {', '.join(p.relative_to(folder).as_posix() for p in found[1:4])})"
+        note += f" (also found: {', '.join(p.relative_to(folder).as_posix() for p in found[1:4])}{why})"
     record = FileRecord(name=fs.name, present=True, found_as=rel, note=note)
     try:
         open_regular(path)
@@ -230,13 +256,14 @@ def intake(spec: AssignmentSpec, folder: Path) -> Submission:
             missing += f"; found {hint[0]!r}: rename it to {fs.name!r}" if hint else f"; add {fs.name} and resubmit"
             records.append(FileRecord(name=fs.name, present=False, problem=missing if fs.required else None))
             continue
+        found, chosen = _best_first(found)
         path = found[0]
         rel = path.relative_to(folder).as_posix()
         note: str | None = None
         if rel != fs.name:
             note = _moved_note([fs.name], rel)
             if len(found) > 1:
-                note += f" (also found: {', '.join(p.relative_to(folder).as_posix() for p in found[1:4])})"
+                note += f" (also found: {', '.join(p.relative_to(folder).as_posix() for p in found[1:4])}{chosen})"
         if notebooks:
             also = f"also found {notebooks[0].relative_to(folder).as_posix()}; graded {rel}, not the notebook"
             note = f"{note}. {also}" if note else also

@@ -64,3 +64,18 @@ def test_unreadable_submission(course, tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(IntakeError, match="not a folder"):
         intake(course.spec("exp1"), tmp_path / "file")
+
+
+def test_of_two_versions_the_finished_one_is_graded(course, example, tmp_path):
+    """v1/ holds the handout's stub, v2/ the finished work: v1 sorts first, but v2 is graded, and the note says why."""
+    solution = example("exp1", "solution")
+    sub_dir = tmp_path / "upload"
+    for version in ("v1", "v2"):
+        (sub_dir / version).mkdir(parents=True)
+        (sub_dir / version / "model.pth").write_bytes((solution / "model.pth").read_bytes())
+    (sub_dir / "v1/exp1.py").write_text((course.assignment_dir("exp1") / "exp1.py").read_text())
+    (sub_dir / "v2/exp1.py").write_text((solution / "exp1.py").read_text())
+    rec = intake(course.spec("exp1"), sub_dir).record("exp1.py")
+    assert rec.found_as == "v2/exp1.py"
+    assert rec.note.endswith("(also found: v1/exp1.py; graded the copy with the fewest unfinished TODOs, so submit "
+                             "only the one you mean)")  # fmt: skip
