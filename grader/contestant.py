@@ -109,7 +109,8 @@ def _import_all(sock: socket.socket, plan: dict[str, Any]) -> None:
         except ImportProblem as problem:
             _IMPORT_FAILED[name] = problem
             report |= {"mode": "failed", "kind": problem.kind, "message": problem.message, "where": problem.where}
-            report["restart"] = problem.kind != "syntax" and name not in plan["definitions_only"]
+            retry = problem.kind != "syntax" or problem.recoverable  # its definitions, in a fresh process
+            report["restart"] = retry and name not in plan["definitions_only"]
         report["seconds"] = round(time.perf_counter() - started, 3)
         sys.stdout.flush()
         sock.sendall(frames.pack({"imported": report}))
@@ -161,6 +162,8 @@ def classify(exc: BaseException) -> dict[str, Any]:
     elif isinstance(exc, OSError) and exc.errno == errno.EFBIG:
         limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0] >> 20
         kind, msg = "file_size", f"tried to write a file over the {limit} MiB limit{at}"
+    elif isinstance(exc, AttributeError) and (gone := _left_out(exc)):
+        kind, msg = "exception", f"{exc.name} is not there: the grader left it out ({gone}); fix the syntax error"
     elif any(sign in str(exc) for sign in NO_CUDA):
         said = str(exc).splitlines()[0].split(". ")[0].rstrip(".")[:120]  # torch's first sentence, not its advice
         kind, msg = "no_cuda", (f"used CUDA, which this grading machine does not have ({type(exc).__name__}: "
@@ -169,6 +172,13 @@ def classify(exc: BaseException) -> dict[str, Any]:
     else:
         kind, msg = "exception", f"raised {_describe(exc)}{at}"
     return {"kind": kind, "message": msg, "where": where}
+
+
+def _left_out(exc: AttributeError) -> str | None:
+    """Why the name a check looked for is missing, when a syntax error left its definition out (grader.loader)."""
+    from grader.loader import LEFT_OUT_NAMES
+
+    return LEFT_OUT_NAMES.get(getattr(exc, "name", None) or "")
 
 
 # What torch says when code asks for CUDA on a machine without it (no driver, a CPU build, no device visible).

@@ -17,6 +17,7 @@ import ast
 import importlib.abc
 import importlib.util
 import linecache
+import re
 import signal
 import sys
 import time
@@ -51,6 +52,7 @@ class ImportProblem(Exception):
     kind: str  # budget | exit | network | missing_data | package | exception | syntax | stopped
     message: str
     where: list[dict[str, Any]] = field(default_factory=list)
+    recoverable: bool = False  # a syntax error that leaving out a few top-level statements gets past
 
     def __str__(self) -> str:
         return self.message
@@ -232,7 +234,7 @@ def import_module(name: str, path: Path, cpu_s: float, wall_s: float) -> types.M
     except SyntaxError as exc:
         where = [{**position(path, exc.lineno or 0), "function": "<module>"}]
         raise ImportProblem("syntax", f"{path.name} {_at(path, exc.lineno or 0)}: {exc.msg}: fix the syntax error "
-                            "and resubmit", where) from None  # fmt: skip
+                            "and resubmit", where, recoverable=past_syntax_errors(source, path) is not None) from None
     module = _new_module(name, path)
     try:
         with budget(cpu_s, wall_s):
@@ -293,13 +295,58 @@ def definitions(tree: ast.Module, source: str) -> tuple[list[ast.stmt], list[Lef
     return keep, left
 
 
+# Top-level lines that continue the statement before them rather than start one.
+_CONTINUES = (")", "]", "}", "else", "elif", "except", "finally", "#")
+SYNTAX_DROPS = 3  # at most this many top-level statements are left out to get past syntax errors
+# Definitions left out for a syntax error, by name: what a check that looks for one is told (grader.contestant).
+LEFT_OUT_NAMES: dict[str, str] = {}
+
+
+def past_syntax_errors(source: str, path: Path) -> tuple[str, list[LeftOut]] | None:
+    """`source` with the few top-level statements (a def, a class, a line) that hold its syntax errors blanked
+    out, line numbers kept, and those statements as left out; None when that does not give valid Python. A typo
+    in one function then costs the checks that need that function, not every check."""
+    lines = source.split("\n")
+    starts = [i for i, line in enumerate(lines) if line.strip() and not line[0].isspace()
+              and not line.startswith(_CONTINUES) and not (i and lines[i - 1].startswith("@"))]  # fmt: skip
+    left: list[LeftOut] = []
+    for _ in range(SYNTAX_DROPS + 1):
+        try:
+            compile("\n".join(lines), str(path), "exec", dont_inherit=True)
+            return "\n".join(lines), left
+        except SyntaxError as exc:
+            err = (exc.lineno or 1) - 1
+            if len(left) == SYNTAX_DROPS or not (before := [k for k, start in enumerate(starts) if start <= err]):
+                return None
+            a = starts[before[-1]]
+            b = starts[before[-1] + 1] if before[-1] + 1 < len(starts) else len(lines)
+            if not any(lines[i].strip() for i in range(a, b)):
+                return None  # already left out: no way past this one
+            first = next(line for line in lines[a:b] if not line.startswith("@"))
+            why = f"a syntax error at line {exc.lineno}: {exc.msg}"
+            if named := re.match(r"(?:async\s+)?(?:def|class)\s+(\w+)|(\w+)\s*[:=]", first):
+                LEFT_OUT_NAMES[named[1] or named[2]] = f"{path.name} {_at(path, exc.lineno or 0)}: {exc.msg}"
+            left.append(LeftOut(a + 1, lines[a].strip()[:60], why))
+            lines[a:b] = [""] * (b - a)
+    return None
+
+
 def import_definitions(name: str, path: Path, cpu_s: float) -> tuple[types.ModuleType, list[LeftOut]]:
     """Import only the definitions of `path`, statement by statement; return the module and what was left out.
+    A syntax error leaves out the top-level statements that hold it (past_syntax_errors).
 
     Raises ImportProblem when even that fails (a definition that raises)."""
     source = read_source(path)
-    tree = ast.parse(source, str(path))  # a syntax error never reaches here: the full import reported it
+    dropped: list[LeftOut] = []
+    try:
+        tree = ast.parse(source, str(path))
+    except SyntaxError:
+        if (past := past_syntax_errors(source, path)) is None:
+            raise ImportProblem("syntax", f"{path.name} has syntax errors that the grader cannot get past") from None
+        source, dropped = past
+        tree = ast.parse(source, str(path))
     keep, left = definitions(tree, source)
+    left = dropped + left
     module = _new_module(name, path)
     started = time.process_time()
     for node in keep:

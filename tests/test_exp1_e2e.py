@@ -118,17 +118,35 @@ def test_bad_weights_fail_only_their_checks(course, example, tmp_path, kind):
     assert not marker.exists()
 
 
-def test_syntax_error_fails_code_checks_with_line(course, example):
+def test_a_syntax_error_costs_the_checks_of_its_function_and_the_fallbacks_5(course, example):
+    """A missing colon after `def train(...)`: the grader leaves train() out, says where and why, and grades the
+    rest (its definitions, for the fallback's 5%); only the check that calls train() fails."""
     folder = example("exp1", "solution")
     src = (folder / "exp1.py").read_text().splitlines(keepends=True)
     line = next(i for i, s in enumerate(src) if s.startswith("def train(")) + 1
     src[line - 1] = src[line - 1].rstrip().removesuffix(":") + "\n"  # drop the colon
     (folder / "exp1.py").write_text("".join(src))
     result = grade(course, "exp1", folder)
+    assert [c.id for c in result.checks if c.score < c.max_score] == ["training_lowers_mse"]
+    assert result.score == 100 - 20 - 5
+    (problem,) = result.problems
+    assert re.match(rf"exp1.py line {line}: .*fix the syntax error and resubmit\. The grader then imported only its "
+                    r"definitions", problem.message), problem.message  # fmt: skip
+    assert problem.locations[0].line == line and problem.details[0].startswith(f"left out: line {line} `def train(")
+    msg = by_id(result)["training_lowers_mse"].message
+    assert re.match(rf"train is not there: the grader left it out \(exp1.py line {line}: .*\); fix the syntax error",
+                    msg), msg  # fmt: skip
+
+
+def test_syntax_errors_the_grader_cannot_get_past_fail_every_check_with_the_line(course, example):
+    """More broken statements than the grader leaves out (SYNTAX_DROPS): nothing is graded, each check says where."""
+    folder = example("exp1", "solution")
+    src = (folder / "exp1.py").read_text()
+    (folder / "exp1.py").write_text(src.replace("\n\ndef ", "\n\ndef half_written(x:\n    pass\n\n\ndef "))
+    result = grade(course, "exp1", folder)
     assert result.score == 0
     msg = by_id(result)["f_reference_values"].message
-    assert re.match(rf"exp1.py line {line}: .*fix the syntax error", msg), msg
-    assert by_id(result)["f_reference_values"].locations[0].line == line
+    assert re.match(r"exp1.py line \d+: .*fix the syntax error", msg), msg
 
 
 def test_missing_folder_is_a_result(course, tmp_path):
