@@ -91,7 +91,9 @@ def grading_section(spec: AssignmentSpec) -> str:
         "## How your code is run",
         "",
         f"- **Files**: {files}. A file in a folder inside your submission, or with other capitals "
-        f"(`{spec.files[0].name.capitalize()}`), is found and graded, with a note.",
+        f"(`{spec.files[0].name.capitalize()}`), or as a second download names it "
+        f"(`{spec.files[0].name.replace('.', ' (1).', 1)}`), is found and graded, with a note; of two copies, the "
+        "one with fewer unfinished TODOs.",
         f"- **Where**: a sandbox with no network, {'a GPU' if spec.needs_gpu else 'the CPU'} and {lim.threads} "
         f"thread{'s' if lim.threads > 1 else ''}, {lim.memory_mb} MiB of memory; each check has its own time limit "
         f"({per_check}).{data}",
@@ -100,7 +102,9 @@ def grading_section(spec: AssignmentSpec) -> str:
         'trains, parses arguments or downloads data under `if __name__ == "__main__":`. If importing runs past '
         "the budget, exits or fails, only the file's definitions (imports, functions, classes and assignments) "
         "are imported and graded, top-level loops and calls are left out (but not those that configure, such as "
-        f"`parser.add_argument(...)` or a seed), and {imp.fallback_penalty:.0%} of the points are taken off.",
+        f"`parser.add_argument(...)` or a seed), and {imp.fallback_penalty:.0%} of the points are taken off. A "
+        "syntax error does the same, leaving out the function (or top-level statement) that holds it: only the "
+        "checks that need that function lose their points.",
         "- **Packages**: besides Python's standard library, your code may import "
         f"{', '.join(sorted(imp.packages))}. Anything else (e.g. `d2l`) is not there: copy the functions you "
         "need into your file. Importing one costs nothing by itself (the report names it); only the "
