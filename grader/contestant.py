@@ -163,7 +163,7 @@ def classify(exc: BaseException) -> dict[str, Any]:
         limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0] >> 20
         kind, msg = "file_size", f"tried to write a file over the {limit} MiB limit{at}"
     elif isinstance(exc, AttributeError) and (gone := _left_out(exc)):
-        kind, msg = "exception", f"{exc.name} is not there: the grader left it out ({gone}); fix the syntax error"
+        kind, msg = "exception", f"{exc.name} is not there: {gone}"
     elif any(sign in str(exc) for sign in NO_CUDA):
         said = str(exc).splitlines()[0].split(". ")[0].rstrip(".")[:120]  # torch's first sentence, not its advice
         kind, msg = "no_cuda", (f"used CUDA, which this grading machine does not have ({type(exc).__name__}: "
@@ -175,10 +175,15 @@ def classify(exc: BaseException) -> dict[str, Any]:
 
 
 def _left_out(exc: AttributeError) -> str | None:
-    """Why the name a check looked for is missing, when a syntax error left its definition out (grader.loader)."""
+    """Why the name a check looked for is missing, when the loader left it out (grader.loader)."""
     from grader.loader import LEFT_OUT_NAMES
 
-    return LEFT_OUT_NAMES.get(getattr(exc, "name", None) or "")
+    name = getattr(exc, "name", None) or ""
+    if name in LEFT_OUT_NAMES:
+        return LEFT_OUT_NAMES[name]
+    star = LEFT_OUT_NAMES.get("*")  # `from helpers import *` failed: the likeliest source, said as such
+    return star.replace(" imports it from", " imports * from", 1).replace(": put it in", "; if it was to come from "
+                                                                          "there, put it in", 1) if star else None
 
 
 # What torch says when code asks for CUDA on a machine without it (no driver, a CPU build, no device visible).

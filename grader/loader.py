@@ -298,7 +298,8 @@ def definitions(tree: ast.Module, source: str) -> tuple[list[ast.stmt], list[Lef
 # Top-level lines that continue the statement before them rather than start one.
 _CONTINUES = (")", "]", "}", "else", "elif", "except", "finally", "#")
 SYNTAX_DROPS = 3  # at most this many top-level statements are left out to get past syntax errors
-# Definitions left out for a syntax error, by name: what a check that looks for one is told (grader.contestant).
+# Names left out of a module (a syntax error, a failed `from x import name`), with why: what a check that looks
+# for one is told (grader.contestant).
 LEFT_OUT_NAMES: dict[str, str] = {}
 
 
@@ -325,7 +326,8 @@ def past_syntax_errors(source: str, path: Path) -> tuple[str, list[LeftOut]] | N
             first = next(line for line in lines[a:b] if not line.startswith("@"))
             why = f"a syntax error at line {exc.lineno}: {exc.msg}"
             if named := re.match(r"(?:async\s+)?(?:def|class)\s+(\w+)|(\w+)\s*[:=]", first):
-                LEFT_OUT_NAMES[named[1] or named[2]] = f"{path.name} {_at(path, exc.lineno or 0)}: {exc.msg}"
+                LEFT_OUT_NAMES[named[1] or named[2]] = (f"the grader left it out for a syntax error ({path.name} "
+                                                        f"{_at(path, exc.lineno or 0)}: {exc.msg}); fix it")
             left.append(LeftOut(a + 1, lines[a].strip()[:60], why))
             lines[a:b] = [""] * (b - a)
     return None
@@ -364,6 +366,13 @@ def import_definitions(name: str, path: Path, cpu_s: float) -> tuple[types.Modul
                 sys.modules.pop(name, None)
                 raise classify_import(path, exc) from None
             why = f"ran past {exc.what}" if isinstance(exc, _OverBudget) else f"raised {type(exc).__name__}"
+            if isinstance(node, ast.ImportFrom) and isinstance(exc, ImportError):
+                said = ("grading does not provide" if "grading does not provide" in str(exc)
+                        else f"failed ({type(exc).__name__}: {str(exc)[:120]})")  # fmt: skip
+                failed = f"{path.name} {_at(path, node.lineno)} imports it from {node.module}, which {said}: put it " \
+                         f"in {path.name}"
+                for alias in node.names:  # what the checks will look for in vain: say where it was to come from
+                    LEFT_OUT_NAMES[alias.asname or alias.name] = failed  # "*": whatever is missing
             left.append(LeftOut(node.lineno, (ast.get_source_segment(source, node) or "").splitlines()[0][:60], why))
     left.sort(key=lambda lo: lo.line)
     if _notebook(path):

@@ -173,6 +173,20 @@ def test_a_package_grading_lacks_does_not_hide_other_code_at_import(quick_course
         fallback.message), fallback.message
 
 
+def test_a_function_imported_from_the_students_own_file_says_where_it_was_to_come_from(quick_course, tmp_path):
+    """train() lives in the student's my_utils.py, which grading does not take: the check that calls it says so."""
+    def edit(src: str) -> str:
+        start, end = src.index("def train("), src.index("def main(")
+        return src[:start].replace("import torch\n", "import torch\nfrom my_utils import train  # 自己的工具\n", 1) + \
+            src[end:]
+
+    folder = student_exp1(tmp_path, edit)
+    (folder / "my_utils.py").write_text("def train(model, x, y, num_epochs, lr):\n    return []\n")
+    result = grade(quick_course, "exp1", folder, sandbox=LocalSandbox(), only=["training_lowers_mse"])
+    assert re.fullmatch(r"train is not there: exp1\.py line \d+ imports it from my_utils, which grading does not "
+                        r"provide: put it in exp1\.py", by_id(result)["training_lowers_mse"].message)
+
+
 # ---- 2. packaging near-misses ---------------------------------------------------------------------------
 
 
