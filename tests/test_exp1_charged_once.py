@@ -216,3 +216,16 @@ def test_models_saved_for_standardized_targets_are_charged_once(course, tmp_path
     assert 0 < fit.score <= fit.max_score / 2 and "was the model trained on standardized targets" in fit.message
     assert checks["custom_function_fits"].status == "passed"
     assert "charged once, by model_fits_target" in checks["custom_function_fits"].notes[0]
+
+
+def test_two_models_saved_under_names_of_their_own_are_read_with_one_note(course, tmp_path):
+    folder = solution_with(tmp_path / "names", "    torch.save(trained, \"model.pth\")\n",
+                           "    torch.save({\"model\": trained[\"default\"], \"custom_model\": trained[\"custom\"]}, "
+                           "\"model.pth\")  # 两个模型\n")  # fmt: skip
+    saved = torch.load(folder / "model.pth", weights_only=True)
+    torch.save({"model": saved["default"], "custom_model": saved["custom"]}, folder / "model.pth")
+    result = grade(course, "exp1", folder, only=["model_fits_target", "custom_function_fits"])
+    assert all(c.status == "passed" for c in result.checks), [c.message for c in result.checks]
+    notes = [n for c in result.checks for n in c.notes]
+    assert notes == ["model.pth keeps its two models under 'model' and 'custom_model': read them as \"default\" and "
+                     "\"custom\", the names the handout saves them under"]
