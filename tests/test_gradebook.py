@@ -402,3 +402,18 @@ def test_a_row_with_broken_quotes_is_skipped_and_the_next_rows_are_read(tmp_path
     assert f"{path}: line 2: not readable as CSV" in sheet.problems[0]
     assert f"{path}: line 5, column 'report': '70' is outside 0..20" in sheet.problems[1]  # s2's row spans 3-4
     assert "no row for 1 student(s): s1" in sheet.problems[2]
+
+
+def test_a_zero_says_why_in_the_problems_column() -> None:
+    """A graded 0 with an empty problems column reads as the grader's fault: the file's problem, else the first
+    check's message, is shown."""
+    from grader.results import FileRecord
+
+    missing = make_result({"shape": 0, "fits": 0}, "s7").model_copy(update={"files": [FileRecord(
+        name="exp1.py", present=False, problem="exp1.py is missing from the submission; add exp1.py and resubmit")]})
+    failed = make_result({"shape": 0, "fits": 0}, "s8")
+    failed.checks[0].message = "raised NotImplementedError (exp1.py line 20, in f)\nmore"
+    rows = {r["student_id"]: r for r in parse(gradebook_csv(make_spec(), [make_row("s7", missing),
+                                                                          make_row("s8", failed)]))}  # fmt: skip
+    assert rows["s7"]["problems"] == "exp1.py is missing from the submission; add exp1.py and resubmit"
+    assert rows["s8"]["problems"] == "shape: raised NotImplementedError (exp1.py line 20, in f)"

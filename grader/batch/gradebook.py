@@ -9,6 +9,7 @@ from typing import Literal
 
 from grader.batch.late import fmt_number
 from grader.batch.models import ClassRow
+from grader.results import GradeResult
 from grader.spec import AssignmentSpec, CheckSpec
 
 # Spreadsheets run a cell starting with these as a formula (CSV injection); student-provided text is defused.
@@ -71,6 +72,17 @@ def _write(header: list[str], body: list[list[str]]) -> str:
     return out.getvalue()
 
 
+def _why_nothing(result: GradeResult | None) -> list[str]:
+    """For a graded submission that earned nothing: its files' problems, else its first check's message (a 0 with
+    an empty problems column reads as a grader fault)."""
+    if result is None or result.score > 0 or not result.checks:
+        return []
+    if files := [f.problem for f in result.files if f.problem]:
+        return files
+    first = result.checks[0]
+    return [f"{first.id}: {first.message.splitlines()[0][:160]}"] if first.message else []
+
+
 def gradebook_csv(spec: AssignmentSpec, rows: list[ClassRow]) -> str:
     """gradebook.csv: a row per student (sorted by id) with each check's score, the points deducted for problems
     (import fallback, rules), the automatic score (checks less deductions), the rubric
@@ -100,7 +112,7 @@ def gradebook_csv(spec: AssignmentSpec, rows: list[ClassRow]) -> str:
             else:
                 line += ["", "", num(result.total)]
         said = [f"{p.id} (-{p.points:g})" for p in (result.problems if result else []) if p.points]
-        line += [num(max_total), safe_cell("; ".join([*said, *row.problems]))]
+        line += [num(max_total), safe_cell("; ".join([*said, *_why_nothing(result), *row.problems]))]
         body.append(line)
     return _write(header, body)
 
