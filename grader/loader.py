@@ -183,6 +183,11 @@ def classify_import(path: Path, exc: BaseException) -> ImportProblem:
         text = text.splitlines()[0]
         return ImportProblem("network", f"{name} uses the network when imported ({text}{at}; a download=True?): "
                              f"grading has no network; {_guard(path)}", where)  # fmt: skip
+    if isinstance(exc, FileNotFoundError) and exc.filename and (path.parent / Path(str(exc.filename)).name).is_file():
+        own = Path(str(exc.filename)).name  # submitted, next to the module: the path was relative to the wrong folder
+        return ImportProblem("missing_data", f"{name} reads {own} when imported{at}, from the folder it runs in; "
+                             f"grading runs it from another, with {own} next to {name}: read it inside a function, "
+                             f"from Path(__file__).parent / {own!r}, and {_guard(path)}", where)  # fmt: skip
     if isinstance(exc, FileNotFoundError) or ("not found" in said and "dataset" in said):
         return ImportProblem("missing_data", f"{name} reads files that grading does not have when imported ({text}{at})"
                              f": {_guard(path)}", where)  # fmt: skip

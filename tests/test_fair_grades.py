@@ -127,8 +127,12 @@ def test_training_at_import_through_check_and_batch(quick_course, tmp_path):
         # a data file of the student's own machine
         ("import numpy as np\n# my measurements from the lab\nmeasured = np.load('/home/me/exp1/measured.npy')\n",
          r"^exp1\.py reads files that grading does not have when imported \(FileNotFoundError"),
+        # its own submitted model.pth, by a path relative to the folder it was started in
+        ("saved = torch.load('model.pth')  # 检查一下保存的模型\nprint(saved.keys())\n",
+         r"^exp1\.py reads model\.pth when imported at line \d+, from the folder it runs in; grading runs it from "
+         r"another, with model\.pth next to exp1\.py: read it inside a function, from Path\(__file__\)\.parent"),
     ],
-    ids=["argparse", "download", "missing-data"],
+    ids=["argparse", "download", "missing-data", "own-file-relative"],
 )
 def test_other_code_at_import(quick_course, tmp_path, code, pattern):
     folder = student_exp1(tmp_path, at_bottom(code + '\nif __name__ == "__main__":\n    main()\n'))
