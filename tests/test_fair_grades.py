@@ -355,6 +355,22 @@ def test_definitions_keep_the_calls_that_configure_what_they_use(tmp_path, monke
     assert [(lo.line, lo.why) for lo in left] == [(10, "raised FileNotFoundError"), (11, "a loop")]
 
 
+def test_past_syntax_errors_blanks_whole_top_level_statements_and_keeps_line_numbers(tmp_path):
+    """A decorated def with a missing colon and a class with an unclosed bracket: both blanked whole (decorator
+    included), every other line where it was; a third statement that breaks too many is given up on."""
+    source = ("import functools\n\n\n@functools.lru_cache\ndef f(x)\n    return x\n\n\nclass Net:\n"
+              "    sizes = [1, 2\n\n\ndef g(x):\n    return x + 1\n")  # fmt: skip
+    from grader.loader import LEFT_OUT_NAMES, SYNTAX_DROPS, past_syntax_errors
+
+    fixed, left = past_syntax_errors(source, tmp_path / "exp1.py")
+    assert fixed.split("\n") == ["import functools", "", "", "", "", "", "", "", "", "", "", "", "def g(x):",
+                                  "    return x + 1", ""]  # fmt: skip
+    assert [(lo.line, lo.code) for lo in left] == [(4, "@functools.lru_cache"), (9, "class Net:")]
+    assert LEFT_OUT_NAMES["f"].startswith("the grader left it out for a syntax error (exp1.py line 5: ")
+    broken = "".join(f"def f{i}(:\n    pass\n\n\n" for i in range(SYNTAX_DROPS + 1))
+    assert past_syntax_errors(broken, tmp_path / "exp1.py") is None
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_unguarded_cuda_says_how_to_choose_the_device(quick_course, tmp_path):
     folder = student_exp1(tmp_path, lambda src: src.replace(
