@@ -134,8 +134,8 @@ def test_a_syntax_error_costs_the_checks_of_its_function_and_the_fallbacks_5(cou
                     r"definitions", problem.message), problem.message  # fmt: skip
     assert problem.locations[0].line == line and problem.details[0].startswith(f"left out: line {line} `def train(")
     msg = by_id(result)["training_lowers_mse"].message
-    assert re.match(rf"train is not there: the grader left it out \(exp1.py line {line}: .*\); fix the syntax error",
-                    msg), msg  # fmt: skip
+    assert re.match(rf"train is not there: the grader left it out for a syntax error \(exp1.py line {line}: .*\); "
+                    r"fix it$", msg), msg  # fmt: skip
 
 
 def test_syntax_errors_the_grader_cannot_get_past_fail_every_check_with_the_line(course, example):

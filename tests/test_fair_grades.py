@@ -427,7 +427,7 @@ def test_whole_pickled_models_are_graded_from_their_weights_with_one_note(quick_
     result = grade(quick_course, "exp1", folder, sandbox=LocalSandbox())
     assert scores(result) == EXPECTED["solution"] and not result.problems
     (note,) = [n for n in result.notices() if n.note]
-    assert note.text == ("model.pth holds the whole model (FitNet), pickled, where only its weights were expected: "
+    assert note.text == ("model.pth holds 2 whole models (FitNet), pickled, where only their weights were expected: "
                          "the grader read the weights out of it without running any of its code, and graded them. "
                          "Next time save model.state_dict() in the format the assignment asks for")  # fmt: skip
     assert not any("bare state_dict" in n for c in result.checks for n in c.notes)

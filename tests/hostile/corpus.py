@@ -172,7 +172,10 @@ CASES = [
     Case("two-gigabyte-pth", "", weights=two_gigabytes,
          fails={c: r"^model\.pth is 2097152 KiB, over the limit of 2048 KiB" for c in WEIGHT_CHECKS}),
     Case("zip-bomb-pth", "", weights=zip_bomb, fails={c: r"would unpack to \d+ MiB" for c in WEIGHT_CHECKS}),
-    Case("syntax-error", "module", "def broken(:\n    pass", {c: r"line \d+: .*syntax" for c in CODE_CHECKS}),
+    # A syntax error leaves out the statement that holds it, for the fallback's penalty (grader.loader).
+    Case("syntax-error", "module", "def broken(:\n    pass", {},
+         problem=r"^exp1\.py line \d+: .*fix the syntax error and resubmit\. The grader then imported only its "
+                 r"definitions"),
     # Code that fails at import costs the fallback's penalty once; the definitions are graded (grader.loader).
     Case("import-time-exception", "module", "raise RuntimeError('boom at import')", {},
          problem=r"^exp1\.py fails when imported \(RuntimeError: boom at import at line \d+\).*only its definitions"),
