@@ -270,6 +270,13 @@ def fit_of(contestant: Any, state: dict[str, torch.Tensor], which: str, what: st
 UNMEASURABLE = (ContestantError, GraphRefused)  # the student's model does not take, or run, these weights
 
 
+def affine_fit(source: torch.Tensor, target: torch.Tensor) -> tuple[float, float, float]:
+    """(a, b, the normalized MSE of a * source + b against target): the best scale and shift, by least squares."""
+    basis = torch.cat([source.double().reshape(-1, 1), torch.ones(source.numel(), 1, dtype=torch.float64)], dim=1)
+    coef = torch.linalg.lstsq(basis, target.double().reshape(-1, 1)).solution  # (2, 1): a, b
+    return float(coef[0]), float(coef[1]), nmse(basis @ coef, target)
+
+
 RESCALED_SHARE = 0.5  # what a model that fits only once its outputs are scaled back earns of its fit
 
 
@@ -278,12 +285,9 @@ def rescaled(pred: torch.Tensor, target: torch.Tensor) -> tuple[float, str] | No
     (a * output + b): a model trained on standardized targets and saved without undoing that. None otherwise."""
     if not usable(pred) or FIT.fraction(nmse(pred, target)) >= 1:
         return None
-    basis = torch.cat([pred.double().reshape(-1, 1), torch.ones(pred.numel(), 1, dtype=torch.float64)], dim=1)
-    coef = torch.linalg.lstsq(basis, target.double().reshape(-1, 1)).solution  # (2, 1): a, b
-    after = nmse(basis @ coef, target)
+    a, b, after = affine_fit(pred, target)
     if FIT.fraction(after) < 0.5 or nmse(pred, target) < 10 * after:
         return None
-    a, b = float(coef[0]), float(coef[1])
     return after, (f"once scaled and shifted (y = {a:.4g} * output {'+' if b >= 0 else '-'} {abs(b):.4g}) its outputs "
                    f"fit with normalized MSE {FIT.shown(after)}: was the model trained on standardized targets ((y - "
                    "mean) / std) and saved without undoing that? Save a model whose outputs are y itself: fold the "

@@ -9,6 +9,7 @@ from exp1_judge import (
     UNMEASURABLE,
     GridValues,
     Settings,
+    affine_fit,
     fit_of,
     fits_custom,
     grade_fit,
@@ -98,12 +99,9 @@ SHIFTED_SHARE = 0.4  # what fitting f shifted or scaled earns of this check: the
 
 def _shifted_f(yc: torch.Tensor) -> str | None:
     """What custom_f is, when it is a * f + b on the grid (f shifted or scaled, such as f(x) + 1); else None."""
-    f = reference_f(GRID)  # (2001, 1) float64
-    basis = torch.cat([f, torch.ones_like(f)], dim=1)  # (2001, 2)
-    coef = torch.linalg.lstsq(basis, yc).solution  # (2, 1): a, b
-    if float((yc - basis @ coef).var() / yc.var()) > 1e-6:
+    a, b, residual = affine_fit(reference_f(GRID), yc)
+    if residual > 1e-6:
         return None
-    a, b = float(coef[0]), float(coef[1])
     return f"custom_f(x) is {a:.4g} f(x) {'+' if b >= 0 else '-'} {abs(b):.4g}"
 
 
