@@ -229,3 +229,13 @@ def test_two_models_saved_under_names_of_their_own_are_read_with_one_note(course
     notes = [n for c in result.checks for n in c.notes]
     assert notes == ["model.pth keeps its two models under 'model' and 'custom_model': read them as \"default\" and "
                      "\"custom\", the names the handout saves them under"]
+
+
+def test_a_train_that_prints_every_hundredth_of_its_epochs_keeps_full_marks(course, tmp_path):
+    """`epoch % (num_epochs // 100)` divides by zero below 100 epochs: the grader's short probing calls fail, which
+    tells nothing, and the check grades the 300-epoch run as it is."""
+    folder = solution_with(tmp_path / "prints", "    for _ in range(num_epochs):\n",
+                           "    for epoch in range(num_epochs):\n        if epoch % (num_epochs // 100) == 0:\n"
+                           "            print(f'epoch {epoch}')  # 每 1% 打印一次\n")  # fmt: skip
+    check = by_id(grade(course, "exp1", folder, only=["training_lowers_mse"]))["training_lowers_mse"]
+    assert check.status == "passed", check.message

@@ -29,7 +29,7 @@ from exp1_judge import (
     usable,
 )
 
-from grader.judge import expect_finite, expect_shape, fail, partial
+from grader.judge import ContestantError, expect_finite, expect_shape, fail, partial
 
 STEP_BUDGET = 300  # full-batch epochs; the reference lowers the MSE ~50x in this budget
 TRAIN_LR = 0.01
@@ -63,6 +63,14 @@ def test_training_lowers_mse(contestant):
         return contestant.call("train_curve", x=x, y=y, init_state=init, num_epochs=num_epochs, lr=lr, seed=0,
                                returns=TrainCurve)["state"]  # fmt: skip
 
+    def probed(num_epochs: int, lr: float) -> dict[str, torch.Tensor] | None:
+        """trained(), for a call only asked to tell something: None where the student's train() fails on it (a
+        print every num_epochs // 100 epochs divides by zero at 10 epochs), which then tells nothing."""
+        try:
+            return trained(num_epochs, lr)
+        except ContestantError:
+            return None
+
     state = trained(STEP_BUDGET, TRAIN_LR)
     if problem := model_spec("default").build().state_dict().keys() ^ state.keys():
         fail(f"after train() the model's weights have other names ({sorted(problem)[:3]}): does train() replace "
@@ -70,8 +78,8 @@ def test_training_lowers_mse(contestant):
     before, after = mse(init, x, y), mse(state, x, y)  # measured by the judge, on the weights train() left
     call = f"train(model, x, y, num_epochs={STEP_BUDGET}, lr={TRAIN_LR})"
     what = f"after {call} the MSE went from {before:.4g} to {after:.4g}"
-    ignored = [arg for arg, other in (("num_epochs", trained(IGNORED_EPOCHS, TRAIN_LR)),
-                                      ("lr", trained(STEP_BUDGET, TRAIN_LR / 10))) if same_weights(other, state)]
+    others = {"num_epochs": probed(IGNORED_EPOCHS, TRAIN_LR), "lr": probed(STEP_BUDGET, TRAIN_LR / 10)}
+    ignored = [arg for arg, other in others.items() if other is not None and same_weights(other, state)]
     if ignored and not same_weights(state, init):  # one that changes nothing at all is charged below
         # the grader's calls (and the report's epochs x lr table) need train() to obey them
         partial(0.5, f"train() ignores its {' and '.join(ignored)} argument{'s' if len(ignored) > 1 else ''}: called "
@@ -83,12 +91,13 @@ def test_training_lowers_mse(contestant):
         return
     grew = ("the loss grew: a train() that does not reset the gradients each step (optimizer.zero_grad() before "
             "loss.backward()), or that takes too large a step, diverges like this")  # fmt: skip
-    if (scale := first_step_scale(init, trained(1, TRAIN_LR), x, y, TRAIN_LR)) and abs(scale / len(x) - 1) < 0.01:
+    one = probed(1, TRAIN_LR)
+    if one and (scale := first_step_scale(init, one, x, y, TRAIN_LR)) and abs(scale / len(x) - 1) < 0.01:
         # Liu Er's lectures sum the squared errors (MSELoss(size_average=False)): every step is len(x) times larger
         summed = f"{what}: train()'s first step is {len(x)} times plain SGD's on the mean squared error, so its loss " \
                  f"is summed over the {len(x)} samples (nn.MSELoss(reduction='sum'), or size_average=False as in " \
                  "the lectures); the handout's train() minimizes the MEAN squared error: use nn.MSELoss()"
-        if mse(trained(STEP_BUDGET, TRAIN_LR / len(x)), x, y) <= 0.5 * before:
+        if (scaled := probed(STEP_BUDGET, TRAIN_LR / len(x))) and mse(scaled, x, y) <= 0.5 * before:
             partial(0.5, f"{summed} (with lr {TRAIN_LR:g}/{len(x)} it trains as it should)")
         fail(summed)
     if not math.isfinite(after):
