@@ -118,7 +118,10 @@ def test_predict_length(contestant, data_root):
                  f"{len(prefix)} + {n} = {len(prefix) + n}")  # fmt: skip
         if bad := sorted(set(text[len(prefix) :]) - tokens):
             fail(f"predict returned characters outside the vocabulary: {bad}")
-    greedy = contestant.call("greedy_text", params=params, prefix=prefix, num_preds=n)
+    try:
+        greedy = contestant.call("greedy_text", params=params, prefix=prefix, num_preds=n)
+    except ContestantError:  # the model runs as predict drives it, not as d2l's warm-up does: nothing to compare
+        greedy = text
     if text != greedy:
         partial(0.5, f"predict({prefix!r}, {n}, net, vocab) returned {text!r}; warming the state up on the prefix and "
                 f"then taking the argmax at each step gives {greedy!r} with the same model: feed every prefix "
