@@ -178,12 +178,7 @@ def _left_out(exc: AttributeError) -> str | None:
     """Why the name a check looked for is missing, when the loader left it out (grader.loader)."""
     from grader.loader import LEFT_OUT_NAMES
 
-    name = getattr(exc, "name", None) or ""
-    if name in LEFT_OUT_NAMES:
-        return LEFT_OUT_NAMES[name]
-    star = LEFT_OUT_NAMES.get("*")  # `from helpers import *` failed: the likeliest source, said as such
-    return star.replace(" imports it from", " imports * from", 1).replace(": put it in", "; if it was to come from "
-                                                                          "there, put it in", 1) if star else None
+    return LEFT_OUT_NAMES.get(getattr(exc, "name", None) or "") or LEFT_OUT_NAMES.get("*")
 
 
 # What torch says when code asks for CUDA on a machine without it (no driver, a CPU build, no device visible).

@@ -106,6 +106,7 @@ def import_problems(
         if first is None:
             continue
         message, points, details, fallback = first.message, 0.0, [], record.mode == "definitions"
+        charged = fallback and first.kind != "package"  # a package alone costs nothing: only what fails by itself
         if first.kind == "package" and f"packages:{name}.py" in said:
             # The package is said once, by the source scan; the full import stopped at it, so whether the rest
             # runs code at import shows only in what the definitions-only import left out after failing itself.
@@ -114,8 +115,8 @@ def import_problems(
                 continue
             file = first.where[0].file if first.where else f"{name}.py"
             guard = NOTEBOOK_GUARD if file.endswith(".ipynb") else GUARD.replace("the file", file)
-            message = f"{file} also runs code when imported that fails by itself ({failed[0]}): {guard}"
-        if fallback and first.kind != "package" or message != first.message:
+            message, charged = f"{file} also runs code when imported that fails by itself ({failed[0]}): {guard}", True
+        if charged:
             points = round(spec.imports.fallback_penalty * max_score, 4)
             message += (f". The grader then imported only its definitions (imports, functions, classes and "
                         f"assignments) and graded those; this costs {spec.imports.fallback_penalty:.0%} of the "

@@ -106,10 +106,11 @@ def _best_first(found: list[Path]) -> tuple[list[Path], str]:
         except OSError:
             return 0.0
 
-    ranked = sorted(found, key=lambda p: (todos(p), age(p)))
+    left = {p: todos(p) for p in found}  # each copy read once
+    ranked = sorted(found, key=lambda p: (left[p], age(p)))
     if ranked[0] == found[0]:
         return found, ""
-    why = "with the fewest unfinished TODOs" if todos(ranked[0]) < todos(found[0]) else "saved last"
+    why = "with the fewest unfinished TODOs" if left[ranked[0]] < left[found[0]] else "saved last"
     return ranked, f"; graded the copy {why}, so submit only the one you mean"
 
 

@@ -374,10 +374,12 @@ def import_definitions(name: str, path: Path, cpu_s: float) -> tuple[types.Modul
             if isinstance(node, ast.ImportFrom) and isinstance(exc, ImportError):
                 said = ("grading does not provide" if "grading does not provide" in str(exc)
                         else f"failed ({type(exc).__name__}: {str(exc)[:120]})")  # fmt: skip
-                failed = f"{path.name} {_at(path, node.lineno)} imports it from {node.module}, which {said}: put it " \
-                         f"in {path.name}"
+                at = f"{path.name} {_at(path, node.lineno)}"
                 for alias in node.names:  # what the checks will look for in vain: say where it was to come from
-                    LEFT_OUT_NAMES[alias.asname or alias.name] = failed  # "*": whatever is missing
+                    LEFT_OUT_NAMES[alias.asname or alias.name] = (  # "*": whatever is missing, likeliest from there
+                        f"{at} imports * from {node.module}, which {said}; if it was to come from there, put it in "
+                        f"{path.name}" if alias.name == "*" else
+                        f"{at} imports it from {node.module}, which {said}: put it in {path.name}")  # fmt: skip
             left.append(LeftOut(node.lineno, (ast.get_source_segment(source, node) or "").splitlines()[0][:60], why))
     left.sort(key=lambda lo: lo.line)
     if _notebook(path):
