@@ -234,13 +234,15 @@ def grade(
             staged = sub.stage(Path(tmp) / "submission")
             ini = Path(tmp) / "pytest.ini"
             ini.write_text("[pytest]\n")
-            if uses_graphs(check_folders(course, spec, mode)):
+            graphs = uses_graphs(check_folders(course, spec, mode))
+            if graphs:
                 from grader.graphs import runner
+                from grader.graphs.reference import import_ahead
 
                 runner().start_ahead()
             job = contestant_job(course, spec, staged, root, selected)
             client = ContestantClient(sandbox, job)
-            plugin = GraderPlugin(spec, sub, client, selected, root)
+            plugin = GraderPlugin(spec, sub, client, selected, root, import_ahead if graphs else None)
             try:
                 run_checks(
                     plugin,

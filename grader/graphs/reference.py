@@ -10,8 +10,10 @@ the reference's source and the exporter's version: editing the reference model e
 from __future__ import annotations
 
 import hashlib
+import importlib
 import io
 import os
+import threading
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -78,6 +80,12 @@ def _distinct(model: torch.nn.Module) -> torch.nn.Module:
             if t.is_floating_point():
                 t.copy_(torch.rand(t.shape, generator=g) + 0.5)  # positive: a running variance must be
     return model
+
+
+def import_ahead() -> None:
+    """Import onnx, which with_weights needs (0.6 s), on a thread of its own: called while the judge would
+    otherwise only wait for a contestant to start."""
+    threading.Thread(target=importlib.import_module, args=("onnx",), name="grader-onnx").start()
 
 
 def with_weights(graph: bytes, state: dict[str, torch.Tensor]) -> bytes:

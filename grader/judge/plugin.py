@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,11 +102,13 @@ class GraderPlugin:
         client: ContestantClient,
         selected: list[str],
         data_root: Path | None,
+        after_collection: Callable[[], object] | None = None,
     ) -> None:
         # Private names: pytest reads this object's attributes looking for fixtures.
         self._spec, self._sub, self._client = spec, submission, client
         self._selected = selected
         self._data_root = data_root
+        self._after_collection = after_collection  # work to overlap with the first contestant's start
         self.results: dict[str, CheckResult] = {}
         self.collect_errors: list[str] = []
         self.interrupt: BaseException | None = None
@@ -150,6 +153,10 @@ class GraderPlugin:
         keep.sort(key=lambda i: order[self.check_id(i)])
         config.hook.pytest_deselected(items=[i for i in items if i not in keep])
         items[:] = keep
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        if self._after_collection is not None:
+            self._after_collection()
 
     # -- fixtures ---------------------------------------------------------------------------------
     @pytest.fixture
