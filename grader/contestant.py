@@ -263,7 +263,7 @@ def serve(sock: socket.socket, submission: Path, probes: Path, plan: dict[str, A
         sock.sendall(frames.pack({"probes_error": traceback.format_exc(limit=-8)[-6000:]}))
         os._exit(1)
     if plan.get("packages") is not None:
-        own = set(plan["modules"])
+        own = set(plan["modules"]) | set(plan.get("helpers", ()))
         sys.meta_path.insert(0, AllowedImports(set(plan["packages"]), _SUBMISSION, lambda: own))
     seed_everything(0)  # what student code draws at import repeats, warm or fresh
     _import_all(sock, plan)

@@ -101,19 +101,21 @@ def import_problems(
     """One problem per student module whose full import went wrong, with the fallback's penalty when only its
     definitions could be graded (the checks then pass or fail on their own merits: the slip is charged once)."""
     out = []
+    # A helper module (intake) that imports a package grading lacks: the scan said so, naming the helper.
+    helpers_said = {s for s in said if s.startswith("packages:")} - {f"packages:{m}.py" for m in spec.modules}
     for name, record in sorted(imports.items()):
         first = record.problem
         if first is None:
             continue
         message, points, details, fallback = first.message, 0.0, [], record.mode == "definitions"
         charged = fallback and first.kind != "package"  # a package alone costs nothing: only what fails by itself
-        if first.kind == "package" and f"packages:{name}.py" in said:
+        file = first.where[0].file if first.where else f"{name}.py"
+        if first.kind == "package" and (f"packages:{name}.py" in said or helpers_said):
             # The package is said once, by the source scan; the full import stopped at it, so whether the rest
             # runs code at import shows only in what the definitions-only import left out after failing itself.
             failed = [lo for lo in record.left_out if _FAILED_ITSELF.search(lo)] if fallback else []
             if not failed:
                 continue
-            file = first.where[0].file if first.where else f"{name}.py"
             guard = NOTEBOOK_GUARD if file.endswith(".ipynb") else GUARD.replace("the file", file)
             message, charged = f"{file} also runs code when imported that fails by itself ({failed[0]}): {guard}", True
         if charged:
@@ -130,9 +132,11 @@ def import_problems(
 
 
 def contestant_job(
-    course: Course, spec: AssignmentSpec, staged: Path, data_root: Path | None, selected: list[str] | None = None
+    course: Course, spec: AssignmentSpec, staged: Path, data_root: Path | None, selected: list[str] | None = None,
+    helpers: list[str] | None = None,
 ) -> ContestantJob:
-    """What the sandbox needs to start a contestant on the staged submission, for the `selected` checks."""
+    """What the sandbox needs to start a contestant on the staged submission, for the `selected` checks;
+    `helpers`: the student's own modules staged with it, which its modules may import."""
     return ContestantJob(
         submission=staged,
         probes=course.assignment_dir(spec.id) / spec.probes,
@@ -145,6 +149,7 @@ def contestant_job(
         loading=LoadPlan(
             modules=tuple(spec.modules), cpu_seconds=spec.imports.cpu_seconds,
             wall_seconds=spec.imports.wall_seconds, packages=tuple(spec.imports.packages),
+            helpers=tuple(helpers or ()),
         ),
     )  # fmt: skip
 
@@ -226,10 +231,11 @@ def grade(
         checks = [_unrun(spec, cid, str(exc)) for cid in selected]
     else:
         usable = [r.name for r in sub.files if r.name.endswith(".py") and r.present and r.problem is None]
-        sources = {name: sub.text(name, sub.record(name).size or 0) for name in usable}
+        helpers = [h.name for h in sub.helpers]
+        sources = {name: sub.text(name, sub.record(name).size or 0) for name in [*usable, *helpers]}
         positions = {name: nb for name in usable if (nb := sub.converted(name)) is not None}
-        problems = notebook_problems(positions) + rule_problems(spec, sources, positions)
-        problems += package_problems(spec, sources, positions)
+        problems = notebook_problems(positions) + rule_problems(spec, sources, positions, helpers)
+        problems += package_problems(spec, sources, positions, sub.helper_modules)
         with tempfile.TemporaryDirectory(prefix="grader-judge-") as tmp:
             staged = sub.stage(Path(tmp) / "submission")
             ini = Path(tmp) / "pytest.ini"
@@ -240,7 +246,7 @@ def grade(
                 from grader.graphs.reference import import_ahead
 
                 runner().start_ahead()
-            job = contestant_job(course, spec, staged, root, selected)
+            job = contestant_job(course, spec, staged, root, selected, sub.helper_modules)
             client = ContestantClient(sandbox, job)
             plugin = GraderPlugin(spec, sub, client, selected, root, import_ahead if graphs else None)
             try:

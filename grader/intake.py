@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import re
+import sys
 from collections.abc import Collection
 from pathlib import Path, PurePosixPath
 
@@ -25,9 +26,17 @@ class Submission(BaseModel):
     source: Path
     files: list[FileRecord]
     ignored: list[str]
+    # The student's own modules that the declared ones import from beside them (utils.py, models/): staged with
+    # them, by the path the declared module imports them at (`name`), from where they were found (`found_as`).
+    helpers: list[FileRecord] = []
 
     def record(self, name: str) -> FileRecord:
-        return next(f for f in self.files if f.name == name)
+        return next(f for f in [*self.files, *self.helpers] if f.name == name)
+
+    @property
+    def helper_modules(self) -> list[str]:
+        """The import names of the helpers (utils, models)."""
+        return sorted({h.name.split("/")[0].removesuffix(".py") for h in self.helpers})
 
     def usable(self, name: str) -> bool:
         rec = self.record(name)
@@ -37,13 +46,14 @@ class Submission(BaseModel):
         """Copy only the usable declared files into `dest`: the sandbox never sees anything else. A notebook
         standing in for a .py file is staged as `<stem>.ipynb` with its cells only (no outputs)."""
         dest.mkdir(parents=True, exist_ok=True)
-        for rec in self.files:
+        for rec in [*self.files, *self.helpers]:
             if rec.present and rec.problem is None:
                 data = read_regular(self.source / (rec.found_as or rec.name), rec.size or 0)
                 if is_notebook(rec):
                     cells = notebook.parse(data, rec.found_as or rec.name)
                     (dest / rec.name).with_suffix(notebook.SUFFIX).write_bytes(notebook.normalized(cells))
                 else:
+                    (dest / rec.name).parent.mkdir(exist_ok=True)
                     (dest / rec.name).write_bytes(data)
         return dest
 
@@ -304,7 +314,73 @@ def intake(spec: AssignmentSpec, folder: Path) -> Submission:
             note = f"{note}. {big}" if note else big
         records.append(FileRecord(name=fs.name, present=True, size=size, sha256=digest, problem=problem,
                                   found_as=rel if rel != fs.name else None, note=note))  # fmt: skip
-    return Submission(source=folder.resolve(), files=_one_note_per_folder(records), ignored=undeclared)
+    sub = Submission(source=folder.resolve(), files=_one_note_per_folder(records), ignored=undeclared)
+    _add_helpers(spec, sub)
+    return sub
+
+
+MAX_HELPERS = 12  # files of the student's own modules staged besides the declared ones
+
+
+def _add_helpers(spec: AssignmentSpec, sub: Submission) -> None:
+    """Stage the student's own modules that a declared module imports from its folder (`from my_utils import
+    train` with my_utils.py beside exp1.py, or a models/ package), and theirs in turn: a TA running the code
+    would have them. Each is read as data, within the declared module's size limit; anything else a declared
+    module imports is left to the import check's message. The declared module's record gets one note."""
+    from grader.judge.source_rules import imported_packages
+
+    known = set(spec.imports.packages) | set(sys.stdlib_module_names) | set(spec.modules) | {"__future__"}
+    for rec in sub.files:
+        if not (rec.name.endswith(".py") and rec.present and rec.problem is None):
+            continue
+        limit = next(fs.max_kb for fs in spec.files if fs.name == rec.name) * 1024
+        base = PurePosixPath(rec.found_as or rec.name).parent
+        texts, staged = [sub.text(rec.name, limit)], []
+        while texts and len(sub.helpers) < MAX_HELPERS:
+            try:
+                wanted = [name for _, name in imported_packages(texts.pop())]
+            except SyntaxError:
+                continue
+            for name in dict.fromkeys(wanted):
+                if name in known or not name.isidentifier():
+                    continue
+                known.add(name)
+                for found in _helper_files(sub.source, base, name, limit, MAX_HELPERS - len(sub.helpers)):
+                    sub.helpers.append(found)
+                    staged.append(found.name)
+                    texts.append(sub.text(found.name, limit))
+                    top = PurePosixPath(found.found_as or found.name).parts[0]
+                    sub.ignored = [n for n in sub.ignored if n != top]
+        if staged:
+            tops = sorted({n.split("/")[0] + ("/" if "/" in n else "") for n in staged})
+            listed = " and ".join(", ".join(tops).rsplit(", ", 1))
+            also = (f"graded with {listed} from your folder, which {rec.name} imports; the assignment asks for "
+                    f"{rec.name} itself, so next time copy what you use from {'them' if len(tops) > 1 else 'it'} "
+                    f"into {rec.name}")  # fmt: skip
+            rec.note = f"{rec.note}. {also}" if rec.note else also
+
+
+def _helper_files(root: Path, base: PurePosixPath, name: str, limit: int, room: int) -> list[FileRecord]:
+    """`name`.py in `base`, or the .py files of the package `name`/ there (its first level), as records."""
+    folder = root / base
+    single, package = folder / f"{name}.py", folder / name
+    if package.is_dir() and not package.is_symlink() and (package / "__init__.py").is_file():
+        paths = sorted(p for p in package.iterdir() if p.suffix == ".py")[:room]
+    elif single.is_file() and not single.is_symlink():
+        paths = [single]
+    else:
+        return []
+    out = []
+    for path in paths:
+        try:
+            data = read_regular(path, limit)
+        except UnsafeFile:
+            continue  # a link, a FIFO, too big: not staged; importing it fails with the usual message
+        rel = path.relative_to(root).as_posix()
+        staged = path.relative_to(folder).as_posix()
+        out.append(FileRecord(name=staged, present=True, size=len(data), sha256=hashlib.sha256(data).hexdigest(),
+                              found_as=rel if rel != staged else None))  # fmt: skip
+    return out
 
 
 def _moved_note(names: list[str], rel: str) -> str:

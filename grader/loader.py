@@ -372,14 +372,20 @@ def import_definitions(name: str, path: Path, cpu_s: float) -> tuple[types.Modul
                 raise classify_import(path, exc) from None
             why = f"ran past {exc.what}" if isinstance(exc, _OverBudget) else f"raised {type(exc).__name__}"
             if isinstance(node, ast.ImportFrom) and isinstance(exc, ImportError):
-                said = ("grading does not provide" if "grading does not provide" in str(exc)
-                        else f"failed ({type(exc).__name__}: {str(exc)[:120]})")  # fmt: skip
                 at = f"{path.name} {_at(path, node.lineno)}"
+                missing = getattr(exc, "name", None) or ""
+                if "grading does not provide" in str(exc) and missing not in ("", (node.module or "").split(".")[0]):
+                    # the student's own module was staged, and stopped at a package grading lacks
+                    said, fix = f"imports {missing}, which grading does not provide", "remove that import"
+                else:
+                    said = ("grading does not provide" if "grading does not provide" in str(exc)
+                            else f"failed ({type(exc).__name__}: {str(exc)[:120]})")  # fmt: skip
+                    fix = f"put it in {path.name}"
                 for alias in node.names:  # what the checks will look for in vain: say where it was to come from
                     LEFT_OUT_NAMES[alias.asname or alias.name] = (  # "*": whatever is missing, likeliest from there
-                        f"{at} imports * from {node.module}, which {said}; if it was to come from there, put it in "
-                        f"{path.name}" if alias.name == "*" else
-                        f"{at} imports it from {node.module}, which {said}: put it in {path.name}")  # fmt: skip
+                        f"{at} imports * from {node.module}, which {said}; if it was to come from there, "
+                        f"{fix}" if alias.name == "*" else
+                        f"{at} imports it from {node.module}, which {said}: {fix}")  # fmt: skip
             left.append(LeftOut(node.lineno, (ast.get_source_segment(source, node) or "").splitlines()[0][:60], why))
     left.sort(key=lambda lo: lo.line)
     if _notebook(path):

@@ -177,18 +177,67 @@ def test_a_package_grading_lacks_does_not_hide_other_code_at_import(quick_course
         fallback.message), fallback.message
 
 
-def test_a_function_imported_from_the_students_own_file_says_where_it_was_to_come_from(quick_course, tmp_path):
-    """train() lives in the student's my_utils.py, which grading does not take: the check that calls it says so."""
+def _train_moved_to(module: str):
+    """exp1.py with train() cut out and imported from the student's own `module` instead, as students split it."""
     def edit(src: str) -> str:
         start, end = src.index("def train("), src.index("def main(")
-        return src[:start].replace("import torch\n", "import torch\nfrom my_utils import train  # 自己的工具\n", 1) + \
+        return src[:start].replace("import torch\n", f"import torch\nfrom {module} import train  # 自己的工具\n", 1) + \
             src[end:]
 
-    folder = student_exp1(tmp_path, edit)
-    (folder / "my_utils.py").write_text("def train(model, x, y, num_epochs, lr):\n    return []\n")
+    return edit
+
+
+MY_UTILS = """# my own helpers, shared with hw2
+import torch
+from torch import nn
+
+print("loading my_utils")
+
+
+def train(model, x, y, num_epochs, lr):
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    losses = []
+    for epoch in range(num_epochs):
+        opt.zero_grad()
+        loss = nn.MSELoss()(model(x), y)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
+"""
+
+
+def test_the_students_own_module_beside_exp1_is_graded_with_it_and_one_note(quick_course, tmp_path):
+    """train() lives in the student's my_utils.py, handed in beside exp1.py: a TA would run it, so grading does."""
+    folder = student_exp1(tmp_path, _train_moved_to("my_utils"))
+    (folder / "my_utils.py").write_text(MY_UTILS)
+    result = grade(quick_course, "exp1", folder, sandbox=LocalSandbox())
+    assert scores(result) == EXPECTED["solution"] and result.problems == []
+    assert [f.note for f in result.files if f.name == "exp1.py"] == [
+        "graded with my_utils.py from your folder, which exp1.py imports; the assignment asks for exp1.py itself, "
+        "so next time copy what you use from it into exp1.py"]
+
+
+def test_a_module_the_student_did_not_hand_in_says_where_it_was_to_come_from(quick_course, tmp_path):
+    """my_utils.py stayed on the student's laptop: the check that calls train() says where it was to come from."""
+    folder = student_exp1(tmp_path, _train_moved_to("my_utils"))
     result = grade(quick_course, "exp1", folder, sandbox=LocalSandbox(), only=["training_lowers_mse"])
     assert re.fullmatch(r"train is not there: exp1\.py line \d+ imports it from my_utils, which grading does not "
                         r"provide: put it in exp1\.py", by_id(result)["training_lowers_mse"].message)
+
+
+def test_the_handouts_rules_and_packages_apply_to_the_students_own_modules(quick_course, tmp_path):
+    """A helper is the student's code like exp1.py: a package grading lacks is named in it, once."""
+    folder = student_exp1(tmp_path, _train_moved_to("helpers"))
+    (folder / "helpers.py").write_text(MY_UTILS.replace("from torch import nn\n", "from torch import nn\nimport "
+                                                        "sklearn  # not used any more\n"))  # fmt: skip
+    result = grade(quick_course, "exp1", folder, sandbox=LocalSandbox(), only=["training_lowers_mse"])
+    (problem,) = result.problems
+    assert problem.id == "packages:helpers.py" and problem.message.startswith(
+        "helpers.py imports sklearn (line 4), which grading does not provide")
+    assert re.fullmatch(r"train is not there: exp1\.py line \d+ imports it from helpers, which imports sklearn, "
+                        r"which grading does not provide: remove that import",
+                        by_id(result)["training_lowers_mse"].message)  # fmt: skip
 
 
 # ---- 2. packaging near-misses ---------------------------------------------------------------------------
@@ -270,6 +319,19 @@ def test_library_shortcuts_break_the_from_scratch_rule(course, data_root):
         "(line 88, in sgd), which the handout does not allow: the assignment is softmax regression from scratch")
     r = cli("check", "softmax", str(folder), "--data-root", str(data_root))
     assert r.returncode == 1 and "problem (−10 points): softmax.py uses F.softmax (line 64" in r.stdout
+
+
+def test_the_from_scratch_rule_follows_softmax_into_the_students_own_module(course):
+    """softmax() moved to the student's ops.py still may not call F.softmax: one problem, naming ops.py's line."""
+    from grader.judge.source_rules import rule_problems
+
+    main = "import torch\nfrom ops import softmax  # my helpers\n\ndef net(X):\n    return softmax(X @ W + b)\n"
+    ops = "import torch.nn.functional as F\n\n\ndef softmax(X):\n    return F.softmax(X, dim=1)  # TODO: by hand\n"
+    (problem,) = rule_problems(course.spec("softmax"), {"softmax.py": main, "ops.py": ops}, None, ["ops.py"])
+    assert problem.id == "rule:from_scratch" and problem.points == 10
+    assert problem.message.startswith("softmax.py uses F.softmax (ops.py line 5, in softmax), which the handout "
+                                      "does not allow")  # fmt: skip
+    assert [(loc.file, loc.line) for loc in problem.locations] == [("ops.py", 5)]
 
 
 # ---- 4. one bug is charged once --------------------------------------------------------------------------

@@ -79,3 +79,36 @@ def test_of_two_versions_the_finished_one_is_graded(course, example, tmp_path):
     assert rec.found_as == "v2/exp1.py"
     assert rec.note.endswith("(also found: v1/exp1.py; graded the copy with the fewest unfinished TODOs, so submit "
                              "only the one you mean)")  # fmt: skip
+
+
+def test_the_students_own_modules_are_staged_with_the_declared_ones_as_data(course, example):
+    """A models/ package and a utils.py that exp2-style code imports, in a nested folder: staged where the
+    declared module imports them; links, FIFOs, packages grading provides and the stdlib's names are not."""
+    sub_dir = example("exp1", "solution")
+    nested = sub_dir / "hw1"
+    nested.mkdir()
+    (sub_dir / "exp1.py").rename(nested / "exp1.py")
+    code = (nested / "exp1.py").read_text()
+    (nested / "exp1.py").write_text("import numpy as np\nimport random\nfrom models import MLP2\nimport utils, secret, "
+                                    "fifo\n" + code)  # fmt: skip
+    (nested / "models").mkdir()
+    (nested / "models/__init__.py").write_text("from .mlp import MLP2\n")
+    (nested / "models/mlp.py").write_text("from utils import act\nclass MLP2: pass\n")
+    (nested / "models/README.md").write_text("not code")
+    (nested / "utils.py").write_text("def act(x):\n    return x\n")
+    (nested / "random.py").write_text("# shadows the stdlib: not staged\n")
+    (nested / "numpy.py").write_text("# a package grading provides: not staged\n")
+    os.symlink("/etc/passwd", nested / "secret.py")
+    os.mkfifo(nested / "fifo.py")
+    sub = intake(course.spec("exp1"), sub_dir)
+    assert [(h.name, h.found_as) for h in sub.helpers] == [
+        ("models/__init__.py", "hw1/models/__init__.py"), ("models/mlp.py", "hw1/models/mlp.py"),
+        ("utils.py", "hw1/utils.py")]  # fmt: skip
+    assert sub.helper_modules == ["models", "utils"]
+    assert sub.record("exp1.py").note.endswith(
+        "graded with models/ and utils.py from your folder, which exp1.py imports; the assignment asks for exp1.py "
+        "itself, so next time copy what you use from them into exp1.py")
+    staged = sub.stage(sub_dir.parent / "staged")
+    assert sorted(p.relative_to(staged).as_posix() for p in staged.rglob("*") if p.is_file()) == [
+        "exp1.py", "model.pth", "models/__init__.py", "models/mlp.py", "utils.py"]
+    assert (staged / "utils.py").read_text() == "def act(x):\n    return x\n"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from grader.notebook import Converted
@@ -148,37 +149,41 @@ def imported_packages(source: str) -> list[tuple[int, str]]:
     return out
 
 
-def rule_problems(spec: AssignmentSpec, sources: dict[str, str], positions: Positions | None = None) -> list[Problem]:
+def rule_problems(spec: AssignmentSpec, sources: dict[str, str], positions: Positions | None = None,
+                  helpers: Sequence[str] = ()) -> list[Problem]:  # fmt: skip
     """One problem per broken rule, naming each forbidden use and its line. `sources`: file name -> text
     (files that are missing or do not parse are left to the checks, which already say so); `positions`: the
-    notebooks among them, whose uses are named by cell."""
+    notebooks among them, whose uses are named by cell; `helpers`: the student's own modules staged with the
+    declared ones (intake), where a rule of a declared file applies as well."""
     problems = []
     for rule in spec.rules:
-        source = sources.get(rule.file)
-        if source is None:
+        if rule.file not in sources:
             continue
-        try:
-            uses = forbidden_uses(source, rule)
-        except SyntaxError:
-            continue
+        uses: list[tuple[str, Use]] = []
+        for name in [rule.file, *helpers]:
+            try:
+                uses += [(name, u) for u in forbidden_uses(sources.get(name, ""), rule)]
+            except SyntaxError:
+                continue
         if not uses:
             continue
-        listed = ", ".join(f"{u.written} ({_at(rule.file, u.line, positions)}, in {u.function})" for u in uses[:8])
+        listed = ", ".join(f"{u.written} ({'' if f == rule.file else f + ' '}{_at(f, u.line, positions)}, in "
+                           f"{u.function})" for f, u in uses[:8])  # fmt: skip
         more = f" and {len(uses) - 8} more" if len(uses) > 8 else ""
         problems.append(Problem(
             id=f"rule:{rule.id}", points=rule.points,
             message=f"{_shown(rule.file, positions)} uses {listed}{more}, which the handout does not allow: {rule.why}",
-            locations=[_location(rule.file, u.line, positions, u.function) for u in uses],
+            locations=[_location(f, u.line, positions, u.function) for f, u in uses],
         ))  # fmt: skip
     return problems
 
 
 def package_problems(
-    spec: AssignmentSpec, sources: dict[str, str], positions: Positions | None = None
+    spec: AssignmentSpec, sources: dict[str, str], positions: Positions | None = None, own: Sequence[str] = ()
 ) -> list[Problem]:
     """One problem per file that imports a package grading does not provide (its checks then fail where the
-    package is needed; this says why, once, before they run)."""
-    allowed = set(spec.imports.packages) | set(sys.stdlib_module_names) | set(spec.modules) | {"__future__"}
+    package is needed; this says why, once, before they run). `own`: the student's staged helper modules."""
+    allowed = set(spec.imports.packages) | set(sys.stdlib_module_names) | set(spec.modules) | {"__future__", *own}
     problems = []
     for name, source in sources.items():
         try:

@@ -62,6 +62,7 @@ class LoadPlan:
     wall_seconds: float = 60.0
     packages: tuple[str, ...] | None = None  # what student code may import besides the stdlib; None: anything
     unloadable: tuple[tuple[str, str], ...] = ()  # (module, why): not imported at all; its checks fail with why
+    helpers: tuple[str, ...] = ()  # the student's own modules staged beside them, which they may import
 
     def args(self) -> list[str]:
         return ["--loading", json.dumps(dataclasses.asdict(self))]
