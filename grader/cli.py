@@ -118,7 +118,8 @@ def _print_result(result, title: str) -> None:  # noqa: ANN001
 
 
 def _grade(  # noqa: ANN202
-    assignment: str, submission: Path, mode: str, course: Path | None, data_root: Path | None, sandbox: str = ""
+    assignment: str, submission: Path, mode: str, course: Path | None, data_root: Path | None, sandbox: str = "",
+    again: bool = False,
 ):
     from grader.sandbox.base import SandboxError
     from grader.sandbox.choice import SandboxChoice
@@ -132,7 +133,7 @@ def _grade(  # noqa: ANN202
     if local:
         from grader.sandbox.local import prestart_for
 
-        prestart_for(course, assignment)  # the contestant's torch import overlaps the judge's, just below
+        prestart_for(course, assignment, many=again)  # its torch import overlaps the judge's, just below
     from grader.data import DataError  # imports torch, as grading does: after the template started
     from grader.grading import grade
     from grader.judge.outcome import JudgeConfigError
@@ -159,7 +160,7 @@ def check(
     """Run the public checks on your folder, in a sandbox. Exit 0 if every check passed."""
     args = _validated(assignment=assignment, submission=submission)
     try:
-        code = _check_once(args, course, data_root, sandbox, as_json)
+        code = _check_once(args, course, data_root, sandbox, as_json, again=watch)
     except KeyboardInterrupt as exc:
         _interrupted(exc)
     if not watch:
@@ -179,7 +180,7 @@ def check(
                       highlight=False)  # fmt: skip
             last = wait_for_change(args.submission, last)
             out.rule(f"{escape(args.submission.name)} changed: checking again")
-            _check_once(args, course, data_root, sandbox, as_json)
+            _check_once(args, course, data_root, sandbox, as_json, again=True)
     except KeyboardInterrupt as exc:
         err.print("stopped watching", highlight=False)
         raise typer.Exit(_exit_code(exc)) from None
@@ -206,9 +207,11 @@ def _interrupted(exc: KeyboardInterrupt) -> NoReturn:
     raise typer.Exit(_exit_code(exc))
 
 
-def _check_once(args: RunInput, course: Path | None, data_root: Path | None, sandbox: str, as_json: bool) -> int:
-    """One run of the public checks, printed; the exit code `grader check` gives for it."""
-    result = _grade(args.assignment, args.submission, "check", course, data_root, sandbox)
+def _check_once(args: RunInput, course: Path | None, data_root: Path | None, sandbox: str, as_json: bool,
+                again: bool = False) -> int:  # fmt: skip
+    """One run of the public checks, printed; the exit code `grader check` gives for it. `again`: more follow
+    (`--watch`)."""
+    result = _grade(args.assignment, args.submission, "check", course, data_root, sandbox, again)
     if as_json:
         out.print_json(result.model_dump_json())
     else:

@@ -14,7 +14,7 @@ import pytest
 
 from grader.judge.client import ContestantClient
 from grader.sandbox.base import ContestantJob
-from grader.sandbox.local import LocalSandbox, contestant_env
+from grader.sandbox.local import LocalSandbox, contestant_env, prestart
 from grader.sandbox.template import DESCRIPTION, template_for
 from grader.spec import Limits
 
@@ -56,12 +56,13 @@ def state():
 """
 
 
-def _state(tmp_path: Path, warm: bool) -> tuple[dict, dict]:
+def _state(tmp_path: Path, warm: bool, limits: Limits | None = None) -> tuple[dict, dict]:
     sub = tmp_path / "submission"
     sub.mkdir(exist_ok=True)
     (sub / "sol.py").write_text("import random\nDRAWN = random.random()\n")
     (tmp_path / "probes.py").write_text(PROBES)
-    job = ContestantJob(submission=sub, probes=tmp_path / "probes.py", limits=Limits(), private=(tmp_path / "x",))
+    job = ContestantJob(submission=sub, probes=tmp_path / "probes.py", limits=limits or Limits(),
+                        private=(tmp_path / "x",))  # fmt: skip
     client = ContestantClient(LocalSandbox(warm=warm), job)
     client.budget_s, client.deadline = 60, time.monotonic() + 60
     try:
@@ -97,6 +98,15 @@ def test_a_forked_contestant_inherits_nothing_a_fresh_one_lacks(tmp_path, monkey
     assert warm["hash"] == fresh["hash"]  # PYTHONHASHSEED=0 in both
     # Every optimizer.step() imports torch._dynamo: both find the stand-in there (grader.deferred_dynamo).
     assert warm["dynamo"] == fresh["dynamo"] == "_Deferred"
+
+
+def test_a_template_for_many_contestants_imports_dynamo_ahead(tmp_path):
+    """A batch worker's or --watch's template: torchvision's import and torch.compile need the real dynamo, and
+    there the template pays for it once, not every contestant."""
+    limits = Limits(threads=3)  # an environment no other test's template has
+    prestart(limits, many=True)
+    got, iso = _state(tmp_path, warm=True, limits=limits)
+    assert got["dynamo"] == "module" and iso["start"] == DESCRIPTION
 
 
 @pytest.mark.parametrize("threads", [1, 2])

@@ -119,7 +119,7 @@ def main(config: dict, wid: int, tasks: Queue, events: Queue) -> None:
         if cfg.sandbox.kind == "local":  # the template's torch import overlaps this worker's own
             from grader.sandbox.local import prestart_for
 
-            prestart_for(cfg.course_root, cfg.assignment)
+            prestart_for(cfg.course_root, cfg.assignment, many=True)
         import torch
 
         from grader.grading import grade

@@ -133,20 +133,20 @@ def contestant_env(lim: Limits) -> dict[str, str]:
     return env
 
 
-def prestart(lim: Limits) -> None:
-    """Start the warm template for contestants under `lim` now, without waiting for it: a one-shot grader
-    calls this before importing torch itself, so that the two imports overlap."""
+def prestart(lim: Limits, many: bool = False) -> None:
+    """Start the warm template for contestants under `lim` now, without waiting for it: a grader calls this
+    before importing torch itself, so that the two imports overlap. `many`: it will fork many contestants."""
     if warm_enabled():
-        template_for(contestant_env(lim))
+        template_for(contestant_env(lim), many)
 
 
-def prestart_for(course: Path | None, assignment: str) -> None:
+def prestart_for(course: Path | None, assignment: str, many: bool = False) -> None:
     """`prestart` for an assignment of the course at `course` (or found from here); any mistake in either is
     left for the grading that follows to report."""
     from grader.spec import Course
 
     try:
-        prestart(Course.locate(course).spec(assignment).limits)
+        prestart(Course.locate(course).spec(assignment).limits, many)
     except Exception:  # noqa: BLE001 - reported, with its message, by the grading itself
         pass
 

@@ -18,6 +18,7 @@ import threading
 from typing import Any
 
 from grader.sandbox.base import SandboxError, python_flags
+from grader.sandbox.zygote import MANY, ONE
 
 READY_TIMEOUT_S = 180.0  # importing torch on a loaded machine
 FORK_TIMEOUT_S = 30.0
@@ -27,13 +28,13 @@ DESCRIPTION = ("forked from a warm template (Python, torch and the contestant si
 
 
 class Template:
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], many: bool = False) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.ctrl = ours
         try:
             self.proc = subprocess.Popen(
                 [sys.executable, *python_flags(), "-m", "grader.sandbox.zygote", str(theirs.fileno()),
-                 " " * TITLE_ROOM],  # fmt: skip
+                 MANY if many else ONE, " " * TITLE_ROOM],  # fmt: skip
                 env=env, cwd="/", stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 start_new_session=True, pass_fds=(theirs.fileno(),),
             )  # fmt: skip
@@ -146,13 +147,15 @@ _TEMPLATES: dict[str, Template] = {}
 _LOCK = threading.Lock()
 
 
-def template_for(env: dict[str, str]) -> Template:
-    """This process's template for contestants with environment `env`, started if need be."""
+def template_for(env: dict[str, str], many: bool = False) -> Template:
+    """This process's template for contestants with environment `env`, started if need be; `many`: it will
+    fork many (a batch worker, `check --watch`), so it imports more ahead (zygote.warm_up). The first start
+    decides."""
     key = json.dumps(env, sort_keys=True)
     with _LOCK:
         t = _TEMPLATES.get(key)
         if t is None or (t.dead and not t.failed):
-            t = _TEMPLATES[key] = Template(env)
+            t = _TEMPLATES[key] = Template(env, many)
         return t
 
 

@@ -1,7 +1,7 @@
 """The warm template (a zygote): one interpreter with torch and the contestant side imported, that forks a
 contestant per request instead of starting a fresh interpreter each time.
 
-    python -s -u -P -m grader.sandbox.zygote FD ROOM
+    python -s -u -P -m grader.sandbox.zygote FD many|one ROOM
 
 Started by the judge (grader.sandbox.template) with exactly the contestant's scrubbed environment and
 nothing secret on its command line: a forked child keeps reading its template's initial environment and
@@ -28,6 +28,7 @@ import traceback
 from typing import Any
 
 CHANNEL_FD = 3  # where a forked contestant keeps its end of the channel
+MANY, ONE = "many", "one"  # how many contestants the judge expects to fork (argv[1]): what warm_up imports
 POLL_S = 0.02  # how often the template reaps its launchers between requests
 
 
@@ -53,15 +54,16 @@ def set_title(text: str) -> None:
     ctypes.memmove(start, data + b"\0" * (room - len(data)), room)
 
 
-def warm_up() -> None:
-    """Everything a contestant imports before student code, so that a fork finds it loaded. Nothing here may
-    start a thread, touch CUDA, or keep a file open (checked after, and again before every fork)."""
+def warm_up(dynamo: bool) -> None:
+    """Everything a contestant imports before student code, so that a fork finds it loaded (torch._dynamo
+    too, for a template that will fork many). Nothing here may start a thread, touch CUDA, or keep a file open
+    (checked after, and again before every fork)."""
     import grader.contestant
     import grader.graphs.reference  # noqa: F401
     import grader.sandbox.launch  # noqa: F401
     import grader.wire  # noqa: F401
 
-    grader.contestant.preload()
+    grader.contestant.preload(dynamo)
 
 
 def become_contestant(argv: list[str], env: dict[str, str]) -> int:
@@ -153,7 +155,7 @@ def serve(ctrl: socket.socket) -> int:
 def main(argv: list[str]) -> int:
     ctrl = socket.socket(fileno=int(argv[0]))
     try:
-        warm_up()
+        warm_up(argv[1] == MANY)
     except BaseException:  # noqa: BLE001 - the judge reports it and starts fresh interpreters instead
         _send(ctrl, {"error": traceback.format_exc()[-4000:]})
         return 1
