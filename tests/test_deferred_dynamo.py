@@ -53,8 +53,10 @@ def test_eager_training_and_export_never_import_dynamo():
         "from torch._dynamo.utils import dynamo_timed\nimport torch._dynamo.utils as u\n"
         "assert u.dynamo_timed is dynamo_timed and sys.modules['torch._dynamo.utils'] is u",
         "torch._dynamo.reset()",
+        # torchvision.ops imports torch._dynamo.utils: every student who imports torchvision loads dynamo
+        "import torchvision\nassert torchvision.ops.nms(torch.rand(3, 4) * 0, torch.rand(3), 0.5).numel() >= 1",
     ],
-    ids=["compile", "submodule", "attribute"],
+    ids=["compile", "submodule", "attribute", "torchvision"],
 )
 def test_the_stand_in_becomes_the_real_dynamo_in_place(then):
     _run(TRAIN + then + """
