@@ -361,13 +361,17 @@ def _add_helpers(spec: AssignmentSpec, sub: Submission) -> None:
 
 
 def _helper_files(root: Path, base: PurePosixPath, name: str, limit: int, room: int) -> list[FileRecord]:
-    """`name`.py in `base`, or the .py files of the package `name`/ there (its first level), as records."""
+    """`name`.py in `base`, or the .py files of the package `name`/ there (its first level; a folder without
+    `__init__.py` is a namespace package to Python), as records."""
     folder = root / base
     single, package = folder / f"{name}.py", folder / name
-    if package.is_dir() and not package.is_symlink() and (package / "__init__.py").is_file():
+    is_package = package.is_dir() and not package.is_symlink()
+    if is_package and (package / "__init__.py").is_file():  # the order Python's own finder takes
         paths = sorted(p for p in package.iterdir() if p.suffix == ".py")[:room]
     elif single.is_file() and not single.is_symlink():
         paths = [single]
+    elif is_package:
+        paths = sorted(p for p in package.iterdir() if p.suffix == ".py")[:room]
     else:
         return []
     out = []

@@ -90,7 +90,9 @@ def test_the_students_own_modules_are_staged_with_the_declared_ones_as_data(cour
     (sub_dir / "exp1.py").rename(nested / "exp1.py")
     code = (nested / "exp1.py").read_text()
     (nested / "exp1.py").write_text("import numpy as np\nimport random\nfrom models import MLP2\nimport utils, secret, "
-                                    "fifo\n" + code)  # fmt: skip
+                                    "fifo\nfrom lib.plots import show\n" + code)  # fmt: skip
+    (nested / "lib").mkdir()  # no __init__.py: a namespace package
+    (nested / "lib/plots.py").write_text("def show(*a):\n    pass\n")
     (nested / "models").mkdir()
     (nested / "models/__init__.py").write_text("from .mlp import MLP2\n")
     (nested / "models/mlp.py").write_text("from utils import act\nclass MLP2: pass\n")
@@ -103,12 +105,12 @@ def test_the_students_own_modules_are_staged_with_the_declared_ones_as_data(cour
     sub = intake(course.spec("exp1"), sub_dir)
     assert [(h.name, h.found_as) for h in sub.helpers] == [
         ("models/__init__.py", "hw1/models/__init__.py"), ("models/mlp.py", "hw1/models/mlp.py"),
-        ("utils.py", "hw1/utils.py")]  # fmt: skip
-    assert sub.helper_modules == ["models", "utils"]
+        ("utils.py", "hw1/utils.py"), ("lib/plots.py", "hw1/lib/plots.py")]  # fmt: skip
+    assert sub.helper_modules == ["lib", "models", "utils"]
     assert sub.record("exp1.py").note.endswith(
-        "graded with models/ and utils.py from your folder, which exp1.py imports; the assignment asks for exp1.py "
-        "itself, so next time copy what you use from them into exp1.py")
+        "graded with lib/, models/ and utils.py from your folder, which exp1.py imports; the assignment asks for "
+        "exp1.py itself, so next time copy what you use from them into exp1.py")
     staged = sub.stage(sub_dir.parent / "staged")
     assert sorted(p.relative_to(staged).as_posix() for p in staged.rglob("*") if p.is_file()) == [
-        "exp1.py", "model.pth", "models/__init__.py", "models/mlp.py", "utils.py"]
+        "exp1.py", "lib/plots.py", "model.pth", "models/__init__.py", "models/mlp.py", "utils.py"]
     assert (staged / "utils.py").read_text() == "def act(x):\n    return x\n"
