@@ -18,6 +18,7 @@ from typing import Any
 from grader import frames
 
 SLICE_S = 0.05  # how often a wait wakes to ask whether the process is still alive
+EXIT_SETTLE_S = 0.5  # after the other end closed: how long to wait for its exit to show, to say how it ended
 
 
 class ChannelClosed(Exception):
@@ -26,6 +27,15 @@ class ChannelClosed(Exception):
 
 class ChannelTimeout(Exception):
     """The deadline passed before a whole frame arrived or could be sent."""
+
+
+def _ended(alive: Callable[[], None]) -> None:
+    """The other end closed: it exited, or is about to. `alive()` says how, if that shows in time."""
+    settled = time.monotonic() + EXIT_SETTLE_S
+    while time.monotonic() < settled:
+        alive()
+        time.sleep(0.01)
+    raise ChannelClosed("the contestant closed its end of the channel")
 
 
 class Channel:
@@ -39,6 +49,10 @@ class Channel:
 
     def _wait(self, want_write: bool, deadline: float | None, alive: Callable[[], None]) -> None:
         while True:
+            if not want_write and select.select([self.sock], [], [], 0)[0]:
+                # What is there is read first, even from a process that has exited since it wrote it (one that
+                # reports its import and restarts can be gone before the judge reads a frame).
+                return
             alive()
             left = SLICE_S if deadline is None else min(SLICE_S, deadline - time.monotonic())
             if left <= 0:
@@ -69,7 +83,7 @@ class Channel:
             except OSError as exc:
                 raise ChannelClosed(str(exc)) from None
             if not chunk:
-                raise ChannelClosed("the contestant closed its end of the channel")
+                _ended(alive)
             self._buf += chunk
 
     def recv(self, deadline: float | None, alive: Callable[[], None]) -> tuple[dict[str, Any], bytes]:

@@ -72,6 +72,25 @@ def test_a_closed_end_and_a_dead_process_end_the_wait():
         ch.recv(time.monotonic() + 5, dead)
 
 
+def test_what_a_process_wrote_before_it_exited_is_read_before_its_death_is_said():
+    """A contestant that reports its import and exits at once (to be restarted) can be gone before the judge
+    reads a frame: the frames come first, then how it ended, not that it closed the channel."""
+
+    class Died(Exception):
+        pass
+
+    def dead() -> None:
+        raise Died
+
+    ch, peer = _pair()
+    peer.sendall(frames.pack({"importing": "exp1"}) + frames.pack({"imported": {"restart": True}}))
+    peer.close()
+    assert ch.recv(time.monotonic() + 5, dead) == ({"importing": "exp1"}, b"")
+    assert ch.recv(time.monotonic() + 5, dead) == ({"imported": {"restart": True}}, b"")
+    with pytest.raises(Died):
+        ch.recv(time.monotonic() + 5, dead)
+
+
 def test_sending_to_a_peer_that_never_reads_times_out():
     ch, peer = _pair(cap=1 << 30)
     with pytest.raises(ChannelTimeout):
