@@ -89,7 +89,9 @@ def _import_all(sock: socket.socket, plan: dict[str, Any]) -> None:
     # As if the student had run `python exp1.py`: argparse sees no options, not the contestant's own.
     sys.argv = [str(module_path(_SUBMISSION, plan["modules"][0]))] if plan["modules"] else ["student"]
     unloadable = dict(plan.get("unloadable", []))
-    for name in plan["modules"]:
+    # The student's own helper modules first, each treated as a declared one (its budget, its definitions when
+    # the whole fails, its syntax errors stepped past), the last found first: a helper's own helpers before it.
+    for name in [*reversed(plan.get("helpers", ())), *plan["modules"]]:
         path = module_path(_SUBMISSION, name)
         if name in unloadable:
             _IMPORT_FAILED[name] = ImportProblem("stopped", unloadable[name])

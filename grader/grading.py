@@ -92,6 +92,7 @@ def contestant_lifetime(spec: AssignmentSpec) -> float:
 
 
 # A statement of a definitions-only import that failed for a reason of its own, not for a package grading lacks.
+_FROM_OWN = re.compile(r"ImportError: cannot import name '[^']+' from '([\w.]+)'")  # Python's own wording
 _FAILED_ITSELF = re.compile(r"\((?:raised (?!ModuleNotFoundError\)|ImportError\))\w+|ran past [^)]*)\)$")
 
 
@@ -109,6 +110,10 @@ def import_problems(
             continue
         message, points, details, fallback = first.message, 0.0, [], record.mode == "definitions"
         charged = fallback and first.kind != "package"  # a package alone costs nothing: only what fails by itself
+        own = _FROM_OWN.search(first.message)
+        helper = imports.get(own.group(1).split(".")[0]) if own else None
+        if helper is not None and helper.problem is not None:
+            continue  # it imports a name its helper module lost to that module's own problem: charged there
         file = first.where[0].file if first.where else f"{name}.py"
         if first.kind == "package" and (f"packages:{name}.py" in said or helpers_said):
             # The package is said once, by the source scan; the full import stopped at it, so whether the rest

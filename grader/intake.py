@@ -35,8 +35,8 @@ class Submission(BaseModel):
 
     @property
     def helper_modules(self) -> list[str]:
-        """The import names of the helpers (utils, models)."""
-        return sorted({h.name.split("/")[0].removesuffix(".py") for h in self.helpers})
+        """The import names of the helpers (utils, models), in the order found: a declared module's first."""
+        return list(dict.fromkeys(h.name.split("/")[0].removesuffix(".py") for h in self.helpers))
 
     def usable(self, name: str) -> bool:
         rec = self.record(name)
@@ -53,7 +53,7 @@ class Submission(BaseModel):
                     cells = notebook.parse(data, rec.found_as or rec.name)
                     (dest / rec.name).with_suffix(notebook.SUFFIX).write_bytes(notebook.normalized(cells))
                 else:
-                    (dest / rec.name).parent.mkdir(exist_ok=True)
+                    (dest / rec.name).parent.mkdir(parents=True, exist_ok=True)
                     (dest / rec.name).write_bytes(data)
         return dest
 
@@ -319,23 +319,24 @@ def intake(spec: AssignmentSpec, folder: Path) -> Submission:
     return sub
 
 
-MAX_HELPERS = 12  # files of the student's own modules staged besides the declared ones
+MAX_HELPERS = 32  # files of the student's own modules staged besides the declared ones (a models/ package of
+PACKAGE_DEPTH = 2  # pytorch-cifar's has 19), from a package's folder and its subfolders this deep
+HELPER_MAX_KB = 512  # each (d2l's whole torch.py, copied beside the module, is 150 KiB)
 
 
 def _add_helpers(spec: AssignmentSpec, sub: Submission) -> None:
     """Stage the student's own modules that a declared module imports from its folder (`from my_utils import
     train` with my_utils.py beside exp1.py, or a models/ package), and theirs in turn: a TA running the code
-    would have them. Each is read as data, within the declared module's size limit; anything else a declared
-    module imports is left to the import check's message. The declared module's record gets one note."""
+    would have them. Each is read as data, up to HELPER_MAX_KB; anything else a declared module imports is left
+    to the import check's message. The declared module's record gets one note."""
     from grader.judge.source_rules import imported_packages
 
     known = set(spec.imports.packages) | set(sys.stdlib_module_names) | set(spec.modules) | {"__future__"}
     for rec in sub.files:
         if not (rec.name.endswith(".py") and rec.present and rec.problem is None):
             continue
-        limit = next(fs.max_kb for fs in spec.files if fs.name == rec.name) * 1024
         base = PurePosixPath(rec.found_as or rec.name).parent
-        texts, staged = [sub.text(rec.name, limit)], []
+        texts, staged = [sub.text(rec.name, rec.size or 0)], []
         while texts and len(sub.helpers) < MAX_HELPERS:
             try:
                 wanted = [name for _, name in imported_packages(texts.pop())]
@@ -345,10 +346,10 @@ def _add_helpers(spec: AssignmentSpec, sub: Submission) -> None:
                 if name in known or not name.isidentifier():
                     continue
                 known.add(name)
-                for found in _helper_files(sub.source, base, name, limit, MAX_HELPERS - len(sub.helpers)):
+                for found in _helper_files(sub.source, base, name, MAX_HELPERS - len(sub.helpers)):
                     sub.helpers.append(found)
                     staged.append(found.name)
-                    texts.append(sub.text(found.name, limit))
+                    texts.append(sub.text(found.name, HELPER_MAX_KB * 1024))
                     top = PurePosixPath(found.found_as or found.name).parts[0]
                     sub.ignored = [n for n in sub.ignored if n != top]
         if staged:
@@ -360,24 +361,35 @@ def _add_helpers(spec: AssignmentSpec, sub: Submission) -> None:
             rec.note = f"{rec.note}. {also}" if rec.note else also
 
 
-def _helper_files(root: Path, base: PurePosixPath, name: str, limit: int, room: int) -> list[FileRecord]:
-    """`name`.py in `base`, or the .py files of the package `name`/ there (its first level; a folder without
-    `__init__.py` is a namespace package to Python), as records."""
+def _package_files(package: Path, depth: int = PACKAGE_DEPTH) -> list[Path]:
+    """The .py files of a package folder and of its subfolders `depth` deep, links and junk left out."""
+    entries = sorted(package.iterdir())
+    files = [p for p in entries if p.suffix == ".py"]
+    if depth:
+        for d in entries:
+            if d.is_dir() and not d.is_symlink() and d.name not in JUNK and not d.name.startswith("."):
+                files += _package_files(d, depth - 1)
+    return files
+
+
+def _helper_files(root: Path, base: PurePosixPath, name: str, room: int) -> list[FileRecord]:
+    """`name`.py in `base`, or the .py files of the package `name`/ there (a folder without `__init__.py` is a
+    namespace package to Python), as records."""
     folder = root / base
     single, package = folder / f"{name}.py", folder / name
     is_package = package.is_dir() and not package.is_symlink()
     if is_package and (package / "__init__.py").is_file():  # the order Python's own finder takes
-        paths = sorted(p for p in package.iterdir() if p.suffix == ".py")[:room]
+        paths = _package_files(package)[:room]
     elif single.is_file() and not single.is_symlink():
         paths = [single]
     elif is_package:
-        paths = sorted(p for p in package.iterdir() if p.suffix == ".py")[:room]
+        paths = _package_files(package)[:room]
     else:
         return []
     out = []
     for path in paths:
         try:
-            data = read_regular(path, limit)
+            data = read_regular(path, HELPER_MAX_KB * 1024)
         except UnsafeFile:
             continue  # a link, a FIFO, too big: not staged; importing it fails with the usual message
         rel = path.relative_to(root).as_posix()

@@ -218,6 +218,20 @@ def test_the_students_own_module_beside_exp1_is_graded_with_it_and_one_note(quic
         "so next time copy what you use from it into exp1.py"]
 
 
+def test_a_syntax_error_in_the_students_own_module_is_charged_once(quick_course, tmp_path):
+    """A full-width parenthesis in my_utils.py's plotting helper: stepped past as in exp1.py itself, and the
+    import of that helper by exp1.py is not charged a second time."""
+    folder = student_exp1(tmp_path, lambda src: _train_moved_to("my_utils")(src).replace(
+        "from my_utils import train", "from my_utils import train, plot_losses"))
+    (folder / "my_utils.py").write_text(MY_UTILS + "\n\ndef plot_losses(losses):\n    import matplotlib.pyplot as "
+                                        "plt\n    plt.plot(losses）\n")  # fmt: skip
+    result = grade(quick_course, "exp1", folder, sandbox=LocalSandbox())
+    assert scores(result) == EXPECTED["solution"]
+    (problem,) = result.problems
+    assert problem.id == "import:my_utils" and problem.points == 5
+    assert problem.message.startswith("my_utils.py line 22: invalid character '）' (U+FF09)")
+
+
 def test_a_module_the_student_did_not_hand_in_says_where_it_was_to_come_from(quick_course, tmp_path):
     """my_utils.py stayed on the student's laptop: the check that calls train() says where it was to come from."""
     folder = student_exp1(tmp_path, _train_moved_to("my_utils"))

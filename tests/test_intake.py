@@ -97,6 +97,8 @@ def test_the_students_own_modules_are_staged_with_the_declared_ones_as_data(cour
     (nested / "models/__init__.py").write_text("from .mlp import MLP2\n")
     (nested / "models/mlp.py").write_text("from utils import act\nclass MLP2: pass\n")
     (nested / "models/README.md").write_text("not code")
+    (nested / "models/blocks").mkdir()  # a subpackage, as in pytorch-cifar style repositories
+    (nested / "models/blocks/basic.py").write_text("class Basic: pass\n")
     (nested / "utils.py").write_text("def act(x):\n    return x\n")
     (nested / "random.py").write_text("# shadows the stdlib: not staged\n")
     (nested / "numpy.py").write_text("# a package grading provides: not staged\n")
@@ -105,12 +107,14 @@ def test_the_students_own_modules_are_staged_with_the_declared_ones_as_data(cour
     sub = intake(course.spec("exp1"), sub_dir)
     assert [(h.name, h.found_as) for h in sub.helpers] == [
         ("models/__init__.py", "hw1/models/__init__.py"), ("models/mlp.py", "hw1/models/mlp.py"),
-        ("utils.py", "hw1/utils.py"), ("lib/plots.py", "hw1/lib/plots.py")]  # fmt: skip
-    assert sub.helper_modules == ["lib", "models", "utils"]
+        ("models/blocks/basic.py", "hw1/models/blocks/basic.py"), ("utils.py", "hw1/utils.py"),
+        ("lib/plots.py", "hw1/lib/plots.py")]  # fmt: skip
+    assert sub.helper_modules == ["models", "utils", "lib"]
     assert sub.record("exp1.py").note.endswith(
         "graded with lib/, models/ and utils.py from your folder, which exp1.py imports; the assignment asks for "
         "exp1.py itself, so next time copy what you use from them into exp1.py")
     staged = sub.stage(sub_dir.parent / "staged")
     assert sorted(p.relative_to(staged).as_posix() for p in staged.rglob("*") if p.is_file()) == [
-        "exp1.py", "lib/plots.py", "model.pth", "models/__init__.py", "models/mlp.py", "utils.py"]
+        "exp1.py", "lib/plots.py", "model.pth", "models/__init__.py", "models/blocks/basic.py", "models/mlp.py",
+        "utils.py"]
     assert (staged / "utils.py").read_text() == "def act(x):\n    return x\n"

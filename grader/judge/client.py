@@ -217,7 +217,8 @@ class ContestantClient:
                                            f"{hello.probes_error}")  # fmt: skip
                 if hello.isolation is not None and importing is None:
                     isolation.update(hello.isolation)
-                elif hello.importing is not None and importing is None and hello.importing in self.job.loading.modules:
+                elif hello.importing is not None and importing is None and hello.importing in (
+                        *self.job.loading.modules, *self.job.loading.helpers):  # fmt: skip
                     importing = hello.importing
                     self._import_deadline = time.monotonic() + self.job.loading.wall_seconds + IMPORT_SLACK_S
                 elif hello.imported is not None and hello.imported.module == importing:
