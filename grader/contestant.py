@@ -188,6 +188,14 @@ NO_CUDA = ("Found no NVIDIA driver", "Torch not compiled with CUDA enabled", "No
            "no CUDA-capable device", "CUDA driver initialization failed")  # fmt: skip
 
 
+def uncompiled(model: Any) -> Any:
+    """The module that torch.compile wrapped, else `model`: a student's build_model() may return
+    torch.compile(net), whose state_dict keys carry the wrapper's `_orig_mod.`; the weights the judge sends
+    load into, and are measured in, the eager module (compiling changes no result)."""
+    inner = getattr(model, "_orig_mod", None)
+    return inner if type(model).__name__ == "OptimizedModule" and inner is not None else model
+
+
 def export_graph(model: Any, example: tuple[Any, ...], input_names: list[str], output_names: list[str]) -> Any:
     """The student's model as ONNX bytes (a uint8 tensor) for the judge to check and run: the judge measures
     the model the student trained itself, and never numbers the student's code returns."""

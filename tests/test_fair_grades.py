@@ -254,6 +254,22 @@ def test_the_handouts_rules_and_packages_apply_to_the_students_own_modules(quick
                         by_id(result)["training_lowers_mse"].message)  # fmt: skip
 
 
+def test_torch_compile_grades_as_the_same_code_run_eagerly(quick_course, tmp_path):
+    """build_model() returns torch.compile(MLP()) and train() compiles a step: grading runs them eagerly (the
+    sandbox's compiler cannot build inductor's header, and compiling changes no result), and the judge's
+    weights load into the module the compiled wrapper holds."""
+    def edit(src: str) -> str:
+        src = src.replace("def build_model() -> nn.Module:\n", "def build_model() -> nn.Module:\n    # PyTorch 2.x: "
+                          "compiled, trains faster\n    return torch.compile(_build())\n\n\ndef _build():\n", 1)
+        return src.replace("        loss.backward()\n", "        loss.backward()  # 反向传播\n", 1).replace(
+            "    for _ in range(num_epochs):", "    model = torch.compile(model)\n    for _ in range(num_epochs):", 1)
+
+    folder = student_exp1(tmp_path, edit)
+    assert "torch.compile(_build())" in (folder / "exp1.py").read_text()
+    result = grade(quick_course, "exp1", folder, sandbox=LocalSandbox())
+    assert scores(result) == EXPECTED["solution"] and result.problems == []
+
+
 # ---- 2. packaging near-misses ---------------------------------------------------------------------------
 
 

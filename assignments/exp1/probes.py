@@ -5,7 +5,7 @@ The judge decides every input (points, seeds, step budgets) and checks every out
 
 import torch
 
-from grader.contestant import export_graph, probe, student
+from grader.contestant import export_graph, probe, student, uncompiled
 
 
 def _exp1():
@@ -73,7 +73,7 @@ def settings():
 def _with_weights(state, which):
     """The student's model (build_model() or build_custom_model()) with model.pth's weights, in eval mode."""
     m = _exp1()
-    model = m.build_model() if which == "default" else m.build_custom_model()
+    model = uncompiled(m.build_model() if which == "default" else m.build_custom_model())
     model.load_state_dict(state)
     model.eval()
     return model

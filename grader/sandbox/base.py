@@ -115,6 +115,9 @@ def common_env(limits: Limits) -> dict[str, str]:
         "GRADER_THREADS": str(limits.threads),
         "CUBLAS_WORKSPACE_CONFIG": ":4096:8",  # deterministic cuBLAS
         "TORCHINDUCTOR_DETERMINISTIC": "1",  # for torch.compile, as use_deterministic_algorithms would set it
+        # torch.compile runs the code eagerly: compiling changes no result, costs 20 s or more a call on these
+        # CPUs, and inductor's 158 MB precompiled header is over the sandbox's file-size limit anyway.
+        "TORCH_COMPILE_DISABLE": "1",
         "MPLBACKEND": "Agg",  # plotting works and never needs a display
     }
 
