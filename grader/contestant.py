@@ -240,7 +240,22 @@ def _exit_when_judge_goes(sock: socket.socket) -> None:
                 os._exit(0)
 
 
+def _cast(value: Any, src: Any, dst: Any) -> Any:
+    """`value` with every tensor of dtype `src` in it cast to `dst` (dicts, lists and tuples followed)."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return value.to(dst) if value.dtype == src else value
+    if isinstance(value, dict):
+        return {k: _cast(v, src, dst) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_cast(v, src, dst) for v in value)
+    return value
+
+
 def _answer(request: dict[str, Any], blob: bytes) -> dict[str, Any]:
+    import torch
+
     from grader import wire
 
     try:
@@ -249,7 +264,13 @@ def _answer(request: dict[str, Any], blob: bytes) -> dict[str, Any]:
         if fn is None:
             raise LookupError(f"the probe module has no probe {request['probe']!r}")
         seed_everything(int(request.get("seed", 0)))
-        return {"ok": True, "value": fn(**args)}
+        # Student code may set torch's default dtype at import (set_default_dtype(torch.float64)): its models,
+        # and the probes' own, are then built in it. The judge's float32 tensors are handed over in it, and what
+        # comes back in it is returned as float32, as from a run that never changed it.
+        default = torch.get_default_dtype()
+        if default == torch.float32:
+            return {"ok": True, "value": fn(**args)}
+        return {"ok": True, "value": _cast(fn(**_cast(args, torch.float32, default)), default, torch.float32)}
     except BaseException as exc:  # noqa: BLE001 - everything becomes data for the judge
         return {"ok": False, "error": classify(exc)}
 

@@ -270,6 +270,15 @@ def test_torch_compile_grades_as_the_same_code_run_eagerly(quick_course, tmp_pat
     assert scores(result) == EXPECTED["solution"] and result.problems == []
 
 
+def test_float64_as_torchs_default_grades_as_float32_would(quick_course, tmp_path):
+    """torch.set_default_dtype(torch.float64) at import: the student's models, and the probes' own, are built in
+    float64; the judge's tensors are handed over in it and the answers come back as float32."""
+    folder = student_exp1(tmp_path, lambda src: src.replace(
+        "import torch\n", "import torch\n\ntorch.set_default_dtype(torch.float64)  # 精度更高\n", 1))
+    result = grade(quick_course, "exp1", folder, sandbox=LocalSandbox())
+    assert scores(result) == EXPECTED["solution"] and result.problems == []
+
+
 # ---- 2. packaging near-misses ---------------------------------------------------------------------------
 
 
