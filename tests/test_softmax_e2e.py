@@ -71,6 +71,21 @@ def test_a_softmax_over_the_wrong_dimension_is_charged_once(course, data_root, e
     assert checks["softmax_stable"].status == "passed" and "softmax_rows" in checks["softmax_stable"].notes[0]
 
 
+def test_softmax_through_logsumexp_is_as_stable_as_subtracting_the_maximum(course, data_root, example):
+    """exp(X - logsumexp(X)) never overflows; in float32 it is off by 1.5e-5 at logits of 1000, which is
+    float32, not instability."""
+    folder = example("softmax", "solution")
+    src = (folder / "softmax.py").read_text()
+    old = ("    X_exp = torch.exp(X - X.max(dim=1, keepdim=True).values)  # (N, q), every entry in (0, 1]\n"
+           "    return X_exp / X_exp.sum(dim=1, keepdim=True)  # (N, q)\n")  # fmt: skip
+    assert old in src
+    (folder / "softmax.py").write_text(src.replace(old, (
+        "    # log-sum-exp trick (cs231n): softmax = exp(x - logsumexp(x))\n"
+        "    return torch.exp(X - torch.logsumexp(X, dim=1, keepdim=True))  # (N, q)\n")))  # fmt: skip
+    checks = by_id(grade(course, "softmax", folder, data_root=data_root, only=["softmax_rows", "softmax_stable"]))
+    assert checks["softmax_rows"].status == checks["softmax_stable"].status == "passed"
+
+
 def test_an_sgd_without_the_batch_size_is_named_and_its_diverged_weights_point_at_it(course, data_root, example):
     """`param -= lr * param.grad`, as for a mean loss: sgd_update names the missing / batch_size, and softmax.pth,
     which that sgd trained to NaN at lr 0.1 on summed losses, points at sgd rather than at the learning rate."""
