@@ -95,14 +95,14 @@ def main(
     """torch-grader."""
 
 
-def _print_result(result, title: str) -> None:  # noqa: ANN001
+def _print_result(result, title: str, full: str = "in results.json") -> None:  # noqa: ANN001
     table = Table(title=title, show_lines=False)
     table.add_column("check")
     table.add_column("points", justify="right")
     table.add_column("status")
     table.add_column("message", overflow="fold")
     for c in result.checks:
-        msg = c.message if len(c.message) < 400 else c.message[:400] + " [...] (full text in results.json)"
+        msg = c.message if len(c.message) < 400 else c.message[:400] + f" [...] (full text {full})"
         msg += "".join(f"\nnote: {n}" for n in c.notes)
         table.add_row(c.id, f"{c.score:.4g}/{c.max_score:.4g}", f"[{STATUS_STYLE[c.status]}]{c.status}[/]", escape(msg))
     out.print(table)
@@ -215,7 +215,7 @@ def _check_once(args: RunInput, course: Path | None, data_root: Path | None, san
     if as_json:
         out.print_json(result.model_dump_json())
     else:
-        _print_result(result, f"{args.assignment}: public checks on {args.submission}")
+        _print_result(result, f"{args.assignment}: public checks on {args.submission}", "with --json")
     costly = [f.name for f in result.files if f.problem]
     if costly and not as_json:
         err.print(f"[red]not ready to submit:[/red] {escape(', '.join(costly))} will cost points when graded (see the "
