@@ -166,6 +166,8 @@ def classify(exc: BaseException) -> dict[str, Any]:
         kind, msg = "file_size", f"tried to write a file over the {limit} MiB limit{at}"
     elif isinstance(exc, AttributeError) and (gone := _left_out(exc)):
         kind, msg = "exception", f"{exc.name} is not there: {gone}"
+    elif isinstance(exc, NameError) and (gone := _left_out(exc, exact=True)):
+        kind, msg = "exception", f"raised {_describe(exc)}{at}: {gone}"
     elif any(sign in str(exc) for sign in NO_CUDA):
         said = str(exc).splitlines()[0].split(". ")[0].rstrip(".")[:120]  # torch's first sentence, not its advice
         kind, msg = "no_cuda", (f"used CUDA, which this grading machine does not have ({type(exc).__name__}: "
@@ -176,11 +178,12 @@ def classify(exc: BaseException) -> dict[str, Any]:
     return {"kind": kind, "message": msg, "where": where}
 
 
-def _left_out(exc: AttributeError) -> str | None:
-    """Why the name a check looked for is missing, when the loader left it out (grader.loader)."""
+def _left_out(exc: AttributeError | NameError, exact: bool = False) -> str | None:
+    """Why the name a check (or student code, `exact`) looked for is missing, when the loader left it out
+    (grader.loader)."""
     from grader.loader import LEFT_OUT_NAMES
 
-    return LEFT_OUT_NAMES.get(getattr(exc, "name", None) or "") or LEFT_OUT_NAMES.get("*")
+    return LEFT_OUT_NAMES.get(getattr(exc, "name", None) or "") or (None if exact else LEFT_OUT_NAMES.get("*"))
 
 
 # What torch says when code asks for CUDA on a machine without it (no driver, a CPU build, no device visible).

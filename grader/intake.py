@@ -348,17 +348,25 @@ def _add_helpers(spec: AssignmentSpec, sub: Submission) -> None:
                 known.add(name)
                 for found in _helper_files(sub.source, base, name, MAX_HELPERS - len(sub.helpers)):
                     sub.helpers.append(found)
-                    staged.append(found.name)
+                    staged.append(_as_found(found))
                     texts.append(sub.text(found.name, HELPER_MAX_KB * 1024))
                     top = PurePosixPath(found.found_as or found.name).parts[0]
                     sub.ignored = [n for n in sub.ignored if n != top]
         if staged:
-            tops = sorted({n.split("/")[0] + ("/" if "/" in n else "") for n in staged})
+            tops = sorted(set(staged))
             listed = " and ".join(", ".join(tops).rsplit(", ", 1))
-            also = (f"graded with {listed} from your folder, which {rec.name} imports; the assignment asks for "
-                    f"{rec.name} itself, so next time copy what you use from {'them' if len(tops) > 1 else 'it'} "
-                    f"into {rec.name}")  # fmt: skip
-            rec.note = f"{rec.note}. {also}" if rec.note else also
+            shown = PurePosixPath(rec.found_as or rec.name).name  # exp1.ipynb, where the notebook stands in
+            also = (f"graded with {listed} from your folder, which {shown} imports; the assignment asks for "
+                    f"{shown} itself, so next time copy what you use from {'them' if len(tops) > 1 else 'it'} "
+                    f"into {shown}")  # fmt: skip
+            rec.note = f"{rec.note}. G{also[1:]}" if rec.note else also
+
+
+def _as_found(helper: FileRecord) -> str:
+    """A helper as the student sees it in their folder: hw1/utils.py, or a package's folder, models/."""
+    inside = len(PurePosixPath(helper.name).parts) - 1  # the package's own folders above the file
+    found = PurePosixPath(helper.found_as or helper.name).parts
+    return "/".join(found[: len(found) - inside]) + ("/" if inside else "")
 
 
 def _package_files(package: Path, depth: int = PACKAGE_DEPTH) -> list[Path]:

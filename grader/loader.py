@@ -410,8 +410,8 @@ class AllowedImports(importlib.abc.MetaPathFinder):
         frame = sys._getframe(1)
         while frame is not None and frame.f_code.co_filename.startswith("<frozen importlib"):
             frame = frame.f_back  # type: ignore[assignment]
-        if frame is None or Path(frame.f_code.co_filename).parent != self.submission:
-            return None
+        if frame is None or not Path(frame.f_code.co_filename).is_relative_to(self.submission):
+            return None  # not the student's own files (its helper packages, lib/utils.py, are)
         allowed = ", ".join(sorted(self.allowed))
         raise ModuleNotFoundError(
             f"{Path(frame.f_code.co_filename).name} imports {top}, which grading does not provide (allowed besides "

@@ -110,9 +110,10 @@ def test_the_students_own_modules_are_staged_with_the_declared_ones_as_data(cour
         ("models/blocks/basic.py", "hw1/models/blocks/basic.py"), ("utils.py", "hw1/utils.py"),
         ("lib/plots.py", "hw1/lib/plots.py")]  # fmt: skip
     assert sub.helper_modules == ["models", "utils", "lib"]
-    assert sub.record("exp1.py").note.endswith(
-        "graded with lib/, models/ and utils.py from your folder, which exp1.py imports; the assignment asks for "
-        "exp1.py itself, so next time copy what you use from them into exp1.py")
+    assert sub.record("exp1.py").note == (
+        "found exp1.py as hw1/exp1.py: graded it; next time submit it as exp1.py at the top of your folder. Graded "
+        "with hw1/lib/, hw1/models/ and hw1/utils.py from your folder, which exp1.py imports; the assignment asks "
+        "for exp1.py itself, so next time copy what you use from them into exp1.py")
     staged = sub.stage(sub_dir.parent / "staged")
     assert sorted(p.relative_to(staged).as_posix() for p in staged.rglob("*") if p.is_file()) == [
         "exp1.py", "lib/plots.py", "model.pth", "models/__init__.py", "models/blocks/basic.py", "models/mlp.py",
