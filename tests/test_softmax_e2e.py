@@ -56,16 +56,23 @@ def test_fashion_mnist_reader(data_root):
     assert read_fashion_mnist(data_root, train=True)[0].shape == (60000, 1, 28, 28)
 
 
-def test_a_softmax_over_the_wrong_dimension_is_charged_once(course, data_root, example):
+SOFTMAX_BODY = ("    X_exp = torch.exp(X - X.max(dim=1, keepdim=True).values)  # (N, q), every entry in (0, 1]\n"
+                "    return X_exp / X_exp.sum(dim=1, keepdim=True)  # (N, q)\n")  # fmt: skip
+
+
+def _softmax_checks(course, data_root, example, body: str) -> dict:
+    """softmax_rows and softmax_stable for the solution with softmax()'s body replaced by `body`."""
     folder = example("softmax", "solution")
     src = (folder / "softmax.py").read_text()
-    old = ("    X_exp = torch.exp(X - X.max(dim=1, keepdim=True).values)  # (N, q), every entry in (0, 1]\n"
-           "    return X_exp / X_exp.sum(dim=1, keepdim=True)  # (N, q)\n")  # fmt: skip
-    assert old in src
-    (folder / "softmax.py").write_text(src.replace(old, (
+    assert SOFTMAX_BODY in src
+    (folder / "softmax.py").write_text(src.replace(SOFTMAX_BODY, body))
+    return by_id(grade(course, "softmax", folder, data_root=data_root, only=["softmax_rows", "softmax_stable"]))
+
+
+def test_a_softmax_over_the_wrong_dimension_is_charged_once(course, data_root, example):
+    checks = _softmax_checks(course, data_root, example, (
         "    X_exp = torch.exp(X - X.max(dim=1, keepdim=True).values)\n"
-        "    return X_exp / X_exp.sum(dim=0, keepdim=True)  # 按列求和\n")))  # fmt: skip
-    checks = by_id(grade(course, "softmax", folder, data_root=data_root, only=["softmax_rows", "softmax_stable"]))
+        "    return X_exp / X_exp.sum(dim=0, keepdim=True)  # 按列求和\n"))  # fmt: skip
     assert checks["softmax_rows"].status == "failed" and checks["softmax_rows"].message.endswith(
         ": it normalizes each column (dim=0); sum each row, X_exp.sum(dim=1, keepdim=True)")
     assert checks["softmax_stable"].status == "passed" and "softmax_rows" in checks["softmax_stable"].notes[0]
@@ -74,15 +81,9 @@ def test_a_softmax_over_the_wrong_dimension_is_charged_once(course, data_root, e
 def test_softmax_through_logsumexp_is_as_stable_as_subtracting_the_maximum(course, data_root, example):
     """exp(X - logsumexp(X)) never overflows; in float32 it is off by 1.5e-5 at logits of 1000, which is
     float32, not instability."""
-    folder = example("softmax", "solution")
-    src = (folder / "softmax.py").read_text()
-    old = ("    X_exp = torch.exp(X - X.max(dim=1, keepdim=True).values)  # (N, q), every entry in (0, 1]\n"
-           "    return X_exp / X_exp.sum(dim=1, keepdim=True)  # (N, q)\n")  # fmt: skip
-    assert old in src
-    (folder / "softmax.py").write_text(src.replace(old, (
+    checks = _softmax_checks(course, data_root, example, (
         "    # log-sum-exp trick (cs231n): softmax = exp(x - logsumexp(x))\n"
-        "    return torch.exp(X - torch.logsumexp(X, dim=1, keepdim=True))  # (N, q)\n")))  # fmt: skip
-    checks = by_id(grade(course, "softmax", folder, data_root=data_root, only=["softmax_rows", "softmax_stable"]))
+        "    return torch.exp(X - torch.logsumexp(X, dim=1, keepdim=True))  # (N, q)\n"))  # fmt: skip
     assert checks["softmax_rows"].status == checks["softmax_stable"].status == "passed"
 
 
