@@ -114,13 +114,13 @@ def import_problems(
         helper = imports.get(own.group(1).split(".")[0]) if own else None
         if helper is not None and helper.problem is not None:
             continue  # it imports a name its helper module lost to that module's own problem: charged there
-        file = first.where[0].file if first.where else f"{name}.py"
         if first.kind == "package" and (f"packages:{name}.py" in said or helpers_said):
             # The package is said once, by the source scan; the full import stopped at it, so whether the rest
             # runs code at import shows only in what the definitions-only import left out after failing itself.
             failed = [lo for lo in record.left_out if _FAILED_ITSELF.search(lo)] if fallback else []
             if not failed:
                 continue
+            file = first.where[0].file if first.where else f"{name}.py"
             guard = NOTEBOOK_GUARD if file.endswith(".ipynb") else GUARD.replace("the file", file)
             message, charged = f"{file} also runs code when imported that fails by itself ({failed[0]}): {guard}", True
         if charged:

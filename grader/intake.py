@@ -386,9 +386,8 @@ def _helper_files(root: Path, base: PurePosixPath, name: str, room: int) -> list
     folder = root / base
     single, package = folder / f"{name}.py", folder / name
     is_package = package.is_dir() and not package.is_symlink()
-    if is_package and (package / "__init__.py").is_file():  # the order Python's own finder takes
-        paths = _package_files(package)[:room]
-    elif single.is_file() and not single.is_symlink():
+    # Python's own finder: a package with __init__.py, then a module, then a namespace folder.
+    if single.is_file() and not single.is_symlink() and not (is_package and (package / "__init__.py").is_file()):
         paths = [single]
     elif is_package:
         paths = _package_files(package)[:room]
