@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -87,6 +88,33 @@ def judges_alive(c) -> list[str]:
 def grader_folders(c) -> set[str]:
     """The grader's folders in the nodes' TMPDIR (slots, judges, sandboxes, graph runners; not other libraries')."""
     return {p.name for p in c.scratch.iterdir() if p.name.startswith("grader-")}
+
+
+def test_ray_local_starts_a_lean_cluster_of_its_own_and_stops_it(tmp_path):
+    """`--ray local` grades as the local pool does, starts neither of the monitors a one-machine batch never uses,
+    and leaves no Ray process behind."""
+    _ray_or_skip()
+    from tests.ray_cluster import _pids_with
+    from tests.test_exp1_e2e import EXPECTED
+
+    subs = tmp_path / "class"
+    for name in ("solution", "stub", "wrong-output-shape"):
+        shutil.copytree(ROOT / "examples" / "exp1" / name, subs / name)
+    temp = Path(tempfile.mkdtemp(prefix="rl", dir="/tmp"))  # Ray's unix sockets need a short path
+    (tmp_path / "tmp").mkdir()
+    env = {"TMPDIR": str(tmp_path / "tmp"), "RAY_TMPDIR": str(temp), "RAY_USAGE_STATS_ENABLED": "0"}
+    try:
+        r = batch("exp1", str(subs), "--out", str(tmp_path / "out"), "--ray", "local", "-j", "2", env=env)
+        assert r.returncode == 0, r.stderr
+        book = gradebook(tmp_path / "out")
+        assert {n: float(row["auto_score"]) for n, row in book.items()} == {
+            n: float(sum(EXPECTED[n].values())) for n in book}
+        logs = {p.name for p in temp.glob("**/session_*/logs/*")}
+        assert any(n.startswith("raylet") for n in logs), logs  # the node's own logs are where we look
+        assert not [n for n in logs if n.startswith(("monitor", "log_monitor"))], logs
+        assert _pids_with(f"TMPDIR={tmp_path / 'tmp'}".encode()) == [], "a Ray process outlived the batch"
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def test_each_sandbox_gets_the_gpu_ray_gave_its_slot(cluster, course_copy, tmp_path):
