@@ -308,7 +308,8 @@ def _local_node() -> Any:
         from ray._private.node import Node
         from ray._private.parameter import RayParams
 
-        params = RayParams(include_dashboard=False, no_monitor=True, include_log_monitor=False)
+        # include_log_monitor is typed str but read as a truth value; Ray's own test cluster passes False
+        params = RayParams(include_dashboard=False, no_monitor=True, include_log_monitor=False)  # type: ignore[arg-type]
         return Node(params, head=True, shutdown_at_exit=True, spawn_reaper=True)
     except (ImportError, TypeError, AttributeError):
         return None
