@@ -188,22 +188,27 @@ OVERWRITTEN = ('model.pth holds one model, and it fits your custom_f, not f: the
 
 def state_dict_for(weights: Any, which: str, check: Any) -> dict[str, torch.Tensor]:
     """model.pth is {"default": state_dict, "custom": state_dict}; a bare state_dict counts as "default"."""
+    first = which == "default"  # notes about the file are said once, where the default model is read
     if (single := single_model(weights)) is not None:
         if which == "custom":
             fail(f'model.pth holds {one_model(weights)}; save {{"default": ..., "custom": ...}} to grade the custom '
                  "task")  # fmt: skip
         if not isinstance(weights, PickledModel):  # the intake's note says how a whole model was read
             check.note('model.pth is a bare state_dict; read it as the "default" model')
-        return single
+        weights, which = {"default": single}, "default"
     if names := _named_otherwise(weights):
-        if which == "default":  # said once, where the default model is read
+        if first:
             check.note(f"model.pth keeps its two models under {names['default']!r} and {names['custom']!r}: read "
                        'them as "default" and "custom", the names the handout saves them under')  # fmt: skip
         which = names[which]
+    said: list[str] = []
     try:
-        return state_dict_from(weights, "model.pth", which)
+        state = state_dict_from(weights, "model.pth", which, said)
     except WeightsError as exc:
         raise CheckFailed(f'{exc}; save torch.save({{"default": ..., "custom": ...}}, "model.pth")') from None
+    for note in said if first else ():
+        check.note(note)
+    return state
 
 
 def _named_otherwise(weights: Any) -> dict[str, str] | None:

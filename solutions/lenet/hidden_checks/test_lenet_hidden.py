@@ -99,10 +99,13 @@ def _measured(graph_sha: str, chosen: Chosen, data_root: Path) -> tuple[float, l
 
 
 def test_test_accuracy(submission, data_root, check, contestant):
+    said: list[str] = []
     try:
-        state = state_dict_from(submission.weights("lenet.pth"), "lenet.pth")
+        state = state_dict_from(submission.weights("lenet.pth"), "lenet.pth", notes=said)
     except WeightsError as exc:
         raise CheckFailed(f"{exc}; save torch.save(net.state_dict(), 'lenet.pth')") from None
+    for note in said:
+        check.note(note)
     chosen = choose(MODEL, state, contestant, "lenet.pth")
     if chosen.own:
         check.note(chosen.note)
