@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -76,6 +76,18 @@ def student(module: str) -> ModuleType:
     raise StudentImportError(kind, problem.message, problem.where)
 
 
+def _copy_data(names: Sequence[str]) -> None:
+    """The files the student's code reads (config.json), into the working folder: `open("config.json")` looks
+    there, as in the student's own folder; a path built from `__file__` finds the staged copy. Not overwritten:
+    a restarted contestant keeps what the code wrote."""
+    assert _SUBMISSION is not None
+    for name in names:
+        dest = Path.cwd() / name
+        if not dest.exists():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes((_SUBMISSION / name).read_bytes())
+
+
 def _import_all(sock: socket.socket, plan: dict[str, Any]) -> None:
     """Import every student module before serving, each reported to the judge as it goes.
 
@@ -89,6 +101,7 @@ def _import_all(sock: socket.socket, plan: dict[str, Any]) -> None:
     # As if the student had run `python exp1.py`: argparse sees no options, not the contestant's own.
     sys.argv = [str(module_path(_SUBMISSION, plan["modules"][0]))] if plan["modules"] else ["student"]
     unloadable = dict(plan.get("unloadable", []))
+    _copy_data(plan.get("data", ()))
     # The student's own helper modules first, each treated as a declared one (its budget, its definitions when
     # the whole fails, its syntax errors stepped past), the last found first: a helper's own helpers before it.
     for name in [*reversed(plan.get("helpers", ())), *plan["modules"]]:

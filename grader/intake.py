@@ -29,9 +29,12 @@ class Submission(BaseModel):
     # The student's own modules that the declared ones import from beside them (utils.py, models/): staged with
     # them, by the path the declared module imports them at (`name`), from where they were found (`found_as`).
     helpers: list[FileRecord] = []
+    # Small text files their code names and reads (config.json beside exp1.py): staged the same way, and copied
+    # into the contestant's working folder, where a path relative to the student's folder is looked up.
+    data: list[FileRecord] = []
 
     def record(self, name: str) -> FileRecord:
-        return next(f for f in [*self.files, *self.helpers] if f.name == name)
+        return next(f for f in [*self.files, *self.helpers, *self.data] if f.name == name)
 
     @property
     def helper_modules(self) -> list[str]:
@@ -46,7 +49,7 @@ class Submission(BaseModel):
         """Copy only the usable declared files into `dest`: the sandbox never sees anything else. A notebook
         standing in for a .py file is staged as `<stem>.ipynb` with its cells only (no outputs)."""
         dest.mkdir(parents=True, exist_ok=True)
-        for rec in [*self.files, *self.helpers]:
+        for rec in [*self.files, *self.helpers, *self.data]:
             if rec.present and rec.problem is None:
                 data = read_regular(self.source / (rec.found_as or rec.name), rec.size or 0)
                 if is_notebook(rec):
@@ -316,6 +319,7 @@ def intake(spec: AssignmentSpec, folder: Path) -> Submission:
                                   found_as=rel if rel != fs.name else None, note=note))  # fmt: skip
     sub = Submission(source=folder.resolve(), files=_one_note_per_folder(records), ignored=undeclared)
     _add_helpers(spec, sub)
+    _add_data(sub)
     return sub
 
 
@@ -360,6 +364,70 @@ def _add_helpers(spec: AssignmentSpec, sub: Submission) -> None:
                     f"{shown} itself, so next time copy what you use from {'them' if len(tops) > 1 else 'it'} "
                     f"into {shown}")  # fmt: skip
             rec.note = f"{rec.note}. G{also[1:]}" if rec.note else also
+
+
+DATA_SUFFIXES = (".json", ".yaml", ".yml", ".toml", ".txt", ".csv", ".tsv", ".ini", ".cfg", ".conf")
+MAX_DATA = 8  # files, each up to DATA_MAX_KB: settings and small tables, not a dataset
+DATA_MAX_KB = 256
+
+
+def _add_data(sub: Submission) -> None:
+    """Stage the small text files that the declared modules and their helpers name in a string literal, found in
+    the student's folder (`open("config.json")`, `os.path.join(os.path.dirname(__file__), "hparams.yaml")`): a TA
+    running the code would have them. Read as data, never parsed by the judge. The declared module's record gets
+    one note, which costs nothing."""
+    for rec in sub.files:
+        if not (rec.name.endswith(".py") and rec.present and rec.problem is None):
+            continue
+        base = PurePosixPath(rec.found_as or rec.name).parent
+        found: list[str] = []
+        for name in [rec.name, *(h.name for h in sub.helpers)]:
+            folder = PurePosixPath(name).parent  # a helper in models/ names its files from there (__file__)
+            for literal in _path_literals(sub.text(name, HELPER_MAX_KB * 1024)):
+                for rel in dict.fromkeys((folder / literal, PurePosixPath(literal))):
+                    if len(sub.data) < MAX_DATA and (data := _data_file(sub, base, rel)) is not None:
+                        sub.data.append(data)
+                        found.append(rel.as_posix())
+                        sub.ignored = [n for n in sub.ignored if n != rel.parts[0]]
+        if found:
+            shown, listed = PurePosixPath(rec.found_as or rec.name).name, " and ".join(", ".join(found).rsplit(", ", 1))
+            also = f"gave {shown} {listed} from your folder, which your code reads"
+            rec.note = f"{rec.note}. G{also[1:]}" if rec.note else also
+
+
+def _path_literals(source: str) -> list[str]:
+    """String constants in `source` that could be a relative path to a data file of the student's folder."""
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and len(node.value) < 200:
+            text = node.value.strip().removeprefix("./")
+            if text.lower().endswith(DATA_SUFFIXES) and not text.startswith(("/", "~")) and "\0" not in text:
+                out.append(text)
+    return out
+
+
+def _data_file(sub: Submission, base: PurePosixPath, rel: PurePosixPath) -> FileRecord | None:
+    """`rel` in the student's folder `base` as a staged record, if it is a small regular file not yet staged."""
+    if ".." in rel.parts or rel.as_posix() in {r.name for r in [*sub.files, *sub.helpers, *sub.data]}:
+        return None
+    path = sub.source / base / rel
+    # every folder on the way a real one of the submission: a linked folder could reach out of it
+    steps = [sub.source / PurePosixPath(*(base / rel).parts[:i]) for i in range(1, len((base / rel).parts) + 1)]
+    if not path.is_file() or any(p.is_symlink() for p in steps):
+        return None
+    try:
+        data = read_regular(path, DATA_MAX_KB * 1024)
+    except UnsafeFile:
+        return None  # a link, a FIFO, too big: not staged; the code's own open() fails as it would
+    found = (base / rel).as_posix()
+    return FileRecord(name=rel.as_posix(), present=True, size=len(data), sha256=hashlib.sha256(data).hexdigest(),
+                      found_as=found if found != rel.as_posix() else None)  # fmt: skip
 
 
 def _as_found(helper: FileRecord) -> str:

@@ -218,6 +218,34 @@ def test_the_students_own_module_beside_exp1_is_graded_with_it_and_one_note(quic
         "so next time copy what you use from it into exp1.py"]
 
 
+def reads_its_settings(tmp_path: Path) -> Path:
+    """exp1 whose hyperparameters come from hparams/config.json, opened relative to the student's folder, and
+    whose my_utils.py reads defaults.json beside itself through __file__: both read at import."""
+    folder = student_exp1(tmp_path, lambda src: _train_moved_to("my_utils")(src).replace(
+        "NUM_TRAIN_EPOCHS = 5000", 'import json\n\n# 超参数写在 json 里\nwith open("hparams/config.json") as f:\n'
+        '    cfg = json.load(f)\nprint("config:", cfg)\nNUM_TRAIN_EPOCHS = cfg["epochs"]'))  # fmt: skip
+    (folder / "hparams").mkdir()
+    (folder / "hparams/config.json").write_text('{"epochs": 5000}\n')
+    (folder / "my_utils.py").write_text(
+        "import json\nimport os\n\nHERE = os.path.dirname(os.path.abspath(__file__))\n"
+        'DEFAULTS = json.load(open(os.path.join(HERE, "defaults.json")))\n'
+        + MY_UTILS.replace("lr=lr", 'lr=lr * DEFAULTS["lr_scale"]'))
+    (folder / "defaults.json").write_text('{"lr_scale": 1.0}')
+    return folder
+
+
+def test_files_the_code_reads_are_staged_with_it(quick_course, tmp_path):
+    """A TA running the code would have the student's config files: grading does too, relative to the student's
+    folder or to the module's own file, and says so once at no cost."""
+    folder = reads_its_settings(tmp_path)
+    result = grade(quick_course, "exp1", folder, sandbox=LocalSandbox())
+    assert scores(result) == EXPECTED["solution"] and result.problems == []
+    assert [f.note for f in result.files if f.name == "exp1.py"] == [
+        "graded with my_utils.py from your folder, which exp1.py imports; the assignment asks for exp1.py itself, "
+        "so next time copy what you use from it into exp1.py. Gave exp1.py hparams/config.json and defaults.json "
+        "from your folder, which your code reads"]
+
+
 def test_a_syntax_error_in_the_students_own_module_is_charged_once(quick_course, tmp_path):
     """A full-width parenthesis in my_utils.py's plotting helper: stepped past as in exp1.py itself, and the
     import of that helper by exp1.py is not charged a second time."""

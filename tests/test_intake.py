@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from grader.intake import IntakeError, intake
+from grader.intake import DATA_MAX_KB, IntakeError, intake
 
 
 def test_complete_submission(course, example):
@@ -64,6 +64,39 @@ def test_unreadable_submission(course, tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(IntakeError, match="not a folder"):
         intake(course.spec("exp1"), tmp_path / "file")
+
+
+def test_only_small_regular_files_the_code_names_are_staged_as_its_data(course, example, tmp_path):
+    """Files named in a string literal of exp1.py or a helper, found in the student's folder, are staged; a link
+    (to a file or through a folder), a FIFO, one too big, one outside the folder and one the code never names are
+    not, and the judge never parses any of them."""
+    sub_dir = example("exp1", "solution")
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "secret.json").write_text('{"token": 1}')
+    code = (sub_dir / "exp1.py").read_text()
+    names = ["config.json", "./conf/lr.yaml", "linked.json", "away/secret.json", "pipe.csv", "big.csv",
+             "../elsewhere/secret.json", "not json {"]
+    (sub_dir / "exp1.py").write_text(f"import utils\nFILES = {names!r}\n" + code)
+    (sub_dir / "utils").mkdir()
+    (sub_dir / "utils/__init__.py").write_text(  # named from the helper's own folder
+        'import os\nD = os.path.join(os.path.dirname(__file__), "defaults.toml")\n')
+    (sub_dir / "utils/defaults.toml").write_text("lr = 0.01\n")
+    (sub_dir / "config.json").write_text("{not even json")  # data to the judge: never parsed
+    (sub_dir / "conf").mkdir()
+    (sub_dir / "conf/lr.yaml").write_text("lr: 0.01\n")
+    (sub_dir / "notes.txt").write_text("never named by the code")
+    os.symlink(outside / "secret.json", sub_dir / "linked.json")
+    os.symlink(outside, sub_dir / "away")
+    os.mkfifo(sub_dir / "pipe.csv")
+    (sub_dir / "big.csv").write_bytes(b"1," * (DATA_MAX_KB * 1024))
+    sub = intake(course.spec("exp1"), sub_dir)
+    assert [d.name for d in sub.data] == ["config.json", "conf/lr.yaml", "utils/defaults.toml"]
+    assert "notes.txt" in sub.ignored and "conf" not in sub.ignored
+    staged = sub.stage(tmp_path / "staged")
+    assert (staged / "conf/lr.yaml").read_text() == "lr: 0.01\n" and not (staged / "notes.txt").exists()
+    assert sub.record("exp1.py").note.endswith(
+        "Gave exp1.py config.json, conf/lr.yaml and utils/defaults.toml from your folder, which your code reads")
 
 
 def test_of_two_versions_the_finished_one_is_graded(course, example, tmp_path):

@@ -320,3 +320,14 @@ def test_hash_seed_is_fixed_and_output_before_a_kill_is_kept(client):
     assert "about to hang" in client.output()
     with_budget(client, 60)
     assert client.call("string_hash") == first and client.starts == 2  # a fresh process, the same hash
+
+
+@engine
+def test_files_the_code_reads_are_found_in_the_container_too(course, tmp_path):
+    """config.json opened relative to the student's folder: the container's working folder has it."""
+    from grader.grading import grade
+    from tests.test_exp1_e2e import EXPECTED
+    from tests.test_fair_grades import reads_its_settings
+
+    result = grade(course, "exp1", reads_its_settings(tmp_path), sandbox=DockerSandbox(IMAGE))
+    assert {c.id: c.score for c in result.checks} == EXPECTED["solution"] and result.problems == []

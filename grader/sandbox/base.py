@@ -63,6 +63,7 @@ class LoadPlan:
     packages: tuple[str, ...] | None = None  # what student code may import besides the stdlib; None: anything
     unloadable: tuple[tuple[str, str], ...] = ()  # (module, why): not imported at all; its checks fail with why
     helpers: tuple[str, ...] = ()  # the student's own modules staged beside them, which they may import
+    data: tuple[str, ...] = ()  # small files their code reads, copied into the working folder before the imports
 
     def args(self) -> list[str]:
         return ["--loading", json.dumps(dataclasses.asdict(self))]
