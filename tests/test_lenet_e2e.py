@@ -114,3 +114,16 @@ def test_a_softmax_layer_after_the_logits_is_named(course, data_root, example):
                         only=["forward_matches_reference"]))["forward_matches_reference"]  # fmt: skip
     assert check.message.startswith("with fixed weights, your LeNet returns d2l's logits put through softmax (each "
                                     "row sums to 1): remove the final nn.Softmax")  # fmt: skip
+
+
+def test_a_torchscript_lenet_is_graded_as_the_module_it_scripts(course, data_root, example):
+    """build_lenet() returns torch.jit.script(nn.Sequential(...)): the sandbox runs the module as written, so the
+    checks that look at its layers and their torch calls see them (a ScriptModule hides both)."""
+    folder = example("lenet", "solution")
+    src = (folder / "lenet.py").read_text()
+    assert src.count("    return nn.Sequential(") == 1
+    (folder / "lenet.py").write_text(src.replace("    return nn.Sequential(", "    # TorchScript: 更快\n"
+                                                 "    return torch.jit.script(nn.Sequential(").replace(
+        "        nn.Linear(84, 10),  # (N, 10)\n    )", "        nn.Linear(84, 10),  # (N, 10)\n    ))"))  # fmt: skip
+    checks = by_id(grade(course, "lenet", folder, data_root=data_root, only=["layer_shapes", "init_weights"]))
+    assert [(c.id, c.status) for c in checks.values()] == [("layer_shapes", "passed"), ("init_weights", "passed")]

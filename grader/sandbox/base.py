@@ -119,6 +119,9 @@ def common_env(limits: Limits) -> dict[str, str]:
         # torch.compile runs the code eagerly: compiling changes no result, costs 20 s or more a call on these
         # CPUs, and inductor's 158 MB precompiled header is over the sandbox's file-size limit anyway.
         "TORCH_COMPILE_DISABLE": "1",
+        # torch.jit.script and torch.jit.trace return the module as written (as for compile, no result changes):
+        # the probes look inside a student's model by its layers and torch calls, which a ScriptModule hides.
+        "PYTORCH_JIT": "0",
         "MPLBACKEND": "Agg",  # plotting works and never needs a display
     }
 
