@@ -84,6 +84,18 @@ def test_dataparallel_and_bare_checkpoints(course, data_root, example):
     assert any("DataParallel" in n for n in checks["accuracy"].notes)
 
 
+def test_accuracies_kept_as_tensors_or_numpy_scalars_are_their_values(course, data_root, example):
+    """evaluate() returning `correct / total` on tensors (no .item()), or numpy's .mean(): the history holds the
+    right numbers in another type, and the trend check reads them."""
+    import numpy as np
+
+    for kind, number in (("tensor", torch.tensor), ("numpy", np.float64)):
+        folder = _variant(example, kind, lambda c, number=number: {**c, "history": {
+            k: [number(v) for v in vs] for k, vs in c["history"].items()}})  # fmt: skip
+        trend = by_id(grade(course, "exp2", folder, data_root=data_root, only=["claimed_trend"]))["claimed_trend"]
+        assert trend.status == "passed", (kind, trend.message)
+
+
 def test_bare_state_dict_and_other_shapes(course, data_root, example, tmp_path):
     bare = _variant(example, "bare", lambda c: c["net"])
     checks = by_id(grade(course, "exp2", bare, data_root=data_root, only=["accuracy", "claimed_trend"]))

@@ -50,6 +50,24 @@ def test_pickle_payload_never_runs(tmp_path):
     assert not marker.exists()
 
 
+def test_numpy_scalars_are_read_as_their_numbers_without_numpy(tmp_path):
+    """Metrics computed with numpy (np.float64 from .mean()) are pickled as numpy scalars: read from their bytes,
+    in either byte order. numpy's other objects (an array) stay inert records, as does a forged scalar."""
+    import numpy as np
+
+    history = {"test_acc": [np.float64(81.25), np.float32(80.5), np.int64(3), np.float64(1.5).astype(">f8")],
+               "raw": np.arange(3.0)}  # fmt: skip
+    torch.save({"net": {"w": torch.ones(2)}, "history": history}, tmp_path / "final.pth")
+    loaded = load_weights(tmp_path / "final.pth")
+    assert loaded["history"]["test_acc"] == [81.25, 80.5, 3, 1.5]
+    assert all(type(v) in (float, int) for v in loaded["history"]["test_acc"])
+    assert isinstance(loaded["history"]["raw"], Pickled)
+    from grader.judge.weights import _numpy_scalar, _NumpyDtype
+
+    assert isinstance(_numpy_scalar(_NumpyDtype("f8"), b"\0" * 3), Pickled)  # bytes of the wrong length
+    assert isinstance(_numpy_scalar(_NumpyDtype("O"), b"\0" * 8), Pickled)  # an object scalar: never built
+
+
 class Tripwire(torch.nn.Module):
     """A student's model whose own code, if it ever ran while loading, would leave a marker file."""
 

@@ -23,6 +23,7 @@ import io
 import math
 import pickle
 import re
+import struct
 import zipfile
 from collections import OrderedDict
 from collections.abc import Collection
@@ -263,7 +264,38 @@ def _new_pickled(cls: Any, *args: Any) -> Pickled:
     return cls.__new__(cls) if isinstance(cls, type) and issubclass(cls, Pickled) else Pickled()
 
 
+class _NumpyDtype(Pickled):
+    """numpy.dtype("f8", ...) in a pickle: its type code, and (from its state) its byte order."""
+
+    cls_name = "numpy.dtype"
+
+    def __init__(self, code: Any = None, *args: Any) -> None:
+        self.code = code
+
+
+# numpy's type codes of the scalars a student's metrics come as (np.float64 from numpy arithmetic), in struct's
+_NUMPY_CODES = {"f8": "d", "f4": "f", "f2": "e", "i8": "q", "i4": "i", "i2": "h", "i1": "b", "u8": "Q", "u4": "I",
+                "u2": "H", "u1": "B", "b1": "?"}  # fmt: skip
+
+
+def _numpy_scalar(dtype: Any, data: Any = None) -> Any:
+    """A numpy scalar as the Python number it holds, decoded from its bytes without numpy; else a record."""
+    fmt = _NUMPY_CODES.get(getattr(dtype, "code", None))
+    state = getattr(dtype, "state", None)
+    order = ">" if isinstance(state, tuple) and len(state) > 1 and state[1] == ">" else "<"
+    if fmt is None or not isinstance(data, bytes) or len(data) != struct.calcsize(fmt):
+        return type("Pickled", (Pickled,), {"cls_name": "numpy.scalar"})()
+    return struct.unpack(order + fmt, data)[0]
+
+
+def _latin1(text: Any, encoding: str = "latin1") -> Any:
+    """_codecs.encode as protocol 2 pickles use it, for bytes (a numpy scalar's): latin-1 text only."""
+    return text.encode("latin1") if isinstance(text, str) and encoding == "latin1" else Pickled()
+
+
 _RESOLVED: dict[str, Any] = {
+    "numpy.dtype": _NumpyDtype, "numpy._core.multiarray.scalar": _numpy_scalar,
+    "numpy.core.multiarray.scalar": _numpy_scalar, "_codecs.encode": _latin1,
     "collections.OrderedDict": OrderedDict, "builtins.set": set, "__builtin__.set": set,
     "torch._utils._rebuild_tensor_v2": _rebuild_tensor, "torch._utils._rebuild_tensor": _rebuild_tensor,
     "torch._utils._rebuild_tensor_v3": _rebuild_tensor_v3,

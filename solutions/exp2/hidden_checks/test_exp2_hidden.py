@@ -9,6 +9,7 @@ order); across CPU thread counts or GPUs, float reductions may move it by about 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from exp2_accuracy import measure, state_dict_of
@@ -48,8 +49,8 @@ def test_claimed_trend(submission, data_root, check, contestant):
         history = {k: [h.get(k) for h in history] for k in history[0]}
         check.note("final.pth's history is a list of per-epoch dicts; read each one's 'test_acc' (the handout keeps "
                    "one dict of lists: {'test_acc': [...], 'train_acc': [...], 'train_loss': [...]})")  # fmt: skip
-    claimed = history.get("test_acc") if isinstance(history, dict) else None
-    if not isinstance(claimed, list) or not all(isinstance(v, (int, float)) for v in claimed):
+    claimed = numbers(history.get("test_acc")) if isinstance(history, dict) else None
+    if claimed is None:
         bare = isinstance(ckpt, dict) and ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values())
         what = ("holds a whole model" if isinstance(ckpt, PickledModel) else "is a bare state_dict") if bare else ""
         fail(f"final.pth {what}, so it carries no history: save it with save_checkpoint(path, model, epoch, "
@@ -58,8 +59,7 @@ def test_claimed_trend(submission, data_root, check, contestant):
              "save_checkpoint(path, model, epoch, history)")  # fmt: skip
     check.plot("test_acc", claimed)
     for extra in ("train_acc", "train_loss"):  # drawn too when present: the accuracy and the loss curve
-        values = history.get(extra)
-        if isinstance(values, list) and all(isinstance(v, (int, float)) for v in values):
+        if (values := numbers(history.get(extra))) is not None:
             check.plot(extra, values)
     if len(claimed) != EPOCHS:
         fail(f"history['test_acc'] has {len(claimed)} entries; expected {EPOCHS}, one per epoch")
@@ -70,6 +70,21 @@ def test_claimed_trend(submission, data_root, check, contestant):
             defer("evaluation_loop", f"your claimed accuracies come from evaluate(), and {problem}")
         fail(f"the last claimed test accuracy is {claimed[-1]:.2f}% but the judge measured {acc:.2f}% "
              f"(allowed gap {TREND_TOLERANCE:g} points)")  # fmt: skip
+
+
+def numbers(values: Any) -> list[float] | None:
+    """A history list as plain numbers, or None. An accuracy kept as a one-element tensor (`correct / total` on
+    tensors, no .item()) counts as its value; a numpy scalar was read as its number already."""
+    if not isinstance(values, list):
+        return None
+    out = []
+    for v in values:
+        if isinstance(v, torch.Tensor) and v.numel() == 1 and not v.dtype.is_complex:
+            v = v.item()
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            return None
+        out.append(float(v))
+    return out
 
 
 def test_rerun_writes_checkpoint(contestant, data_root):
