@@ -127,3 +127,17 @@ def test_a_torchscript_lenet_is_graded_as_the_module_it_scripts(course, data_roo
         "        nn.Linear(84, 10),  # (N, 10)\n    )", "        nn.Linear(84, 10),  # (N, 10)\n    ))"))  # fmt: skip
     checks = by_id(grade(course, "lenet", folder, data_root=data_root, only=["layer_shapes", "init_weights"]))
     assert [(c.id, c.status) for c in checks.values()] == [("layer_shapes", "passed"), ("init_weights", "passed")]
+
+
+def test_a_checkpoint_dict_around_the_weights_is_graded_with_a_note(course, data_root, example):
+    """main() saves the best epoch as {'model': state_dict, 'acc': ..., 'epoch': ...}, not the bare state_dict the
+    handout asks for: the weights are there, and the accuracy check measures them."""
+    import torch
+
+    folder = example("lenet", "solution")
+    sd = torch.load(folder / "lenet.pth", weights_only=True)
+    torch.save({"model": sd, "acc": 0.8121, "epoch": 10}, folder / "lenet.pth")
+    check = by_id(grade(course, "lenet", folder, data_root=data_root, only=["test_accuracy"]))["test_accuracy"]
+    assert check.status == "passed", check.message
+    assert check.notes == ["lenet.pth is a checkpoint dict; graded the state_dict it holds under 'model' (the "
+                           "assignment saves the state_dict itself)"]  # fmt: skip

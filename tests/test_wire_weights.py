@@ -164,8 +164,18 @@ def test_state_dict_picking(tmp_path):
     assert torch.equal(state_dict_from(loaded, "ck.pth", "net")["w"], sd["w"])
     with pytest.raises(WeightsError, match="but no 'model'"):
         state_dict_from(loaded, "ck.pth", "model")
-    with pytest.raises(WeightsError, match="expected a state_dict"):
-        state_dict_from(loaded, "ck.pth")
+    notes: list[str] = []  # where the assignment saves a bare state_dict, a checkpoint around it is read too
+    assert state_dict_from(loaded, "ck.pth", notes=notes).keys() == {"w"}
+    assert notes == ["ck.pth is a checkpoint dict; graded the state_dict it holds under 'net' (the assignment "
+                     "saves the state_dict itself)"]  # fmt: skip
+    notes = []
+    assert state_dict_from({"W": sd["w"], "b": sd["w"], "acc": 0.83, "hist": [1, 2.5]}, "s.pth", notes=notes).keys() \
+        == {"W", "b"}
+    assert notes == ["s.pth also holds 'acc', 'hist' besides the weights; graded the tensors (save only the weights "
+                     "next time)"]  # fmt: skip
+    for odd in ({"a": sd, "b": sd}, {"w": sd["w"], "opt": {"state": {}}}):  # which one? / more than metadata
+        with pytest.raises(WeightsError, match="expected a state_dict"):
+            state_dict_from(odd, "ck.pth")
 
 
 def test_wrapped_models_lose_their_prefixes_with_one_note():

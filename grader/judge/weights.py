@@ -280,7 +280,7 @@ _NUMPY_CODES = {"f8": "d", "f4": "f", "f2": "e", "i8": "q", "i4": "i", "i2": "h"
 
 def _numpy_scalar(dtype: Any, data: Any = None) -> Any:
     """A numpy scalar as the Python number it holds, decoded from its bytes without numpy; else a record."""
-    fmt = _NUMPY_CODES.get(getattr(dtype, "code", None))
+    fmt = _NUMPY_CODES.get(str(getattr(dtype, "code", "")))
     state = getattr(dtype, "state", None)
     order = ">" if isinstance(state, tuple) and len(state) > 1 and state[1] == ">" else "<"
     if fmt is None or not isinstance(data, bytes) or len(data) != struct.calcsize(fmt):
@@ -435,6 +435,7 @@ def state_dict_from(
 
     `bare_ok`: a file that is itself a state_dict, where `key` was asked for, is taken as the weights, with a
     note; so is the one state_dict of a checkpoint that keeps it under another key ('state_dict', 'model').
+    Without `key`, a checkpoint dict around the weights is read as _weights_of_checkpoint says, with a note.
     Keys all prefixed `module.` (DataParallel) or `_orig_mod.` (torch.compile) lose the prefix, with a
     note; so does one shared first part (`backbone.`, a wrapper's attribute) when without it the keys are
     `reference`'s. Notes go to `notes` when given."""
@@ -457,6 +458,8 @@ def state_dict_from(
         else:
             obj = obj[key]
             name = f"{name}[{key!r}]"
+    elif isinstance(obj, dict) and not _is_state_dict(obj):
+        obj, name = _weights_of_checkpoint(obj, name, said)
     if isinstance(obj, Pickled):
         raise _pickled_objects(name, f" ({obj.cls_name})")
     if not _is_state_dict(obj):
@@ -478,6 +481,30 @@ def state_dict_from(
                         "wraps the assignment's: read without it (save the inner model's state_dict next time)")
             state = inner
     return state
+
+
+def _weights_of_checkpoint(obj: dict[Any, Any], name: str, said: list[str]) -> tuple[Any, str]:
+    """Where the assignment saves a bare state_dict, a checkpoint dict that holds one state_dict ({'model': ...,
+    'acc': ..., 'epoch': ...}), or the weights' tensors beside plain numbers ({'W': ..., 'b': ..., 'acc': 0.83}):
+    the weights, with a note. Anything else is returned as it is, for the caller's message."""
+    if len(held := _state_dicts_in(obj)) == 1:
+        said.append(f"{name} is a checkpoint dict; graded the state_dict it holds under {held[0]!r} (the assignment "
+                    "saves the state_dict itself)")  # fmt: skip
+        return obj[held[0]], f"{name}[{held[0]!r}]"
+    tensors = {k: v for k, v in obj.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
+    others = [k for k in obj if k not in tensors]
+    if tensors and all(_is_metadata(obj[k]) for k in others):
+        said.append(f"{name} also holds {', '.join(map(repr, others))} besides the weights; graded the tensors (save "
+                    "only the weights next time)")  # fmt: skip
+        return tensors, name
+    return obj, name
+
+
+def _is_metadata(value: Any, depth: int = 0) -> bool:
+    """A number, a string or None, or a short list of them: what students save beside weights (acc, epoch)."""
+    if isinstance(value, (list, tuple)) and depth == 0 and len(value) <= 10_000:
+        return all(_is_metadata(v, 1) for v in value)
+    return value is None or isinstance(value, (int, float, str))
 
 
 def _state_dicts_in(obj: dict[Any, Any]) -> list[Any]:

@@ -142,10 +142,10 @@ def wrong_piece(contestant: Any) -> tuple[str, str] | None:
     return None
 
 
-def submitted_params(weights: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """W (784, 10) and b (10,) out of softmax.pth = {"W": ..., "b": ...}."""
+def submitted_params(weights: Any, notes: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """W (784, 10) and b (10,) out of softmax.pth = {"W": ..., "b": ...}; how the file was read goes to `notes`."""
     try:
-        state = state_dict_from(weights, "softmax.pth")
+        state = state_dict_from(weights, "softmax.pth", notes=notes)
     except WeightsError as exc:
         raise CheckFailed(f'{exc}; save torch.save({{"W": W.detach(), "b": b.detach()}}, "softmax.pth")') from None
     for name, shape in (("W", (NUM_INPUTS, NUM_OUTPUTS)), ("b", (NUM_OUTPUTS,))):
