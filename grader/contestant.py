@@ -76,16 +76,19 @@ def student(module: str) -> ModuleType:
     raise StudentImportError(kind, problem.message, problem.where)
 
 
-def _copy_data(names: Sequence[str]) -> None:
-    """The files the student's code reads (config.json), into the working folder: `open("config.json")` looks
-    there, as in the student's own folder; a path built from `__file__` finds the staged copy. Not overwritten:
-    a restarted contestant keeps what the code wrote."""
+def _prepare_work_folder(names: Sequence[str]) -> None:
+    """The working folder as the student's own, where `open("config.json")` and torchvision's `root="./data"` look:
+    the files their code reads (`names`; a path built from `__file__` finds the staged copy) and `data`, a link to
+    the read-only datasets. Nothing there is overwritten: a restarted contestant keeps what the code wrote."""
     assert _SUBMISSION is not None
     for name in names:
         dest = Path.cwd() / name
         if not dest.exists():
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_bytes((_SUBMISSION / name).read_bytes())
+    datasets = os.environ.get("GRADER_DATA_ROOT")
+    if datasets and not os.path.lexists("data"):
+        os.symlink(datasets, "data")
 
 
 def _import_all(sock: socket.socket, plan: dict[str, Any]) -> None:
@@ -101,7 +104,7 @@ def _import_all(sock: socket.socket, plan: dict[str, Any]) -> None:
     # As if the student had run `python exp1.py`: argparse sees no options, not the contestant's own.
     sys.argv = [str(module_path(_SUBMISSION, plan["modules"][0]))] if plan["modules"] else ["student"]
     unloadable = dict(plan.get("unloadable", []))
-    _copy_data(plan.get("data", ()))
+    _prepare_work_folder(plan.get("data", ()))
     # The student's own helper modules first, each treated as a declared one (its budget, its definitions when
     # the whole fails, its syntax errors stepped past), the last found first: a helper's own helpers before it.
     for name in [*reversed(plan.get("helpers", ())), *plan["modules"]]:

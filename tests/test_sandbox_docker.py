@@ -242,7 +242,7 @@ def test_submission_and_data_are_read_only(tmp_path):
     probes.write_text(
         "import os\nfrom grader.contestant import probe\n"
         "@probe\ndef tamper():\n"
-        "    out = [open(os.environ['GRADER_DATA_ROOT'] + '/train.bin').read()]\n"
+        "    out = [open('./data/train.bin').read()]\n"  # torchvision's root='./data' finds the datasets
         "    for path in ('../submission/sol.py', os.environ['GRADER_DATA_ROOT'] + '/train.bin'):\n"
         "        try:\n"
         "            open(path, 'a').write('x')\n"
@@ -257,7 +257,8 @@ def test_submission_and_data_are_read_only(tmp_path):
     try:
         with_budget(client, 60)
         content, sub_write, data_write, *mount_opts = client.call("tamper")
-        # The submission copy is also mode 0444 (PermissionError); the data file is 0666, so EROFS.
+        # The submission copy is also mode 0444 (PermissionError); the data file is 0666, so EROFS. ./data in the
+    # working folder is a link to the datasets.
         assert content == "dataset" and sub_write == "PermissionError" and data_write == "OSError"
         assert all(opts.split(",")[0] == "ro" for opts in mount_opts), mount_opts
     finally:
