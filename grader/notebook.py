@@ -8,6 +8,8 @@ How cells become a module, in notebook order:
 - markdown and raw cells are left out; outputs, execution counts and widget metadata are ignored;
 - a code cell tagged `training` (TRAINING_TAG) is skipped: the handout tags its training and experiment cells,
   and a student may tag their own (Jupyter: View > Cell Toolbar > Tags; Colab keeps tags in the file too);
+  a later cell with no functions or classes that reads a name only skipped cells bind (a plot of the history
+  that the training cell filled) is skipped too: it could only fail;
 - IPython magics and shell escapes (`%matplotlib inline`, `!pip install d2l`, `x = !ls`, `%%time`) are commented
   out and listed; a cell magic whose body is not Python (`%%bash`, `%%writefile`) comments out the whole cell;
 - a cell that is still not valid Python is left out and reported, as Jupyter would only fail that cell.
@@ -77,9 +79,12 @@ class Converted:
         """One sentence for the file's note: what ran, what did not."""
         run = [c.cell for c in self.cells if c.status in ("run", "commented")]
         parts = [f"its {len(run)} code cell(s) run in order as one module"]
-        skipped = [c.cell for c in self.cells if c.status == "skipped"]
-        if skipped:
-            parts.append(f"skipped cell(s) {', '.join(map(str, skipped))} (tagged `{TRAINING_TAG}`)")
+        tagged = [c.cell for c in self.cells if c.status == "skipped" and c.detail.startswith("tagged")]
+        if tagged:
+            parts.append(f"skipped cell(s) {', '.join(map(str, tagged))} (tagged `{TRAINING_TAG}`)")
+        after = [c.cell for c in self.cells if c.status == "skipped" and c.cell not in tagged]
+        if after:
+            parts.append(f"skipped cell(s) {', '.join(map(str, after))}, which use what a skipped cell makes")
         if self.commented:
             shown = "; ".join(f"cell {c}, line {n}: `{t[:40]}`" for c, n, t in self.commented[:6])
             more = f" and {len(self.commented) - 6} more" if len(self.commented) > 6 else ""
@@ -171,6 +176,8 @@ def convert(cells: list[dict[str, Any]]) -> Converted:
     """The code cells as one module's source, with where each line came from (see the module's docstring)."""
     out = Converted(source="")
     body: list[str] = []
+    have: set[str] = set()  # the names the cells run so far bind
+    made: dict[str, int] = {}  # a name only a skipped cell binds -> that cell
     for number, cell in enumerate(cells, start=1):
         kind = cell.get("cell_type", "")
         source = cell.get("source", "")
@@ -181,6 +188,7 @@ def convert(cells: list[dict[str, Any]]) -> Converted:
         out.cell_lines[number] = lines
         if TRAINING_TAG in cell.get("metadata", {}).get("tags", []):
             out.cells.append(CellInfo(number, "code", "skipped", f"tagged `{TRAINING_TAG}`"))
+            made |= dict.fromkeys(_bound(source) - have, number)
             continue
         if not source.strip():
             out.cells.append(CellInfo(number, "code", "empty"))
@@ -193,6 +201,17 @@ def convert(cells: list[dict[str, Any]]) -> Converted:
             out.broken.append((number, *error))
             out.cells.append(CellInfo(number, "code", "syntax_error", f"line {error[0]}: {error[1]}"))
             continue
+        tree = ast.parse("\n".join(lines))
+        needs = [n for n in _used(tree) if n in made]
+        if needs and not any(isinstance(n, _DEFINITIONS) for n in tree.body):
+            # It plots or prints what a skipped cell trained: it would only fail, and the tag was the student's
+            # intent for both. A cell with functions or classes stays, for the definitions-only fallback.
+            out.cells.append(CellInfo(number, "code", "skipped", f"uses `{needs[0]}`, which skipped cell "
+                                                                  f"{made[needs[0]]} makes"))  # fmt: skip
+            made |= dict.fromkeys(_bound(tree) - have, number)
+            continue
+        have |= _bound(tree)
+        made = {n: c for n, c in made.items() if n not in have}
         magics = len(out.commented) - before
         status = "commented" if magics else "run"
         detail = f"{magics} magic(s) or shell escape(s) commented out" if magics else ""
@@ -204,6 +223,46 @@ def convert(cells: list[dict[str, Any]]) -> Converted:
         out.origin.append((number, len(lines)))
     out.source = "\n".join(body) + "\n"
     return out
+
+
+_DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+_SCOPES = (*_DEFINITIONS, ast.Lambda)
+
+
+def _outside_scopes(tree: ast.AST) -> list[ast.AST]:
+    """The cell's nodes that run when the cell runs: not the bodies of its functions, lambdas and classes."""
+    out, todo = [], [tree]
+    while todo:
+        node = todo.pop()
+        out.append(node)
+        if not isinstance(node, _SCOPES):
+            todo.extend(ast.iter_child_nodes(node))
+    return out
+
+
+def _bound(cell: str | ast.AST) -> set[str]:
+    """The names a cell binds at the notebook's top level (assignments, imports, defs, loop targets)."""
+    try:
+        tree = ast.parse(cell) if isinstance(cell, str) else cell
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return set()
+    names: set[str] = set()
+    for node in _outside_scopes(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+        elif isinstance(node, _DEFINITIONS):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names}
+    return names
+
+
+def _used(tree: ast.AST) -> list[str]:
+    """The names a cell reads when it runs and does not bind itself, in order."""
+    own = _bound(tree)
+    found = [n for n in _outside_scopes(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)]
+    found.sort(key=lambda n: (n.lineno, n.col_offset))
+    return [n for n in dict.fromkeys(n.id for n in found) if n not in own]
 
 
 def module_source(data: bytes, name: str) -> Converted:

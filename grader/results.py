@@ -62,7 +62,8 @@ class NotebookCell(BaseModel):
 
     cell: int
     kind: str = Field(description="code, markdown or raw")
-    status: str = Field(description="run, commented (ran with magics commented out), skipped (tagged training), "
+    status: str = Field(description="run, commented (ran with magics commented out), skipped (tagged training, or "
+                        "reads what only skipped cells make), "
                         "syntax_error (left out), empty, text; after a definitions-only import partly_run, after a "
                         "failed one not_run")
     detail: str = ""

@@ -59,6 +59,26 @@ def test_cells_become_one_module():
     assert "left out cell 7: a syntax error at line 1" in summary
 
 
+def test_a_cell_that_reads_what_only_a_skipped_cell_makes_is_skipped_too():
+    """The training cell is tagged; the plot of its history below is not. It could only fail (NameError), which
+    would cost the definitions-only fallback: it is skipped, and so is what reads only it. A name an earlier cell
+    ran already binds, and a cell with a function in it, stay."""
+    nb = module_source(nb_bytes(
+        ("code", "import torch\nimport matplotlib.pyplot as plt\nnet = torch.nn.Linear(2, 2)\n"),
+        ("code", "history = {'test_acc': []}\nnet = train(net, history)  # 训练 10 个 epoch\n", ["training"]),
+        ("code", "%matplotlib inline\nplt.plot(history['test_acc'])\nbest = max(history['test_acc'])\n"),
+        ("code", "print(f'best: {best:.2f}')\n"),
+        ("code", "print(net)  # the untrained one, from the first cell\n"),
+        ("code", "def show():\n    return history\n\nshow()\n"),
+        ("code", "history = {'test_acc': [1.0]}\nprint(history)\n"),
+    ), "exp2.ipynb")  # fmt: skip
+    assert {c.cell: (c.status, c.detail) for c in nb.cells if c.status == "skipped"} == {
+        2: ("skipped", "tagged `training`"), 3: ("skipped", "uses `history`, which skipped cell 2 makes"),
+        4: ("skipped", "uses `best`, which skipped cell 3 makes")}  # fmt: skip
+    assert "print(net)" in nb.source and "def show()" in nb.source and "print(history)" in nb.source
+    assert "skipped cell(s) 3, 4, which use what a skipped cell makes" in nb.summary()
+
+
 def test_hostile_cells_are_left_out_not_a_crash():
     nb = module_source(nb_bytes(("code", "x = 1\x00"), ("code", "(" * 300_000 + ")" * 300_000), ("code", "y = 2")),
                        "exp1.ipynb")  # fmt: skip
