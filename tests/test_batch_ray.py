@@ -90,9 +90,8 @@ def grader_folders(c) -> set[str]:
     return {p.name for p in c.scratch.iterdir() if p.name.startswith("grader-")}
 
 
-def test_ray_local_starts_a_lean_cluster_of_its_own_and_stops_it(tmp_path):
-    """`--ray local` grades as the local pool does, starts neither of the monitors a one-machine batch never uses,
-    and leaves no Ray process behind."""
+def test_ray_local_starts_a_cluster_of_its_own_and_stops_it(tmp_path):
+    """`--ray local` grades as the local pool does and leaves no Ray process behind."""
     _ray_or_skip()
     from tests.ray_cluster import _pids_with
     from tests.test_exp1_e2e import EXPECTED
@@ -109,9 +108,7 @@ def test_ray_local_starts_a_lean_cluster_of_its_own_and_stops_it(tmp_path):
         book = gradebook(tmp_path / "out")
         assert {n: float(row["auto_score"]) for n, row in book.items()} == {
             n: float(sum(EXPECTED[n].values())) for n in book}
-        logs = {p.name for p in temp.glob("**/session_*/logs/*")}
-        assert any(n.startswith("raylet") for n in logs), logs  # the node's own logs are where we look
-        assert not [n for n in logs if n.startswith(("monitor", "log_monitor"))], logs
+        assert list(temp.glob("**/session_*/logs/raylet*")), "the cluster was not this batch's own"
         assert _pids_with(f"TMPDIR={tmp_path / 'tmp'}".encode()) == [], "a Ray process outlived the batch"
     finally:
         shutil.rmtree(temp, ignore_errors=True)

@@ -274,9 +274,9 @@ class _Slot:
     running: str | None = None
 
 
-def connect(address: str) -> Any:
+def connect(address: str) -> None:
     """auto: the cluster this machine belongs to ($RAY_ADDRESS first); local: a new one on this machine; else
-    ray://host:port (Ray Client) or a head's host:port. Returns the local cluster's node, for `disconnect`."""
+    ray://host:port (Ray Client) or a head's host:port."""
     try:
         import ray
     except ImportError:
@@ -284,54 +284,25 @@ def connect(address: str) -> Any:
     import logging
 
     kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
-    node = None
+    if address == "local":
+        kwargs["include_dashboard"] = False
     try:
-        if address == "local":
-            node = _local_node()
-            if node is not None:
-                address = node.address
-            else:
-                kwargs["include_dashboard"] = False
         ray.init(address=address, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        disconnect(node)
         raise ClusterError(f"cannot reach the Ray cluster at {address!r}: {exc}") from None
-    return node
-
-
-def _local_node() -> Any:
-    """The head node ray.init(address="local") would start, less its autoscaler monitor and log monitor, or None
-    where this Ray version's node class differs. A one-machine batch never uses either (nothing to scale, and
-    log_to_driver is off), and on a small machine their start costs the judges about 5 CPU-seconds and the
-    shutdown a second; ray.init has no option to leave them out. Ray's reaper stops the node if the driver dies."""
-    try:
-        from ray._private.node import Node
-        from ray._private.parameter import RayParams
-
-        # include_log_monitor is typed str but read as a truth value; Ray's own test cluster passes False
-        params = RayParams(include_dashboard=False, no_monitor=True, include_log_monitor=False)  # type: ignore[arg-type]
-        return Node(params, head=True, shutdown_at_exit=True, spawn_reaper=True)
-    except (ImportError, TypeError, AttributeError):
-        return None
-
-
-def disconnect(node: Any) -> None:
-    import ray
-
-    ray.shutdown()
-    if node is not None:
-        node.kill_all_processes(check_alive=False, allow_graceful=True, wait=True)
 
 
 def run_cluster(tasks: list[Task], config: WorkerConfig, course_root: Path, fingerprint: str, address: str,
                 gpu_share: float, workers: int | None, chunk_size: int,
                 on_event: Callable[[Event], None]) -> None:  # fmt: skip
     """Grade `tasks` on the Ray cluster at `address`, as grader.batch.runner.run_pool does locally."""
-    node = connect(address)
+    connect(address)
+    import ray
+
     try:
         _Driver(tasks, config, course_root, fingerprint, gpu_share, workers, chunk_size, on_event).run()
     finally:
-        disconnect(node)
+        ray.shutdown()
 
 
 class _Driver:
