@@ -188,7 +188,8 @@ def convert(cells: list[dict[str, Any]]) -> Converted:
         out.cell_lines[number] = lines
         if TRAINING_TAG in cell.get("metadata", {}).get("tags", []):
             out.cells.append(CellInfo(number, "code", "skipped", f"tagged `{TRAINING_TAG}`"))
-            made |= dict.fromkeys(_bound(source) - have, number)
+            as_python = "\n".join(_uncomment_magics(number, lines, Converted(source="")))  # `%%time` above training
+            made |= dict.fromkeys(_bound(as_python) - have, number)
             continue
         if not source.strip():
             out.cells.append(CellInfo(number, "code", "empty"))
@@ -209,6 +210,7 @@ def convert(cells: list[dict[str, Any]]) -> Converted:
             out.cells.append(CellInfo(number, "code", "skipped", f"uses `{needs[0]}`, which skipped cell "
                                                                   f"{made[needs[0]]} makes"))  # fmt: skip
             made |= dict.fromkeys(_bound(tree) - have, number)
+            del out.commented[before:]  # its magics were not run either
             continue
         have |= _bound(tree)
         made = {n: c for n, c in made.items() if n not in have}
