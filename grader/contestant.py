@@ -87,7 +87,7 @@ def _prepare_work_folder(names: Sequence[str]) -> None:
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_bytes((_SUBMISSION / name).read_bytes())
     datasets = os.environ.get("GRADER_DATA_ROOT")
-    if datasets and not os.path.lexists("data"):
+    if datasets and os.path.isdir(datasets) and not os.path.lexists("data"):
         os.symlink(datasets, "data")
 
 

@@ -253,7 +253,8 @@ def child(cfg: dict[str, Any], applied: dict[str, str], namespaces: bool, runnin
             f"tmpfs scratch /tmp, /dev/shm and /grader/work ({cfg['scratch_mb']} MiB each); no host folder writable"
         ) + "".join(f"; {n}" for n in notes)
         applied["read_only_mounts"] = "yes: the whole root"
-        work, sub, probes, data = f"{INSIDE}/work", f"{INSIDE}/submission", f"{INSIDE}/probes", f"{INSIDE}/data"
+        work, sub, probes = f"{INSIDE}/work", f"{INSIDE}/submission", f"{INSIDE}/probes"
+        data = f"{INSIDE}/data" if cfg["data_root"] is not None else None  # mounted only where there is one
     else:
         work, sub, probes, data = cfg["fallback_work"], cfg["submission"], cfg["probes"], cfg["data_root"]
         ro = [p for p in (sub, probes, data) if p is not None]
