@@ -213,8 +213,21 @@ def _new_module(name: str, path: Path) -> types.ModuleType:
 
 
 def read_source_text(data: bytes) -> str:
-    """A module's text as Python reads it: a UTF-8 byte-order mark and CRLF line ends change nothing."""
-    return data.decode("utf-8-sig", errors="replace").replace("\r\n", "\n")
+    """A module's text as Python reads it: in the encoding its `# -*- coding: gbk -*-` line declares (PEP 263),
+    else UTF-8; a byte-order mark and CRLF line ends change nothing. Bytes that do not decode become U+FFFD
+    rather than a failure (Python itself would refuse a GBK file without the declaration)."""
+    import codecs
+    import io
+    import tokenize
+
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+        codecs.lookup(encoding)
+    except (SyntaxError, LookupError):
+        encoding = "utf-8"
+    if encoding in ("utf-8", "utf-8-sig"):
+        encoding = "utf-8-sig"
+    return data.decode(encoding, errors="replace").replace("\r\n", "\n")
 
 
 def read_source(path: Path) -> str:

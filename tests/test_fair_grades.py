@@ -246,6 +246,19 @@ def test_files_the_code_reads_are_staged_with_it(quick_course, tmp_path):
         "from your folder, which your code reads"]
 
 
+def test_a_declared_source_encoding_is_honoured(quick_course, tmp_path):
+    """exp1.py saved in Big5 on a Traditional-Chinese Windows, with the coding line Python needs: 功's second byte
+    is a backslash, so read as UTF-8 the print's string would never close (a syntax error Python never sees)."""
+    folder = student_exp1(tmp_path, lambda src: src.replace("        loss.backward()\n", "        loss.backward()\n"
+                                                            '        print("訓練成功")  # 反向傳播\n', 1))  # fmt: skip
+    code = (folder / "exp1.py").read_text()
+    (folder / "exp1.py").write_bytes(("# -*- coding: big5 -*-\n" + code).encode("big5"))
+    assert "功\")".encode("big5") in (folder / "exp1.py").read_bytes() and b"\\\")" in (folder / "exp1.py").read_bytes()
+    result = grade(quick_course, "exp1", folder, sandbox=LocalSandbox())
+    assert scores(result) == EXPECTED["solution"] and result.problems == []
+    assert "訓練成功" in result.contestant_output
+
+
 def test_a_syntax_error_in_the_students_own_module_is_charged_once(quick_course, tmp_path):
     """A full-width parenthesis in my_utils.py's plotting helper: stepped past as in exp1.py itself, and the
     import of that helper by exp1.py is not charged a second time."""
