@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -76,16 +76,24 @@ def student(module: str) -> ModuleType:
     raise StudentImportError(kind, problem.message, problem.where)
 
 
-def _prepare_work_folder(names: Sequence[str]) -> None:
-    """The working folder as the student's own, where `open("config.json")` and torchvision's `root="./data"` look:
-    the files their code reads (`names`; a path built from `__file__` finds the staged copy) and `data`, a link to
-    the read-only datasets. Nothing there is overwritten: a restarted contestant keeps what the code wrote."""
+COPY_MAX_BYTES = 16 << 20  # a submitted file copied into the working folder; a bigger one is linked (read-only)
+
+
+def _prepare_work_folder() -> None:
+    """The working folder as the student's own folder, where relative paths look (`open("config.json")`,
+    `torch.load("model.pth")`, torchvision's `root="./data"`): a writable copy of each submitted file (a read-only
+    link where it is too big for the scratch space), a link to each submitted folder, and `data`, a link to the
+    read-only datasets. Nothing there is replaced: a restarted contestant keeps what the code wrote."""
     assert _SUBMISSION is not None
-    for name in names:
-        dest = Path.cwd() / name
-        if not dest.exists():
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            dest.write_bytes((_SUBMISSION / name).read_bytes())
+    most = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    most = COPY_MAX_BYTES if most == resource.RLIM_INFINITY else min(COPY_MAX_BYTES, most // 2)
+    for entry in sorted(_SUBMISSION.iterdir()):
+        if os.path.lexists(entry.name):
+            continue
+        if entry.is_file() and not entry.is_symlink() and entry.stat().st_size <= most:
+            Path(entry.name).write_bytes(entry.read_bytes())
+        else:
+            os.symlink(entry, entry.name)
     datasets = os.environ.get("GRADER_DATA_ROOT")
     if datasets and os.path.isdir(datasets) and not os.path.lexists("data"):
         os.symlink(datasets, "data")
@@ -104,7 +112,7 @@ def _import_all(sock: socket.socket, plan: dict[str, Any]) -> None:
     # As if the student had run `python exp1.py`: argparse sees no options, not the contestant's own.
     sys.argv = [str(module_path(_SUBMISSION, plan["modules"][0]))] if plan["modules"] else ["student"]
     unloadable = dict(plan.get("unloadable", []))
-    _prepare_work_folder(plan.get("data", ()))
+    _prepare_work_folder()
     # The student's own helper modules first, each treated as a declared one (its budget, its definitions when
     # the whole fails, its syntax errors stepped past), the last found first: a helper's own helpers before it.
     for name in [*reversed(plan.get("helpers", ())), *plan["modules"]]:

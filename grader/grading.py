@@ -138,11 +138,10 @@ def import_problems(
 
 def contestant_job(
     course: Course, spec: AssignmentSpec, staged: Path, data_root: Path | None, selected: list[str] | None = None,
-    helpers: list[str] | None = None, data: list[str] | None = None,
+    helpers: list[str] | None = None,
 ) -> ContestantJob:
     """What the sandbox needs to start a contestant on the staged submission, for the `selected` checks;
-    `helpers`: the student's own modules staged with it, which its modules may import; `data`: the files staged
-    with it that its code reads."""
+    `helpers`: the student's own modules staged with it, which its modules may import."""
     return ContestantJob(
         submission=staged,
         probes=course.assignment_dir(spec.id) / spec.probes,
@@ -155,7 +154,7 @@ def contestant_job(
         loading=LoadPlan(
             modules=tuple(spec.modules), cpu_seconds=spec.imports.cpu_seconds,
             wall_seconds=spec.imports.wall_seconds, packages=tuple(spec.imports.packages),
-            helpers=tuple(helpers or ()), data=tuple(data or ()),
+            helpers=tuple(helpers or ()),
         ),
     )  # fmt: skip
 
@@ -252,8 +251,7 @@ def grade(
                 from grader.graphs.reference import import_ahead
 
                 runner().start_ahead()
-            job = contestant_job(course, spec, staged, root, selected, sub.helper_modules,
-                                 [d.name for d in sub.data])
+            job = contestant_job(course, spec, staged, root, selected, sub.helper_modules)
             client = ContestantClient(sandbox, job)
             plugin = GraderPlugin(spec, sub, client, selected, root, import_ahead if graphs else None)
             try:

@@ -258,9 +258,22 @@ def import_module(name: str, path: Path, cpu_s: float, wall_s: float) -> types.M
         with budget(cpu_s, wall_s):
             exec(code, module.__dict__)
     except BaseException as exc:  # noqa: BLE001 - whatever escapes the module's top level is the student's
+        if _exits_at_the_end(source, path, exc):
+            return module
         sys.modules.pop(name, None)
         raise classify_import(path, exc) from None
     return module
+
+
+def _exits_at_the_end(source: str, path: Path, exc: BaseException) -> bool:
+    """A successful sys.exit() (or exit()) as the script's last statement: everything the module defines has run,
+    as when the student runs it, so the module is complete and nothing is charged."""
+    if not isinstance(exc, SystemExit) or exc.code not in (0, None) or path.suffix == SUFFIX:
+        return False
+    lines = _module_lines(path, exc)
+    body = ast.parse(source).body
+    last = body[-1] if body else None
+    return bool(lines and last and last.lineno <= lines[0] <= (last.end_lineno or last.lineno))
 
 
 def _is_main_guard(node: ast.stmt) -> bool:

@@ -242,7 +242,7 @@ def test_submission_and_data_are_read_only(tmp_path):
     probes.write_text(
         "import os\nfrom grader.contestant import probe\n"
         "@probe\ndef tamper():\n"
-        "    out = [open('./data/train.bin').read()]\n"  # torchvision's root='./data' finds the datasets
+        "    out = [open('./data/train.bin').read() + open('../submission/data/train.bin').read()]\n"
         "    for path in ('../submission/sol.py', os.environ['GRADER_DATA_ROOT'] + '/train.bin'):\n"
         "        try:\n"
         "            open(path, 'a').write('x')\n"
@@ -257,9 +257,10 @@ def test_submission_and_data_are_read_only(tmp_path):
     try:
         with_budget(client, 60)
         content, sub_write, data_write, *mount_opts = client.call("tamper")
-        # The submission copy is also mode 0444 (PermissionError); the data file is 0666, so EROFS. ./data in the
-    # working folder is a link to the datasets.
-        assert content == "dataset" and sub_write == "PermissionError" and data_write == "OSError"
+        # The submission copy is also mode 0444 (PermissionError); the data file is 0666, so EROFS. data, in the
+    # working folder and beside the student's files (after os.chdir(os.path.dirname(__file__))), leads to the
+    # datasets, as torchvision's root="./data" expects.
+        assert content == "dataset" * 2 and sub_write == "PermissionError" and data_write == "OSError"
         assert all(opts.split(",")[0] == "ro" for opts in mount_opts), mount_opts
     finally:
         client.close()

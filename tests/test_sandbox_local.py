@@ -127,7 +127,7 @@ def test_submission_and_data_are_read_only(tmp_path):
     probes.write_text(
         "import os\nfrom grader.contestant import probe\n"
         "@probe\ndef tamper():\n"
-        "    out = []\n"
+        "    out = [open('data/train.bin').read() + open('../submission/data/train.bin').read()]\n"
         "    for path in ('../submission/sol.py', os.environ['GRADER_DATA_ROOT'] + '/train.bin', 'data/train.bin'):\n"
         "        try:\n"
         "            open(path, 'a').write('x')\n"
@@ -143,7 +143,8 @@ def test_submission_and_data_are_read_only(tmp_path):
         result = client.call("tamper")
         if not client.isolation.get("read_only_mounts", "").startswith("yes"):
             pytest.skip(f"no read-only mounts here: {client.isolation.get('read_only_mounts')}")
-        assert result in (["OSError"] * 3, ["PermissionError"] * 3)  # data/: the link to the datasets
+        # data, in the working folder and beside the student's files, leads to the datasets
+        assert result in (["dataset" * 2, *["OSError"] * 3], ["dataset" * 2, *["PermissionError"] * 3])
     finally:
         client.close()
     assert (data / "train.bin").read_bytes() == b"dataset"

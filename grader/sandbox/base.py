@@ -63,7 +63,6 @@ class LoadPlan:
     packages: tuple[str, ...] | None = None  # what student code may import besides the stdlib; None: anything
     unloadable: tuple[tuple[str, str], ...] = ()  # (module, why): not imported at all; its checks fail with why
     helpers: tuple[str, ...] = ()  # the student's own modules staged beside them, which they may import
-    data: tuple[str, ...] = ()  # small files their code reads, copied into the working folder before the imports
 
     def args(self) -> list[str]:
         return ["--loading", json.dumps(dataclasses.asdict(self))]
@@ -129,6 +128,17 @@ def common_env(limits: Limits) -> dict[str, str]:
 def scratch_mb(limits: Limits) -> int:
     """Size of each tmpfs scratch folder: room for a few files at the file-size limit, never the host's disk."""
     return max(64, 2 * limits.file_size_mb)
+
+
+def link_datasets(submission: Path, job: ContestantJob) -> None:
+    """`data` beside the student's files, a link to `../data`, where every sandbox puts the datasets: code that
+    runs os.chdir(os.path.dirname(__file__)) and then reads torchvision's root="./data" finds them, as in the
+    student's folder. A folder of the student's own named data is left as it is."""
+    if job.data_root is not None and not os.path.lexists(submission / "data"):
+        mode = submission.stat().st_mode
+        submission.chmod(0o755)
+        (submission / "data").symlink_to("../data")
+        submission.chmod(mode)
 
 
 def copy_read_only(src: Path, dest: Path) -> None:

@@ -43,6 +43,7 @@ from grader.sandbox.base import (
     SandboxProcess,
     common_env,
     copy_read_only,
+    link_datasets,
     owner_alive,
     owner_tag,
     python_flags,
@@ -303,6 +304,7 @@ class DockerProcess(SandboxProcess):
             else:
                 shutil.copy(src, dest)
                 dest.chmod(0o444)
+        link_datasets(self.root / "submission", job)
         shutil.copyfile(job.probes, self.probes)
         self.probes.chmod(0o444)
         (self.root / "submission").chmod(0o555)

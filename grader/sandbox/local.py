@@ -36,6 +36,7 @@ from grader.sandbox.base import (
     SandboxProcess,
     common_env,
     copy_read_only,
+    link_datasets,
     owner_tag,
     python_flags,
     remove_tree,
@@ -171,6 +172,9 @@ class LocalProcess(SandboxProcess):
     def _prepare(self) -> None:
         os.chmod(self.root, 0o755)
         copy_read_only(self.job.submission, self.root / "submission")
+        link_datasets(self.root / "submission", self.job)
+        if self.job.data_root is not None:  # where ../data leads without a private root
+            (self.root / "data").symlink_to(self.job.data_root.resolve())
         probes = self.root / "probes"
         probes.mkdir()
         shutil.copy(self.job.probes, probes / "probes.py")
