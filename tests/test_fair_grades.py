@@ -150,6 +150,18 @@ def test_its_own_files_are_where_the_student_runs_it(quick_course, tmp_path):
     assert "dict_keys(['default', 'custom'])" in result.contestant_output
 
 
+def test_a_successful_exit_as_the_last_statement_costs_nothing(quick_course, tmp_path):
+    """`sys.exit(0)` after the main guard: everything the module defines has run when it exits, as when the student
+    runs it. A failing exit, or one before the end, is still the import problem it was."""
+    for tail, charged in (("sys.exit(0)  # 正常退出\n", False), ("sys.exit(1)\n", True),
+                          ("sys.exit()\nprint('never')\n", True)):  # fmt: skip
+        folder = student_exp1(tmp_path / str(charged) / str(len(tail)), lambda src, tail=tail: src.replace(
+            "import torch\n", "import sys\n\nimport torch\n", 1) + "\n" + tail)  # fmt: skip
+        result = grade(quick_course, "exp1", folder, sandbox=LocalSandbox())
+        assert scores(result) == EXPECTED["solution"], tail
+        assert [p.id for p in result.problems] == (["import:exp1"] if charged else []), tail
+
+
 def test_a_package_grading_lacks_is_said_once_before_the_checks(quick_course, tmp_path):
     """`from d2l import torch as d2l` at the top, used only in the student's own plotting helper."""
     folder = student_exp1(tmp_path, lambda src: src.replace("import torch\n", (
