@@ -144,8 +144,16 @@ def _import_all(sock: socket.socket, plan: dict[str, Any]) -> None:
             os._exit(0)
 
 
+_ANSI = None  # compiled on first use: most contestants never describe an exception
+
+
 def _describe(exc: BaseException) -> str:
-    text = str(exc)
+    """`Type: message`, without the terminal colour codes some libraries put in (torch.onnx's exporter does)."""
+    global _ANSI
+    import re
+
+    _ANSI = _ANSI or re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+    text = _ANSI.sub("", str(exc))
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 

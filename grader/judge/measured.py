@@ -80,8 +80,9 @@ def reference_outputs(spec: ModelSpec, state: dict[str, torch.Tensor]) -> list[t
     return list(out) if isinstance(out, (tuple, list)) else [out]
 
 
-def computes_like_reference(spec: ModelSpec, state: dict[str, torch.Tensor], contestant: ContestantClient) -> bool:
-    """Whether the student's model, given `state`, gives the reference's outputs on the example inputs."""
+def _unlike_reference(spec: ModelSpec, state: dict[str, torch.Tensor], contestant: ContestantClient) -> str | None:
+    """None where the student's model, given `state`, gives the reference's outputs on the example inputs; else
+    how it differs, for the message."""
     try:
         theirs = contestant.call(spec.outputs_probe, state=state, inputs=list(spec.example), **spec.extra,
                                  returns=list[torch.Tensor])  # fmt: skip
@@ -89,12 +90,13 @@ def computes_like_reference(spec: ModelSpec, state: dict[str, torch.Tensor], con
         # Their model does not take these weights, or does not run: the reference is not theirs. Unless it asks
         # for the GPU grading lacks: the weights, which fit the reference, are measured there (the device is
         # charged once, by a check of the code).
-        return exc.kind == "no_cuda"
+        return None if exc.kind == "no_cuda" else f"your model fails on them ({exc.message.splitlines()[0]})"
     ours = reference_outputs(spec, state)
-    return len(theirs) == len(ours) and all(
+    same = len(theirs) == len(ours) and all(
         t.shape == o.shape and torch.allclose(t.double(), o.double(), rtol=SAME_RTOL, atol=SAME_ATOL)
         for t, o in zip(theirs, ours, strict=True)
     )
+    return None if same else "your model computes otherwise"
 
 
 def reference_with(spec: ModelSpec, state: dict[str, torch.Tensor]) -> bytes:
@@ -109,10 +111,11 @@ def choose(spec: ModelSpec, state: dict[str, torch.Tensor], contestant: Contesta
         raise CheckFailed(f"{what} holds NaN or infinite weights ({', '.join(bad[:3])}{more}): training diverged; "
                           "lower the learning rate, train again and save the new weights")  # fmt: skip
     differs = mismatch(spec, state)
-    if differs is None and (contestant is None or computes_like_reference(spec, state, contestant)):
+    unlike = None if differs is not None or contestant is None else _unlike_reference(spec, state, contestant)
+    if differs is None and unlike is None:
         return Chosen(reference_with(spec, state), False, f"{what} measured in the reference {spec.name}")
     why = (f"does not load into the reference {spec.name} ({differs})" if differs
-           else f"fits the reference {spec.name}, but your model computes otherwise")  # fmt: skip
+           else f"fits the reference {spec.name}, but {unlike}")  # fmt: skip
     if contestant is None:
         raise ContestantError(f"{what} {why}, and no sandbox is there to export the student's own model")
     try:
