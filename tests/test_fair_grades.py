@@ -162,6 +162,25 @@ def test_a_successful_exit_as_the_last_statement_costs_nothing(quick_course, tmp
         assert [p.id for p in result.problems] == (["import:exp1"] if charged else []), tail
 
 
+def test_a_custom_model_saved_in_its_own_file_is_graded_with_a_note(quick_course, tmp_path):
+    """torch.save(model.state_dict(), 'model.pth') and torch.save(custom.state_dict(), 'custom_model.pth'): both
+    models are there, one file apart from the handout's. A link by that name is never read."""
+    folder = student_exp1(tmp_path, lambda src: src)
+    both = torch.load(folder / "model.pth", weights_only=True)
+    torch.save(both["default"], folder / "model.pth")
+    torch.save(both["custom"], folder / "custom_model.pth")
+    result = grade(quick_course, "exp1", folder, sandbox=LocalSandbox())
+    assert scores(result) == EXPECTED["solution"] and result.problems == []
+    assert by_id(result)["custom_function_fits"].notes[0] == (
+        "model.pth holds a single state_dict, and custom_model.pth another: graded custom_model.pth as the custom "
+        'model (the handout saves both in model.pth: torch.save({"default": ..., "custom": ...}, "model.pth"))')
+    (folder / "custom_model.pth").unlink()
+    (folder / "custom_model.pth").symlink_to(tmp_path / "elsewhere.pth")
+    torch.save(both["custom"], tmp_path / "elsewhere.pth")
+    custom = by_id(grade(quick_course, "exp1", folder, sandbox=LocalSandbox()))["custom_function_fits"]
+    assert custom.score == 0 and "save {\"default\": ..., \"custom\": ...}" in custom.message
+
+
 def test_a_package_grading_lacks_is_said_once_before_the_checks(quick_course, tmp_path):
     """`from d2l import torch as d2l` at the top, used only in the student's own plotting helper."""
     folder = student_exp1(tmp_path, lambda src: src.replace("import torch\n", (

@@ -28,6 +28,7 @@ from grader.judge import (
     expect_tensor,
     fail,
     first_mismatch,
+    load_weights,
     partial,
     state_dict_from,
 )
@@ -209,6 +210,27 @@ def state_dict_for(weights: Any, which: str, check: Any) -> dict[str, torch.Tens
     for note in said if first else ():
         check.note(note)
     return state
+
+
+CUSTOM_FILE_MAX_BYTES = 16 << 20  # an exp1 MLP is tens of KiB
+
+
+def custom_file_beside(model_pth: Path) -> tuple[str, dict[str, torch.Tensor]] | None:
+    """(name, state_dict) of a second weights file beside model.pth whose name says custom (custom_model.pth), where
+    the student saved the custom model apart instead of under model.pth's "custom" key; read as data, as model.pth
+    is. None where there is none, or it is not a readable single model."""
+    for path in sorted(model_pth.parent.iterdir()):
+        if not ("custom" in path.name.lower() and path.suffix in (".pth", ".pt") and path != model_pth):
+            continue
+        try:
+            if path.is_symlink() or not path.is_file() or path.stat().st_size > CUSTOM_FILE_MAX_BYTES:
+                continue
+            obj = load_weights(path)
+            key = "custom" if isinstance(obj, dict) and "custom" in obj else None
+            return path.name, state_dict_from(obj, path.name, key)
+        except (WeightsError, OSError):
+            continue
+    return None
 
 
 def _named_otherwise(weights: Any) -> dict[str, str] | None:

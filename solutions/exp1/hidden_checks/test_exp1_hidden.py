@@ -10,6 +10,7 @@ from exp1_judge import (
     GridValues,
     Settings,
     affine_fit,
+    custom_file_beside,
     fit_of,
     fits_custom,
     grade_fit,
@@ -78,12 +79,18 @@ def test_custom_function_fits(contestant, submission, check):
         if note:
             check.note(note)
         _grade_custom(pred, yc, "model.pth in your custom model, run by the judge", shifted)
-    state = state_dict_for(weights, "custom", check)  # a single model that fits f: says how to save both
-    pred = fit_of(contestant, state, "custom", 'model.pth["custom"]', check)
+    label = 'model.pth["custom"]'
+    if single is not None and (beside := custom_file_beside(submission.path("model.pth"))) is not None:
+        label, state = beside
+        check.note(f"model.pth holds {one_model(weights)}, and {label} another: graded {label} as the custom model "
+                   '(the handout saves both in model.pth: torch.save({"default": ..., "custom": ...}, "model.pth"))')
+    else:
+        state = state_dict_for(weights, "custom", check)  # a single model that fits f: says how to save both
+    pred = fit_of(contestant, state, "custom", label, check)
     if rescaled(pred, yc.double()) and _default_rescaled(contestant, weights):
         defer("model_fits_target", "your custom model too fits only once its outputs are scaled back, the same "
               "standardized targets")  # fmt: skip
-    _grade_custom(pred, yc, 'model.pth["custom"] in your model, run by the judge', shifted)
+    _grade_custom(pred, yc, f"{label} in your model, run by the judge", shifted)
 
 
 def _default_rescaled(contestant, weights) -> bool:
