@@ -49,7 +49,7 @@ class _OverBudget(BaseException):
 class ImportProblem(Exception):
     """Importing a student's module did something it should not; the message is for the student."""
 
-    kind: str  # budget | exit | network | missing_data | package | exception | syntax | stopped
+    kind: str  # budget | exit | network | input | missing_data | package | exception | syntax | stopped
     message: str
     where: list[dict[str, Any]] = field(default_factory=list)
     recoverable: bool = False  # a syntax error that leaving out a few top-level statements gets past
@@ -183,6 +183,9 @@ def classify_import(path: Path, exc: BaseException) -> ImportProblem:
         text = text.splitlines()[0]
         return ImportProblem("network", f"{name} uses the network when imported ({text}{at}; a download=True?): "
                              f"grading has no network; {_guard(path)}", where)  # fmt: skip
+    if isinstance(exc, EOFError) and "reading a line" in str(exc):
+        return ImportProblem("input", f"{name} waits for keyboard input when imported (input(){at}): grading has no "
+                             f"keyboard; {_guard(path)}", where)  # fmt: skip
     if isinstance(exc, FileNotFoundError) and exc.filename and (path.parent / Path(str(exc.filename)).name).is_file():
         own = Path(str(exc.filename)).name  # submitted, next to the module: the path was relative to the wrong folder
         return ImportProblem("missing_data", f"{name} reads {own} when imported{at}, from the folder it runs in; "

@@ -127,8 +127,11 @@ def test_training_at_import_through_check_and_batch(quick_course, tmp_path):
         # a data file of the student's own machine
         ("import numpy as np\n# my measurements from the lab\nmeasured = np.load('/home/me/exp1/measured.npy')\n",
          r"^exp1\.py reads files that grading does not have when imported \(FileNotFoundError"),
+        # a question to the person running it
+        ("answer = input('继续训练吗? (y/n) ')\n",
+         r"^exp1\.py waits for keyboard input when imported \(input\(\) at line \d+\): grading has no keyboard"),
     ],
-    ids=["argparse", "download", "missing-data"],
+    ids=["argparse", "download", "missing-data", "input"],
 )
 def test_other_code_at_import(quick_course, tmp_path, code, pattern):
     folder = student_exp1(tmp_path, at_bottom(code + '\nif __name__ == "__main__":\n    main()\n'))

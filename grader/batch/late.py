@@ -58,8 +58,8 @@ def lateness(policy: LatePolicy, submitted_at: datetime | None, source: str, ear
             due=policy.due,
             message=(
                 f"submission time unknown, so no late penalty was applied (due {due}). To apply the late policy, "
-                "grade an export that records submission times (e.g. Gradescope's submission_metadata.yml or "
-                "the LMS's zip), or keep the files' modification times when copying them."
+                "grade an export that records submission times (Gradescope's submission_metadata.yml), or give "
+                "each student's time in the roster's submitted_at column (file and zip times are not used)."
             ),
         )
     note = ""
