@@ -109,3 +109,29 @@ def test_a_predict_that_slips_once_costs_half_of_its_check(course, data_root, ex
     folder = _student(example, [(old, new)])
     check = by_id(grade(course, "rnn", folder, data_root=data_root, only=["predict_length"]))["predict_length"]
     assert check.score == check.max_score / 2 and says in check.message, check.message
+
+
+def test_parameters_kept_in_a_dict_are_charged_once(course, data_root, example):
+    """get_params returns {"W_xh": ..., ...} and every function of the student's reads it so: the interface differs
+    from the handout's list, which param_shapes charges; the other checks hand the student's functions a dict."""
+    folder = example("rnn", "solution")
+    src = (folder / "rnn.py").read_text()
+    edits = [
+        ("    params = [W_xh, W_hh, b_h, W_hq, b_q]\n    for param in params:\n",
+         "    # 用字典存参数, 按名字取更清楚\n"
+         "    params = {'W_xh': W_xh, 'W_hh': W_hh, 'b_h': b_h, 'W_hq': W_hq, 'b_q': b_q}\n"
+         "    for param in params.values():\n"),
+        ("    W_xh, W_hh, b_h, W_hq, b_q = params\n",
+         "    W_xh, W_hh, b_h, W_hq, b_q = (params[k] for k in ('W_xh', 'W_hh', 'b_h', 'W_hq', 'b_q'))\n"),
+        ("    params = net.params\n    norm", "    params = list(net.params.values())\n    norm"),
+        ("        sgd(net.params, lr)\n", "        sgd(list(net.params.values()), lr)\n"),
+        ("zip(PARAM_NAMES, net.params, strict=True)", "zip(PARAM_NAMES, net.params.values(), strict=True)"),
+    ]  # fmt: skip
+    for old, new in edits:
+        assert src.count(old) == 1, old
+        src = src.replace(old, new)
+    (folder / "rnn.py").write_text(src)
+    result = grade(course, "rnn", folder, data_root=data_root)
+    lost = {c.id: c.max_score - c.score for c in result.checks if c.score < c.max_score}
+    assert lost == {"param_shapes": 10} and result.problems == [], {c.id: c.message for c in result.checks}
+    assert by_id(result)["param_shapes"].message.startswith("get_params returns a dict; the handout's returns a list")

@@ -30,6 +30,7 @@ class _ParamShapes(TypedDict):
     requires_grad: list[bool]
     state: Any  # whatever init_rnn_state returned when not a tuple or list; the check says what it got
     state_type: str
+    params_type: str  # what get_params returned: list or tuple (the handout's), or dict (its values are `params`)
 
 
 def _flag_per_param(r: _ParamShapes) -> _ParamShapes:

@@ -24,6 +24,10 @@ INIT_STD, STD_TOLERANCE = 0.01, 0.2  # W_* from N(0, 0.01^2); a sample std withi
 def test_param_shapes(contestant, data_root, check):
     v = len(vocabulary(data_root))
     r = contestant.call("param_shapes", vocab_size=v, num_hiddens=NUM_HIDDENS, batch_size=4, returns=ParamShapes)
+    if r["params_type"] == "dict":
+        fail(f"get_params returns a dict; the handout's returns a list [{', '.join(PARAM_NAMES)}], which the given "
+             "code and d2l index and iterate. Your own functions read your dict, so the other checks handed them "
+             "one (charged here only): return the list")  # fmt: skip
     if perm := order_of([tuple(p.shape) for p in r["params"]], param_shapes(v, NUM_HIDDENS)):
         fail(order_problem(perm))
     params = expect_shapes(r["params"], param_shapes(v, NUM_HIDDENS), PARAM_NAMES,
