@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
-from pydantic import BaseModel, DirectoryPath, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -42,8 +42,17 @@ class RunInput(BaseModel):
     """Validated CLI input for check and grade."""
 
     assignment: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
-    submission: DirectoryPath
+    submission: Path = Field(description="the folder of files, or one .zip of them")
     out: Path | None = None
+
+    @field_validator("submission")
+    @classmethod
+    def _folder_or_zip(cls, path: Path) -> Path:
+        if path.is_dir() or (path.is_file() and path.suffix.lower() == ".zip"):
+            return path
+        if not path.exists():
+            raise ValueError(f"{path} does not exist: pass the folder that holds the files, or a .zip of it")
+        raise ValueError(f"{path} is neither a folder nor a .zip: pass the folder that holds the files, or a zip of it")
 
 
 def _die(message: str, code: int = 2) -> None:
@@ -121,6 +130,22 @@ def _grade(  # noqa: ANN202
     assignment: str, submission: Path, mode: str, course: Path | None, data_root: Path | None, sandbox: str = "",
     again: bool = False,
 ):
+    """Grade a folder, or a zip unpacked first (before anything starts, so a bad zip costs nothing)."""
+    from grader.batch.discover import UnsafeZip, unpacked
+
+    try:
+        with unpacked(submission) as folder:
+            result = _grade_folder(assignment, folder, mode, course, data_root, sandbox, again)
+    except UnsafeZip as exc:
+        _die(str(exc))
+    result.submission = str(submission)  # the zip the student named, not the folder it was unpacked into
+    return result
+
+
+def _grade_folder(  # noqa: ANN202
+    assignment: str, submission: Path, mode: str, course: Path | None, data_root: Path | None, sandbox: str,
+    again: bool,
+):
     from grader.sandbox.base import SandboxError
     from grader.sandbox.choice import SandboxChoice
 
@@ -148,7 +173,7 @@ def _grade(  # noqa: ANN202
 @app.command()
 def check(
     assignment: Annotated[str, typer.Argument(help="assignment id, e.g. exp1")],
-    submission: Annotated[Path, typer.Argument(help="folder with your files")],
+    submission: Annotated[Path, typer.Argument(help="the folder with your files, or a .zip of it")],
     course: CourseOpt = None,
     data_root: DataRootOpt = None,
     sandbox: SandboxOpt = "",
@@ -159,6 +184,8 @@ def check(
 ) -> None:
     """Run the public checks on your folder, in a sandbox. Exit 0 if every check passed."""
     args = _validated(assignment=assignment, submission=submission)
+    if watch and not args.submission.is_dir():
+        _die(f"--watch needs a folder, not {args.submission.name}: unzip it and watch the folder you edit")
     try:
         code = _check_once(args, course, data_root, sandbox, as_json, again=watch)
     except KeyboardInterrupt as exc:
@@ -228,7 +255,7 @@ def _check_once(args: RunInput, course: Path | None, data_root: Path | None, san
 @app.command("grade")
 def grade_cmd(
     assignment: Annotated[str, typer.Argument(help="assignment id, e.g. exp1")],
-    submission: Annotated[Path, typer.Argument(help="the student's folder")],
+    submission: Annotated[Path, typer.Argument(help="the student's folder, or a .zip of it")],
     out_dir: Annotated[Path, typer.Option("--out", help="folder for results.json, gradescope/results.json, report.md")],
     course: CourseOpt = None,
     data_root: DataRootOpt = None,

@@ -68,6 +68,48 @@ def test_instructor_grade_writes_reports(tmp_path):
     assert "# exp1: 50 / 100" in (out / "report.md").read_text()
 
 
+@pytest.mark.slow
+def test_a_zipped_folder_grades_as_the_folder_does(tmp_path):
+    """Students zip their folder (often with the folder itself and macOS junk inside): the zip is graded as the
+    folder is, the reports name the zip, and nothing unpacked is left behind."""
+    import zipfile
+
+    sub = tmp_path / "zhang_san_exp1.zip"
+    with zipfile.ZipFile(sub, "w") as zf:
+        for f in (ROOT / "examples/exp1/lr-too-high").iterdir():
+            zf.write(f, f"exp1_zhangsan/{f.name}")
+        zf.writestr("__MACOSX/exp1_zhangsan/._exp1.py", b"\0\5\x16\7")
+    tmp, out = tmp_path / "tmp", tmp_path / "out"
+    tmp.mkdir()
+    run = grader("grade", "exp1", str(sub), "--out", str(out), tmp=tmp)
+    assert run.returncode == 0, run.stderr
+    result = json.loads((out / "results.json").read_text())
+    assert result["score"] == 50 and result["submission"] == str(sub)  # as the folder, in the test above
+    assert_nothing_left(tmp)
+
+
+def test_a_bad_zip_is_refused_before_anything_starts(tmp_path):
+    import zipfile
+
+    damaged = tmp_path / "exp1.zip"
+    damaged.write_bytes(b"PK\3\4 this is not a zip")
+    run = grader("check", "exp1", str(damaged), tmp=tmp_path)
+    assert run.returncode == 2 and "not a readable zip" in run.stderr and "zip your folder again" in run.stderr
+    escaping = tmp_path / "escape.zip"
+    with zipfile.ZipFile(escaping, "w") as zf:
+        zf.writestr("../exp1.py", "print('hi')\n")
+    run = grader("grade", "exp1", str(escaping), "--out", str(tmp_path / "out"))
+    assert run.returncode == 2 and "unsafe zip" in run.stderr and "points outside the archive" in run.stderr
+    assert not (tmp_path / "out").exists() and not (tmp_path / "exp1.py").exists()
+    watched = grader("check", "exp1", str(escaping), "--watch")
+    assert watched.returncode == 2 and "--watch needs a folder" in watched.stderr
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my answers")
+    run = grader("check", "exp1", str(notes))
+    assert run.returncode == 2 and "neither a folder nor a .zip" in run.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["escape.zip", "exp1.zip", "notes.txt"]
+
+
 def test_bad_input_is_explained(tmp_path):
     missing = grader("check", "exp1", str(tmp_path / "nope"))
     assert missing.returncode == 2

@@ -21,8 +21,10 @@ import hashlib
 import re
 import shutil
 import stat
+import tempfile
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 
@@ -108,6 +110,24 @@ def content_root(folder: Path) -> Path:
             folder = entries[0]
         else:
             return folder
+
+
+@contextmanager
+def unpacked(path: Path) -> Iterator[Path]:
+    """One student's submission given as a zip (`grader check`/`grade`), unpacked safely into a temporary folder
+    for as long as it is graded; a folder is yielded as it is. Raises UnsafeZip, saying what to do."""
+    if path.is_dir() or path.suffix.lower() != ".zip":
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="grader-zip-") as tmp:
+        try:
+            with zipfile.ZipFile(path) as zf:
+                _unpack(zf, zf.infolist(), Path(tmp) / "submission")
+        except UnsafeZip as exc:
+            raise UnsafeZip(f"{path}: unsafe zip ({exc}); nothing was graded") from None
+        except Exception as exc:  # noqa: BLE001 - BadZipFile, OSError, EOFError, ValueError ...
+            raise UnsafeZip(f"{path}: not a readable zip ({exc}); zip your folder again, or pass the folder") from None
+        yield content_root(Path(tmp) / "submission")
 
 
 def _unpack_dir(parent: Path, key: str) -> Path:
