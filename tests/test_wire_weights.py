@@ -1,6 +1,7 @@
 """The trust line's data formats: messages are JSON + safetensors; weights load with weights_only."""
 
 import os
+import pickle
 import zipfile
 from collections import OrderedDict
 from pathlib import Path
@@ -242,9 +243,55 @@ def test_archives_torch_did_not_write_are_refused(tmp_path):
     (tmp_path / "encrypted.pth").write_bytes(bytes(raw))
     with pytest.raises(WeightsError, match="encrypted archive"):
         load_weights(tmp_path / "encrypted.pth")
-    torch.save({"w": torch.ones(6)}, tmp_path / "legacy.pth", _use_new_zipfile_serialization=False)
-    with pytest.raises(WeightsError, match="legacy format .* save it again with torch.save"):
-        load_weights(tmp_path / "legacy.pth")
+
+
+def _legacy(obj: object, path: Path) -> bytes:
+    """`obj` saved as torch < 1.6 did (old tutorials still pass _use_new_zipfile_serialization=False)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch warns that it cannot keep a test class's source
+        torch.save(obj, path, _use_new_zipfile_serialization=False)
+    return path.read_bytes()
+
+
+def test_the_legacy_format_is_read_as_the_archive_format_is(tmp_path, monkeypatch):
+    """State dicts, checkpoints and whole models in the legacy format load as they would from an archive, the
+    model's code never runs, and nothing is written (torch's legacy loader writes patch files for classes whose
+    source changed)."""
+    monkeypatch.chdir(tmp_path)
+    marker = tmp_path / "ran"
+    model = Tripwire(marker)
+    model.features[1].running_mean += 0.5
+    want = model.state_dict()
+    _legacy({"net": model.state_dict(), "acc": 71.5, "w": torch.arange(12.0).view(3, 4).t()}, tmp_path / "ckpt.pth")
+    loaded = load_weights(tmp_path / "ckpt.pth")
+    assert loaded["acc"] == 71.5 and torch.equal(loaded["w"], torch.arange(12.0).view(3, 4).t())
+    assert all(torch.equal(loaded["net"][k], want[k]) for k in want)
+    _legacy({"net": model, "epoch": 9}, tmp_path / "whole.pth")
+    loaded = load_weights(tmp_path / "whole.pth")
+    assert isinstance(loaded["net"], PickledModel) and list(loaded["net"]) == list(want) and loaded["epoch"] == 9
+    assert all(torch.equal(loaded["net"][k], want[k]) for k in want)
+    assert pickled_models(loaded) == ["tests.test_wire_weights.Tripwire"]
+    assert not marker.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pth", "whole.pth"]
+
+
+def test_a_legacy_file_is_checked_before_torch_allocates(tmp_path):
+    """torch's legacy loader allocates each storage at the size the pickle declares, then reads it: a file that
+    declares more than it holds, or holds more than it declares, is refused first."""
+    data = _legacy({"w": torch.ones(6)}, tmp_path / "ok.pth")
+    assert b"K\x06Nt" in data  # the storage's element count, then its view field (None), in its persistent id
+    (tmp_path / "huge.pth").write_bytes(data.replace(b"K\x06Nt", b"J\x00\x00\x00\x40Nt"))  # 2**30 elements
+    with pytest.raises(WeightsError, match=r"legacy format .*declares 4294967296 bytes but the file holds 24"):
+        load_weights(tmp_path / "huge.pth")
+    for name, bad in (("short.pth", data[:-4]), ("long.pth", data + b"\0" * 8)):
+        (tmp_path / name).write_bytes(bad)
+        with pytest.raises(WeightsError, match="legacy format .* save it again with torch.save"):
+            load_weights(tmp_path / name)
+    (tmp_path / "payload.pth").write_bytes(data[:2] + pickle.dumps(Payload(tmp_path / "pwned"), 2)[2:])
+    with pytest.raises(WeightsError, match=r"posix.system where plain data belongs"):
+        load_weights(tmp_path / "payload.pth")
+    assert not (tmp_path / "pwned").exists()
 
 
 def test_links_and_special_files_are_refused_without_blocking(tmp_path):

@@ -8,6 +8,8 @@ memory when it first touches it. So before torch reads a byte, `inspect` checks 
     - every storage the pickle names exists and fits inside its record, hence inside the file;
     - every tensor's view fits inside its storage (no element beyond it, no more elements than it holds);
     - the pickle names only the globals a dict of dense tensors needs, or else it is read as below.
+A file in the legacy format (torch < 1.6, or `_use_new_zipfile_serialization=False`) gets the same checks on
+its stream (`inspect_legacy`).
 It walks the pickle with an unpickler whose globals are inert stand-ins, so nothing is built but small tuples.
 
 A whole pickled model (`torch.save(model)`, common in student code) names classes the judge never imports. Such
@@ -92,9 +94,10 @@ def _ints(value: Any, what: str) -> tuple[int, ...]:
 class _Scan(pickle.Unpickler):
     """Walks data.pkl checking storages and views; builds nothing but inert stand-ins."""
 
-    def __init__(self, data: bytes, records: dict[str, zipfile.ZipInfo], prefix: str, name: str) -> None:
-        super().__init__(io.BytesIO(data))
-        self.records, self.prefix, self.name = records, prefix, name
+    def __init__(self, stream: io.BytesIO, sizes: dict[str, int] | None, name: str) -> None:
+        super().__init__(stream)
+        self.sizes, self.name = sizes, name  # bytes each storage's record holds; None: not known yet (legacy)
+        self.declared: dict[str, tuple[int, int]] = {}  # storage key: (bytes, item size) as the pickle declares
         self.tensors = 0
         self.foreign: set[str] = set()  # classes and functions the file names that plain tensors do not need
 
@@ -118,18 +121,24 @@ class _Scan(pickle.Unpickler):
             self.foreign.add(full)
         return _Inert
 
-    def persistent_load(self, pid: Any) -> _Storage:
-        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"):
+    def persistent_load(self, pid: Any) -> Any:
+        if self.sizes is None and isinstance(pid, tuple) and len(pid) == 4 and pid[0] == "module":
+            return pid[1]  # a whole model's class in the legacy format (find_class noted it as foreign)
+        # the legacy format adds a sixth field, a view of the storage, always None since torch 1.0
+        if not (isinstance(pid, tuple) and len(pid) == (5 if self.sizes is not None else 6) and pid[0] == "storage"
+                and pid[5:] in ((), (None,))):  # fmt: skip
             raise ValueError(f"an unknown kind of record {str(pid)[:60]}")
-        _, kind, key, _location, numel = pid
+        _, kind, key, _location, numel = pid[:5]
         if not isinstance(kind, _StorageType) or not isinstance(key, str) or not isinstance(numel, int) or numel < 0:
             raise ValueError("a malformed storage record")
-        record = self.records.get(f"{self.prefix}data/{key}")
         nbytes = numel * kind.itemsize
-        if record is None:
-            raise ValueError(f"the storage {key!r} it names is missing")
-        if nbytes > record.file_size:
-            raise ValueError(f"storage {key!r} declares {nbytes} bytes but its record holds {record.file_size}")
+        if self.declared.setdefault(key, (nbytes, kind.itemsize)) != (nbytes, kind.itemsize):
+            raise ValueError(f"storage {key!r} is declared twice with different sizes")
+        if self.sizes is not None:
+            if key not in self.sizes:
+                raise ValueError(f"the storage {key!r} it names is missing")
+            if nbytes > self.sizes[key]:
+                raise ValueError(f"storage {key!r} declares {nbytes} bytes but its record holds {self.sizes[key]}")
         return _Storage(nbytes, kind.itemsize)
 
     def _check_view(self, storage: Any, offset: Any, size: Any, stride: Any, itemsize: int) -> _Inert:
@@ -184,7 +193,9 @@ def inspect(data: bytes, name: str, max_unpacked: int = MAX_UNPACKED_BYTES) -> s
         raise WeightsError(f"{name} is not an archive torch.save wrote (no single data.pkl): save it again")
     prefix = pickles[0].filename[: -len("data.pkl")]
     try:
-        scan = _Scan(zf.read(pickles[0]), {i.filename: i for i in infos}, prefix, name)
+        sizes = {i.filename.removeprefix(f"{prefix}data/"): i.file_size for i in infos
+                 if i.filename.startswith(f"{prefix}data/")}  # fmt: skip
+        scan = _Scan(io.BytesIO(zf.read(pickles[0])), sizes, name)
         scan.load()
     except WeightsError:
         raise
@@ -193,22 +204,71 @@ def inspect(data: bytes, name: str, max_unpacked: int = MAX_UNPACKED_BYTES) -> s
     return scan.foreign
 
 
+# --- the legacy format (torch < 1.6, or _use_new_zipfile_serialization=False) ------------------------------------
+# Pickles and raw bytes in a row: a magic number, the protocol, the saving machine's sizes, the object (each
+# storage a persistent id ('storage', type, key, location, elements, None), each class of a whole model one of
+# ('module', class, source file, source)), the sorted storage keys; then per key its element count (int64) and
+# its bytes. torch.load allocates each storage at the size the object's pickle declares before it reads a byte
+# of it, so every declared size is checked against the bytes that follow first.
+LEGACY_NUMBER, LEGACY_PROTOCOL = 0x1950A86A20F9469CFC6C, 1001
+_HEADER_PICKLE_BYTES = 4096  # the header's pickles are a few dozen bytes each
+
+
+class _Data(pickle.Unpickler):
+    """Unpickles plain data only: numbers, strings, lists, tuples and dicts; any class or function is refused."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        raise ValueError(f"{module}.{name} where plain data belongs")
+
+
+def inspect_legacy(data: bytes, name: str) -> set[str]:
+    """inspect() for the legacy format: refuse (WeightsError) a stream whose storages are not all there in full,
+    or whose tensors' views do not fit them. Returns the globals it names beyond what plain tensors need."""
+    stream = io.BytesIO(data)
+    try:
+        magic, protocol, sys_info = (_Data(stream).load() for _ in range(3))
+        if magic != LEGACY_NUMBER or protocol != LEGACY_PROTOCOL or stream.tell() > _HEADER_PICKLE_BYTES:
+            raise ValueError("its header is not the one torch.save writes")
+        if not isinstance(sys_info, dict) or sys_info.get("little_endian") is not True:
+            raise ValueError("it was saved on a big-endian machine")
+        scan = _Scan(stream, None, name)
+        scan.load()
+        keys = _Data(stream).load()
+        if not isinstance(keys, list) or sorted(keys) != sorted(scan.declared):
+            raise ValueError("its list of storages does not match the storages its tensors use")
+        for key in keys:
+            nbytes, itemsize = scan.declared[key]
+            count = int.from_bytes(stream.read(8), "little", signed=True)
+            held = len(stream.read(nbytes))
+            if count * itemsize != nbytes or held != nbytes:
+                raise ValueError(f"storage {key!r} declares {nbytes} bytes but the file holds "
+                                 f"{min(held, max(count, 0) * itemsize)}")  # fmt: skip
+        if stream.read(1):
+            raise ValueError("it holds data after its last storage")
+    except Exception as exc:  # noqa: BLE001 - any malformed stream is the file's fault
+        raise WeightsError(f"{name} is in PyTorch's legacy format (torch < 1.6, or _use_new_zipfile_serialization="
+                           f"False) and could not be read ({exc}): save it again with torch.save and the default "
+                           "settings") from None  # fmt: skip
+    return scan.foreign
+
+
+def _foreign(data: bytes, name: str, max_unpacked: int = MAX_UNPACKED_BYTES) -> set[str]:
+    """The checks of inspect() or inspect_legacy(), by what the file is; WeightsError if it is neither."""
+    if data[:4] == ZIP_MAGIC:
+        return inspect(data, name, max_unpacked)
+    if data[:1] == LEGACY_MAGIC:
+        return inspect_legacy(data, name)
+    raise WeightsError(
+        f"{name} is not a PyTorch weights file (it starts with {data[:4]!r}): save it with "
+        "torch.save(model.state_dict(), ...)"
+    )
+
+
 def weights_from_bytes(data: bytes, name: str, max_unpacked: int = MAX_UNPACKED_BYTES) -> Any:
     """The object saved in `data` (the bytes of `name`): tensors in plain containers, every other object an inert
     `Pickled` record, a whole model its state_dict (`PickledModel`). Nothing in the file runs."""
-    if data[:4] == ZIP_MAGIC:
-        if inspect(data, name, max_unpacked):
-            return _read_objects(data, name)
-    elif data[:1] == LEGACY_MAGIC:
-        raise WeightsError(
-            f"{name} is in PyTorch's legacy format (torch < 1.6, or _use_new_zipfile_serialization=False), which "
-            "the grader does not read: save it again with torch.save and the default settings"
-        )
-    else:
-        raise WeightsError(
-            f"{name} is not a PyTorch weights file (it starts with {data[:4]!r}): save it with "
-            "torch.save(model.state_dict(), ...)"
-        )
+    if _foreign(data, name, max_unpacked):
+        return _read_objects(data, name)
     try:
         return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -324,6 +384,17 @@ class _Recover(pickle._Unpickler):  # the Python unpickler: its BUILD can be rep
 
     dispatch[pickle.BUILD[0]] = load_build  # type: ignore[assignment]  # the table holds unbound methods
 
+    def load_binpersid(self) -> None:
+        pid = self.stack.pop()  # type: ignore[attr-defined]
+        if isinstance(pid, tuple) and len(pid) == 4 and pid[0] == "module":
+            # a legacy file's model class, answered here: torch would compare the source of the class it names
+            # with ours, and could write a patch file
+            self.append(pid[1])  # type: ignore[attr-defined]
+            return
+        self.append(self.persistent_load(pid))  # type: ignore[attr-defined]
+
+    dispatch[pickle.BINPERSID[0]] = load_binpersid  # type: ignore[assignment]
+
     def find_class(self, module: str, name: str) -> Any:
         full = f"{module}.{name}"
         if full in _RESOLVED:
@@ -336,17 +407,19 @@ class _Recover(pickle._Unpickler):  # the Python unpickler: its BUILD can be rep
 
 
 def _recover_module() -> Any:
-    """What torch.load takes as its pickle_module: Unpickler is all it uses for a zip archive."""
+    """What torch.load takes as its pickle_module: Unpickler for the object, load for the legacy format's other
+    pickles (plain data)."""
     import types
 
     mod = types.ModuleType("grader_recover")
     mod.Unpickler = _Recover  # type: ignore[attr-defined]
+    mod.load = lambda f, **kwargs: _Data(f).load()  # type: ignore[attr-defined]  # the legacy format's header
     return mod
 
 
 def _read_objects(data: bytes, name: str) -> Any:
     """The file's contents with each pickled nn.Module replaced by its state_dict (PickledModel) and every other
-    foreign object left as a Pickled record. Only for archives inspect() accepted."""
+    foreign object left as a Pickled record. Only for files inspect() or inspect_legacy() accepted."""
     try:
         obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=False, pickle_module=_recover_module())
     except Exception as exc:  # noqa: BLE001 - any failure is a malformed file
@@ -399,7 +472,7 @@ def _module_state(mod: Pickled, prefix: str, out: dict[str, torch.Tensor], depth
 def whole_models(data: bytes, name: str) -> list[str]:
     """The classes of the whole models the weights file `data` holds, outermost first: empty for a saved
     state_dict, which one cheap scan tells. WeightsError where the file cannot be read."""
-    if data[:4] != ZIP_MAGIC or not inspect(data, name):
+    if not _foreign(data, name):
         return []
     return pickled_models(_read_objects(data, name))
 
