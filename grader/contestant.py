@@ -315,7 +315,7 @@ def serve(sock: socket.socket, submission: Path, probes: Path, plan: dict[str, A
     global _SUBMISSION
     import torch
 
-    from grader import deferred_dynamo, frames, wire
+    from grader import deferred_dynamo, frames, loggers, wire
     from grader.loader import AllowedImports
 
     deferred_dynamo.install()  # in a fresh contestant; a warm one's preload did
@@ -331,6 +331,7 @@ def serve(sock: socket.socket, submission: Path, probes: Path, plan: dict[str, A
     if plan.get("packages") is not None:
         own = set(plan["modules"]) | set(plan.get("helpers", ()))
         sys.meta_path.insert(0, AllowedImports(set(plan["packages"]), _SUBMISSION, lambda: own))
+    loggers.install()  # ahead of the check above: a logger's import is answered, never refused
     seed_everything(0)  # what student code draws at import repeats, warm or fresh
     _import_all(sock, plan)
     server = os.getpid()

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from grader import notebook
 from grader.files import UnsafeFile, open_regular, read_regular
 from grader.loader import read_source_text
+from grader.loggers import logger_note
 from grader.results import FileRecord, NotebookCell
 from grader.spec import WEIGHTS_SUFFIXES, AssignmentSpec, FileSpec
 
@@ -320,6 +321,7 @@ def intake(spec: AssignmentSpec, folder: Path) -> Submission:
     sub = Submission(source=folder.resolve(), files=_one_note_per_folder(records), ignored=undeclared)
     _add_helpers(spec, sub)
     _add_data(sub)
+    _add_logger_notes(sub)
     return sub
 
 
@@ -393,6 +395,18 @@ def _add_data(sub: Submission) -> None:
             shown, listed = PurePosixPath(rec.found_as or rec.name).name, " and ".join(", ".join(found).rsplit(", ", 1))
             also = f"gave {shown} {listed} from your folder, which your code reads"
             rec.note = f"{rec.note}. G{also[1:]}" if rec.note else also
+
+
+def _add_logger_notes(sub: Submission) -> None:
+    """A note on each declared module whose code (or a helper's) logs with TensorBoard, W&B and the like."""
+    for rec in sub.files:
+        if not (rec.name.endswith(".py") and rec.present and rec.problem is None):
+            continue
+        shown = PurePosixPath(rec.found_as or rec.name).name
+        for name in [rec.name, *(h.name for h in sub.helpers)]:
+            if said := logger_note(shown if name == rec.name else name, sub.text(name, HELPER_MAX_KB * 1024)):
+                rec.note = f"{rec.note}. {said}" if rec.note else said
+                break
 
 
 def _path_literals(source: str) -> list[str]:

@@ -201,6 +201,35 @@ def test_a_package_grading_lacks_is_said_once_before_the_checks(quick_course, tm
     assert "problem: exp1.py imports d2l (line 12)" in r.stdout
 
 
+def logs_its_training(src: str) -> str:
+    """TensorBoard opened at import and W&B holding the settings, as students copy them from a tutorial."""
+    return src.replace("import torch\n", (
+        "import torch\nimport wandb\nfrom torch.utils.tensorboard import SummaryWriter\n\n"
+        "writer = SummaryWriter(\"runs/exp1\")  # tensorboard --logdir runs\n"
+        "run = wandb.init(project=\"dl-exp1\", config={\"lr\": 0.01, \"epochs\": 5000})\n"), 1).replace(
+        "LEARNING_RATE = 0.01", "LEARNING_RATE = wandb.config.lr").replace(
+        "        losses.append(loss.item())\n", "        losses.append(loss.item())\n"
+        "        writer.add_scalar(\"train/loss\", loss.item(), len(losses))\n"
+        "        wandb.log({\"loss\": loss.item()})\n")  # fmt: skip
+
+
+@pytest.mark.parametrize("sandbox_name", ["local", "docker"])
+def test_experiment_loggers_are_stood_in_for_and_cost_nothing(quick_course, tmp_path, sandbox_name):
+    """Neither is installed in the sandbox, and W&B would wait on the network: both calls do nothing there,
+    the settings W&B was given still reach the code, and one note says so."""
+    from tests.test_hostile import _docker_sandbox
+
+    folder = student_exp1(tmp_path, logs_its_training)
+    sandbox = _docker_sandbox() if sandbox_name == "docker" else LocalSandbox()
+    result = grade(quick_course, "exp1", folder, sandbox=sandbox)
+    assert scores(result) == EXPECTED["solution"] and result.score == FULL and not result.problems
+    assert by_id(result)["training_lowers_mse"].status == "passed"  # its loop logs each epoch
+    assert result.files[0].note == (
+        "exp1.py logs with Weights & Biases (line 12) and TensorBoard (line 13): grading ran it with a stand-in "
+        "that records nothing (logs are not graded, and grading has no network for them); this costs nothing")
+    assert not (folder / "runs").exists() and not (folder / "wandb").exists()
+
+
 def test_a_package_grading_lacks_does_not_hide_other_code_at_import(quick_course, tmp_path):
     """The import of d2l stops the full import first; a data file of the student's own machine, read at import
     after it, would have stopped it anyway: that costs the fallback's 5%, as it does without the d2l import."""

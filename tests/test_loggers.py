@@ -1,0 +1,47 @@
+"""Experiment loggers in student code: stood in for in the contestant, noted by the judge (grader.loggers)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from grader.loggers import logger_note
+
+STUDENT = '''
+import argparse
+import torch
+from torch.utils import tensorboard
+import swanlab
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--lr", type=float, default=0.05)
+args = parser.parse_args([])
+swanlab.init(project="lenet", config=args)
+writer = tensorboard.SummaryWriter()
+with writer:
+    writer.add_scalars("acc", {"train": 0.9, "test": 0.8}, 1)
+writer.flush()
+swanlab.config.update({"batch_size": 256}, allow_val_change=True)
+swanlab.log({"acc": 0.8})
+for _ in swanlab.Settings():
+    raise SystemExit("iterating a stand-in yields nothing")
+print(swanlab.config.lr, swanlab.config["batch_size"], str(swanlab.run.name)[:1] == "<")
+'''
+
+
+def test_the_stand_ins_take_every_call_and_keep_the_settings(tmp_path):
+    """Run as the contestant runs student code: the stand-ins ahead of everything, neither package installed."""
+    (tmp_path / "student.py").write_text(STUDENT)
+    code = "import grader.loggers as g, runpy; g.install(); runpy.run_path('student.py')"
+    run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["0.05", "256", "True"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["student.py"]  # no runs/ or swanlog/ written
+
+
+def test_the_note_names_each_logger_once_at_its_first_import():
+    assert logger_note("lenet.py", STUDENT) == (
+        "lenet.py logs with TensorBoard (line 4) and SwanLab (line 5): grading ran it with a stand-in that records "
+        "nothing (logs are not graded, and grading has no network for them); this costs nothing")
+    assert logger_note("lenet.py", "import torch\nfrom torch.utils.data import DataLoader\n") is None
+    assert logger_note("lenet.py", "import wandb\nimport wandb.sdk\ndef f(:\n") is None  # the syntax error is said
