@@ -30,8 +30,16 @@ def logger_of(module: str) -> str | None:
     return next((n for m, n in LOGGERS.items() if module == m or module.startswith(m + ".")), None)
 
 
-class Inert:
-    """What any logger call returns: it accepts every call, attribute, `with` and iteration, and does nothing."""
+class _InertType(type):
+    def __getattr__(cls, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return cls()  # wandb.run.name: the module's attribute is the class, its attributes instances
+
+
+class Inert(metaclass=_InertType):
+    """What a logger's every name is: a class (so `class MyWriter(SummaryWriter)` keeps its own methods) whose
+    instances accept every call, attribute, `with` and iteration, and do nothing."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         pass
@@ -90,7 +98,7 @@ class _Logger(types.ModuleType):
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
             raise AttributeError(name)
-        return Inert()
+        return Inert
 
 
 class StandIns(importlib.abc.MetaPathFinder, importlib.abc.Loader):
