@@ -79,3 +79,25 @@ def test_a_model_of_another_width_is_measured_as_it_is(course, tmp_path):
     assert fit.score == EXPECTED["solution"]["model_fits_target"], fit.message
     assert fit.notes[0].startswith('model.pth["default"] does not load into the reference MLP of the handout '
                                    "(mis-shaped: net.0.weight (32, 1) (expected (64, 1))")  # fmt: skip
+
+
+def test_any_of_torchs_activations_and_norms_is_measured(course, tmp_path):
+    """build_model() with LayerNorm, GELU (Erf in the graph) and Hardswish: no operator of theirs can compute
+    f(x) by itself, so the judge runs the graph and grades the fit."""
+    folder = exp1_with(tmp_path, '    return MLP(hidden=64)\n\n\ndef build_custom_model', (
+        "    # GELU trains smoother than tanh for me\n"
+        "    return nn.Sequential(nn.Linear(1, 64), nn.LayerNorm(64), nn.GELU(), nn.Linear(64, 64), nn.Hardswish(),\n"
+        "                         nn.Linear(64, 1))\n\n\ndef build_custom_model"))  # fmt: skip
+    torch.manual_seed(0)
+    from grader.modules import load_module
+
+    module = load_module(folder / "exp1.py", "student_exp1")  # a test may run student code: it is not the judge
+    model = module.build_model()
+    x, y = module.make_data(module.f)
+    module.train(model, x, y, 3000, 0.01)
+    saved = torch.load(folder / "model.pth", weights_only=True)
+    torch.save({**saved, "default": model.state_dict()}, folder / "model.pth")
+    checks = by_id(grade(course, "exp1", folder, sandbox=LocalSandbox(), only=["model_fits_target"]))
+    fit = checks["model_fits_target"]
+    assert fit.score == EXPECTED["solution"]["model_fits_target"], fit.message
+    assert "measured in your own model" in fit.notes[0]

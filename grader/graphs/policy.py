@@ -4,11 +4,18 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# The operators of torch.nn's activations as exported at opset 17: ReLU, ReLU6 and Hardtanh (Clip), LeakyReLU,
+# PReLU, ELU, SELU, CELU, GELU (Erf; its tanh form is Mul and Tanh), SiLU (Sigmoid, Mul), Mish (Softplus, Tanh),
+# Hardswish, Hardsigmoid, Softsign (Abs, Div), LogSigmoid (Log). A student's choice of activation never costs a
+# measurement.
+ACTIVATION_OPS = ("Relu", "Clip", "LeakyRelu", "PRelu", "Elu", "Selu", "Celu", "Erf", "Sigmoid", "Tanh", "Softplus",
+                  "HardSwish", "HardSigmoid", "Abs", "Log")  # fmt: skip
+
 # The operators of the usual layers, in their ONNX form; an assignment's `[graph] ops` lists what its models use.
-CNN_OPS = ("Conv", "BatchNormalization", "Relu", "LeakyRelu", "Clip", "Sigmoid", "Tanh", "Add", "Sub", "Mul", "Div",
-           "ReduceMean", "GlobalAveragePool", "AveragePool", "MaxPool", "Gemm", "MatMul", "Flatten", "Reshape", "Pad",
-           "Identity", "Constant", "Transpose", "Softmax", "LogSoftmax", "Dropout", "Slice", "Concat",
-           "Cast")  # fmt: skip
+CNN_OPS = ("Conv", "BatchNormalization", "LayerNormalization", "InstanceNormalization", *ACTIVATION_OPS, "Add",
+           "Sub", "Mul", "Div", "ReduceMean", "GlobalAveragePool", "GlobalMaxPool", "AveragePool", "MaxPool", "Gemm",
+           "MatMul", "Flatten", "Reshape", "Pad", "Identity", "Constant", "Transpose", "Softmax", "LogSoftmax",
+           "Dropout", "Slice", "Concat", "Cast")  # fmt: skip
 
 # Operators no course model needs and that could carry a lookup of test answers or hide computation:
 # control flow, gathers and scatters keyed on the input, comparisons, and anything outside the standard domain.

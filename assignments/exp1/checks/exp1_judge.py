@@ -17,6 +17,7 @@ import torch
 from typing_extensions import TypedDict
 
 from grader.graphs import GraphPolicy, GraphRefused
+from grader.graphs.policy import ACTIVATION_OPS
 from grader.judge import (
     CheckFailed,
     ContestantError,
@@ -58,10 +59,11 @@ class HandoutMLP(torch.nn.Module):
         return self.net(x)
 
 
-# An MLP's operators: no Sin, Cos, Pow or Exp, so a forward() that computes f(x) itself has nothing to run on.
-POLICY = GraphPolicy(ops=("Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Tanh", "Relu", "Sigmoid", "LeakyRelu",
-                          "Elu", "Selu", "Softplus", "Clip", "Identity", "Constant", "Reshape", "Flatten", "Dropout",
-                          "Cast", "Concat"),
+# An MLP's operators, with any of torch's activations and norms: no Sin, Cos, Pow or Exp, so a forward() that
+# computes f(x) itself has nothing to run on.
+POLICY = GraphPolicy(ops=("Gemm", "MatMul", "Add", "Sub", "Mul", "Div", *ACTIVATION_OPS, "BatchNormalization",
+                          "LayerNormalization", "Identity", "Constant", "Reshape", "Flatten", "Dropout", "Cast",
+                          "Concat"),
                      max_params=1_000_000, inputs=((None, 1),), outputs=((None, 1),))  # fmt: skip
 
 
