@@ -402,9 +402,11 @@ def _add_logger_notes(sub: Submission) -> None:
     for rec in sub.files:
         if not (rec.name.endswith(".py") and rec.present and rec.problem is None):
             continue
-        shown = PurePosixPath(rec.found_as or rec.name).name
+        shown, nb = PurePosixPath(rec.found_as or rec.name).name, sub.converted(rec.name)
         for name in [rec.name, *(h.name for h in sub.helpers)]:
-            if said := logger_note(shown if name == rec.name else name, sub.text(name, HELPER_MAX_KB * 1024)):
+            own = name == rec.name
+            text = sub.text(name, HELPER_MAX_KB * 1024)
+            if said := logger_note(shown if own else name, text, nb.at if own and nb else None):
                 rec.note = f"{rec.note}. {said}" if rec.note else said
                 break
 

@@ -1,10 +1,12 @@
-"""Experiment loggers (TensorBoard, Weights & Biases, SwanLab, ...) stood in for by modules that record nothing.
+"""Experiment loggers (TensorBoard, Weights & Biases, SwanLab, ...) and IPython's display, stood in for by modules
+that do nothing.
 
-Students log their training curves with these, and a TA running their code would let the calls pass: logs are
-not graded. Grading cannot run them for real: most are not installed in the sandbox, and W&B or SwanLab would
-wait on a network grading does not have. So the contestant answers every import of them with a stand-in whose
-every call does nothing (`StandIns`, ahead of the allowed-packages check), and the judge says so in a note
-that costs nothing (`logger_note`). Imported by both sides; imports nothing heavy.
+Students log their training curves with these, and d2l's plots call IPython's display; a TA running their code
+would let the calls pass: what they show or log is not graded. Grading cannot run them for real: most are not
+installed in the sandbox, and W&B or SwanLab would wait on a network grading does not have. So the contestant
+answers every import of them with a stand-in whose every call does nothing (`StandIns`, ahead of the
+allowed-packages check), and the judge says so in a note that costs nothing (`logger_note`). Imported by both
+sides; imports nothing heavy.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import ast
 import importlib.abc
 import sys
 import types
+from collections.abc import Callable
 from importlib.machinery import ModuleSpec
 from typing import Any
 
@@ -20,7 +23,7 @@ from typing import Any
 LOGGERS = {
     "torch.utils.tensorboard": "TensorBoard", "tensorboard": "TensorBoard", "tensorboardX": "TensorBoard",
     "wandb": "Weights & Biases", "swanlab": "SwanLab", "visdom": "Visdom", "mlflow": "MLflow",
-    "comet_ml": "Comet", "neptune": "Neptune", "aim": "Aim", "clearml": "ClearML",
+    "comet_ml": "Comet", "neptune": "Neptune", "aim": "Aim", "clearml": "ClearML", "IPython": "IPython's display",
 }  # fmt: skip
 PACKAGES = {name.partition(".")[0] for name in LOGGERS} - {"torch"}  # top-level names the package rule exempts
 
@@ -123,8 +126,9 @@ def install() -> None:
     sys.meta_path.insert(0, StandIns())
 
 
-def logger_note(name: str, source: str) -> str | None:
-    """The note for a student file `name` that imports loggers, naming each with its first line."""
+def logger_note(name: str, source: str, at: Callable[[int], str] | None = None) -> str | None:
+    """The note for a student file `name` that imports loggers, naming each where it is first imported (`at`
+    says where a line of `source` is: a notebook's cell)."""
     try:
         tree = ast.parse(source)
     except SyntaxError:
@@ -143,7 +147,9 @@ def logger_note(name: str, source: str) -> str | None:
                 first[logger] = min(first.get(logger, node.lineno), node.lineno)
     if not first:
         return None
-    used = " and ".join(", ".join(f"{n} (line {line})" for n, line in sorted(first.items(), key=lambda kv: kv[1]))
-                        .rsplit(", ", 1))  # fmt: skip
-    return (f"{name} logs with {used}: grading ran it with a stand-in that records nothing (logs are not graded, "
-            "and grading has no network for them); this costs nothing")  # fmt: skip
+    where = at or (lambda line: f"line {line}")
+    named = [f"{n} ({where(line)})" for n, line in sorted(first.items(), key=lambda kv: kv[1])]
+    used = " and ".join([", ".join(named[:-1]), named[-1]] if len(named) > 1 else named)
+    one = len(first) == 1
+    return (f"{name} uses {used}: grading ran {'it as a stand-in that does' if one else 'them as stand-ins that do'} "
+            f"nothing (what {'it shows or logs' if one else 'they show or log'} is not graded); this costs nothing")

@@ -225,8 +225,8 @@ def test_experiment_loggers_are_stood_in_for_and_cost_nothing(quick_course, tmp_
     assert scores(result) == EXPECTED["solution"] and result.score == FULL and not result.problems
     assert by_id(result)["training_lowers_mse"].status == "passed"  # its loop logs each epoch
     assert result.files[0].note == (
-        "exp1.py logs with Weights & Biases (line 12) and TensorBoard (line 13): grading ran it with a stand-in "
-        "that records nothing (logs are not graded, and grading has no network for them); this costs nothing")
+        "exp1.py uses Weights & Biases (line 12) and TensorBoard (line 13): grading ran them as stand-ins that do "
+        "nothing (what they show or log is not graded); this costs nothing")
     assert not (folder / "runs").exists() and not (folder / "wandb").exists()
 
 

@@ -36,6 +36,9 @@ swanlab.config.update({"batch_size": 256}, allow_val_change=True)
 swanlab.log({"acc": 0.8})
 for _ in swanlab.Settings():
     raise SystemExit("iterating a stand-in yields nothing")
+from IPython import display  # d2l's Animator
+display.display(writer)
+display.clear_output(wait=True)
 print(swanlab.config.lr, swanlab.config["batch_size"], str(swanlab.run.name)[:1] == "<")
 '''
 
@@ -52,7 +55,8 @@ def test_the_stand_ins_take_every_call_and_keep_the_settings(tmp_path):
 
 def test_the_note_names_each_logger_once_at_its_first_import():
     assert logger_note("lenet.py", STUDENT) == (
-        "lenet.py logs with TensorBoard (line 4) and SwanLab (line 5): grading ran it with a stand-in that records "
-        "nothing (logs are not graded, and grading has no network for them); this costs nothing")
+        "lenet.py uses TensorBoard (line 4), SwanLab (line 5) and IPython's display (line 30): grading ran them as "
+        "stand-ins that do nothing "
+        "(what they show or log is not graded); this costs nothing")
     assert logger_note("lenet.py", "import torch\nfrom torch.utils.data import DataLoader\n") is None
     assert logger_note("lenet.py", "import wandb\nimport wandb.sdk\ndef f(:\n") is None  # the syntax error is said
