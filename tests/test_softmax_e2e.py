@@ -87,6 +87,18 @@ def test_softmax_through_logsumexp_is_as_stable_as_subtracting_the_maximum(cours
     assert checks["softmax_rows"].status == checks["softmax_stable"].status == "passed"
 
 
+def test_one_maximum_for_the_whole_batch_is_named_not_called_an_overflow(course, data_root, example):
+    """X - X.max(): nothing overflows, but rows far below the batch's largest logit underflow to 0/0."""
+    checks = _softmax_checks(course, data_root, example, (
+        "    X_exp = torch.exp(X - X.max())  # 减去最大值防止溢出\n"
+        "    return X_exp / X_exp.sum(dim=1, keepdim=True)\n"))  # fmt: skip
+    assert checks["softmax_rows"].status == "passed"
+    assert checks["softmax_stable"].message.endswith(
+        ": the rows whose largest logit is below X's largest (rows 3 and 4) came out as 0/0, every exp in them "
+        "underflowing, as when one maximum is subtracted for the whole of X; subtract each row's own, "
+        "X.max(dim=1, keepdim=True)")
+
+
 def test_an_sgd_without_the_batch_size_is_named_and_its_diverged_weights_point_at_it(course, data_root, example):
     """`param -= lr * param.grad`, as for a mean loss: sgd_update names the missing / batch_size, and softmax.pth,
     which that sgd trained to NaN at lr 0.1 on summed losses, points at sgd rather than at the learning rate."""

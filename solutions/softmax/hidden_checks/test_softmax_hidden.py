@@ -25,9 +25,16 @@ def test_softmax_stable(contestant):
                       [0.5, -0.5, 0.0]])  # fmt: skip
     got = contestant.call("softmax_values", X=X)
     got = expect_shape(got, (4, 3), "softmax(X) for X (4, 3)")
-    if not torch.isfinite(got).all():
+    broken = ~torch.isfinite(got).all(dim=1)  # (4,): rows that came out inf or NaN
+    topped = X.max(dim=1).values == X.max()  # (4,): rows that hold X's largest logit
+    if broken[topped].any():
         fail(f"softmax of logits of +-1000 gave {got.tolist()}: exp(1000) overflows; subtract each row's maximum "
              "first (softmax is unchanged by a constant shift)")  # fmt: skip
+    if broken.any():
+        rows = " and ".join(str(i + 1) for i in broken.nonzero().flatten().tolist())
+        fail(f"softmax of logits of +-1000 gave {got.tolist()}: the rows whose largest logit is below X's largest "
+             f"(rows {rows}) came out as 0/0, every exp in them underflowing, as when one maximum is subtracted for "
+             "the whole of X; subtract each row's own, X.max(dim=1, keepdim=True)")  # fmt: skip
     # 1e-4: exp(X - logsumexp(X)), as stable as subtracting the maximum, is off by about 1000 * 6e-8 (float32's
     # spacing at 1000) in the exponent, 1.5e-5 of 0.5 here; a row maximum taken wrongly is off by far more.
     if problem := first_mismatch(got, torch.softmax(X.double(), dim=1), torch.arange(got.numel()), 1e-4, 1e-4):
