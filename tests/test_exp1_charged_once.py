@@ -195,7 +195,7 @@ def test_a_custom_f_that_is_f_shifted_earns_part_of_its_fit(course, tmp_path):
     torch.save(saved, folder / "model.pth")
     check = by_id(grade(course, "exp1", folder, only=["custom_function_fits"]))["custom_function_fits"]
     assert check.score == pytest.approx(0.4 * check.max_score), check.message
-    assert check.message.startswith("custom_f(x) is 1 f(x) + 1: the assignment's f, shifted or scaled"), check.message
+    assert check.message.startswith("custom_f(x) is f(x) + 1: the assignment's f, shifted or scaled"), check.message
 
 
 def test_models_saved_for_standardized_targets_are_charged_once(course, tmp_path):

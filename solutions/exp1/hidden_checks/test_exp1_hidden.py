@@ -111,7 +111,9 @@ def _shifted_f(yc: torch.Tensor) -> str | None:
     a, b, residual = affine_fit(reference_f(GRID), yc)
     if residual > 1e-6:
         return None
-    return f"custom_f(x) is {a:.4g} f(x) {'+' if b >= 0 else '-'} {abs(b):.4g}"
+    scaled = "f(x)" if abs(a - 1) < 1e-4 else "-f(x)" if abs(a + 1) < 1e-4 else f"{a:.4g} f(x)"
+    shift = "" if abs(b) < 1e-4 else f" {'+' if b >= 0 else '-'} {abs(b):.4g}"
+    return f"custom_f(x) is {scaled}{shift}"
 
 
 def _grade_custom(pred: torch.Tensor, yc: torch.Tensor, what: str, shifted: str | None) -> None:
