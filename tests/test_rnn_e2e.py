@@ -111,6 +111,15 @@ def test_a_predict_that_slips_once_costs_half_of_its_check(course, data_root, ex
     assert check.score == check.max_score / 2 and says in check.message, check.message
 
 
+def test_one_character_too_many_is_explained(course, data_root, example):
+    """The loop runs num_preds + 1 times: the length is wrong (the check's point), and the message says why."""
+    folder = _student(example, [("    for _ in range(num_preds):\n", "    for _ in range(num_preds + 1):  # 多一个\n")])
+    check = by_id(grade(course, "rnn", folder, data_root=data_root, only=["predict_length"]))["predict_length"]
+    assert check.score == 0 and check.message.endswith(
+        "expected 15 + 1 = 16: one too many; the output after the prefix's last character is already the first of "
+        "the num_preds new ones, so num_preds outputs are appended in all"), check.message
+
+
 def test_parameters_kept_in_a_dict_are_charged_once(course, data_root, example):
     """get_params returns {"W_xh": ..., ...} and every function of the student's reads it so: the interface differs
     from the handout's list, which param_shapes charges; the other checks hand the student's functions a dict."""

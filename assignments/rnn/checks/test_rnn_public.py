@@ -118,8 +118,11 @@ def test_predict_length(contestant, data_root):
         if not text.startswith(prefix):
             fail(f"predict({prefix!r}, {n}, net, vocab) returned {text!r}; expected it to start with the prefix")
         if len(text) != len(prefix) + n:
+            hint = (": one too many; the output after the prefix's last character is already the first of the "
+                    "num_preds new ones, so num_preds outputs are appended in all"
+                    if len(text) == len(prefix) + n + 1 else "")  # fmt: skip
             fail(f"predict({prefix!r}, {n}, net, vocab) returned {len(text)} characters ({text!r}); expected "
-                 f"{len(prefix)} + {n} = {len(prefix) + n}")  # fmt: skip
+                 f"{len(prefix)} + {n} = {len(prefix) + n}{hint}")  # fmt: skip
         if bad := sorted(set(text[len(prefix) :]) - tokens):
             fail(f"predict returned characters outside the vocabulary: {bad}")
     try:
