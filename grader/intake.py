@@ -96,23 +96,26 @@ def _candidates(folder: Path, name: str, declared: Collection[str] = ()) -> list
     tests = (lambda n: n == name, lambda n: n.lower() == name.lower(),
              lambda n: n not in declared and _near_miss(n, name))  # fmt: skip
     for level in levels:
-        for test in tests:
-            if found := [d / n for d in level for n in _names(d) if test(n)]:
-                return found
+        # every copy at the shallowest level that has one, exact names first: `exp1 (1).py` may be the finished one
+        if found := [d / n for test in tests for d in level for n in _names(d) if test(n)]:
+            return list(dict.fromkeys(found))
     return []
 
 
+def _unfinished(p: Path) -> int:
+    """How many of the stub's `NotImplementedError`s a copy still has (a file that cannot be read: the most)."""
+    try:
+        return read_regular(p, 4 << 20).count(b"NotImplementedError")
+    except UnsafeFile:
+        return 1 << 30
+
+
 def _best_first(found: list[Path]) -> tuple[list[Path], str]:
-    """Several copies of one file (v1/exp1.py and v2/exp1.py): the most finished first, with why for the note. The
-    fewest `NotImplementedError`s left of the stub's TODOs, then the newest; the order found when they tie."""
+    """Several copies of one file (v1/exp1.py and v2/exp1.py, exp1.py and `exp1 (1).py`): the most finished first,
+    with why for the note. The fewest `NotImplementedError`s left of the stub's TODOs, then the declared name over
+    a copy's, then the newest; the order found when they tie."""
     if len(found) < 2:
         return found, ""
-
-    def todos(p: Path) -> int:
-        try:
-            return read_regular(p, 4 << 20).count(b"NotImplementedError")
-        except UnsafeFile:
-            return 1 << 30
 
     def age(p: Path) -> float:
         try:
@@ -120,8 +123,9 @@ def _best_first(found: list[Path]) -> tuple[list[Path], str]:
         except OSError:
             return 0.0
 
-    left = {p: todos(p) for p in found}  # each copy read once
-    ranked = sorted(found, key=lambda p: (left[p], age(p)))
+    left = {p: _unfinished(p) for p in found}  # each copy read once
+    exact = {p: p.name != found[0].name for p in found}  # found[0] has the best name found
+    ranked = sorted(found, key=lambda p: (left[p], exact[p], age(p)))
     if ranked[0] == found[0]:
         return found, ""
     why = "with the fewest unfinished TODOs" if left[ranked[0]] < left[found[0]] else "saved last"
@@ -262,6 +266,14 @@ def intake(spec: AssignmentSpec, folder: Path) -> Submission:
     for fs in spec.files:
         found = _candidates(folder, fs.name, declared)
         notebooks = _candidates(folder, fs.name[:-3] + notebook.SUFFIX, declared) if fs.notebook else []
+        if notebooks and found:
+            found, _ = _best_first(found)
+            if _unfinished(_best_first(notebooks)[0][0]) < _unfinished(found[0]):  # the .py is the stub
+                record = _notebook_record(fs, folder, notebooks)
+                stub = found[0].relative_to(folder).as_posix()
+                record.note = f"{record.note}. Also found {stub}, with more unfinished TODOs: submit only one of them"
+                records.append(record)
+                continue
         if not found and notebooks:
             records.append(_notebook_record(fs, folder, notebooks))
             continue

@@ -114,6 +114,28 @@ def test_of_two_versions_the_finished_one_is_graded(course, example, tmp_path):
                              "only the one you mean)")  # fmt: skip
 
 
+def test_a_finished_copy_beats_the_stub_under_the_declared_name(course, example):
+    """The handout's exp1.py left in the folder, the work in `exp1 (1).py` (a second download) or in exp1.ipynb:
+    the finished one is graded, and the note names the stub. Two finished copies: the declared name wins."""
+    sub_dir = example("exp1", "solution")
+    stub = (course.assignment_dir("exp1") / "exp1.py").read_text()
+    (sub_dir / "exp1.py").rename(sub_dir / "exp1 (1).py")
+    (sub_dir / "exp1.py").write_text(stub)
+    rec = intake(course.spec("exp1"), sub_dir).record("exp1.py")
+    assert rec.found_as == "exp1 (1).py" and rec.note == (
+        "found exp1.py as exp1 (1).py: graded it; next time submit it as exp1.py (also found: exp1.py; graded the "
+        "copy with the fewest unfinished TODOs, so submit only the one you mean)")
+    (sub_dir / "exp1.py").write_text((sub_dir / "exp1 (1).py").read_text())
+    rec = intake(course.spec("exp1"), sub_dir).record("exp1.py")
+    assert rec.found_as is None and rec.note is None
+    (sub_dir / "exp1 (1).py").unlink()
+    (sub_dir / "exp1.py").write_text(stub)
+    (sub_dir / "exp1.ipynb").write_bytes((course.root / "solutions/exp1/exp1.ipynb").read_bytes())
+    rec = intake(course.spec("exp1"), sub_dir).record("exp1.py")
+    assert rec.found_as == "exp1.ipynb" and rec.note.startswith("graded the notebook exp1.ipynb in place of exp1.py")
+    assert rec.note.endswith("Also found exp1.py, with more unfinished TODOs: submit only one of them")
+
+
 def test_the_students_own_modules_are_staged_with_the_declared_ones_as_data(course, example):
     """A models/ package and a utils.py that exp2-style code imports, in a nested folder: staged where the
     declared module imports them; links, FIFOs, packages grading provides and the stdlib's names are not."""
