@@ -279,6 +279,8 @@ def intake(spec: AssignmentSpec, folder: Path) -> Submission:
             continue
         if not found:
             hint = difflib.get_close_matches(fs.name, undeclared, n=1, cutoff=0.6)
+            if not hint and fs.name.endswith(WEIGHTS_SUFFIXES):  # final.pt where model.pth was asked for
+                hint = [n for n in undeclared if n.lower().endswith(_WEIGHTS_ALIKE)][:1]
             missing = f"{fs.name} is missing from the submission"
             missing += f"; found {hint[0]!r}: rename it to {fs.name!r}" if hint else f"; add {fs.name} and resubmit"
             records.append(FileRecord(name=fs.name, present=False, problem=missing if fs.required else None))

@@ -26,6 +26,9 @@ def test_missing_file_suggests_near_name(course, example):
     rec = intake(course.spec("exp1"), sub_dir).record("model.pth")
     assert not rec.present
     assert rec.problem == "model.pth is missing from the submission; found 'modle.pth': rename it to 'model.pth'"
+    (sub_dir / "modle.pth").rename(sub_dir / "final.pt")  # the only weights file, by a name of the student's own
+    rec = intake(course.spec("exp1"), sub_dir).record("model.pth")
+    assert rec.problem == "model.pth is missing from the submission; found 'final.pt': rename it to 'model.pth'"
 
 
 @pytest.mark.parametrize("code, weights", [
