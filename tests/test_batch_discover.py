@@ -238,3 +238,20 @@ def test_resume_fingerprint_covers_the_reference_model(course_copy):
     reference = c.solution_dir("exp1") / "exp1.py"
     reference.write_text(reference.read_text() + "\n# a changed reference\n")
     assert grader_fingerprint(c, c.spec("exp1")) != before
+
+
+def test_a_zip_over_the_cap_names_its_largest_entries(tmp_path, monkeypatch):
+    """A student who zipped their dataset with the work hears which entries to leave out, not just a size."""
+    from grader.batch import discover as discover_module
+    from grader.batch.discover import UnsafeZip, unpacked
+
+    monkeypatch.setattr(discover_module, "MAX_UNPACKED", 4096)  # 512 MiB in real use
+    sub = tmp_path / "hw3.zip"
+    with zipfile.ZipFile(sub, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("hw3/exp1.py", "print('exp1')\n")
+        zf.writestr("hw3/data/train.npy", b"\0" * 3 * 2**20)
+    with pytest.raises(UnsafeZip) as caught, unpacked(sub):
+        pass
+    assert str(caught.value) == (
+        f"{sub}: refused (3 MiB unpacked (at most 0 MiB); the largest entries are hw3/data/train.npy (3 MiB), "
+        "hw3/exp1.py (0 MiB): leave datasets and other files the assignment does not ask for out); nothing was graded")

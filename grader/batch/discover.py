@@ -62,7 +62,10 @@ def safe_extract(zf: zipfile.ZipFile, dest: Path, members: list[zipfile.ZipInfo]
         raise UnsafeZip(f"{len(members)} entries (at most {MAX_MEMBERS})")
     total = sum(m.file_size for m in members)
     if total > MAX_UNPACKED:
-        raise UnsafeZip(f"{total / 2**20:.0f} MiB unpacked (at most {MAX_UNPACKED / 2**20:.0f} MiB)")
+        big = sorted(members, key=lambda m: -m.file_size)[:3]
+        named = ", ".join(f"{m.filename} ({m.file_size / 2**20:.0f} MiB)" for m in big)
+        raise UnsafeZip(f"{total / 2**20:.0f} MiB unpacked (at most {MAX_UNPACKED / 2**20:.0f} MiB); the largest "
+                        f"entries are {named}: leave datasets and other files the assignment does not ask for out")
     root = dest.resolve()
     for m in members:
         name = PurePosixPath(m.filename.replace("\\", "/"))
@@ -124,7 +127,7 @@ def unpacked(path: Path) -> Iterator[Path]:
             with zipfile.ZipFile(path) as zf:
                 _unpack(zf, zf.infolist(), Path(tmp) / "submission")
         except UnsafeZip as exc:
-            raise UnsafeZip(f"{path}: unsafe zip ({exc}); nothing was graded") from None
+            raise UnsafeZip(f"{path}: refused ({exc}); nothing was graded") from None
         except Exception as exc:  # noqa: BLE001 - BadZipFile, OSError, EOFError, ValueError ...
             raise UnsafeZip(f"{path}: not a readable zip ({exc}); zip your folder again, or pass the folder") from None
         yield content_root(Path(tmp) / "submission")
