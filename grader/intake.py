@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from grader import notebook
 from grader.files import UnsafeFile, open_regular, read_regular
-from grader.loader import read_source_text
+from grader.loader import read_source_text, source_encoding
 from grader.loggers import logger_note
 from grader.results import FileRecord, NotebookCell
 from grader.spec import WEIGHTS_SUFFIXES, AssignmentSpec, FileSpec
@@ -322,6 +322,11 @@ def intake(spec: AssignmentSpec, folder: Path) -> Submission:
             else:
                 if whole := _whole_models(data, fs):
                     note = f"{note}. {whole}" if note else whole
+                if fs.name.endswith(".py") and source_encoding(data) == "gb18030":
+                    legacy = (f"{rel} is saved as GBK, not UTF-8, and does not say so: Python refuses to run such a "
+                              "file (SyntaxError: Non-UTF-8 code). The grader read it as GBK; save it as UTF-8, "
+                              "or make `# -*- coding: gbk -*-` its first line")  # fmt: skip
+                    note = f"{note}. {legacy}" if note else legacy
         why = _why_big(path, fs, size) if problem is None and size > limit else ""
         if why is None:
             problem = f"{fs.name} is {size / 1024:.0f} KiB, over the limit of {fs.max_kb} KiB"

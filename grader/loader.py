@@ -215,10 +215,10 @@ def _new_module(name: str, path: Path) -> types.ModuleType:
     return module
 
 
-def read_source_text(data: bytes) -> str:
-    """A module's text as Python reads it: in the encoding its `# -*- coding: gbk -*-` line declares (PEP 263),
-    else UTF-8; a byte-order mark and CRLF line ends change nothing. Bytes that do not decode become U+FFFD
-    rather than a failure (Python itself would refuse a GBK file without the declaration)."""
+def source_encoding(data: bytes) -> str:
+    """The encoding a module's bytes are read in: the one its `# -*- coding: gbk -*-` line declares (PEP 263), else
+    UTF-8, else (bytes that are not UTF-8, which Python itself would refuse) GB18030 where they are valid in it,
+    the encoding a Chinese Windows editor saves in."""
     import codecs
     import io
     import tokenize
@@ -228,9 +228,21 @@ def read_source_text(data: bytes) -> str:
         codecs.lookup(encoding)
     except (SyntaxError, LookupError):
         encoding = "utf-8"
-    if encoding in ("utf-8", "utf-8-sig"):
-        encoding = "utf-8-sig"
-    return data.decode(encoding, errors="replace").replace("\r\n", "\n")
+    if encoding not in ("utf-8", "utf-8-sig"):
+        return encoding
+    for candidate in ("utf-8-sig", "gb18030"):
+        try:
+            data.decode(candidate)
+            return candidate
+        except UnicodeDecodeError:
+            continue
+    return "utf-8-sig"
+
+
+def read_source_text(data: bytes) -> str:
+    """A module's text as Python reads it, in `source_encoding`; a byte-order mark and CRLF line ends change
+    nothing. Bytes that do not decode become U+FFFD rather than a failure."""
+    return data.decode(source_encoding(data), errors="replace").replace("\r\n", "\n")
 
 
 def read_source(path: Path) -> str:

@@ -329,6 +329,19 @@ def test_a_declared_source_encoding_is_honoured(quick_course, tmp_path):
     assert "訓練成功" in result.contestant_output
 
 
+def test_a_gbk_file_without_its_coding_line_is_read_as_gbk_with_a_note(quick_course, tmp_path):
+    """Saved as GBK by a Chinese Windows editor, no coding line: Python would refuse it, a TA would read it."""
+    folder = student_exp1(tmp_path, lambda src: src.replace("        loss.backward()\n", "        loss.backward()\n"
+                                                            '        print("训练中")  # 反向传播\n', 1))  # fmt: skip
+    (folder / "exp1.py").write_bytes((folder / "exp1.py").read_text().encode("gbk"))
+    result = grade(quick_course, "exp1", folder, sandbox=LocalSandbox())
+    assert scores(result) == EXPECTED["solution"] and result.problems == []
+    assert "训练中" in result.contestant_output
+    assert result.files[0].note == (
+        "exp1.py is saved as GBK, not UTF-8, and does not say so: Python refuses to run such a file (SyntaxError: "
+        "Non-UTF-8 code). The grader read it as GBK; save it as UTF-8, or make `# -*- coding: gbk -*-` its first line")
+
+
 def test_a_syntax_error_in_the_students_own_module_is_charged_once(quick_course, tmp_path):
     """A full-width parenthesis in my_utils.py's plotting helper: stepped past as in exp1.py itself, and the
     import of that helper by exp1.py is not charged a second time."""
