@@ -230,7 +230,7 @@ def _notebook_record(fs: FileSpec, folder: Path, found: list[Path]) -> FileRecor
         record.problem = f"{rel} is {size / 2**20:.1f} MiB, over the {_size(limit)} notebook limit; {CLEAR_OUTPUTS}"
         return record
     if size == 0:
-        record.problem = f"{rel} is empty"
+        record.problem = f"{rel} is empty (0 bytes): save it again and resubmit; an upload that failed leaves this"
         return record
     try:
         data = read_regular(path, limit)
@@ -312,7 +312,7 @@ def intake(spec: AssignmentSpec, folder: Path) -> Submission:
                 problem += (f" (and over {hard // 1024} KiB, the most the grader reads): it likely holds more than "
                             f"the weights; {SAVE_WEIGHTS}")  # fmt: skip
         elif size == 0:
-            problem = f"{fs.name} is empty"
+            problem = f"{fs.name} is empty (0 bytes): save it again and resubmit; an upload that failed leaves this"
         else:
             try:
                 data = read_regular(path, hard)

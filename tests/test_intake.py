@@ -58,7 +58,8 @@ def test_oversize_empty_and_symlink(course, example):
     assert "symbolic link" in sub.record("exp1.py").problem
     assert not sub.usable("exp1.py")
     (sub_dir / "model.pth").write_bytes(b"")
-    assert intake(course.spec("exp1"), sub_dir).record("model.pth").problem == "model.pth is empty"
+    assert intake(course.spec("exp1"), sub_dir).record("model.pth").problem == (
+        "model.pth is empty (0 bytes): save it again and resubmit; an upload that failed leaves this")
 
 
 def test_unreadable_submission(course, tmp_path):
