@@ -111,6 +111,17 @@ def test_a_predict_that_slips_once_costs_half_of_its_check(course, data_root, ex
     assert check.score == check.max_score / 2 and says in check.message, check.message
 
 
+def test_weights_drawn_without_the_scale_are_charged_once(course, data_root, example):
+    """torch.randn without * 0.01: param_shapes names the std; training from there is not charged again."""
+    folder = _student(example, [("        return torch.randn(size=shape, device=device) * 0.01\n",
+                                 "        return torch.randn(size=shape, device=device)  # 标准正态初始化\n")])
+    checks = by_id(grade(course, "rnn", folder, data_root=data_root,
+                         only=["param_shapes", "training_lowers_perplexity"]))  # fmt: skip
+    assert checks["param_shapes"].score == 0 and "has std" in checks["param_shapes"].message
+    training = checks["training_lowers_perplexity"]
+    assert training.score == training.max_score and training.notes[0].startswith("not charged here: get_params:")
+
+
 def test_one_character_too_many_is_explained(course, data_root, example):
     """The loop runs num_preds + 1 times: the length is wrong (the check's point), and the message says why."""
     folder = _student(example, [("    for _ in range(num_preds):\n", "    for _ in range(num_preds + 1):  # 多一个\n")])

@@ -19,7 +19,18 @@ from grader.data import read_time_machine
 from grader.judge import ContestantError
 
 PARAM_NAMES = ("W_xh", "W_hh", "b_h", "W_hq", "b_q")
+INIT_STD, STD_TOLERANCE = 0.01, 0.2  # W_* from N(0, 0.01^2); a sample std within 20% (W_hq has 1,792 entries)
 ORDER_HIDDENS = 64  # hidden units when asking get_params for its order: all five shapes differ from the vocabulary's
+
+
+def init_problem(params: list[torch.Tensor]) -> str | None:
+    """What is wrong with get_params's values, in the handout's order: weights from N(0, 0.01^2), biases zero."""
+    for name, p in zip(PARAM_NAMES, params, strict=True):
+        if name.startswith("b") and bool(p.abs().max() > 0):
+            return f"get_params: {name} should start at zero"
+        if name.startswith("W") and abs(float(p.std()) - INIT_STD) > STD_TOLERANCE * INIT_STD:
+            return f"get_params: {name} has std {float(p.std()):.4g}; expected weights from N(0, {INIT_STD:g}^2)"
+    return None
 
 
 class _ParamShapes(TypedDict):

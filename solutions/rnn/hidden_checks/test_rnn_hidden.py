@@ -32,6 +32,7 @@ from rnn_judge import (
     corpus,
     fixed_params,
     from_student,
+    init_problem,
     minibatches,
     param_shapes,
     student_order,
@@ -120,8 +121,10 @@ def test_training_lowers_perplexity(contestant, data_root):
              "model far slower than it needs to be?)")  # fmt: skip
     for params in trajectory:
         if [tuple(p.shape) for p in params] != list(shapes):
-            fail(f"during training get_params's tensors have shapes {[tuple(p.shape) for p in params]}; expected "
-                 f"{list(shapes)}")  # fmt: skip
+            defer("param_shapes", f"during training get_params's tensors have shapes {[tuple(p.shape) for p in params]}"
+                                  f"; expected {list(shapes)}")  # fmt: skip
+    if problem := init_problem(trajectory[0]):  # training from there is that slip's consequence
+        defer("param_shapes", f"{problem}, and training starts from those values")
     if problem := _rnn_differs(contestant, v, perm):  # the losses below are the reference step's
         defer("rnn_matches_reference", problem)
     losses = _training_losses(trajectory, X, Y, v)  # measured by the judge, on the weights training produced
