@@ -100,7 +100,7 @@ def test_another_parameter_order_is_charged_once(course, data_root, example):
     ("    for y in prefix[1:]:  # warm-up: only the state matters\n        _, state = net(get_input(), state)\n"
      "        outputs.append(vocab[y])\n",
      "    outputs = [vocab[ch] for ch in prefix]  # 直接接在前缀后面预测\n",
-     "warming the state up on the prefix and then taking the argmax at each step gives"),
+     "with the same model: that is what it gives from the initial state, as if the prefix had never been read"),
     ("def predict(prefix: str, num_preds: int, net, vocab) -> str:",
      "def predict(prefix: str, num_preds: int, net, vocab, device) -> str:  # d2l 的 predict_ch8",
      "predict requires a device argument (as d2l's predict_ch8 does)"),

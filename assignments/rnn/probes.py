@@ -98,16 +98,18 @@ def predict_text(params, prefix, num_preds, device=None):
 
 
 @probe
-def greedy_text(params, prefix, num_preds):
+def greedy_text(params, prefix, num_preds, warm=True):
     """What predict should return with the student's own model: d2l's warm-up on the prefix, then greedy steps (this
-    probe's code, not the student's predict; the student's model runs both, so a model slip is not charged here)."""
+    probe's code, not the student's predict; the student's model runs both, so a model slip is not charged here).
+    `warm=False`: the state each warm-up step returns is dropped, as a predict that never keeps it does."""
     m = _rnn()
     vocab = m.Vocab(m.read_time_machine(os.environ["GRADER_DATA_ROOT"]))
     net = _model_with(m, _leaves(params))
     with torch.no_grad():
         state, outputs = net.begin_state(1), [vocab[prefix[0]]]
         for ch in prefix[1:]:
-            _, state = net(torch.tensor([[outputs[-1]]]), state)  # (1, 1)
+            _, after = net(torch.tensor([[outputs[-1]]]), state)  # (1, 1)
+            state = after if warm else state
             outputs.append(vocab[ch])
         for _ in range(num_preds):
             y, state = net(torch.tensor([[outputs[-1]]]), state)  # (1, V)

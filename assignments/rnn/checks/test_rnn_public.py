@@ -128,9 +128,13 @@ def test_predict_length(contestant, data_root):
     except ContestantError:  # the model runs as predict drives it, not as d2l's warm-up does: nothing to compare
         greedy = text
     if text != greedy:
+        cold = contestant.call("greedy_text", params=params, prefix=prefix, num_preds=n, warm=False)
+        fix = ("that is what it gives from the initial state, as if the prefix had never been read: keep the state "
+               "the net returns for each prefix character (_, state = net(x, state)) and predict from it"
+               if text == cold else "feed every prefix character through the net (prefix[1:], each after the one "
+               "before) before predicting")  # fmt: skip
         partial(0.5, f"predict({prefix!r}, {n}, net, vocab) returned {text!r}; warming the state up on the prefix and "
-                f"then taking the argmax at each step gives {greedy!r} with the same model: feed every prefix "
-                "character through the net (prefix[1:], each after the one before) before predicting")  # fmt: skip
+                f"then taking the argmax at each step gives {greedy!r} with the same model: {fix}")  # fmt: skip
     if device:
         partial(0.5, "predict requires a device argument (as d2l's predict_ch8 does); the handout's is predict(prefix, "
                 "num_preds, net, vocab), which the given main() calls: give device a default (device='cpu')")
