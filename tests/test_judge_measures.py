@@ -101,3 +101,17 @@ def test_any_of_torchs_activations_and_norms_is_measured(course, tmp_path):
     fit = checks["model_fits_target"]
     assert fit.score == EXPECTED["solution"]["model_fits_target"], fit.message
     assert "measured in your own model" in fit.notes[0]
+
+
+def test_a_constant_model_is_told_why_it_might_be_constant(course, tmp_path):
+    """Weights initialised to zeros: every hidden unit stays alike and the output is one value everywhere."""
+    folder = exp1_with(tmp_path, "    return MLP(hidden=64)\n\n\ndef build_custom_model",
+                       "    return MLP(hidden=64)  # 全零初始化\n\n\ndef build_custom_model")
+    saved = torch.load(folder / "model.pth", weights_only=True)
+    saved["default"] = {k: torch.zeros_like(v) for k, v in saved["default"].items()}
+    saved["default"]["net.4.bias"] += 0.5  # all the last bias learns when nothing else can
+    torch.save(saved, folder / "model.pth")
+    fit = by_id(grade(course, "exp1", folder, sandbox=LocalSandbox(), only=["model_fits_target"]))["model_fits_target"]
+    assert fit.score == 0 and re.search(
+        r"grid points over \[-5, 5\]: the same value \(0\.5\) at every point, normalized MSE [\d.]+: a network whose "
+        r"weights all start equal \(zeros, or one constant\)", fit.message), fit.message

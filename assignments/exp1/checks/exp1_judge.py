@@ -328,6 +328,11 @@ def grade_fit(pred: Any, target: torch.Tensor, what: str) -> None:
     if pred.numel() != target.numel():
         fail(f"{what} returned {pred.numel()} values for {target.numel()} grid points")
     measured = f"{what}, on {GRID.shape[0]} grid points over [{X_MIN:g}, {X_MAX:g}]"
+    if float(pred.std()) <= 1e-3 * float(target.std()):  # a constant scores no points anyway: say what gives one
+        fail(f"{measured}: the same value ({float(pred.mean()):.4g}) at every point, normalized MSE "
+             f"{FIT.shown(nmse(pred, target))}: a network whose weights all start equal (zeros, or one constant) "
+             "never tells its hidden units apart, and one that train() never updated stays as built; keep PyTorch's "
+             "default initialisation (or small random values) and check that training changes the weights")
     if fix := rescaled(pred, target):
         value = nmse(pred, target)
         partial(RESCALED_SHARE * FIT.fraction(fix[0]), f"{measured}: normalized MSE {FIT.shown(value)} ({FIT.rule()}); "
