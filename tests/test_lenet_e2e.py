@@ -57,6 +57,19 @@ def test_a_train_epoch_that_never_zeroes_the_gradients_is_caught(course, data_ro
     assert by_id(solution)["training_epoch"].status == "passed"
 
 
+def test_a_softmax_before_the_loss_is_named(course, data_root, example):
+    """The loss barely moves with probabilities handed to CrossEntropyLoss: the message says why."""
+    folder = example("lenet", "solution")
+    src = (folder / "lenet.py").read_text()
+    old = "        loss = loss_fn(net(xb), yb)  # scalar: mean over the batch\n"
+    assert old in src
+    (folder / "lenet.py").write_text(src.replace(old, "        probs = torch.softmax(net(xb), dim=1)  # 先变成概率\n"
+                                                      "        loss = loss_fn(probs, yb)\n"))  # fmt: skip
+    check = by_id(grade(course, "lenet", folder, data_root=data_root, only=["training_epoch"]))["training_epoch"]
+    assert check.score == 0 and check.message.startswith(
+        "train_epoch hands the loss probabilities: a softmax before CrossEntropyLoss"), check.message
+
+
 def test_an_extra_reshape_in_front_is_named_once(course, data_root, example):
     """Old d2l put a Reshape layer first: every shape is right, every index one later than the handout's."""
     folder = example("lenet", "solution")

@@ -67,15 +67,17 @@ def images(data_root: Path, n: int, train: bool, seed: int) -> tuple[torch.Tenso
 
 
 def sgd_epoch(state: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, lr: float, batch_size: int,
-              keep_gradients: bool = False) -> dict[str, torch.Tensor]:  # fmt: skip
+              keep_gradients: bool = False, softmax_first: bool = False) -> dict[str, torch.Tensor]:  # fmt: skip
     """The probes' fixed training model after one epoch of plain minibatch SGD in order, in float64, from `state`;
-    `keep_gradients`: as a train_epoch that never zeroes them does (each step adds every earlier batch's)."""
+    `keep_gradients`: as a train_epoch that never zeroes them does (each step adds every earlier batch's);
+    `softmax_first`: as one that hands CrossEntropyLoss probabilities instead of the logits."""
     W = state["1.weight"].double().clone().requires_grad_(True)  # (10, 784)
     b = state["1.bias"].double().clone().requires_grad_(True)  # (10,)
     kept = [torch.zeros_like(W), torch.zeros_like(b)]
     for i in range(0, len(x), batch_size):
         xb, yb = x[i : i + batch_size].reshape(-1, 784).double(), y[i : i + batch_size]  # (B, 784), (B,)
-        grads = torch.autograd.grad(F.cross_entropy(xb @ W.T + b, yb), (W, b))
+        logits = xb @ W.T + b  # (B, 10)
+        grads = torch.autograd.grad(F.cross_entropy(logits.softmax(dim=1) if softmax_first else logits, yb), (W, b))
         kept = [k + g for k, g in zip(kept, grads, strict=True)] if keep_gradients else list(grads)
         with torch.no_grad():
             W -= lr * kept[0]

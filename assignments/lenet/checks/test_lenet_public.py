@@ -88,6 +88,10 @@ def test_training_epoch(contestant, data_root):
         fail(f"train_epoch never resets the gradients: every step also applies all earlier batches' gradients (the "
              f"mean loss went from {before:.4f} to {after:.4f} on {TRAIN_IMAGES} images, as if with momentum); call "
              "optimizer.zero_grad() before loss.backward() in every step")  # fmt: skip
+    if same_weights(r["after"], sgd_epoch(r["before"], x, y, TRAIN_LR, TRAIN_BATCH, softmax_first=True)):
+        fail(f"train_epoch hands the loss probabilities: a softmax before CrossEntropyLoss, which applies log-softmax "
+             f"itself, flattens the gradients (the mean loss went only from {before:.4f} to {after:.4f} on "
+             f"{TRAIN_IMAGES} images); pass the net's raw outputs (logits) to the loss")  # fmt: skip
     expect_curve([before, after], f"one epoch of train_epoch on {TRAIN_IMAGES} images (lr {TRAIN_LR}, batch "
                  f"{TRAIN_BATCH}, a fixed linear model) took the mean loss from {before:.4f} to {after:.4f}",
                  max_ratio=TRAIN_RATIO)  # fmt: skip
