@@ -29,6 +29,19 @@ def exp1_with(tmp_path: Path, old: str, new: str) -> Path:
     return folder
 
 
+def train_default(folder: Path) -> None:
+    """Train the student's build_model() with their own train() and save it as model.pth["default"]."""
+    torch.manual_seed(0)
+    from grader.modules import load_module
+
+    module = load_module(folder / "exp1.py", "student_exp1")  # a test may run student code: it is not the judge
+    model = module.build_model()
+    x, y = module.make_data(module.f)
+    module.train(model, x, y, 3000, 0.01)
+    saved = torch.load(folder / "model.pth", weights_only=True)
+    torch.save({**saved, "default": model.state_dict()}, folder / "model.pth")
+
+
 def by_id(result) -> dict:
     return {c.id: c for c in result.checks}
 
@@ -65,15 +78,7 @@ def test_a_model_of_another_width_is_measured_as_it_is(course, tmp_path):
     judge runs the student's own graph and grades its fit."""
     folder = exp1_with(tmp_path, '    return MLP(hidden=64)\n\n\ndef build_custom_model', (
         '    return MLP(hidden=32)  # smaller is enough\n\n\ndef build_custom_model'))  # fmt: skip
-    torch.manual_seed(0)
-    from grader.modules import load_module
-
-    module = load_module(folder / "exp1.py", "student_exp1")  # a test may run student code: it is not the judge
-    model = module.build_model()
-    x, y = module.make_data(module.f)
-    module.train(model, x, y, 3000, 0.01)
-    saved = torch.load(folder / "model.pth", weights_only=True)
-    torch.save({**saved, "default": model.state_dict()}, folder / "model.pth")
+    train_default(folder)
     checks = by_id(grade(course, "exp1", folder, sandbox=LocalSandbox(), only=["model_fits_target"]))
     fit = checks["model_fits_target"]
     assert fit.score == EXPECTED["solution"]["model_fits_target"], fit.message
@@ -88,15 +93,7 @@ def test_any_of_torchs_activations_and_norms_is_measured(course, tmp_path):
         "    # GELU trains smoother than tanh for me\n"
         "    return nn.Sequential(nn.Linear(1, 64), nn.LayerNorm(64), nn.GELU(), nn.Linear(64, 64), nn.Hardswish(),\n"
         "                         nn.Linear(64, 1))\n\n\ndef build_custom_model"))  # fmt: skip
-    torch.manual_seed(0)
-    from grader.modules import load_module
-
-    module = load_module(folder / "exp1.py", "student_exp1")  # a test may run student code: it is not the judge
-    model = module.build_model()
-    x, y = module.make_data(module.f)
-    module.train(model, x, y, 3000, 0.01)
-    saved = torch.load(folder / "model.pth", weights_only=True)
-    torch.save({**saved, "default": model.state_dict()}, folder / "model.pth")
+    train_default(folder)
     checks = by_id(grade(course, "exp1", folder, sandbox=LocalSandbox(), only=["model_fits_target"]))
     fit = checks["model_fits_target"]
     assert fit.score == EXPECTED["solution"]["model_fits_target"], fit.message
