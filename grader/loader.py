@@ -269,6 +269,7 @@ def import_module(name: str, path: Path, cpu_s: float, wall_s: float) -> types.M
         raise ImportProblem("syntax", f"{path.name} {_at(path, exc.lineno or 0)}: {exc.msg}: fix the syntax error "
                             "and resubmit", where, recoverable=past_syntax_errors(source, path) is not None) from None
     module = _new_module(name, path)
+    _note_guarded_defs(source, path)
     try:
         with budget(cpu_s, wall_s):
             exec(code, module.__dict__)
@@ -278,6 +279,19 @@ def import_module(name: str, path: Path, cpu_s: float, wall_s: float) -> types.M
         sys.modules.pop(name, None)
         raise classify_import(path, exc) from None
     return module
+
+
+def _note_guarded_defs(source: str, path: Path) -> None:
+    """Functions and classes defined only under `if __name__ == "__main__":` never exist when the module is
+    imported: say so where a check or the student's code looks for one (LEFT_OUT_NAMES)."""
+    for node in ast.parse(source).body:
+        if not _is_main_guard(node):
+            continue
+        for inner in ast.walk(node):
+            if isinstance(inner, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                LEFT_OUT_NAMES.setdefault(inner.name, (
+                    f"{path.name} defines it inside `if __name__ == \"__main__\":` ({_at(path, inner.lineno)}), "
+                    "which runs only when you start the file yourself: define it at the top level"))  # fmt: skip
 
 
 def _exits_at_the_end(source: str, path: Path, exc: BaseException) -> bool:

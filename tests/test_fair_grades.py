@@ -510,6 +510,29 @@ def test_softmax_applied_twice_is_charged_once_and_named(course, data_root):
     assert deferred == ["gradient_finite_differences"]
 
 
+def test_a_function_defined_under_the_main_guard_is_charged_once_and_located(course, data_root, tmp_path):
+    """sgd moved under `if __name__ == "__main__":` (indented with the code that calls it): it never exists on
+    import. sgd_update says where it is; the given train_epoch, which calls it, is not charged again."""
+    folder = tmp_path / "student"
+    shutil.copytree(ROOT / "examples/softmax/solution", folder)
+    src = (folder / "softmax.py").read_text()
+    start, end = src.index("def sgd("), src.index("### END SOLUTION", src.index("def sgd(")) + len("### END SOLUTION\n")
+    sgd = src[start:end]
+    src = src[:start] + src[end:]
+    indented = "".join(f"    {line}" if line.strip() else line for line in sgd.splitlines(True))
+    src = src.replace('if __name__ == "__main__":\n    main()\n',
+                      f'if __name__ == "__main__":\n    # 优化器\n{indented}\n    main()\n')
+    (folder / "softmax.py").write_text(src)
+    result = grade(course, "softmax", folder, data_root=data_root, sandbox=LocalSandbox(),
+                   only=["sgd_update", "training_epoch"])  # fmt: skip
+    checks = {c.id: c for c in result.checks}
+    assert re.fullmatch(r'sgd is not there: softmax\.py defines it inside `if __name__ == "__main__":` \(line \d+\), '
+                        r"which runs only when you start the file yourself: define it at the top level",
+                        checks["sgd_update"].message), checks["sgd_update"].message  # fmt: skip
+    assert checks["training_epoch"].score == checks["training_epoch"].max_score and checks["training_epoch"].notes == [
+        "not charged here: your code has no sgd; that mistake is charged once, by sgd_update"]
+
+
 # ---- 6. the course's own mistakes are never the student's ------------------------------------------------
 
 

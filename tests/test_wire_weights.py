@@ -137,6 +137,10 @@ def test_another_key_for_the_state_dict_is_graded_with_a_note():
         state_dict_from(ckpt, "final.pth", "net")
     with pytest.raises(WeightsError, match="no 'net'"):  # two candidates: which one is the model is a guess
         state_dict_from({"a": sd, "b": sd}, "final.pth", "net", bare_ok=True)
+    notes.clear()  # the whole checkpoint under 'net': the weights inside it, wherever the check reads them
+    assert state_dict_from({"net": ckpt, "epoch": 10}, "final.pth", "net", notes).keys() == sd.keys()
+    assert notes == ["final.pth['net'] is a checkpoint dict; graded the state_dict it holds under 'state_dict' (the "
+                     "assignment saves the state_dict itself)"]  # fmt: skip
 
 
 def test_malformed_files(tmp_path):

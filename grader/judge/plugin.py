@@ -9,6 +9,7 @@ sandbox), `submission` (the submitted files, weights loaded safely), `check` (no
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 import traceback
@@ -86,6 +87,10 @@ def _where_in_check(exc: BaseException) -> str:
     return f"{path.parent.name}/{path.name}:{fs.lineno}: "
 
 
+# How a name the student's module lacks shows in a check's message: a probe's `m.f` or the student's own call.
+_MISSING = re.compile(r"module '\w+' has no attribute '(\w+)'|name '(\w+)' is not defined|^(\w+) is not there: ")
+
+
 def _message(exc: BaseException) -> str:
     if isinstance(exc, (Partial, ContestantError)):
         return exc.message
@@ -115,6 +120,7 @@ class GraderPlugin:
         self._handles: dict[str, CheckHandle] = {}
         self._started: dict[str, float] = {}
         self._no_cuda: str | None = None  # the first check that student code asking for CUDA failed
+        self._missing: dict[str, str] = {}  # a name student code lacks -> the first check that failed for it
 
     def pytest_configure(self, config: pytest.Config) -> None:
         # The results carry the plugin's own messages: pytest's AST-annotated tracebacks of each failed check
@@ -218,6 +224,12 @@ class GraderPlugin:
                 self._no_cuda = cid
             else:
                 exc = deferred(self._no_cuda, "your code asks for CUDA, which this grading machine does not have")
+        if isinstance(exc, ContestantError) and (gone := _MISSING.search(exc.message)):
+            # A function the student's module lacks (renamed, deleted, defined under the main guard): one slip,
+            # charged by the first check that looked for it.
+            name = next(g for g in gone.groups() if g)
+            if self._missing.setdefault(name, cid) != cid:
+                exc = deferred(self._missing[name], f"your code has no {name}")
         if isinstance(exc, Deferred):
             handle.notes.append(exc.message)
         elif isinstance(exc, Partial):

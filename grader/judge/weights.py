@@ -531,7 +531,7 @@ def state_dict_from(
         else:
             obj = obj[key]
             name = f"{name}[{key!r}]"
-    elif isinstance(obj, dict) and not _is_state_dict(obj):
+    if isinstance(obj, dict) and not _is_state_dict(obj):  # {'net': {'model': ..., 'optimizer': ...}} too
         obj, name = _weights_of_checkpoint(obj, name, said)
     if isinstance(obj, Pickled):
         raise _pickled_objects(name, f" ({obj.cls_name})")
