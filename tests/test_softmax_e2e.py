@@ -87,6 +87,15 @@ def test_softmax_through_logsumexp_is_as_stable_as_subtracting_the_maximum(cours
     assert checks["softmax_rows"].status == checks["softmax_stable"].status == "passed"
 
 
+def test_an_in_place_shift_of_the_logits_is_correct(course, data_root, example):
+    """`X -= X.max(...)` changes the caller's tensor, but on net(X)'s output, as in training, it keeps the graph."""
+    checks = _softmax_checks(course, data_root, example, (
+        "    X -= X.max(dim=1, keepdim=True).values  # 原地减去最大值, 省内存\n"
+        "    X_exp = torch.exp(X)\n"
+        "    return X_exp / X_exp.sum(dim=1, keepdim=True)\n"))  # fmt: skip
+    assert checks["softmax_rows"].status == checks["softmax_stable"].status == "passed", checks["softmax_rows"].message
+
+
 def test_one_maximum_for_the_whole_batch_is_named_not_called_an_overflow(course, data_root, example):
     """X - X.max(): nothing overflows, but rows far below the batch's largest logit underflow to 0/0."""
     checks = _softmax_checks(course, data_root, example, (

@@ -57,8 +57,9 @@ def _stand_ins(m, *names):
 
 
 def _keeps_graph(fn, *args):
-    """Whether fn's output still carries autograd's graph back to its first input."""
-    x = args[0].clone().requires_grad_(True)
+    """Whether fn's output still carries autograd's graph back to its first input, which is computed from the
+    parameters as in training (not a leaf: an in-place `X -= X.max(...)` works on it, as on net(X))."""
+    x = args[0].clone().requires_grad_(True) * 1.0  # (same shape): the graph's first node
     out = fn(x, *args[1:])
     return isinstance(out, torch.Tensor) and out.requires_grad
 
