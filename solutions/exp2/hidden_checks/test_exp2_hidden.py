@@ -47,8 +47,8 @@ def test_claimed_trend(submission, data_root, check, contestant):
     if isinstance(history, list) and history and all(isinstance(h, dict) for h in history):
         # one dict per epoch, [{"epoch": 0, "test_acc": 41.2, ...}, ...]: the same numbers, kept otherwise
         history = {k: [h.get(k) for h in history] for k in history[0]}
-        check.note("final.pth's history is a list of per-epoch dicts; read each one's 'test_acc' (the handout keeps "
-                   "one dict of lists: {'test_acc': [...], 'train_acc': [...], 'train_loss': [...]})")  # fmt: skip
+        check.note("final.pth's history is a list of per-epoch dicts; the grader read each one's 'test_acc' (the "
+                   "handout keeps one dict of lists: {'test_acc': [...], 'train_acc': [...], 'train_loss': [...]})")
     claimed = numbers(history.get("test_acc")) if isinstance(history, dict) else None
     if claimed is None:
         bare = isinstance(ckpt, dict) and ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values())
