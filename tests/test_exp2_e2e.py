@@ -183,6 +183,19 @@ def test_evaluate_as_a_fraction_is_told_to_multiply_by_100(course, data_root, ex
     assert checks["claimed_trend"].status == "passed", checks["claimed_trend"].message
 
 
+@pytest.mark.parametrize("old, new, says", [
+    ("    return 100.0 * correct / len(x)\n", "    return correct  # 答对的个数\n",
+     "evaluate() returned 300 on 300 images whose accuracy is 100%: over 100, so a count of correct predictions"),
+    ("    model.eval()\n    correct = 0\n", "    correct = 0\n",
+     "(does it call model.eval() first? The model arrives in train mode"),
+], ids=["count", "train-mode"])  # fmt: skip
+def test_an_evaluate_that_counts_or_stays_in_train_mode_is_told_which(course, data_root, example, old, new, says):
+    folder = example("exp2", "solution")
+    _edit_code(folder, old, new)
+    check = by_id(grade(course, "exp2", folder, data_root=data_root, only=["evaluation_loop"]))["evaluation_loop"]
+    assert check.score == 0 and says in check.message, check.message
+
+
 def test_resume_that_sets_the_previous_epochs_lr_costs_half(course, data_root, example):
     """lr_for_epoch(start - 1): right at epoch 7 (both 0.01), wrong at epoch 5, where pretrain_model.pth resumes."""
     folder = example("exp2", "solution")

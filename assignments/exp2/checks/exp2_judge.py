@@ -91,8 +91,11 @@ def evaluate_problem(contestant: Any, data_root: Path) -> str | None:
             said = f"evaluate() returned {r['student']:.4g} on 300 images whose accuracy is {r['expected']:.4g}%"
             if math.isclose(100 * r["student"], r["expected"], abs_tol=1e-4):
                 return f"{said}: a fraction, where the handout asks for a percentage; multiply it by 100"
-            return (f"{said} (does it switch the model to eval mode with model.eval(), and divide the count by the "
-                    "number of images?)")  # fmt: skip
+            if r["student"] > 100:
+                return (f"{said}: over 100, so a count of correct predictions rather than a percentage; divide it by "
+                        "the number of images and multiply by 100")  # fmt: skip
+            return (f"{said} (does it call model.eval() first? The model arrives in train mode, where BatchNorm uses "
+                    "each batch's own statistics. Otherwise: the argmax over dim=1, and every image counted once)")
     return None
 
 
