@@ -267,10 +267,10 @@ def intake(spec: AssignmentSpec, folder: Path) -> Submission:
         found = _candidates(folder, fs.name, declared)
         notebooks = _candidates(folder, fs.name[:-3] + notebook.SUFFIX, declared) if fs.notebook else []
         if notebooks and found:
-            found, _ = _best_first(found)
-            if _unfinished(_best_first(notebooks)[0][0]) < _unfinished(found[0]):  # the .py is the stub
+            best = _best_first(found)[0][0]  # ranked again below, where its note is made
+            if _unfinished(_best_first(notebooks)[0][0]) < _unfinished(best):  # the .py is the stub
                 record = _notebook_record(fs, folder, notebooks)
-                stub = found[0].relative_to(folder).as_posix()
+                stub = best.relative_to(folder).as_posix()
                 record.note = f"{record.note}. Also found {stub}, with more unfinished TODOs: submit only one of them"
                 records.append(record)
                 continue

@@ -129,6 +129,13 @@ def test_a_finished_copy_beats_the_stub_under_the_declared_name(course, example)
     assert rec.found_as == "exp1 (1).py" and rec.note == (
         "found exp1.py as exp1 (1).py: graded it; next time submit it as exp1.py (also found: exp1.py; graded the "
         "copy with the fewest unfinished TODOs, so submit only the one you mean)")
+    (sub_dir / "exp1.ipynb").write_bytes((course.assignment_dir("exp1") / "exp1.ipynb").read_bytes())  # the stub
+    rec = intake(course.spec("exp1"), sub_dir).record("exp1.py")
+    assert rec.found_as == "exp1 (1).py" and rec.note == (
+        "found exp1.py as exp1 (1).py: graded it; next time submit it as exp1.py (also found: exp1.py; graded the "
+        "copy with the fewest unfinished TODOs, so submit only the one you mean). also found exp1.ipynb; graded "
+        "exp1 (1).py, not the notebook")
+    (sub_dir / "exp1.ipynb").unlink()
     (sub_dir / "exp1.py").write_text((sub_dir / "exp1 (1).py").read_text())
     rec = intake(course.spec("exp1"), sub_dir).record("exp1.py")
     assert rec.found_as is None and rec.note is None
