@@ -119,8 +119,9 @@ class GraderPlugin:
         self.interrupt: BaseException | None = None
         self._handles: dict[str, CheckHandle] = {}
         self._started: dict[str, float] = {}
-        self._no_cuda: str | None = None  # the first check that student code asking for CUDA failed
-        self._missing: dict[str, str] = {}  # a name student code lacks -> the first check that failed for it
+        # A slip that several checks meet (code asking for CUDA, a name the module lacks) -> the first check it
+        # failed, which alone is charged
+        self._first: dict[str, str] = {}
 
     def pytest_configure(self, config: pytest.Config) -> None:
         # The results carry the plugin's own messages: pytest's AST-annotated tracebacks of each failed check
@@ -218,18 +219,16 @@ class GraderPlugin:
         exc = call.excinfo.value if call.excinfo is not None else None
         fraction, status, message, where = 1.0, "passed", "", []
         measured: dict[str, float] = {}
+        # Code written for the GPU that grading lacks, or a function the student's module lacks (renamed, deleted,
+        # defined under the main guard): one slip, charged by the first check it fails.
+        slip: tuple[str, str] | None = None
         if isinstance(exc, ContestantError) and exc.kind == "no_cuda":
-            # Code written for the GPU that grading lacks: one habit, charged once, by the first check it fails.
-            if self._no_cuda is None:
-                self._no_cuda = cid
-            else:
-                exc = deferred(self._no_cuda, "your code asks for CUDA, which this grading machine does not have")
-        if isinstance(exc, ContestantError) and (gone := _MISSING.search(exc.message)):
-            # A function the student's module lacks (renamed, deleted, defined under the main guard): one slip,
-            # charged by the first check that looked for it.
+            slip = ("cuda", "your code asks for CUDA, which this grading machine does not have")
+        elif isinstance(exc, ContestantError) and (gone := _MISSING.search(exc.message)):
             name = next(g for g in gone.groups() if g)
-            if self._missing.setdefault(name, cid) != cid:
-                exc = deferred(self._missing[name], f"your code has no {name}")
+            slip = (f"missing:{name}", f"your code has no {name}")
+        if slip and self._first.setdefault(slip[0], cid) != cid:
+            exc = deferred(self._first[slip[0]], slip[1])
         if isinstance(exc, Deferred):
             handle.notes.append(exc.message)
         elif isinstance(exc, Partial):
