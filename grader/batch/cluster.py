@@ -402,8 +402,10 @@ class _Driver:
         self.slots[slot.actor.poll.remote()] = slot
 
     def _top_up(self, slot: _Slot) -> None:
-        """Keep two chunks with each slot: the next is unpacked while the judge grades this one."""
-        while len(slot.chunks) < 2 and self.pending:
+        """Keep a chunk with each slot, and a second (unpacked while the judge grades the first) while every other
+        slot could still take one: near the end of a class a second chunk left another slot idle meanwhile."""
+        others = len(self.slots) + len(self.starting)  # this slot is in neither while it is topped up
+        while self.pending and (not slot.chunks or (len(slot.chunks) < 2 and len(self.pending) > others)):
             chunk = self.pending.popleft()
             slot.chunks.append(chunk)
             slot.actor.submit.remote([(s, f, pack(Path(f))) for s, f in chunk])

@@ -1,0 +1,63 @@
+"""How the Ray driver hands chunks to its judge slots (grader.batch.cluster._Driver._top_up), without a cluster:
+which slot holds which chunk decides whether one slot grades the end of a class alone while another idles.
+The real cluster runs in tests/test_batch_ray.py."""
+
+from __future__ import annotations
+
+from collections import deque
+from pathlib import Path
+
+from grader.batch.cluster import _Driver, _Slot
+
+
+class _Actor:
+    """What _top_up calls on a slot's actor: submit.remote(items); records the students of each call."""
+
+    def __init__(self) -> None:
+        self.submitted: list[list[str]] = []
+        self.submit = self
+        self.poll = self
+
+    def remote(self, items: list[tuple[str, str, bytes]] | None = None) -> object:
+        if items is not None:
+            self.submitted.append([student for student, _, _ in items])
+        return object()
+
+
+def _driver(tmp_path: Path, chunks: int, busy_slots: int) -> _Driver:
+    driver = _Driver.__new__(_Driver)  # its __init__ connects to Ray; _top_up needs only these
+    pending = []
+    for c in range(chunks):
+        folder = tmp_path / f"student{c}"
+        folder.mkdir()
+        (folder / "exp1.py").write_text("print('hi')\n")
+        pending.append([(folder.name, str(folder))])
+    driver.pending = deque(pending)
+    driver.slots = {object(): _Slot(actor=_Actor(), node_id="n") for _ in range(busy_slots)}
+    driver.starting = {}
+    return driver
+
+
+def test_a_slot_takes_a_second_chunk_while_there_is_enough_for_every_slot(tmp_path):
+    driver = _driver(tmp_path, chunks=6, busy_slots=1)
+    slot = _Slot(actor=_Actor(), node_id="n")
+    driver._top_up(slot)
+    assert slot.actor.submitted == [["student0"], ["student1"]]
+    assert len(driver.pending) == 4
+
+
+def test_near_the_end_a_slot_keeps_one_chunk_so_the_other_slot_gets_the_last(tmp_path):
+    driver = _driver(tmp_path, chunks=2, busy_slots=1)
+    slot = _Slot(actor=_Actor(), node_id="n")
+    driver._top_up(slot)
+    assert slot.actor.submitted == [["student0"]]  # the last chunk waits for the slot that finishes first
+    assert [c[0][0] for c in driver.pending] == ["student1"]
+    driver._top_up(slot)  # topped up again while it still grades its chunk: nothing more
+    assert len(slot.actor.submitted) == 1
+
+
+def test_a_slot_without_work_always_gets_a_chunk(tmp_path):
+    driver = _driver(tmp_path, chunks=1, busy_slots=3)
+    slot = _Slot(actor=_Actor(), node_id="n")
+    driver._top_up(slot)
+    assert slot.actor.submitted == [["student0"]] and not driver.pending
