@@ -263,28 +263,29 @@ def import_module(name: str, path: Path, cpu_s: float, wall_s: float) -> types.M
     except NotebookError as exc:
         raise ImportProblem("syntax", str(exc)) from None
     try:
-        code = compile(source, str(path), "exec")
+        tree = ast.parse(source, str(path))  # parsed once: compiled, and read for what the notes need
+        code = compile(tree, str(path), "exec")
     except SyntaxError as exc:
         where = [{**position(path, exc.lineno or 0), "function": "<module>"}]
         raise ImportProblem("syntax", f"{path.name} {_at(path, exc.lineno or 0)}: {exc.msg}: fix the syntax error "
                             "and resubmit", where, recoverable=past_syntax_errors(source, path) is not None) from None
     module = _new_module(name, path)
-    _note_guarded_defs(source, path)
+    _note_guarded_defs(tree, path)
     try:
         with budget(cpu_s, wall_s):
             exec(code, module.__dict__)
     except BaseException as exc:  # noqa: BLE001 - whatever escapes the module's top level is the student's
-        if _exits_at_the_end(source, path, exc):
+        if _exits_at_the_end(tree, path, exc):
             return module
         sys.modules.pop(name, None)
         raise classify_import(path, exc) from None
     return module
 
 
-def _note_guarded_defs(source: str, path: Path) -> None:
+def _note_guarded_defs(tree: ast.Module, path: Path) -> None:
     """Functions and classes defined only under `if __name__ == "__main__":` never exist when the module is
     imported: say so where a check or the student's code looks for one (LEFT_OUT_NAMES)."""
-    for node in ast.parse(source).body:
+    for node in tree.body:
         if not _is_main_guard(node):
             continue
         for inner in ast.walk(node):
@@ -294,13 +295,13 @@ def _note_guarded_defs(source: str, path: Path) -> None:
                     "which runs only when you start the file yourself: define it at the top level"))  # fmt: skip
 
 
-def _exits_at_the_end(source: str, path: Path, exc: BaseException) -> bool:
+def _exits_at_the_end(tree: ast.Module, path: Path, exc: BaseException) -> bool:
     """A successful sys.exit() (or exit()) as the script's last statement: everything the module defines has run,
     as when the student runs it, so the module is complete and nothing is charged."""
     if not isinstance(exc, SystemExit) or exc.code not in (0, None) or path.suffix == SUFFIX:
         return False
     lines = _module_lines(path, exc)
-    body = ast.parse(source).body
+    body = tree.body
     last = body[-1] if body else None
     return bool(lines and last and last.lineno <= lines[0] <= (last.end_lineno or last.lineno))
 
