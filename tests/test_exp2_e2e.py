@@ -133,6 +133,24 @@ def test_one_slip_in_the_checkpoint_format_is_charged_once(course, data_root, ex
                                            "'state_dict' (the assignment keeps it under 'net')")  # fmt: skip
 
 
+def test_a_save_checkpoint_without_history_is_charged_once(course, data_root, example):
+    """save_checkpoint keeps the last accuracy instead of the history, and final.pth came from it: checkpoint_resume
+    charges that; claimed_trend, which has no history to read for the same reason, says so and takes nothing."""
+    folder = _variant(example, "acc", lambda c: {"net": c["net"], "acc": c["history"]["test_acc"][-1], "epoch": 10})
+    _edit_code(folder, 'torch.save({"net": model.state_dict(), "epoch": epoch, "history": history}, path)',
+               'torch.save({"net": model.state_dict(), "acc": history["test_acc"][-1] if history["test_acc"] else 0,\n'
+               '                "epoch": epoch}, path)  # 保存最好的准确率')  # fmt: skip
+    _edit_code(folder, 'ckpt["history"].items()', 'ckpt.get("history", {}).items()')
+    checks = by_id(grade(course, "exp2", folder, data_root=data_root, only=["checkpoint_resume", "claimed_trend"]))
+    assert checks["checkpoint_resume"].message == (
+        "save_checkpoint saved ['acc', 'epoch', 'net']; expected a dict with 'net', 'epoch' and 'history'")
+    trend = checks["claimed_trend"]
+    assert trend.status == "passed", trend.message
+    assert trend.notes == ["not charged here: final.pth has no history['test_acc'], and save_checkpoint saved ['acc', "
+                           "'epoch', 'net']; expected a dict with 'net', 'epoch' and 'history'; that mistake is "
+                           "charged once, by checkpoint_resume"]  # fmt: skip
+
+
 def test_a_wrong_schedule_is_charged_once_by_lr_schedule(course, data_root, example):
     folder = example("exp2", "solution")
     _edit_code(folder, "return 0.1 if epoch < 5 else 0.01", "return 0.1  # 先用固定的学习率")
@@ -187,8 +205,14 @@ def test_evaluate_as_a_fraction_is_told_to_multiply_by_100(course, data_root, ex
     ("    return 100.0 * correct / len(x)\n", "    return correct  # 答对的个数\n",
      "evaluate() returned 300 on 300 images whose accuracy is 100%: over 100, so a count of correct predictions"),
     ("    model.eval()\n    correct = 0\n", "    correct = 0\n",
-     "(does it call model.eval() first? The model arrives in train mode"),
-], ids=["count", "train-mode"])  # fmt: skip
+     "when the model arrives in train mode, as it does after a training epoch, and the right accuracy when it "
+     "arrives in eval mode: call model.eval() at the start of evaluate()"),
+    ("        for xb, yb in batches(x, y, batch_size):\n",
+     "        for i in range(0, len(x), batch_size):  # 测试集: 归一化到 [-1, 1]\n"
+     "            xb, yb = (x[i:i + batch_size].float() / 255 - 0.5) / 0.5, y[i:i + batch_size]\n",
+     "whichever mode the model arrives in, so model.eval() is not what is wrong: count the predictions of the "
+     "images exactly as training prepares them (the given normalize()"),
+], ids=["count", "train-mode", "own-normalization"])  # fmt: skip
 def test_an_evaluate_that_counts_or_stays_in_train_mode_is_told_which(course, data_root, example, old, new, says):
     folder = example("exp2", "solution")
     _edit_code(folder, old, new)

@@ -115,11 +115,12 @@ def checkpoint_roundtrip(epoch, history):
 
 
 @probe
-def evaluate_accuracy(x, flip_fraction):
+def evaluate_accuracy(x, flip_fraction, train_mode=True):
     """The student's evaluate() on labels whose true accuracy is known: the model's own eval-mode
     predictions, with the first `flip_fraction` of them made wrong. BatchNorm statistics are warmed on
     other data first, so evaluating in train mode gives a different answer, and the model arrives in train
-    mode, as it does after a training epoch: evaluate() must switch to eval mode itself."""
+    mode, as it does after a training epoch: evaluate() must switch to eval mode itself. With
+    train_mode=False it arrives in eval mode, which tells a missing model.eval() from other mistakes."""
     m = _exp2()
     model = _small_cnn()  # not the student's ResNet20: this grades evaluate() alone
     model.train()
@@ -131,7 +132,7 @@ def evaluate_accuracy(x, flip_fraction):
         labels = model(m.normalize(x)).argmax(dim=1)  # (N,)
     k = int(len(labels) * flip_fraction)
     labels[:k] = (labels[:k] + 1) % 10
-    model.train()
+    model.train(train_mode)
     return {"student": float(m.evaluate(model, x, labels)), "expected": 100.0 * (len(labels) - k) / len(labels)}
 
 

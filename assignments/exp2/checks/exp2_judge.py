@@ -11,7 +11,7 @@ import torch
 from typing_extensions import TypedDict
 
 from grader.data import read_cifar10
-from grader.judge import FileBytes
+from grader.judge import FileBytes, WeightsError, fail, weights_from_bytes
 
 HERE = Path(__file__).resolve().parent
 # Keys and shapes of the reference ResNet20's state_dict, generated from solutions/exp2 by `grader release exp2`.
@@ -67,6 +67,25 @@ class CheckpointRoundtrip(TypedDict):
     max_weight_diff: float
 
 
+def history_of(epochs: int) -> dict[str, list[float]]:
+    """A made-up history of `epochs` epochs, for save_checkpoint to keep and resume() to return."""
+    return {"train_loss": [2.0 - 0.1 * i for i in range(epochs)], "train_acc": [40.0 + i for i in range(epochs)],
+            "test_acc": [45.0 + i for i in range(epochs)]}  # fmt: skip
+
+
+def saved_checkpoint(r: CheckpointRoundtrip) -> dict[str, Any]:
+    """The checkpoint save_checkpoint wrote in the checkpoint_roundtrip probe; fails unless it is a dict with
+    'net', 'epoch' and 'history' (checkpoint_resume's first point)."""
+    try:
+        saved = weights_from_bytes(r["file"].numpy().tobytes(), "checkpoint.pth")
+    except WeightsError as exc:
+        fail(f"save_checkpoint wrote a file the grader cannot read: {exc}")
+    if not isinstance(saved, dict) or not {"net", "epoch", "history"} <= set(saved):
+        have = sorted(map(str, saved)) if isinstance(saved, dict) else type(saved).__name__
+        fail(f"save_checkpoint saved {have}; expected a dict with 'net', 'epoch' and 'history'")
+    return saved
+
+
 class EvaluateAccuracy(TypedDict):
     """What the evaluate_accuracy probe returns: evaluate()'s accuracy in percent, and the true one."""
 
@@ -94,8 +113,15 @@ def evaluate_problem(contestant: Any, data_root: Path) -> str | None:
             if r["student"] > 100:
                 return (f"{said}: over 100, so a count of correct predictions rather than a percentage; divide it by "
                         "the number of images and multiply by 100")  # fmt: skip
-            return (f"{said} (does it call model.eval() first? The model arrives in train mode, where BatchNorm uses "
-                    "each batch's own statistics. Otherwise: the argmax over dim=1, and every image counted once)")
+            again = contestant.call("evaluate_accuracy", x=x, flip_fraction=flip, train_mode=False,
+                                    returns=EvaluateAccuracy)  # fmt: skip
+            if math.isclose(again["student"], again["expected"], abs_tol=1e-6):
+                return (f"{said} when the model arrives in train mode, as it does after a training epoch, and the "
+                        "right accuracy when it arrives in eval mode: call model.eval() at the start of evaluate(), "
+                        "so that BatchNorm uses its running statistics rather than each batch's own")  # fmt: skip
+            return (f"{said}, whichever mode the model arrives in, so model.eval() is not what is wrong: count the "
+                    "predictions of the images exactly as training prepares them (the given normalize(), as "
+                    "batches() applies it), the argmax over dim=1, and every image once")  # fmt: skip
     return None
 
 

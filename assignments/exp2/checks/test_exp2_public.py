@@ -13,20 +13,20 @@ from exp2_judge import (
     batch_loss,
     cifar_test_images,
     evaluate_problem,
+    history_of,
     key_mismatch,
     normalize,
+    saved_checkpoint,
     small_cnn_state,
 )
 
 from grader.judge import (
     ContestantError,
-    WeightsError,
     defer,
     expect_shape,
     fail,
     partial,
     renamed_keys,
-    weights_from_bytes,
 )
 
 
@@ -90,23 +90,12 @@ def test_lr_schedule(contestant):
             fail(f"lr_for_epoch({epoch}) returned {lr:g}; expected {want:g} (LR 0.1 for epochs 0-4, 0.01 for 5-9)")
 
 
-def _history(epochs: int) -> dict[str, list[float]]:
-    return {"train_loss": [2.0 - 0.1 * i for i in range(epochs)], "train_acc": [40.0 + i for i in range(epochs)],
-            "test_acc": [45.0 + i for i in range(epochs)]}  # fmt: skip
-
-
 def test_checkpoint_resume(contestant):
     # Resume after 7 epochs (mid-phase, so an off-by-one schedule costs only the schedule check), then after 5
     # (pretrain_model.pth's case, where the LR changes): resume() must set the LR of the epoch it returns.
-    history = _history(7)
+    history = history_of(7)
     r = contestant.call("checkpoint_roundtrip", epoch=7, history=history, returns=CheckpointRoundtrip)
-    try:
-        saved = weights_from_bytes(r["file"].numpy().tobytes(), "checkpoint.pth")
-    except WeightsError as exc:
-        fail(f"save_checkpoint wrote a file the grader cannot read: {exc}")
-    if not isinstance(saved, dict) or not {"net", "epoch", "history"} <= set(saved):
-        have = sorted(map(str, saved)) if isinstance(saved, dict) else type(saved).__name__
-        fail(f"save_checkpoint saved {have}; expected a dict with 'net', 'epoch' and 'history'")
+    saved = saved_checkpoint(r)
     if not isinstance(saved["epoch"], int) or saved["epoch"] != 7:
         fail(f"save_checkpoint(..., epoch=7, ...) stored epoch {saved['epoch']!r}; expected 7")
     if r["start"] != 7:
@@ -119,7 +108,7 @@ def test_checkpoint_resume(contestant):
         fail("resume() did not return the saved history of test accuracies")
     lr_slip, schedule_slip, own = None, None, None
     for at in (7, 5):
-        lr = r["lr"] if at == 7 else contestant.call("checkpoint_roundtrip", epoch=5, history=_history(5),
+        lr = r["lr"] if at == 7 else contestant.call("checkpoint_roundtrip", epoch=5, history=history_of(5),
                                                      returns=CheckpointRoundtrip)["lr"]  # fmt: skip
         if math.isclose(lr, SCHEDULE[at], rel_tol=1e-9):
             continue

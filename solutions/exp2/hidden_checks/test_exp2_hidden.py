@@ -13,10 +13,19 @@ from typing import Any
 
 import torch
 from exp2_accuracy import measure, state_dict_of
-from exp2_judge import REFERENCE_STATE, evaluate_problem, key_mismatch
+from exp2_judge import (
+    REFERENCE_STATE,
+    CheckpointRoundtrip,
+    evaluate_problem,
+    history_of,
+    key_mismatch,
+    saved_checkpoint,
+)
 
 from grader.judge import (
     CIFAR10_CLASSES,
+    CheckFailed,
+    ContestantError,
     FileBytes,
     PickledModel,
     accuracy_threshold,
@@ -51,6 +60,8 @@ def test_claimed_trend(submission, data_root, check, contestant):
                    "handout keeps one dict of lists: {'test_acc': [...], 'train_acc': [...], 'train_loss': [...]})")
     claimed = numbers(history.get("test_acc")) if isinstance(history, dict) else None
     if claimed is None:
+        if problem := _save_problem(contestant):  # final.pth came from that save_checkpoint: one slip, charged there
+            defer("checkpoint_resume", f"final.pth has no history['test_acc'], and {problem}")
         bare = isinstance(ckpt, dict) and ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values())
         what = ("holds a whole model" if isinstance(ckpt, PickledModel) else "is a bare state_dict") if bare else ""
         fail(f"final.pth {what}, so it carries no history: save it with save_checkpoint(path, model, epoch, "
@@ -70,6 +81,18 @@ def test_claimed_trend(submission, data_root, check, contestant):
             defer("evaluation_loop", f"your claimed accuracies come from evaluate(), and {problem}")
         fail(f"the last claimed test accuracy is {claimed[-1]:.2f}% but the judge measured {acc:.2f}% "
              f"(allowed gap {TREND_TOLERANCE:g} points)")  # fmt: skip
+
+
+def _save_problem(contestant: Any) -> str | None:
+    """What checkpoint_resume finds wrong with what save_checkpoint writes, or None."""
+    try:
+        r = contestant.call("checkpoint_roundtrip", epoch=7, history=history_of(7), returns=CheckpointRoundtrip)
+        saved_checkpoint(r)
+    except CheckFailed as exc:
+        return str(exc)
+    except ContestantError as exc:
+        return f"saving and resuming a checkpoint fails: {exc}"
+    return None
 
 
 def numbers(values: Any) -> list[float] | None:
