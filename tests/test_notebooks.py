@@ -8,7 +8,7 @@ import pytest
 
 from grader import notebook
 from grader.intake import intake
-from grader.judge.source_rules import rule_problems
+from grader.judge.source_rules import package_problems, rule_problems
 from grader.notebook import NotebookError, convert, module_source, parse
 from grader.release import release
 
@@ -144,6 +144,18 @@ def test_rules_read_code_cells_and_name_the_cell(course):
     (problem,) = rule_problems(spec, {"softmax.py": nb.source}, {"softmax.py": nb})
     assert "torch.softmax (cell 2, line 4 (`return torch.softmax(X, 1)`), in softmax)" in problem.message
     assert [(loc.file, loc.cell, loc.line) for loc in problem.locations] == [("softmax.ipynb", 2, 4)]
+
+
+def test_a_colab_only_import_is_told_what_can_be_done_with_it(course):
+    """Nothing of google.colab can be copied into a file, unlike d2l: each gets its own fix, in one message."""
+    src = ("import torch\nfrom google.colab import drive  # 挂载云盘\nfrom d2l import torch as d2l\n\n"
+           "drive.mount('/content/drive')\n")  # fmt: skip
+    (problem,) = package_problems(course.spec("softmax"), {"softmax.py": src})
+    assert problem.message.startswith("softmax.py imports google.colab (line 2), d2l (line 3), which grading does "
+                                      "not provide")  # fmt: skip
+    assert problem.message.endswith(": copy what you need from d2l into your file, or remove the import; "
+                                    "google.colab exists only on Google Colab (mounting a drive, uploading files): "
+                                    "remove it and what uses it")  # fmt: skip
 
 
 def test_released_notebooks_match_solutions_and_validate(course):

@@ -141,13 +141,26 @@ def forbidden_uses(source: str, rule: Rule) -> list[Use]:
 
 def imported_packages(source: str) -> list[tuple[int, str]]:
     """(line, top-level package) for every absolute import in the file."""
+    return [(line, module.partition(".")[0]) for line, module in imported_modules(source)]
+
+
+def imported_modules(source: str) -> list[tuple[int, str]]:
+    """(line, module as written: google.colab) for every absolute import in the file."""
     out = []
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
-            out += [(node.lineno, a.name.partition(".")[0]) for a in node.names]
+            out += [(node.lineno, a.name) for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            out.append((node.lineno, node.module.partition(".")[0]))
+            out.append((node.lineno, node.module))
     return out
+
+
+# Modules that exist only on one hosted notebook service: nothing of them can be copied into a file.
+HOSTED = {"google.colab": "Google Colab", "kaggle_secrets": "Kaggle", "kaggle_datasets": "Kaggle"}
+
+
+def _hosted(module: str) -> str | None:
+    return next((where for name, where in HOSTED.items() if module == name or module.startswith(name + ".")), None)
 
 
 def rule_problems(spec: AssignmentSpec, sources: dict[str, str], positions: Positions | None = None,
@@ -189,18 +202,24 @@ def package_problems(
     problems = []
     for name, source in sources.items():
         try:
-            bad = [(line, pkg) for line, pkg in imported_packages(source) if pkg not in allowed]
+            bad = [(line, mod) for line, mod in imported_modules(source) if mod.partition(".")[0] not in allowed]
         except SyntaxError:
             continue
         if not bad:
             continue
-        pkgs = sorted({pkg for _, pkg in bad})
-        lines = ", ".join(f"{pkg} ({_at(name, line, positions)})" for line, pkg in bad[:6])
+        places = [(mod, _at(name, line, positions)) for line, mod in bad[:6]]
+        lines = ", ".join(f"{mod} ({at})" if at.startswith("line") else f"{mod} in {at}" for mod, at in places)
+        fixes = []
+        if pkgs := sorted({mod.partition(".")[0] for _, mod in bad if not _hosted(mod)}):
+            fixes.append(f"copy what you need from {' and '.join(pkgs)} into your file, or remove the import")
+        for mod, where in sorted({(mod, w) for _, mod in bad if (w := _hosted(mod))}):
+            skip = ("tag that cell `training` so that grading skips it, or delete it" if name in (positions or {})
+                    else "remove it and what uses it")  # fmt: skip
+            fixes.append(f"{mod} exists only on {where} (mounting a drive, uploading files): {skip}")
         problems.append(Problem(
             id=f"packages:{name}",
             message=f"{_shown(name, positions)} imports {lines}, which grading does not provide (allowed besides "
-                    f"Python's standard library: {', '.join(sorted(spec.imports.packages))}): copy what you need from "
-                    f"{' and '.join(pkgs)} into your file, or remove the import",
+                    f"Python's standard library: {', '.join(sorted(spec.imports.packages))}): {'; '.join(fixes)}",
             locations=[_location(name, line, positions) for line, _ in bad],
         ))  # fmt: skip
     return problems
