@@ -27,6 +27,7 @@ from grader.judge import (
     perplexity_threshold,
     perturbed,
     random_directions,
+    renamed_keys,
 )
 from grader.judge.thresholds import Threshold, accuracy, perplexity
 
@@ -154,3 +155,14 @@ def test_metrics():
     assert accuracy(logits, torch.tensor([0, 1, 1, 1])) == 0.75
     uniform = torch.zeros(10, 28)
     assert perplexity(uniform, torch.arange(10)) == pytest.approx(28.0)
+
+
+def test_renamed_keys_shows_each_distinct_rename_once():
+    """torchvision's names on the handout's ResNet: many `downsample` keys and two `fc` keys; both renames shown."""
+    reference = {f"layer{i}.0.shortcut.{j}.weight": [i, j] for i in (2, 3) for j in range(7)}
+    reference |= {"linear.weight": [10, 64], "linear.bias": [10]}
+    state = {k.replace("shortcut", "downsample").replace("linear", "fc"): v for k, v in reference.items()}
+    assert renamed_keys(state, reference) == (
+        "layer2.0.downsample.0.weight for layer2.0.shortcut.0.weight, fc.weight for linear.weight, "
+        "layer2.0.downsample.1.weight for layer2.0.shortcut.1.weight and 13 more")
+    assert renamed_keys({**state, "extra": [1]}, reference) is None  # not the same network under other names

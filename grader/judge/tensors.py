@@ -120,5 +120,22 @@ def renamed_keys(state: dict[str, Sequence[int]], reference: dict[str, Sequence[
     order under other names: the same network, named or indexed its own way. None otherwise."""
     if len(state) != len(reference) or [list(v) for v in state.values()] != [list(v) for v in reference.values()]:
         return None
-    pairs = [f"{k} for {r}" for k, r in zip(state, reference, strict=True) if k != r]
-    return ", ".join(pairs[:limit]) + (f" and {len(pairs) - limit} more" if len(pairs) > limit else "")
+    pairs = [(k, r) for k, r in zip(state, reference, strict=True) if k != r]
+    # One example of each distinct rename first (downsample for shortcut, fc for linear), so that a student who
+    # fixes what the message shows is not surprised by a second rename hidden among the first's many keys.
+    firsts: dict[tuple[tuple[str, str], ...], tuple[str, str]] = {}
+    for k, r in pairs:
+        firsts.setdefault(_rename(k, r), (k, r))
+    shown = list(firsts.values())[:limit]
+    shown += [p for p in pairs if p not in shown][: limit - len(shown)]
+    more = len(pairs) - len(shown)
+    return ", ".join(f"{k} for {r}" for k, r in shown) + (f" and {more} more" if more else "")
+
+
+def _rename(key: str, ref: str) -> tuple[tuple[str, str], ...]:
+    """The dotted parts that differ between two keys of one depth (('downsample', 'shortcut'),); the whole keys
+    where the depths differ."""
+    a, b = key.split("."), ref.split(".")
+    if len(a) != len(b):
+        return ((key, ref),)
+    return tuple((x, y) for x, y in zip(a, b, strict=True) if x != y)
