@@ -582,6 +582,15 @@ def test_a_declared_check_without_a_test_exits_2_with_a_message(quick_course, tm
     assert "Traceback" not in r.stderr
 
 
+def test_a_syntax_error_in_a_check_file_exits_2_naming_the_file(quick_course, tmp_path):
+    """pytest ends a session whose files do not collect as if interrupted: the grader says it is the course's."""
+    _break(quick_course, lambda s: s.replace("def test_mlp_output_shape(", "def test_mlp_output_shape((", 1))
+    r = cli("grade", "exp1", str(SOLUTION), "--out", str(tmp_path / "out"), "--course", str(quick_course.root))
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "test_exp1_public.py" in r.stderr and "SyntaxError" in r.stderr and "interrupted" not in r.stderr
+    assert "no test implements" not in r.stderr  # the syntax error is why; nothing else to say
+
+
 def test_definitions_keep_the_calls_that_configure_what_they_use(tmp_path, monkeypatch):
     """A script at module level: argparse options, a seed, then a download. The fallback keeps the options and the
     seed (the kept `args` and `model` need them) and leaves out the download and the loop."""

@@ -130,7 +130,11 @@ class GraderPlugin:
 
     def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
         # pytest ends the session on Ctrl-C (or a batch worker's Stop) and returns normally: keep the
-        # exception, so that run_checks raises it instead of grading what did not run as failed.
+        # exception, so that run_checks raises it instead of grading what did not run as failed. A check file
+        # that cannot be collected ends it the same way (Session.Interrupted): that is the course's mistake,
+        # which collect_errors already holds, not an interruption.
+        if isinstance(excinfo.value, pytest.Session.Interrupted) and self.collect_errors:
+            return
         self.interrupt = excinfo.value
 
     # -- collection -------------------------------------------------------------------------------
@@ -141,7 +145,12 @@ class GraderPlugin:
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed:
-            self.collect_errors.append(f"{report.nodeid}: {report.longreprtext[-2000:]}")
+            text = report.longreprtext
+            # pytest's own frames say nothing about the check file; its "E " lines hold the error itself
+            said = [line[4:] for line in text.splitlines() if line.startswith("E   ")]
+            text = "\n".join(said) if said else text
+            self.collect_errors.append(f"{report.nodeid}: the file cannot be imported:\n{text[-2000:]}\n(fix it, then "
+                                       "check the assignment with `grader validate`)")  # fmt: skip
 
     def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
         declared = {c.id for c in self._spec.checks}
@@ -153,7 +162,7 @@ class GraderPlugin:
         if twice:
             self.collect_errors.append(f"more than one test per check: {', '.join(twice)}")
         missing = sorted(set(self._selected) - set(defined))
-        if missing:
+        if missing and not self.collect_errors:  # else a file that failed to collect is why: said above
             self.collect_errors.append(f"no test implements the checks {', '.join(missing)}")
         order = {cid: n for n, cid in enumerate(self._selected)}
         keep = [i for i in items if self.check_id(i) in order]
