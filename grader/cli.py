@@ -493,7 +493,7 @@ def batch_cmd(
     Writes OUT/students/<id>/ (report.html, report.md, results.json, gradescope/results.json), OUT/gradebook.csv,
     OUT/canvas.csv, OUT/summary.html, OUT/rubric.csv (a template, when the assignment has rubric items) and
     OUT/batch.json; with --similarity also OUT/similarity.csv, similarity.json and similarity/ (side-by-side
-    code). Exit 0 once the class is graded, 130 when interrupted, 2 on bad input."""
+    code). Exit 0 once the class is graded, 130 when interrupted, 2 on bad input or a mistake in the course."""
     from grader.batch.roster import RosterError
     from grader.batch.run import BatchOptions, run_batch
     from grader.batch.runner import PoolError
@@ -517,11 +517,15 @@ def batch_cmd(
     except (SpecError, DataError, SandboxError, RosterError) as exc:
         progress.stop()
         _die(str(exc))
-    except PoolError as exc:  # e.g. assignment.toml's batch_prefetch names a module that does not exist
-        progress.stop()
-        _die(f"no grading worker could start: {exc}")
+    except PoolError as exc:  # a worker that cannot start (a batch_prefetch module that does not exist), a check
+        progress.stop()       # file that does not import, an unreachable Ray cluster: the message says which
+        _die(str(exc))
     progress.stop()
     _print_batch(report)
+    if report.course_errors and not report.interrupted:
+        _die(f"{report.course_errors} submission(s) have checks that a mistake in the course kept from running (status "
+             "course-error; each check's message says where): their totals are left empty, and no student lost "
+             "points. Fix the course (grader validate), then run the same command again")  # fmt: skip
     raise typer.Exit(130 if report.interrupted else 0)
 
 
@@ -531,7 +535,7 @@ def _print_batch(report) -> None:  # noqa: ANN001
         table.add_column(col, justify="right" if col in ("total", "time (s)") else "left")
     for row in report.rows:
         r = row.result
-        total = f"{r.total:g} / {r.max_total:g}" if r else "-"
+        total = f"{r.total:g} / {r.max_total:g}" if r and row.status != "course-error" else "-"
         table.add_row(row.student.id, total, row.status, f"{row.duration_s:.1f}" if r else "-")
     out.print(table)
     out.print(f"graded now {report.graded_now}, unchanged {report.skipped_unchanged}, crashed {report.crashed}, "

@@ -214,6 +214,45 @@ def test_a_worker_that_cannot_start_is_a_message(course_copy, tmp_path):
     assert "Traceback" not in r.stderr
 
 
+def _break_check(c, edit) -> None:
+    path = c.assignment_dir("exp1") / "checks" / "test_exp1_public.py"
+    text = path.read_text()
+    assert edit(text) != text
+    path.write_text(edit(text))
+
+
+def test_a_check_file_that_does_not_import_stops_the_batch_charging_no_one(course_copy, tmp_path):
+    c = course_copy("exp1")
+    _break_check(c, lambda s: s.replace("def test_mlp_output_shape(", "def test_mlp_output_shape((", 1))
+    subs = exp1_class(tmp_path, names=("solution", "lr-too-high", "stub"))
+    out = tmp_path / "out"
+    r = batch("exp1", str(subs), "--out", str(out), "--course", str(c.root), "-j", "2", "--chunk", "1")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "a mistake in the course stops the batch" in r.stderr and "SyntaxError" in r.stderr
+    assert "Traceback" not in r.stderr and "crashed" not in r.stdout + r.stderr
+    state = out / ".state"
+    assert not state.exists() or not any(state.glob("*.json"))  # nothing recorded: the rerun grades all
+
+
+def test_a_check_that_raises_leaves_totals_empty_and_exits_2(course_copy, tmp_path):
+    """A hidden check with a bug (KeyError) in a batch: the students keep their points, nothing is uploaded."""
+    c = course_copy("exp1")
+    _break_check(c, lambda s: s.replace('returns=TrainCurve)["state"]', 'returns=TrainCurve)["weights"]'))
+    subs = exp1_class(tmp_path, names=("solution", "stub"))
+    out = tmp_path / "out"
+    r = batch("exp1", str(subs), "--out", str(out), "--course", str(c.root), "-j", "2", "--chunk", "1")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "1 submission(s) have checks that a mistake in the course kept from running" in r.stderr
+    book = gradebook(out)
+    assert book["solution"]["status"] == "course-error" and book["solution"]["total"] == ""
+    assert "training_lowers_mse could not run because of a mistake in the course" in book["solution"]["problems"]
+    # the stub fails that check before the broken line: its grade is whole, and stands
+    assert book["stub"]["status"] == "graded" and book["stub"]["total"] == "0"
+    with (out / "canvas.csv").open(encoding="utf-8") as f:
+        rows = {row["Student"]: row for row in csv.DictReader(f)}
+    assert rows["solution"][c.spec("exp1").title] == "" and rows["stub"][c.spec("exp1").title] == "0"
+
+
 def test_bad_input_is_a_message(tmp_path):
     r = batch("exp1", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o"))
     assert r.returncode == 2 and "no such file or folder" in r.stderr

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from grader.batch.runner import Event, PoolError, Task, split
+from grader.batch.runner import CourseMistake, Event, PoolError, Task, split
 from grader.batch.worker import Message, WorkerConfig
 
 NODE_RETRIES = 3  # a submission whose node is lost this many times is marked crashed (no endless loop)
@@ -213,6 +213,8 @@ class JudgeSlot:
             out.append((kind, student, payload, *seen))
         elif kind == "note":
             out.append(("note", "", f"{self.node}: {ev.payload}"))
+        elif kind == "fatal" and ev.student:  # a mistake in the course: every node would meet it
+            raise CourseMistake(ev.payload)
         elif kind == "fatal":  # a fresh judge after a crash could not start: nothing more grades here
             raise ClusterError(f"node {self.node}: {ev.payload}")
 
@@ -415,6 +417,9 @@ class _Driver:
         try:
             events = self.ray.get(ref)
         except self.ray.exceptions.RayError as exc:
+            if isinstance(cause := getattr(exc, "cause", None), CourseMistake):
+                self._stop_all()
+                raise CourseMistake(str(cause)) from None
             self._lost(slot, exc)
             return
         for kind, student, payload, *seen in events:

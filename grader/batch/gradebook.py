@@ -15,7 +15,7 @@ from grader.spec import AssignmentSpec, CheckSpec
 # Spreadsheets run a cell starting with these as a formula (CSV injection); student-provided text is defused.
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 # Which row speaks for a student who appears more than once: a graded one, else the most informative.
-STATUS_RANK = {"graded": 0, "crashed": 1, "missing": 2, "skipped-duplicate": 3}
+STATUS_RANK = {"graded": 0, "course-error": 1, "crashed": 2, "missing": 3, "skipped-duplicate": 4}
 CanvasKey = Literal["sis_user_id", "sis_login_id", "id"]
 CANVAS_COLUMNS = {"id": "ID", "sis_user_id": "SIS User ID", "sis_login_id": "SIS Login ID"}
 
@@ -86,8 +86,8 @@ def _why_nothing(result: GradeResult | None) -> list[str]:
 def gradebook_csv(spec: AssignmentSpec, rows: list[ClassRow]) -> str:
     """gradebook.csv: a row per student (sorted by id) with each check's score, the points deducted for problems
     (import fallback, rules), the automatic score (checks less deductions), the rubric
-    items, the late penalty, the total and the possible total. Missing students total 0; crashed ones stay
-    empty (not graded: see `problems`)."""
+    items, the late penalty, the total and the possible total. Missing students total 0; crashed ones, and
+    those a broken check could not grade (course-error), stay empty (see `problems`)."""
     checks = scored_checks(spec, rows)
     max_total = class_max_total(spec, rows)
     header = ["student_id", "name", "email", "status", *(c.id for c in checks), "deducted", "auto_score"]
@@ -107,10 +107,11 @@ def gradebook_csv(spec: AssignmentSpec, rows: list[ClassRow]) -> str:
             rubric = {r.id: r.score for r in adj.rubric} if adj else {}
             line += [num(rubric.get(r.id)) for r in spec.rubric]
             late = adj.late if adj else None
+            total = None if row.status == "course-error" else result.total
             if late is not None and late.submitted_at is not None:
-                line += [str(late.days_late), num(late.penalty), num(result.total)]
+                line += [str(late.days_late), num(late.penalty), num(total)]
             else:
-                line += ["", "", num(result.total)]
+                line += ["", "", num(total)]
         said = [f"{p.id} (-{p.points:g})" for p in (result.problems if result else []) if p.points]
         line += [num(max_total), safe_cell("; ".join([*said, *_why_nothing(result), *row.problems]))]
         body.append(line)
@@ -130,7 +131,8 @@ def canvas_csv(spec: AssignmentSpec, rows: list[ClassRow], column_title: str, *,
     * `key`: the roster's ids must be what that Canvas column holds (compare with a Canvas gradebook export).
       Canvas's numeric user ids go in `ID`; university student numbers usually in `SIS User ID`; logins or
       emails in `SIS Login ID`.
-    * Missing students get 0; crashed gradings stay empty, which leaves the Canvas grade unchanged.
+    * Missing students get 0; crashed gradings and course errors stay empty, which leaves the Canvas grade
+      unchanged.
     """
     if not column_title.strip():
         raise ValueError("column_title is empty; use the assignment's column as Canvas exports it, e.g. 'exp2 (123)'")
@@ -140,8 +142,10 @@ def canvas_csv(spec: AssignmentSpec, rows: list[ClassRow], column_title: str, *,
     for row in one_per_student(rows):
         line = [safe_cell(row.student.name or row.student.id), "", "", "", ""]
         line[slot] = safe_cell(row.student.id)
-        if row.result is not None:
-            score: float | None = row.result.total
+        if row.status == "course-error":  # empty: Canvas keeps what it has until the course is fixed
+            score: float | None = None
+        elif row.result is not None:
+            score = row.result.total
         else:
             score = 0.0 if row.status == "missing" else None
         body.append([*line, num(score)])

@@ -155,7 +155,7 @@ def _export(gb: Gradebook, spec: AssignmentSpec, rows: list[ClassRow], db_url: s
     submissions = ungraded = 0
     for row in kept:
         _student(gb, row.student)
-        if row.result is None:
+        if row.result is None or row.status == "course-error":
             try:
                 gb.find_submission(name, row.student.id)
             except MissingEntry:

@@ -56,7 +56,11 @@ def split(tasks: list[Task], size: int, workers: int) -> list[list[Task]]:
 
 
 class PoolError(Exception):
-    """No worker could start (the message is the first worker's error)."""
+    """No worker could start, or a mistake in the course stopped them (the message is the first worker's)."""
+
+
+class CourseMistake(PoolError):
+    """A check file that does not import: the same for every submission, so the batch stops and charges no one."""
 
 
 def run_pool(
@@ -116,8 +120,9 @@ def run_pool(
                 on_event(Event(ev.kind, ev.student, ev.payload, predictions=ev.predictions))
             elif ev.kind == "note":
                 on_event(Event("note", payload=f"worker {ev.wid}: {ev.payload}"))
-            elif ev.kind == "fatal":
+            elif ev.kind == "fatal":  # no submission is charged for it: what this worker held stays ungraded
                 fatal.append(ev.payload)
+                w.running, w.chunk = None, []
                 w.tasks.put(None)
     except KeyboardInterrupt:
         _stop(pool, events, on_event)

@@ -123,6 +123,7 @@ def main(config: dict, wid: int, tasks: Queue, events: Queue) -> None:
         import torch
 
         from grader.grading import grade
+        from grader.judge.outcome import JudgeConfigError
         from grader.spec import Course
 
         torch.set_num_threads(cfg.threads)
@@ -143,6 +144,11 @@ def main(config: dict, wid: int, tasks: Queue, events: Queue) -> None:
                 try:
                     result = grade(course, cfg.assignment, Path(folder), mode=cfg.mode, sandbox=sandbox,
                                    data_root=cfg.data_root)  # fmt: skip
+                except JudgeConfigError as exc:  # the same for every submission: stop the batch, charge no one
+                    events.put(Message("fatal", wid, student, f"a mistake in the course stops the batch: {exc}\n"
+                                       "Nothing was charged to the students: fix it, then run the same command "
+                                       "again, which grades everyone not yet graded"))  # fmt: skip
+                    return
                 except Exception as exc:
                     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)[-4:])
                     events.put(Message("crashed", wid, student, f"the grader failed on this submission: {exc}\n{tb}"))
@@ -155,7 +161,7 @@ def main(config: dict, wid: int, tasks: Queue, events: Queue) -> None:
     except Stop:
         pass
     except Exception as exc:  # cannot even start (bad spec, no data): the parent reports it once
-        events.put(Message("fatal", wid, payload=f"{type(exc).__name__}: {exc}"))
+        events.put(Message("fatal", wid, payload=f"no grading worker could start: {type(exc).__name__}: {exc}"))
     finally:  # what would outlive an interrupted worker: the judge's onnxruntime process, sandbox folders
         from grader.graphs.runner import close_runner
 
