@@ -132,8 +132,9 @@ def _best_first(found: list[Path]) -> tuple[list[Path], str]:
     return ranked, f"; graded the copy {why}, so submit only the one you mean"
 
 
-# What a download or a second save appends to a name: `exp1 (1).py`, `exp1 - Copy.py`, `exp1_副本.py`.
-_COPY_SUFFIX = re.compile(r"(?:\s*\(\d+\)|\s*-\s*copy(?:\s*\(\d+\))?|\s+copy|_?副本)$")
+# What a download, a second save or an LMS appends to a name: `exp1 (1).py`, `exp1-1.py` (Canvas, a re-upload),
+# `exp1 - Copy.py`, `exp1_副本.py`.
+_COPY_SUFFIX = re.compile(r"(?:\s*\(\d+\)|-\d+|\s*-\s*copy(?:\s*\(\d+\))?|\s+copy|_?副本)$")
 # torch.save's usual suffixes: a model.pt or model.pkl is the model.pth the handout asked for.
 _WEIGHTS_ALIKE = (".pth", ".pt", ".pkl", ".pth.tar", ".tar", ".ckpt")
 

@@ -35,6 +35,7 @@ def test_missing_file_suggests_near_name(course, example):
     ("exp1 (1).py", "model.pt"),  # a second download; torch.save's other suffix
     ("exp1.py.txt", "model.pkl"),  # an editor that appended .txt; a pickle suffix
     ("exp1 - Copy.py", "model (2).pth"),
+    ("exp1-1.py", "model-1.pth"),  # Canvas renames a re-uploaded file so
 ])  # fmt: skip
 def test_names_a_download_or_a_habit_gave_the_files_are_graded_with_a_note(course, example, code, weights):
     sub_dir = example("exp1", "solution")
