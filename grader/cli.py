@@ -495,7 +495,7 @@ def batch_cmd(
     OUT/batch.json; with --similarity also OUT/similarity.csv, similarity.json and similarity/ (side-by-side
     code). Exit 0 once the class is graded, 130 when interrupted, 2 on bad input or a mistake in the course."""
     from grader.batch.roster import RosterError
-    from grader.batch.run import BatchOptions, run_batch
+    from grader.batch.run import BatchOptions, NothingFound, run_batch
     from grader.batch.runner import PoolError
     from grader.data import DataError
     from grader.sandbox.base import SandboxError
@@ -514,7 +514,7 @@ def batch_cmd(
     progress = _BatchProgress()
     try:
         report = run_batch(_locate(course), opts, progress)
-    except (SpecError, DataError, SandboxError, RosterError) as exc:
+    except (SpecError, DataError, SandboxError, RosterError, NothingFound) as exc:
         progress.stop()
         _die(str(exc))
     except PoolError as exc:  # a worker that cannot start (a batch_prefetch module that does not exist), a check

@@ -253,6 +253,28 @@ def test_a_check_that_raises_leaves_totals_empty_and_exits_2(course_copy, tmp_pa
     assert rows["solution"][c.spec("exp1").title] == "" and rows["stub"][c.spec("exp1").title] == "0"
 
 
+def test_an_input_with_no_submissions_exits_2(tmp_path):
+    (tmp_path / "class").mkdir()
+    (tmp_path / "class" / "notes.txt").write_text("nothing to grade here")
+    r = batch("exp1", str(tmp_path / "class"), "--out", str(tmp_path / "out"))
+    assert r.returncode == 2 and "found no submissions in" in r.stderr, r.stderr
+    assert "notes.txt: neither a student folder nor a .zip" in r.stderr
+
+
+def test_a_canvas_export_is_uploaded_back_by_canvas_user_id(tmp_path):
+    """Canvas's file names carry its own user ids, which its gradebook import reads from the ID column."""
+    export = tmp_path / "submissions.zip"
+    with zipfile.ZipFile(export, "w") as zf:
+        for p in (ROOT / "examples" / "exp1" / "stub").iterdir():
+            zf.write(p, f"liddellalice_4242_777_{p.name}")
+    out = tmp_path / "out"
+    r = batch("exp1", str(export), "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    with (out / "canvas.csv").open(encoding="utf-8") as f:
+        (_, row) = list(csv.DictReader(f))  # the Points Possible row, then Alice
+    assert (row["ID"], row["SIS User ID"]) == ("4242", "")
+
+
 def test_bad_input_is_a_message(tmp_path):
     r = batch("exp1", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o"))
     assert r.returncode == 2 and "no such file or folder" in r.stderr

@@ -103,6 +103,48 @@ def test_canvas_and_moodle_exports(tmp_path):
     assert (d.found[0].key, d.found[0].name) == ("31", "Alice Liddell")
 
 
+def test_lms_layouts_as_instructors_download_them(tmp_path):
+    """A hyphenated Canvas name and a stray file, a re-upload, an online-text folder beside Moodle's file folder,
+    Blackboard's attempts and receipts, GitHub Classroom clones, and a student who uploaded their folder zipped."""
+    canvas = {f"ohara-smithmary_4242_777_{n}": d for n, d in _files("").items()}
+    canvas |= {"liddellalice_5151_100_exp1.py": b"# first upload\n", "liddellalice_5151_200_exp1.py": b"# newer\n",
+               "README.txt": b"exported by Canvas"}  # fmt: skip
+    d = discover(_zip(tmp_path / "canvas.zip", canvas), tmp_path / "w1")
+    assert d.kind == "Canvas export" and [f.key for f in d.found] == ["4242", "5151"]
+    assert (d.found[1].folder / "exp1.py").read_bytes() == b"# newer\n"
+    assert any("Canvas user 5151 has exp1.py twice; graded the newer upload" in p for p in d.problems)
+    assert any("README.txt is not named as a Canvas export names files; ignored" in p for p in d.problems)
+
+    moodle = _files("Alice Liddell_31_assignsubmission_file_/")
+    moodle["Alice Liddell_31_assignsubmission_onlinetext_/onlinetext.html"] = b"<p>see my files</p>"
+    d = discover(_zip(tmp_path / "moodle.zip", moodle), tmp_path / "w2")
+    assert [f.key for f in d.found] == ["31"]
+    assert {p.name for p in d.found[0].folder.iterdir()} == {*_files(""), "onlinetext.html"}
+
+    stamp = "Exp1_alice_attempt_2026-11-30-10-00-00"
+    board = {f"{stamp}.txt": b"receipt", **{f"{stamp}_{n}": d for n, d in _files("").items()},
+             "Exp1_bob_attempt_2026-11-29-09-00-00_exp1.py": b"# old\n",
+             "Exp1_bob_attempt_2026-11-30-09-00-00_exp1.py": b"# last\n"}  # fmt: skip
+    d = discover(_zip(tmp_path / "board.zip", board), tmp_path / "w3")
+    assert d.kind == "Blackboard export" and [f.key for f in d.found] == ["alice", "bob"]
+    assert sorted(p.name for p in d.found[0].folder.iterdir()) == sorted(_files(""))  # no receipt
+    assert (d.found[1].folder / "exp1.py").read_bytes() == b"# last\n"
+    assert any("attempt 2026-11-29-09-00-00 is not graded" in p for p in d.problems)
+
+    classroom = tmp_path / "classroom"
+    for login in ("doejane", "wang-wei"):
+        (classroom / f"exp1-{login}" / ".git").mkdir(parents=True)
+        (classroom / f"exp1-{login}" / "exp1.py").write_text("# mine\n")
+    d = discover(classroom, tmp_path / "w4")
+    assert d.kind == "GitHub Classroom clones" and [f.key for f in d.found] == ["doejane", "wang-wei"]
+
+    zipped = tmp_path / "zipped" / "carol"
+    zipped.mkdir(parents=True)
+    _zip(zipped / "exp1_submission.zip", _files("exp1/"))
+    (d,) = discover(zipped.parent, tmp_path / "w5").found
+    assert sorted(p.name for p in d.folder.iterdir()) == sorted(_files(""))
+
+
 def test_hostile_zips_are_refused_one_by_one(tmp_path):
     subs = tmp_path / "subs"
     subs.mkdir()

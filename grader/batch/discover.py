@@ -2,9 +2,13 @@
 
 Accepted inputs (`discover` picks by looking, in this order):
     Gradescope export  a zip (or its unpacked folder) with submission_metadata.yml and submission_<id>/ folders
-    Canvas export      a zip of flat files named <name>[_LATE]_<user id>_<submission id>_<file name>
-    Moodle export      a zip of folders named <Full Name>_<participant id>_assignsubmission_file_/
-    folder of folders  one folder per student, named by student id
+    Canvas export      a zip of flat files named <name>[_LATE]_<user id>_<attachment id>_<file name>
+    Moodle export      a zip of folders named <Full Name>_<participant id>_assignsubmission_file_/ (and
+                       ..._onlinetext_/, merged into the same student's)
+    Blackboard export  a zip of flat files named <assignment>_<username>_attempt_<time>_<file name>, and each
+                       attempt's receipt (<...>_attempt_<time>.txt); the last attempt is graded
+    folder of folders  one folder per student, named by student id; GitHub Classroom's <assignment>-<login>
+                       clones are named by login
     folder of zips     one <student id>.zip per student (may be mixed with folders)
     nbgrader exchange  a course folder holding submitted/, or submitted/ itself: submitted/<student>/<assignment>/
                        (nbgrader's timestamp.txt is written on the student's machine, so it is not used)
@@ -18,6 +22,7 @@ with one submission is reported against it and never stops the others.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shutil
 import stat
@@ -36,7 +41,8 @@ from grader.batch.models import Found
 JUNK = {"__MACOSX", ".DS_Store", "Thumbs.db", ".git", ".ipynb_checkpoints"}
 MAX_MEMBERS = 2_000  # per submission; a course submission has a handful of files
 MAX_UNPACKED = 512 * 1024 * 1024  # bytes per export or per student zip; exp2's final.pth is ~1.1 MB
-CANVAS = re.compile(r"^(?P<name>[A-Za-z0-9]+?)(?P<late>_LATE)?_(?P<uid>\d+)_(?P<sub>\d+)_(?P<file>.+)$")
+CANVAS = re.compile(r"^(?P<name>[^_/]+?)(?P<late>_LATE)?_(?P<uid>\d+)_(?P<sub>\d+)_(?P<file>.+)$")
+BLACKBOARD = re.compile(r"^(?P<assignment>.+?)_(?P<user>[^_/]+)_attempt_(?P<time>\d{4}(?:-\d\d){5})(?:_(?P<file>.+))?$")
 MOODLE = re.compile(r"^(?P<name>.+?)_(?P<pid>\d+)_assignsubmission_(?:file|onlinetext)_?$")
 
 
@@ -140,14 +146,13 @@ def _unpack_dir(parent: Path, key: str) -> Path:
     return parent / f"{safe}-{hashlib.sha256(key.encode('utf-8', 'surrogateescape')).hexdigest()[:10]}"
 
 
-def _unpack(
-    zf: zipfile.ZipFile, members: list[zipfile.ZipInfo], dest: Path, rename: Callable[[str], str] | None = None
-) -> None:
-    """Extract members into a fresh `dest`, named by `rename` (e.g. without their folder); empty names are
-    dropped (the folder entry itself)."""
-    if dest.exists():
+def _unpack(zf: zipfile.ZipFile, members: list[zipfile.ZipInfo], dest: Path, rename: Callable[[str], str] | None = None,
+            fresh: bool = True) -> None:  # fmt: skip
+    """Extract members into `dest` (emptied first if `fresh`), named by `rename` (e.g. without their folder);
+    empty names are dropped (the folder entry itself)."""
+    if fresh and dest.exists():
         shutil.rmtree(dest)
-    dest.mkdir(parents=True)
+    dest.mkdir(parents=True, exist_ok=True)
     if rename is not None:
         for m in members:
             m.filename = rename(m.filename)
@@ -221,42 +226,124 @@ def _from_zip(path: Path, work: Path) -> Discovery:
                 out.found.append(_gradescope_found(key, meta.get(key) or {}, dest, f"{path}:{base}{key}/"))
             return out
         flat = [m for m in infos if "/" not in m.filename.rstrip("/") and not m.is_dir()]
-        if flat and all(CANVAS.match(m.filename) for m in flat):
-            out.kind = "Canvas export"
-            groups: dict[str, list[zipfile.ZipInfo]] = {}
-            for m in flat:
-                groups.setdefault(_canvas(m.filename)["uid"], []).append(m)
-            for uid, members in sorted(groups.items()):
-                first = _canvas(members[0].filename)
-                dest = work / "canvas" / uid
-                try:
-                    _unpack(zf, members, dest, lambda name: _canvas(name)["file"])
-                except UnsafeZip as exc:
-                    out.problems.append(f"{path}: Canvas user {uid}: unsafe ({exc}); not graded")
-                    continue
-                late = " (Canvas marked it LATE)" if first["late"] else ""
-                out.found.append(Found(key=uid, source=f"{path}: Canvas user {uid}{late}", folder=content_root(dest),
-                                       name=first["name"]))  # fmt: skip
-            return out
+        for kind, pattern, read in (("Canvas export", CANVAS, _from_canvas), ("Blackboard export", BLACKBOARD,
+                                                                              _from_blackboard)):  # fmt: skip
+            named = [m for m in flat if pattern.match(m.filename)]
+            if named and 2 * len(named) > len(flat):  # one oddly named file does not hide the class
+                out.kind = kind
+                out.problems += [f"{path}: {m.filename} is not named as a {kind} names files; ignored"
+                                 for m in flat if m not in named]  # fmt: skip
+                read(zf, named, path, work, out)
+                return out
         tops = sorted({m.filename.split("/")[0] for m in infos if "/" in m.filename})
         moodle = all(MOODLE.match(t) for t in tops) and tops
         out.kind = "Moodle export" if moodle else "zip of student folders"
+        unpacked: dict[str, Found] = {}
         for top in tops:
             members = [m for m in infos if m.filename.startswith(top + "/")]
             match = MOODLE.match(top) if moodle else None
             key = match["pid"] if match else top
             dest = _unpack_dir(work / "zip", key)
-            try:
-                _unpack(zf, members, dest, _strip(top + "/"))
+            try:  # Moodle's online-text folder and file folder of one participant go to one place
+                _unpack(zf, members, dest, _strip(top + "/"), fresh=key not in unpacked)
             except UnsafeZip as exc:
                 out.problems.append(f"{path}:{top}/: unsafe ({exc}); not graded")
                 continue
-            out.found.append(Found(key=key, source=f"{path}:{top}/", folder=content_root(dest),
-                                   name=match["name"] if match else ""))
+            if key in unpacked:
+                continue
+            unpacked[key] = found = Found(key=key, source=f"{path}:{top}/", folder=dest,
+                                          name=match["name"] if match else "")  # fmt: skip
+            out.found.append(found)
+        for found in unpacked.values():
+            found.folder = student_root(found.folder, work, out.problems, found.source)
         if flat and not moodle:
             out.problems.append(f"{path}: {len(flat)} loose file(s) outside any student folder were ignored, "
                                 f"e.g. {flat[0].filename}")  # fmt: skip
     return out
+
+
+def _from_canvas(zf: zipfile.ZipFile, flat: list[zipfile.ZipInfo], path: Path, work: Path, out: Discovery) -> None:
+    groups: dict[str, list[zipfile.ZipInfo]] = {}
+    for m in flat:
+        groups.setdefault(_named(CANVAS, m.filename)["uid"], []).append(m)
+    for uid, members in sorted(groups.items()):
+        first = _named(CANVAS, members[0].filename)
+        newest: dict[str, zipfile.ZipInfo] = {}  # file name -> its newest upload (attachment ids grow)
+        for m in sorted(members, key=lambda m: int(_named(CANVAS, m.filename)["sub"])):
+            name = _named(CANVAS, m.filename)["file"]
+            if name in newest:
+                out.problems.append(f"{path}: Canvas user {uid} has {name} twice; graded the newer upload "
+                                    f"({m.filename}), not {newest[name].filename}")  # fmt: skip
+            newest[name] = m
+        dest = work / "canvas" / uid
+        try:
+            _unpack(zf, list(newest.values()), dest, lambda name: _named(CANVAS, name)["file"])
+        except UnsafeZip as exc:
+            out.problems.append(f"{path}: Canvas user {uid}: unsafe ({exc}); not graded")
+            continue
+        late = " (Canvas marked it LATE)" if first["late"] else ""
+        source = f"{path}: Canvas user {uid}{late}"
+        out.found.append(Found(key=uid, source=source, folder=student_root(dest, work, out.problems, source),
+                               name=first["name"]))  # fmt: skip
+
+
+def _from_blackboard(zf: zipfile.ZipFile, flat: list[zipfile.ZipInfo], path: Path, work: Path,
+                     out: Discovery) -> None:  # fmt: skip
+    """Blackboard's times are its server's, in its own time zone: they pick the last attempt, not lateness."""
+    attempts: dict[str, dict[str, list[zipfile.ZipInfo]]] = {}
+    for m in flat:
+        got = _named(BLACKBOARD, m.filename)
+        attempts.setdefault(got["user"], {}).setdefault(got["time"], []).append(m)
+    for user, by_time in sorted(attempts.items()):
+        last = max(by_time)
+        members = [m for m in by_time[last] if _named(BLACKBOARD, m.filename)["file"]]  # not the receipt
+        out.problems += [f"{path}: Blackboard user {user}: attempt {t} is not graded; attempt {last} is later"
+                         for t in sorted(by_time) if t != last]  # fmt: skip
+        dest = _unpack_dir(work / "blackboard", user)
+        try:
+            _unpack(zf, members, dest, lambda name: _named(BLACKBOARD, name)["file"])
+        except UnsafeZip as exc:
+            out.problems.append(f"{path}: Blackboard user {user}: unsafe ({exc}); not graded")
+            continue
+        source = f"{path}: Blackboard user {user}, attempt {last}"
+        out.found.append(Found(key=user, source=source, folder=student_root(dest, work, out.problems, source)))
+
+
+def student_root(folder: Path, work: Path, problems: list[str], source: str) -> Path:
+    """Where a student's files are: `content_root`, or inside the one zip the student uploaded through the LMS
+    (a folder holding nothing but exp1.zip)."""
+    root = content_root(folder)
+    try:
+        entries = [p for p in root.iterdir() if not _junk(p.name) and not p.name.startswith(".")]
+    except OSError:
+        return root
+    if len(entries) != 1 or entries[0].suffix.lower() != ".zip" or not entries[0].is_file():
+        return root
+    dest = _unpack_dir(work / "inner", f"{source}/{entries[0].name}")
+    try:
+        with zipfile.ZipFile(entries[0]) as zf:
+            _unpack(zf, zf.infolist(), dest)
+    except UnsafeZip as exc:
+        problems.append(f"{source}: {entries[0].name} is unsafe ({exc}); not unpacked")
+        return root
+    except Exception as exc:  # noqa: BLE001 - BadZipFile, OSError, EOFError, ValueError ...
+        problems.append(f"{source}: {entries[0].name} is not a readable zip ({exc}); ask the student to upload it "
+                        "again")  # fmt: skip
+        return root
+    return content_root(dest)
+
+
+def _classroom_logins(dirs: list[Path]) -> dict[Path, str]:
+    """GitHub Classroom's clones (`exp1-doejane`, each a git checkout) keyed by login: the prefix all share, up
+    to its last '-', is the assignment's. Empty when the folders are not such clones."""
+    if len(dirs) < 2 or not all((d / ".git").exists() for d in dirs):
+        return {}
+    prefix = os.path.commonprefix([d.name for d in dirs])
+    prefix = prefix[: prefix.rfind("-") + 1]
+    logins = {d: d.name[len(prefix) :] for d in dirs}
+    if not prefix or not all(logins.values()) or len(set(logins.values())) != len(dirs):
+        return {}
+    return logins
 
 
 def _from_folder(path: Path, work: Path) -> Discovery:
@@ -268,11 +355,14 @@ def _from_folder(path: Path, work: Path) -> Discovery:
             out.found.append(_gradescope_found(sub.name, data.get(sub.name) or {}, sub, str(sub)))
         return out
     out = Discovery(kind="folder of student folders and zips")
-    for entry in sorted(path.iterdir()):
-        if _junk(entry.name) or entry.name.startswith("."):
-            continue
+    entries = [e for e in sorted(path.iterdir()) if not _junk(e.name) and not e.name.startswith(".")]
+    logins = _classroom_logins([e for e in entries if e.is_dir()])
+    if logins:
+        out.kind = "GitHub Classroom clones"
+    for entry in entries:
         if entry.is_dir():
-            out.found.append(Found(key=entry.name, source=str(entry), folder=content_root(entry)))
+            out.found.append(Found(key=logins.get(entry, entry.name), source=str(entry),
+                                   folder=student_root(entry, work, out.problems, str(entry))))  # fmt: skip
         elif entry.suffix.lower() == ".zip":
             dest = _unpack_dir(work / "zips", entry.stem)
             try:
@@ -306,9 +396,9 @@ def _from_nbgrader(submitted: Path, assignment: str | None) -> Discovery:
     return out
 
 
-def _canvas(name: str) -> re.Match[str]:
-    """A Canvas export's file name, already known to match CANVAS."""
-    m = CANVAS.match(name)
+def _named(pattern: re.Pattern[str], name: str) -> re.Match[str]:
+    """An export's file name, already known to match `pattern`."""
+    m = pattern.match(name)
     assert m is not None
     return m
 

@@ -124,10 +124,13 @@ def match(found: list[Found], roster: list[Student] | None) -> Matching:
         # The newest wins; without times, the last in input order (exports list resubmissions later).
         items.sort(key=lambda m: m.found.submitted_at or oldest)
         out.graded.append(items[-1])
+        timed = all(m.found.submitted_at for m in items)
         for older in items[:-1]:
             out.duplicates.append(older)
+            why = ("is newer" if timed else "comes later in the input (neither has a submission time to compare; "
+                   "add submitted_at to the roster to decide by time)")  # fmt: skip
             out.problems.append(f"{older.found.source}: another submission of {sid!r} "
-                                f"({items[-1].found.source}) is newer; this one is not graded")  # fmt: skip
+                                f"({items[-1].found.source}) {why}; this one is not graded")  # fmt: skip
     taken = set(by_student)
     out.missing = [s for s in roster or [] if s.id not in taken]
     return out

@@ -60,6 +60,10 @@ class BatchOptions(BaseModel):
     similarity: bool = Field(False, description="compare the class's code and models (grader similarity)")
 
 
+class NothingFound(Exception):
+    """The input holds no submission the grader can recognise: a wrong path or an unknown layout."""
+
+
 class BatchReport(BaseModel):
     """OUT/batch.json: what happened in this run."""
 
@@ -112,6 +116,11 @@ def run_batch(course: Course, opts: BatchOptions, progress: Progress | None = No
     # 2. discover, 3. match
     found = discover(opts.submissions.resolve(), out / ".work" / "unpacked", spec.id)
     roster, roster_problems = read_roster(opts.roster) if opts.roster else (None, [])
+    if not found.found:
+        why = "; ".join(found.problems[:3])
+        raise NothingFound(f"found no submissions in {opts.submissions} (read as: {found.kind or 'nothing'})"
+                           f"{': ' + why if why else ''}. Expected one folder or zip per student, or an export of "
+                           "Canvas, Moodle, Blackboard, Gradescope, GitHub Classroom or nbgrader")  # fmt: skip
     matching = match(found.found, roster)
     report = BatchReport(assignment=spec.id, input_kind=found.kind, grader=fingerprint,
                          students=len(matching.graded) + len(matching.missing), missing=len(matching.missing),
@@ -245,7 +254,9 @@ def _write_class(spec: AssignmentSpec, rows: list[ClassRow], out: Path, opts: Ba
     graded = [r for r in rows if r.status != "skipped-duplicate"]
     files = {"gradebook": out / "gradebook.csv", "canvas": out / "canvas.csv", "summary": out / "summary.html"}
     files["gradebook"].write_text(gradebook_csv(spec, graded), encoding="utf-8")
-    files["canvas"].write_text(canvas_csv(spec, graded, spec.title), encoding="utf-8")
+    # a Canvas export names students by Canvas's own user ids, which its import reads from the ID column
+    key = "id" if report.input_kind == "Canvas export" and not opts.roster else "sis_user_id"
+    files["canvas"].write_text(canvas_csv(spec, graded, spec.title, key=key), encoding="utf-8")
     page = summary_html(spec, rows, title=f"{spec.title}: class summary", similarity=similarity[0],
                         similarity_note=similarity[1])  # fmt: skip
     files["summary"].write_text(page, encoding="utf-8")
