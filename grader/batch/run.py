@@ -248,14 +248,14 @@ def _similarity(course: Course, spec: AssignmentSpec, out: Path, opts: BatchOpti
 
 def _write_class(spec: AssignmentSpec, rows: list[ClassRow], out: Path, opts: BatchOptions, report: BatchReport,
                  similarity: tuple[SimilarityReport | None, str]) -> dict[str, str]:  # fmt: skip
-    from grader.batch.gradebook import canvas_csv, gradebook_csv
+    from grader.batch.gradebook import CanvasKey, canvas_csv, gradebook_csv
     from grader.report.summary import summary_html
 
     graded = [r for r in rows if r.status != "skipped-duplicate"]
     files = {"gradebook": out / "gradebook.csv", "canvas": out / "canvas.csv", "summary": out / "summary.html"}
     files["gradebook"].write_text(gradebook_csv(spec, graded), encoding="utf-8")
     # a Canvas export names students by Canvas's own user ids, which its import reads from the ID column
-    key = "id" if report.input_kind == "Canvas export" and not opts.roster else "sis_user_id"
+    key: CanvasKey = "id" if report.input_kind == "Canvas export" and not opts.roster else "sis_user_id"
     files["canvas"].write_text(canvas_csv(spec, graded, spec.title, key=key), encoding="utf-8")
     page = summary_html(spec, rows, title=f"{spec.title}: class summary", similarity=similarity[0],
                         similarity_note=similarity[1])  # fmt: skip
