@@ -91,12 +91,20 @@ class _Logger(types.ModuleType):
     def __init__(self, name: str) -> None:
         super().__init__(name, f"stand-in for {logger_of(name)}: logs nothing (grader.loggers)")
         self.config = Config()
+        if name.partition(".")[0] == "IPython":  # matplotlib reads it at each figure once IPython is imported
+            self.version_info = (9, 0, 0, "")
 
     def init(self, *args: Any, config: Any = None, **kwargs: Any) -> Inert:
         self.config.update(config if isinstance(config, dict) else getattr(config, "__dict__", None))
         run = Inert()
         run.config = self.config  # type: ignore[attr-defined]  # an attribute of this one run
         return run
+
+    @staticmethod
+    def get_ipython() -> None:
+        """IPython's answer outside IPython: matplotlib asks when IPython is imported (an Inert shell, and an
+        Inert version_info, broke every figure of d2l's plotting code)."""
+        return None
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -37,7 +38,10 @@ swanlab.log({"acc": 0.8})
 for _ in swanlab.Settings():
     raise SystemExit("iterating a stand-in yields nothing")
 from IPython import display  # d2l's Animator
-display.display(writer)
+import matplotlib.pyplot as plt  # matplotlib asks IPython's stand-in about its shell at each figure
+plt.figure(figsize=(5, 3))
+plt.plot([1.0, 0.5], label="loss")
+display.display(plt.gcf())
 display.clear_output(wait=True)
 print(swanlab.config.lr, swanlab.config["batch_size"], str(swanlab.run.name)[:1] == "<")
 '''
@@ -47,7 +51,8 @@ def test_the_stand_ins_take_every_call_and_keep_the_settings(tmp_path):
     """Run as the contestant runs student code: the stand-ins ahead of everything, neither package installed."""
     (tmp_path / "student.py").write_text(STUDENT)
     code = "import grader.loggers as g, runpy; g.install(); runpy.run_path('student.py')"
-    run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "MPLBACKEND": "Agg"})  # fmt: skip
     assert run.returncode == 0, run.stderr
     assert run.stdout.split() == ["0.05", "256", "True"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["student.py"]  # no runs/ or swanlog/ written
