@@ -122,3 +122,20 @@ def test_an_sgd_without_the_batch_size_is_named_and_its_diverged_weights_point_a
                                                    "* grad: the loss is summed over the batch")  # fmt: skip
     assert checks["test_accuracy"].message.startswith("softmax.pth holds NaN or infinite weights: training diverged "
                                                       "with your sgd, which sgd_update marks wrong")  # fmt: skip
+
+
+@pytest.mark.parametrize("eps, passes", [(1e-9, True), (1e-3, False)])
+def test_an_epsilon_inside_the_log_is_accepted_with_a_note(course, data_root, example, eps, passes):
+    """-log(p + 1e-9), a common guard against log(0), moves a loss by eps / p: accepted with a note. 1e-3 is not
+    a guard any more, and is charged."""
+    folder = example("softmax", "solution")
+    src = (folder / "softmax.py").read_text()
+    old = "    return -torch.log(y_hat.gather(1, y.reshape(-1, 1)).squeeze(1))  # (N,)\n"
+    assert old in src
+    (folder / "softmax.py").write_text(src.replace(old, (
+        f"    # 加一个很小的数, 防止 log(0)\n    return -torch.log(y_hat[range(len(y_hat)), y] + {eps})\n")))
+    check = by_id(grade(course, "softmax", folder, data_root=data_root,
+                        only=["cross_entropy_values"]))["cross_entropy_values"]  # fmt: skip
+    assert (check.status == "passed") == passes, check.message
+    if passes:
+        assert check.notes[0].startswith("cross_entropy takes -log(y_hat + 1e-09), so its values differ")

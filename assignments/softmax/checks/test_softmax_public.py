@@ -56,7 +56,7 @@ def test_softmax_rows(contestant):
              "torch.no_grad() inside it, or training cannot learn")
 
 
-def test_cross_entropy_values(contestant):
+def test_cross_entropy_values(contestant, check):
     g = torch.Generator().manual_seed(1)
     logits = torch.randn(32, 10, generator=g, dtype=torch.float64) * 2  # (32, 10)
     y = torch.randint(0, 10, (32,), generator=g)
@@ -69,10 +69,24 @@ def test_cross_entropy_values(contestant):
             fail("softmax applied twice: cross_entropy(y_hat, y) gets probabilities (net's output, already "
                  "softmax-ed) and takes the softmax again; take -log of y_hat at the true class directly "
                  f"(example {problem.removeprefix('at x=')})")  # fmt: skip
-        fail(f"cross_entropy differs from F.cross_entropy (float64 inputs): example {problem.removeprefix('at x=')}")
+        if eps := _log_epsilon(got, y_hat[torch.arange(32), y]):
+            check.note(f"cross_entropy takes -log(y_hat + {eps:.0e}), so its values differ from F.cross_entropy's by "
+                       f"up to {float((got - want).abs().max()):.2g}: accepted, as that guard against log(0) is common "
+                       "(a softmax output is never exactly 0, so it is not needed here)")  # fmt: skip
+        else:
+            fail(f"cross_entropy differs from F.cross_entropy (float64 inputs): example "
+                 f"{problem.removeprefix('at x=')}")  # fmt: skip
     if not contestant.call("cross_entropy_keeps_graph", y_hat=torch.softmax(logits, dim=1), y=y, returns=bool):
         fail("cross_entropy breaks autograd (the loss has no gradient): no .detach(), .item(), numpy or "
              "torch.no_grad() inside it, or training cannot learn")
+
+
+def _log_epsilon(got: torch.Tensor, p: torch.Tensor) -> float | None:
+    """The small constant the student added inside the log, when every value is -log(p + eps) for one eps <= 1e-6
+    (within float64's rounding); None otherwise."""
+    eps = torch.exp(-got.double()) - p  # (32,)
+    lo, hi = float(eps.min()), float(eps.max())
+    return hi if 0 < lo and hi <= 1e-6 and hi - lo <= 1e-3 * hi else None
 
 
 def test_accuracy_count(contestant):
