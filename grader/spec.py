@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -162,7 +163,7 @@ class AssignmentSpec(Strict):
     id: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
     title: str
     total: float | None = Field(
-        None, gt=0, description="the points the checks add up to; `grader validate` says when they do not"
+        None, gt=0, description="the points the enabled checks add up to; the spec is refused when they do not"
     )
     needs_gpu: bool = False
     datasets: list[DatasetName] = Field(default_factory=list)
@@ -209,6 +210,11 @@ class AssignmentSpec(Strict):
             unknown = [name for name in check.files if name not in declared]
             if unknown:
                 raise ValueError(f"check {check.id!r} reads {unknown}, which [[files]] does not declare")
+        points = sum(c.points for c in self.checks if c.enabled)  # a disabled check (an optional re-run) is extra
+        if self.total is not None and abs(points - self.total) > 1e-9:
+            listing = " + ".join(f"{c.points:g}" for c in self.checks if c.enabled)
+            raise ValueError(f"the checks add up to {points:g} ({listing}), not the declared total {self.total:g}; "
+                             "fix a check's points or the total")  # fmt: skip
         for what in ("code", "weights"):
             unknown = [n for n in getattr(self.similarity, what) or [] if n not in declared]
             if unknown:
@@ -247,12 +253,25 @@ class SpecError(Exception):
     """assignment.toml is missing, unreadable or invalid. The message names the file and each bad field."""
 
 
-def format_validation_error(source: str, err: ValidationError) -> str:
-    lines = [f"{source}: {err.error_count()} invalid field(s)"]
+def format_validation_error(source: str, err: ValidationError, data: Any = None) -> str:
+    """One line per invalid field: where (a check by its id, when `data`, the parsed file, gives it), and what is
+    wrong; an unknown field is asked about as a misspelling."""
+    said = []
     for e in err.errors():
-        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        lines.append(f"  {where}: {e['msg']}")
-    return "\n".join(lines)
+        loc = list(e["loc"])
+        if len(loc) >= 2 and isinstance(loc[1], int) and isinstance(data, dict):
+            items = data.get(str(loc[0]))
+            item = items[loc[1]] if isinstance(items, list) and loc[1] < len(items) else None
+            if isinstance(item, dict) and re.fullmatch(r"[a-z][a-z0-9_-]*", str(item.get("id"))):
+                loc[1] = item["id"]  # checks.sgd_update, not checks.3
+        where = ".".join(str(p) for p in loc)
+        msg = str(e["msg"]).removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "not a field here (misspelt? the fields are listed in docs/authoring.md)"
+        said.append(f"{where}: {msg}" if where else msg)
+    if len(said) == 1:
+        return f"{source}: {said[0]}"
+    return "\n".join([f"{source}: {len(said)} invalid fields", *(f"  {line}" for line in said)])
 
 
 def parse_spec(path: Path) -> AssignmentSpec:
@@ -265,7 +284,7 @@ def parse_spec(path: Path) -> AssignmentSpec:
     try:
         return AssignmentSpec.model_validate(raw)
     except ValidationError as exc:
-        raise SpecError(format_validation_error(str(path), exc)) from None
+        raise SpecError(format_validation_error(str(path), exc, raw)) from None
 
 
 COURSE_FILE = "course.toml"

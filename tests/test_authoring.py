@@ -92,7 +92,7 @@ def test_no_course_is_an_error_not_site_packages(tmp_path):
          r"test_sgd_update is hidden but sits in the public checks students get"),
         # points that do not add up
         (lambda c: _replace(c / "assignments/linreg/assignment.toml", "points = 40", "points = 35"),
-         r"error: assignments/linreg/assignment.toml total: the checks add up to 95 \(30 \+ 30 \+ 35\), not the "
+         r"error: assignments/linreg/assignment.toml: the checks add up to 95 \(30 \+ 30 \+ 35\), not the "
          r"declared total 100"),
         # the solution changed and the stub was not released again
         (lambda c: _replace(c / "solutions/linreg/linreg.py", "Xw + b", "X @ w + b"),
