@@ -183,3 +183,19 @@ def test_a_rubric_item_asked_as_a_manually_graded_answer_keeps_its_cell(db_url: 
     db = read_back(db_url)
     assert ("report", 20.0, "markdown", "GradeCell") in db["cells"] and len(db["cells"]) == 3
     assert db["subs"]["s2"]["grades"]["report"] == (None, 18.0, 18.0, False)
+
+
+def test_deductions_reach_nbgrader_through_its_penalty(db_url: str) -> None:
+    """An import fallback's 5% off has no field in nbgrader: it goes in the penalty, so the totals agree."""
+    from grader.results import Problem
+
+    result = make_result({"shape": 10, "fits": 20}, "s5")
+    result = result.model_copy(update={"problems": [Problem(id="import:exp1", message="fell back", points=1.5)],
+                                       "score": 28.5})  # the checks less the deduction, as grading makes it
+    row = make_row("s5", adjust(result, SPEC, report(10), None, ""), name="Dee")
+    summary = export_to_nbgrader(SPEC, [*rows(), row], db_url)
+    sub = read_back(db_url)["subs"]["s5"]
+    assert (sub["score"], sub["penalty"]) == (40.0, 1.5)
+    assert sub["score"] - sub["penalty"] == row.result.total == 38.5
+    assert summary.problems == ["s5: nbgrader has no field for the 1.5 point(s) deducted for import:exp1; they are in "
+                                "its late-submission penalty, so that its total is gradebook.csv's"]

@@ -109,9 +109,10 @@ def export_to_nbgrader(
     """Write the class into the nbgrader gradebook at `db_url` (e.g. `sqlite:///gradebook.db`).
 
     Every student is added (or updated); each graded one gets a submission whose grades are the checks'
-    scores (auto_score) and the rubric's (manual_score; None stays ungraded), with the late penalty on the
-    submitted notebook and the submission time as its timestamp. Missing and crashed students get no
-    submission. Idempotent: running it again updates the same rows.
+    scores (auto_score) and the rubric's (manual_score; None stays ungraded), with the late penalty and the
+    problems' deductions on the submitted notebook and the submission time as its timestamp. Missing and crashed
+    students get no submission, nor do those a mistake in the course kept from a whole grade. Idempotent: running
+    it again updates the same rows.
     """
     name = assignment_name or spec.id
     gb = open_gradebook(db_url, course_id)
@@ -167,6 +168,10 @@ def _export(gb: Gradebook, spec: AssignmentSpec, rows: list[ClassRow], db_url: s
             continue
         ungraded += _submission(gb, Grade, name, notebook, cells, row.student.id, row.result)
         submissions += 1
+        if row.result.deducted:
+            problems.append(f"{row.student.id}: nbgrader has no field for the {row.result.deducted:g} point(s) "
+                            f"deducted for {', '.join(p.id for p in row.result.problems if p.points)}; they are "
+                            "in its late-submission penalty, so that its total is gradebook.csv's")  # fmt: skip
     return NbgraderExport(
         db_url=db_url,
         assignment=name,
@@ -221,6 +226,8 @@ def _submission(
             grade.auto_score = None
             grade.needs_manual_grade = grade.manual_score is None
             ungraded += grade.manual_score is None
-    snb.late_submission_penalty = late.penalty if late and late.penalty > 0 else None
+    # nbgrader's total is its scores less this penalty: the deductions (import fallback, rules) go in it too
+    penalty = (late.penalty if late else 0.0) + result.deducted
+    snb.late_submission_penalty = penalty if penalty > 0 else None
     gb.db.commit()
     return ungraded
