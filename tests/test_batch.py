@@ -266,13 +266,14 @@ def test_a_canvas_export_is_uploaded_back_by_canvas_user_id(tmp_path):
     export = tmp_path / "submissions.zip"
     with zipfile.ZipFile(export, "w") as zf:
         for p in (ROOT / "examples" / "exp1" / "stub").iterdir():
-            zf.write(p, f"liddellalice_4242_777_{p.name}")
+            zf.write(p, f"liddellalice_LATE_4242_777_{p.name}")
     out = tmp_path / "out"
     r = batch("exp1", str(export), "--out", str(out))
     assert r.returncode == 0, r.stderr
     with (out / "canvas.csv").open(encoding="utf-8") as f:
         (_, row) = list(csv.DictReader(f))  # the Points Possible row, then Alice
     assert (row["ID"], row["SIS User ID"]) == ("4242", "")
+    assert "Canvas marked it LATE; no penalty was applied" in gradebook(out)["4242"]["problems"]
 
 
 def test_bad_input_is_a_message(tmp_path):

@@ -42,6 +42,7 @@ JUNK = {"__MACOSX", ".DS_Store", "Thumbs.db", ".git", ".ipynb_checkpoints"}
 MAX_MEMBERS = 2_000  # per submission; a course submission has a handful of files
 MAX_UNPACKED = 512 * 1024 * 1024  # bytes per export or per student zip; exp2's final.pth is ~1.1 MB
 CANVAS = re.compile(r"^(?P<name>[^_/]+?)(?P<late>_LATE)?_(?P<uid>\d+)_(?P<sub>\d+)_(?P<file>.+)$")
+CANVAS_LATE = " (Canvas marked it LATE)"  # in the source of a submission Canvas's file names mark late
 BLACKBOARD = re.compile(r"^(?P<assignment>.+?)_(?P<user>[^_/]+)_attempt_(?P<time>\d{4}(?:-\d\d){5})(?:_(?P<file>.+))?$")
 MOODLE = re.compile(r"^(?P<name>.+?)_(?P<pid>\d+)_assignsubmission_(?:file|onlinetext)_?$")
 
@@ -281,7 +282,7 @@ def _from_canvas(zf: zipfile.ZipFile, flat: list[zipfile.ZipInfo], path: Path, w
         except UnsafeZip as exc:
             out.problems.append(f"{path}: Canvas user {uid}: unsafe ({exc}); not graded")
             continue
-        late = " (Canvas marked it LATE)" if first["late"] else ""
+        late = CANVAS_LATE if first["late"] else ""
         source = f"{path}: Canvas user {uid}{late}"
         out.found.append(Found(key=uid, source=source, folder=student_root(dest, work, out.problems, source),
                                name=first["name"]))  # fmt: skip

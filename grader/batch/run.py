@@ -24,7 +24,7 @@ from typing import Protocol
 
 from pydantic import BaseModel, Field
 
-from grader.batch.discover import discover
+from grader.batch.discover import CANVAS_LATE, discover
 from grader.batch.models import ClassRow
 from grader.batch.roster import Matched, Matching, folder_name, match, read_roster
 from grader.batch.runner import Event, run_pool
@@ -199,6 +199,9 @@ def _class_rows(spec: AssignmentSpec, matching: Matching, by_folder: dict[str, M
     for f, m in sorted(by_folder.items()):
         saved = store.load(f)
         row = ClassRow(student=m.student, source=m.found.source, status="graded")
+        if CANVAS_LATE in m.found.source and m.found.submitted_at is None:
+            row.problems.append("Canvas marked it LATE; no penalty was applied, since the late policy takes times "
+                                "only from the roster's submitted_at column or Gradescope's metadata")  # fmt: skip
         if saved is None or saved.result is None:
             row.status = "crashed" if saved else "not graded yet"
             row.problems.append(saved.message if saved else "not graded: the batch was interrupted; run it again")
