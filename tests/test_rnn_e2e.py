@@ -101,10 +101,16 @@ def test_another_parameter_order_is_charged_once(course, data_root, example):
      "        outputs.append(vocab[y])\n",
      "    outputs = [vocab[ch] for ch in prefix]  # 直接接在前缀后面预测\n",
      "with the same model: that is what it gives from the initial state, as if the prefix had never been read"),
+    ("    for y in prefix[1:]:  # warm-up: only the state matters\n        _, state = net(get_input(), state)\n"
+     "        outputs.append(vocab[y])\n",
+     "    for y in prefix:  # 预热: 整个前缀都喂进去\n        _, state = net(torch.tensor([[vocab[y]]]), state)\n"
+     "    outputs = [vocab[ch] for ch in prefix]\n",
+     "when the prefix's last character goes through the net twice, at the end of the warm-up and again as the "
+     "first prediction's input"),
     ("def predict(prefix: str, num_preds: int, net, vocab) -> str:",
      "def predict(prefix: str, num_preds: int, net, vocab, device) -> str:  # d2l 的 predict_ch8",
      "predict requires a device argument (as d2l's predict_ch8 does)"),
-], ids=["no-warm-up", "device-argument"])  # fmt: skip
+], ids=["no-warm-up", "last-character-twice", "device-argument"])  # fmt: skip
 def test_a_predict_that_slips_once_costs_half_of_its_check(course, data_root, example, old, new, says):
     folder = _student(example, [(old, new)])
     check = by_id(grade(course, "rnn", folder, data_root=data_root, only=["predict_length"]))["predict_length"]

@@ -98,10 +98,12 @@ def predict_text(params, prefix, num_preds, device=None):
 
 
 @probe
-def greedy_text(params, prefix, num_preds, warm=True):
+def greedy_text(params, prefix, num_preds, warm=True, twice=False):
     """What predict should return with the student's own model: d2l's warm-up on the prefix, then greedy steps (this
     probe's code, not the student's predict; the student's model runs both, so a model slip is not charged here).
-    `warm=False`: the state each warm-up step returns is dropped, as a predict that never keeps it does."""
+    `warm=False`: the state each warm-up step returns is dropped, as a predict that never keeps it does.
+    `twice=True`: the prefix's last character is fed once more before the first prediction, as a predict whose
+    warm-up feeds the whole prefix does."""
     m = _rnn()
     vocab = m.Vocab(m.read_time_machine(os.environ["GRADER_DATA_ROOT"]))
     net = _model_with(m, _leaves(params))
@@ -111,6 +113,8 @@ def greedy_text(params, prefix, num_preds, warm=True):
             _, after = net(torch.tensor([[outputs[-1]]]), state)  # (1, 1)
             state = after if warm else state
             outputs.append(vocab[ch])
+        if twice:
+            _, state = net(torch.tensor([[outputs[-1]]]), state)  # (1, 1)
         for _ in range(num_preds):
             y, state = net(torch.tensor([[outputs[-1]]]), state)  # (1, V)
             outputs.append(int(y.argmax(dim=1).reshape(1)))

@@ -129,10 +129,17 @@ def test_predict_length(contestant, data_root):
         greedy = text
     if text != greedy:
         cold = contestant.call("greedy_text", params=params, prefix=prefix, num_preds=n, warm=False)
-        fix = ("that is what it gives from the initial state, as if the prefix had never been read: keep the state "
-               "the net returns for each prefix character (_, state = net(x, state)) and predict from it"
-               if text == cold else "feed every prefix character through the net (prefix[1:], each after the one "
-               "before) before predicting")  # fmt: skip
+        if text == cold:
+            fix = ("that is what it gives from the initial state, as if the prefix had never been read: keep the "
+                   "state the net returns for each prefix character (_, state = net(x, state)) and predict from it")
+        elif text == contestant.call("greedy_text", params=params, prefix=prefix, num_preds=n, twice=True):
+            fix = ("that is what it gives when the prefix's last character goes through the net twice, at the end of "
+                   "the warm-up and again as the first prediction's input: warm up on every character but the last "
+                   "(d2l feeds prefix[1:], each as the input after the one before), so that the last one is fed "
+                   "once, by the first prediction")  # fmt: skip
+        else:
+            fix = ("feed every prefix character through the net (prefix[1:], each after the one before) before "
+                   "predicting")
         partial(0.5, f"predict({prefix!r}, {n}, net, vocab) returned {text!r}; warming the state up on the prefix and "
                 f"then taking the argmax at each step gives {greedy!r} with the same model: {fix}")  # fmt: skip
     if device:
