@@ -154,3 +154,30 @@ def test_a_checkpoint_dict_around_the_weights_is_graded_with_a_note(course, data
     assert check.status == "passed", check.message
     assert check.notes == ["lenet.pth is a checkpoint dict; graded the state_dict it holds under 'model' (the "
                            "assignment saves the state_dict itself)"]  # fmt: skip
+
+
+def test_a_train_epoch_that_reinitialises_the_net_is_named_where_accuracy_is_lost(course, data_root, example):
+    """d2l's train_ch6 applies init_weights before its loop; left inside train_epoch it restarts every epoch. The
+    one-epoch check cannot see it; the accuracy check, which measures the poor lenet.pth, names it in a note."""
+    import torch
+
+    folder = example("lenet", "solution")
+    src = (folder / "lenet.py").read_text()
+    old = "    net.train()\n    optimizer = torch.optim.SGD(net.parameters(), lr=lr)\n"
+    assert old in src
+    (folder / "lenet.py").write_text(src.replace(old, (
+        "    def init_weights(m):  # 和 d2l 的 train_ch6 一样\n"
+        "        if type(m) == nn.Linear or type(m) == nn.Conv2d:\n"
+        "            nn.init.xavier_uniform_(m.weight)\n"
+        "    net.apply(init_weights)\n" + old)))
+    sd = torch.load(folder / "lenet.pth", weights_only=True)
+    torch.save({k: v * 0.3 for k, v in sd.items()}, folder / "lenet.pth")  # what one epoch from scratch leaves
+    checks = by_id(grade(course, "lenet", folder, data_root=data_root, only=["training_epoch", "test_accuracy"]))
+    assert checks["training_epoch"].status == "passed"
+    accuracy = checks["test_accuracy"]
+    assert accuracy.score < accuracy.max_score, accuracy.message
+    assert any(n.startswith("a likely cause: train_epoch changed the weights of a model even with lr 0")
+               for n in accuracy.notes), accuracy.notes
+    solution = grade(course, "lenet", course.examples_dir("lenet") / "solution", data_root=data_root,
+                     only=["test_accuracy"])  # fmt: skip
+    assert not any("likely cause" in n for n in by_id(solution)["test_accuracy"].notes)

@@ -11,9 +11,10 @@ from __future__ import annotations
 import functools
 import hashlib
 from pathlib import Path
+from typing import Any
 
 import torch
-from lenet_judge import STATE_SHAPES, Describe, images, shapes_differ
+from lenet_judge import STATE_SHAPES, Describe, TrainSmall, images, same_weights, shapes_differ
 
 from grader.data import read_fashion_mnist
 from grader.graphs import GraphPolicy
@@ -21,6 +22,7 @@ from grader.graphs.policy import CNN_OPS
 from grader.judge import (
     FASHION_MNIST_CLASSES,
     CheckFailed,
+    ContestantError,
     WeightsError,
     accuracy_threshold,
     confusion_matrix,
@@ -98,6 +100,16 @@ def _measured(graph_sha: str, chosen: Chosen, data_root: Path) -> tuple[float, l
     return accuracy(logits, y), confusion_matrix(logits.argmax(dim=1), y, 10)
 
 
+def _reinitialises(contestant: Any, data_root: Path) -> bool:
+    """Whether the student's train_epoch moves the weights with lr 0 (public training_epoch's probe and model)."""
+    x, y = images(data_root, 256, train=True, seed=2)
+    try:
+        r = contestant.call("train_small", x=x, y=y, lr=0.0, batch_size=64, seed=0, returns=TrainSmall)
+    except ContestantError:  # a train_epoch that fails is training_epoch's to say
+        return False
+    return not same_weights(r["after"], r["before"])
+
+
 def test_test_accuracy(submission, data_root, check, contestant):
     said: list[str] = []
     try:
@@ -111,5 +123,9 @@ def test_test_accuracy(submission, data_root, check, contestant):
         check.note(chosen.note)
     acc, confusion = _measured(hashlib.sha256(chosen.graph).hexdigest(), chosen, data_root)
     check.confusion(confusion, FASHION_MNIST_CLASSES)
+    if TEST_ACCURACY.fraction(acc) < 1 and _reinitialises(contestant, data_root):
+        check.note("a likely cause: train_epoch changed the weights of a model even with lr 0, which no SGD step "
+                   "does, so it re-initialises the model on every call (net.apply(init_weights) inside it?) and "
+                   "each epoch starts over; initialise once, before the epochs")  # fmt: skip
     TEST_ACCURACY.grade(acc, "lenet.pth in " + ("your own LeNet" if chosen.own else "the reference LeNet")
                         + ", measured by the judge on the 10,000 test images")  # fmt: skip
