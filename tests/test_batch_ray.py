@@ -203,6 +203,25 @@ def test_ctrl_c_leaves_nothing_running_on_the_cluster(cluster, tmp_path):
     assert grader_folders(cluster) - before == set(), "slot, judge or sandbox folders were left behind"
 
 
+def test_a_check_file_that_does_not_import_stops_the_cluster_batch(cluster, course_copy, tmp_path):
+    """The course's mistake meets every slot alike: the batch stops with it (exit 2), charging no one, not a lost
+    node retried elsewhere."""
+    c = course_copy("exp1")
+    path = c.assignment_dir("exp1") / "checks" / "test_exp1_public.py"
+    path.write_text(path.read_text().replace("def test_mlp_output_shape(", "def test_mlp_output_shape((", 1))
+    subs = tmp_path / "class"
+    for name in ("solution", "stub"):
+        shutil.copytree(ROOT / "examples" / "exp1" / name, subs / name)
+    out = tmp_path / "out"
+    r = batch("exp1", str(subs), "--out", str(out), "--course", str(c.root), "--chunk", "1", "--ray", "auto",
+              env=driver_env(cluster, tmp_path))  # fmt: skip
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "a mistake in the course stops the batch" in r.stderr and "SyntaxError" in r.stderr
+    assert not list((out / ".state").glob("*.json")) and "lost a judge" not in r.stderr
+    time.sleep(2)
+    assert judges_alive(cluster) == [], "a judge outlived the batch"
+
+
 def test_ray_client_address_and_a_node_without_the_dataset(cluster, course_copy, tmp_path):
     """`--ray ray://host:port` (Ray Client) grades as `auto` does. A node that lacks the assignment's dataset
     (here a second node with an empty tmpfs over the data folder) hosts no judge, and the batch says which node
