@@ -522,10 +522,11 @@ def batch_cmd(
         _die(str(exc))
     progress.stop()
     _print_batch(report)
-    if report.course_errors and not report.interrupted:
-        _die(f"{report.course_errors} submission(s) have checks that a mistake in the course kept from running (status "
-             "course-error; each check's message says where): their totals are left empty, and no student lost "
-             "points. Fix the course (grader validate), then run the same command again")  # fmt: skip
+    if report.grader_errors and not report.interrupted:
+        _die(f"{report.grader_errors} submission(s) have checks that could not run on the grader's side (status "
+             "grader-error; each check's message says why: a mistake in the course, or a fault of the grading "
+             "machine): their totals are left empty, and no student lost points. Fix it, then run the same "
+             "command again, which grades them again")  # fmt: skip
     raise typer.Exit(130 if report.interrupted else 0)
 
 
@@ -535,7 +536,7 @@ def _print_batch(report) -> None:  # noqa: ANN001
         table.add_column(col, justify="right" if col in ("total", "time (s)") else "left")
     for row in report.rows:
         r = row.result
-        total = f"{r.total:g} / {r.max_total:g}" if r and row.status != "course-error" else "-"
+        total = f"{r.total:g} / {r.max_total:g}" if r and row.status != "grader-error" else "-"
         table.add_row(row.student.id, total, row.status, f"{row.duration_s:.1f}" if r else "-")
     out.print(table)
     out.print(f"graded now {report.graded_now}, unchanged {report.skipped_unchanged}, crashed {report.crashed}, "

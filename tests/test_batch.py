@@ -194,8 +194,9 @@ def test_a_grader_side_error_is_retried_on_the_next_run(course_copy, tmp_path):
     subs = exp1_class(tmp_path, names=("solution",))
     out = tmp_path / "out"
     r = batch("exp1", str(subs), "--out", str(out), "--course", str(c.root), env={"BREAK_THE_GRADER": "1"})
-    assert r.returncode == 0, r.stderr
-    assert gradebook(out)["solution"]["num_train_samples_unchanged"] == "0"
+    assert r.returncode == 2, r.stderr  # said, and nothing uploaded: the student's total is left empty
+    row = gradebook(out)["solution"]
+    assert (row["num_train_samples_unchanged"], row["status"], row["total"]) == ("0", "grader-error", "")
     r = batch("exp1", str(subs), "--out", str(out), "--course", str(c.root))
     assert r.returncode == 0, r.stderr
     report = json.loads((out / "batch.json").read_text())
@@ -242,10 +243,10 @@ def test_a_check_that_raises_leaves_totals_empty_and_exits_2(course_copy, tmp_pa
     out = tmp_path / "out"
     r = batch("exp1", str(subs), "--out", str(out), "--course", str(c.root), "-j", "2", "--chunk", "1")
     assert r.returncode == 2, r.stdout + r.stderr
-    assert "1 submission(s) have checks that a mistake in the course kept from running" in r.stderr
+    assert "1 submission(s) have checks that could not run on the grader's side" in r.stderr
     book = gradebook(out)
-    assert book["solution"]["status"] == "course-error" and book["solution"]["total"] == ""
-    assert "training_lowers_mse could not run because of a mistake in the course" in book["solution"]["problems"]
+    assert book["solution"]["status"] == "grader-error" and book["solution"]["total"] == ""
+    assert "training_lowers_mse could not run on the grader's side" in book["solution"]["problems"]
     # the stub fails that check before the broken line: its grade is whole, and stands
     assert book["stub"]["status"] == "graded" and book["stub"]["total"] == "0"
     with (out / "canvas.csv").open(encoding="utf-8") as f:

@@ -126,7 +126,7 @@ def test_invalid_spec_names_file_and_field(tmp_path):
     (course / "assignments/exp1/assignment.toml").write_text(text)
     run = grader("validate", "--course", str(course))
     assert run.returncode == 2  # an author's mistake
-    assert "assignments/exp1/assignment.toml" in run.stderr and "checks.3.points" in run.stderr
+    assert "assignments/exp1/assignment.toml" in run.stderr and "checks.model_fits_target.points" in run.stderr
 
 
 def test_release_check_passes_on_committed_stubs():

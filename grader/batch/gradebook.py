@@ -15,7 +15,7 @@ from grader.spec import AssignmentSpec, CheckSpec
 # Spreadsheets run a cell starting with these as a formula (CSV injection); student-provided text is defused.
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 # Which row speaks for a student who appears more than once: a graded one, else the most informative.
-STATUS_RANK = {"graded": 0, "course-error": 1, "crashed": 2, "missing": 3, "skipped-duplicate": 4}
+STATUS_RANK = {"graded": 0, "grader-error": 1, "crashed": 2, "missing": 3, "skipped-duplicate": 4}
 CanvasKey = Literal["sis_user_id", "sis_login_id", "id"]
 CANVAS_COLUMNS = {"id": "ID", "sis_user_id": "SIS User ID", "sis_login_id": "SIS Login ID"}
 
@@ -87,7 +87,7 @@ def gradebook_csv(spec: AssignmentSpec, rows: list[ClassRow]) -> str:
     """gradebook.csv: a row per student (sorted by id) with each check's score, the points deducted for problems
     (import fallback, rules), the automatic score (checks less deductions), the rubric
     items, the late penalty, the total and the possible total. Missing students total 0; crashed ones, and
-    those a broken check could not grade (course-error), stay empty (see `problems`)."""
+    those a broken check could not grade (grader-error), stay empty (see `problems`)."""
     checks = scored_checks(spec, rows)
     max_total = class_max_total(spec, rows)
     header = ["student_id", "name", "email", "status", *(c.id for c in checks), "deducted", "auto_score"]
@@ -107,7 +107,7 @@ def gradebook_csv(spec: AssignmentSpec, rows: list[ClassRow]) -> str:
             rubric = {r.id: r.score for r in adj.rubric} if adj else {}
             line += [num(rubric.get(r.id)) for r in spec.rubric]
             late = adj.late if adj else None
-            total = None if row.status == "course-error" else result.total
+            total = None if row.status == "grader-error" else result.total
             if late is not None and late.submitted_at is not None:
                 line += [str(late.days_late), num(late.penalty), num(total)]
             else:
@@ -142,7 +142,7 @@ def canvas_csv(spec: AssignmentSpec, rows: list[ClassRow], column_title: str, *,
     for row in one_per_student(rows):
         line = [safe_cell(row.student.name or row.student.id), "", "", "", ""]
         line[slot] = safe_cell(row.student.id)
-        if row.status == "course-error":  # empty: Canvas keeps what it has until the course is fixed
+        if row.status == "grader-error":  # empty: Canvas keeps what it has until the course is fixed
             score: float | None = None
         elif row.result is not None:
             score = row.result.total

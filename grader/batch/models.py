@@ -37,7 +37,7 @@ class ClassRow(BaseModel):
 
     student: Student
     result: GradeResult | None = Field(None, description="None: no submission, or it could not be graded")
-    status: str = Field(description="graded | course-error | missing | crashed | skipped-duplicate")
+    status: str = Field(description="graded | grader-error | missing | crashed | skipped-duplicate")
     problems: list[str] = Field(default_factory=list, description="intake and roster problems for this student")
     source: str = ""
     duration_s: float = 0.0

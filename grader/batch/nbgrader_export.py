@@ -111,7 +111,7 @@ def export_to_nbgrader(
     Every student is added (or updated); each graded one gets a submission whose grades are the checks'
     scores (auto_score) and the rubric's (manual_score; None stays ungraded), with the late penalty and the
     problems' deductions on the submitted notebook and the submission time as its timestamp. Missing and crashed
-    students get no submission, nor do those a mistake in the course kept from a whole grade. Idempotent: running
+    students get no submission, nor do those with a check that failed on the grader's side. Idempotent: running
     it again updates the same rows.
     """
     name = assignment_name or spec.id
@@ -156,7 +156,7 @@ def _export(gb: Gradebook, spec: AssignmentSpec, rows: list[ClassRow], db_url: s
     submissions = ungraded = 0
     for row in kept:
         _student(gb, row.student)
-        if row.result is None or row.status == "course-error":
+        if row.result is None or row.status == "grader-error":
             try:
                 gb.find_submission(name, row.student.id)
             except MissingEntry:

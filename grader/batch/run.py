@@ -75,7 +75,8 @@ class BatchReport(BaseModel):
     skipped_unchanged: int = 0
     crashed: int = 0
     missing: int = 0
-    course_errors: int = Field(0, description="graded submissions with a check the course's mistake kept from running")
+    grader_errors: int = Field(0, description="graded submissions with a check that could not run on the grader's "
+                                              "side: a mistake in the course, or the machine")
     interrupted: bool = False
     wall_s: float = 0.0
     problems: list[str] = Field(default_factory=list)
@@ -212,11 +213,11 @@ def _class_rows(spec: AssignmentSpec, matching: Matching, by_folder: dict[str, M
             row.duration_s = row.result.duration_s
             write_reports(row.result, out / "students" / f)
             if broken := [c.id for c in row.result.checks if c.status == "error"]:  # never the student's loss
-                row.status = "course-error"
-                row.problems.append(f"{', '.join(broken)} could not run because of a mistake in the course (the "
-                                    "check's message says where): no total until it is fixed and the batch is "
-                                    "run again")  # fmt: skip
-                report.course_errors += 1
+                row.status = "grader-error"
+                row.problems.append(f"{', '.join(broken)} could not run on the grader's side (the check's message "
+                                    "says why: a mistake in the course, or a fault of the grading machine): no "
+                                    "total until the batch is run again")  # fmt: skip
+                report.grader_errors += 1
         rows.append(row)
     rows += [ClassRow(student=s, status="missing", problems=["no submission found"]) for s in matching.missing]
     older = "an older submission; the newer one is graded"

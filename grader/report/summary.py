@@ -46,8 +46,8 @@ def _card(n: object, what: str) -> str:
 
 
 def _graded(rows: list[ClassRow]) -> list[GradeResult]:
-    """The results the class's figures count: not those a mistake in the course kept from being whole."""
-    return [r.result for r in rows if r.result is not None and r.status != "course-error"]
+    """The results the class's figures count: not those a check that failed on the grader's side left partial."""
+    return [r.result for r in rows if r.result is not None and r.status != "grader-error"]
 
 
 def _max_total(spec: AssignmentSpec, results: list[GradeResult]) -> float:
@@ -197,7 +197,7 @@ def _students(rows: list[ClassRow]) -> list[str]:
     body = []
     for r in sorted(rows, key=lambda r: r.student.id):
         res = r.result
-        total = f"{fmt(res.total)} / {fmt(res.max_total)}" if res and r.status != "course-error" else "–"
+        total = f"{fmt(res.total)} / {fmt(res.max_total)}" if res and r.status != "grader-error" else "–"
         late = f"{lateness.days_late} d" if (lateness := _lateness(res)) else ""
         problems = "<br>".join(e(p) for p in r.problems)
         body.append(
