@@ -163,7 +163,7 @@ class AssignmentSpec(Strict):
     id: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
     title: str
     total: float | None = Field(
-        None, gt=0, description="the points the enabled checks add up to; the spec is refused when they do not"
+        None, gt=0, description="the points the enabled checks that need no GPU add up to; refused when they do not"
     )
     needs_gpu: bool = False
     datasets: list[DatasetName] = Field(default_factory=list)
@@ -210,9 +210,12 @@ class AssignmentSpec(Strict):
             unknown = [name for name in check.files if name not in declared]
             if unknown:
                 raise ValueError(f"check {check.id!r} reads {unknown}, which [[files]] does not declare")
-        points = sum(c.points for c in self.checks if c.enabled)  # a disabled check (an optional re-run) is extra
+        # Not a disabled check, nor a GPU-only one (exp2's optional re-run): each is extra, scored only where enabled
+        # on a GPU grader; the total is what every grader awards.
+        counted = [c for c in self.checks if c.enabled and not c.needs_gpu]
+        points = sum(c.points for c in counted)
         if self.total is not None and abs(points - self.total) > 1e-9:
-            listing = " + ".join(f"{c.points:g}" for c in self.checks if c.enabled)
+            listing = " + ".join(f"{c.points:g}" for c in counted)
             raise ValueError(f"the checks add up to {points:g} ({listing}), not the declared total {self.total:g}; "
                              "fix a check's points or the total")  # fmt: skip
         for what in ("code", "weights"):

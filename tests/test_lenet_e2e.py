@@ -83,8 +83,8 @@ def test_an_extra_reshape_in_front_is_named_once(course, data_root, example):
                          only=["layer_shapes", "parameter_count", "forward_matches_reference"]))  # fmt: skip
     assert checks["layer_shapes"].status == "passed" and checks["forward_matches_reference"].status == "passed"
     assert checks["parameter_count"].message.startswith(
-        "build_lenet() has d2l's layers at other indices (1.weight for 0.weight, 1.bias for 0.bias, 4.weight for "
-        "3.weight and 7 more): a layer in front of them")  # fmt: skip
+        "build_lenet() has d2l's layers at other indices (1.weight for 0.weight, 4.weight for 3.weight, 8.weight for "
+        "7.weight and 7 more): a layer in front of them")  # fmt: skip
 
 
 def test_an_own_module_class_with_functional_layers_is_charged_once(course, data_root, example):
@@ -114,7 +114,7 @@ def test_an_own_module_class_with_functional_layers_is_charged_once(course, data
     lost = {c.id: c.message for c in result.checks if c.score < c.max_score}
     assert list(lost) == ["parameter_count"], lost
     assert lost["parameter_count"].startswith("build_lenet() has d2l's layers under names of its own (conv1.weight "
-                                              "for 0.weight, conv1.bias for 0.bias")  # fmt: skip
+                                              "for 0.weight, conv2.weight for 3.weight, fc1.weight for 7.weight")
 
 
 def test_a_softmax_layer_after_the_logits_is_named(course, data_root, example):
