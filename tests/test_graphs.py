@@ -56,6 +56,20 @@ def test_an_honest_graph_runs(runner):
     assert out.shape == (5, 3) and np.allclose(out, 4.0)
 
 
+def test_sin_may_follow_a_layer_with_weights_but_not_the_input(runner):
+    """A sin activation (SIREN-style) is an MLP's choice; sin of the input itself computes the target instead."""
+    policy = POLICY.model_copy(update={"after_weights": ("Sin",)})
+    w = numpy_helper.from_array(np.full((4, 3), 0.5, np.float32), "W")
+    activation = _model([helper.make_node("MatMul", ["x", "W"], ["h"]), helper.make_node("Sin", ["h"], ["y"])], [w])
+    out = runner.classify(activation, policy, "sin-activation", np.ones((5, 4), np.float32), batch=2)
+    assert np.allclose(out, np.sin(2.0))
+    on_input = _model([helper.make_node("Sin", ["x"], ["s"]), helper.make_node("MatMul", ["s", "W"], ["y"])], [w])
+    with pytest.raises(GraphRefused, match="applies Sin to the input itself"):
+        runner.classify(on_input, policy, "sin-input", np.ones((5, 4), np.float32), batch=2)
+    with pytest.raises(GraphRefused, match="the operator Sin"):  # an assignment that does not list it
+        runner.classify(activation, POLICY, "sin-unlisted", np.ones((5, 4), np.float32), batch=2)
+
+
 def test_a_label_lookup_by_gather_is_refused(runner):
     """Answers stored in the graph, looked up by an index computed from the input: a Gather keyed on the input."""
     table = numpy_helper.from_array(np.eye(3, dtype=np.float32)[np.arange(1000) % 3], "answers")  # (1000, 3)

@@ -48,7 +48,7 @@ def by_id(result) -> dict:
 
 def test_a_forward_that_computes_f_itself_is_refused(course, tmp_path):
     """The MLP's layers are there, and its weights load, but forward() returns the analytic f(x): the judge runs
-    the model's own graph, whose Sin is no operator an MLP uses."""
+    the model's own graph, which applies Sin to the input itself (an MLP may use it only as an activation)."""
     folder = exp1_with(tmp_path, "        return self.net(x)  # (N, 1)", (
         "        # TODO remove: checking my plots against the true curve\n"
         "        return x**2 + 2 * torch.sin(x) + torch.cos(x - 1) - 5 + 0 * self.net(x)"))  # fmt: skip
@@ -57,7 +57,8 @@ def test_a_forward_that_computes_f_itself_is_refused(course, tmp_path):
     assert fit.score == 0 and fit.status == "failed"
     assert re.search(r'model\.pth\["default"\] fits the reference MLP of the handout, but your model computes '
                      r"otherwise: measured in your own model, exported with those weights, but the judge will not "
-                     r"run it: the graph uses the operator (Sin|Cos|Pow)", fit.message), fit.message  # fmt: skip
+                     r"run it: the graph applies (Sin|Cos|Pow) to the input itself",
+                     fit.message), fit.message  # fmt: skip
     assert checks["custom_function_fits"].score == 0
 
 
@@ -98,6 +99,39 @@ def test_any_of_torchs_activations_and_norms_is_measured(course, tmp_path):
     fit = checks["model_fits_target"]
     assert fit.score == EXPECTED["solution"]["model_fits_target"], fit.message
     assert "measured in your own model" in fit.notes[0]
+
+
+def test_a_sin_activation_is_measured(course, tmp_path):
+    """A SIREN-style MLP: torch.sin as its activation. Sin follows a layer with weights, so the judge runs it."""
+    folder = exp1_with(tmp_path, '    return MLP(hidden=64)\n\n\ndef build_custom_model', (
+        "    return SinNet()  # read that sin activations fit smooth functions well\n\n\n"
+        "class SinNet(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.fc1 = nn.Linear(1, 64)\n"
+        "        self.fc2 = nn.Linear(64, 1)\n\n"
+        "    def forward(self, x):\n"
+        "        h = torch.sin(self.fc1(x))  # (N, 64)\n"
+        "        return self.fc2(h)  # (N, 1)\n\n\ndef build_custom_model"))  # fmt: skip
+    train_default(folder)
+    fit = by_id(grade(course, "exp1", folder, sandbox=LocalSandbox(), only=["model_fits_target"]))["model_fits_target"]
+    assert fit.score > 0.8 * EXPECTED["solution"]["model_fits_target"], fit.message
+    assert "measured in your own model" in fit.notes[0]
+
+
+@pytest.mark.filterwarnings("ignore:Using a target size")  # the student's own training warns, as it did for them
+def test_a_model_that_learned_the_mean_is_told_about_broadcasting(course, tmp_path):
+    """make_data returns x and y of shape (N,); train() reshapes x for the model but not y, so MSELoss compares
+    (N, 1) with (N,), broadcasts to (N, N) and trains the model to output the mean of y."""
+    folder = exp1_with(tmp_path, "    x = torch.rand(num_samples, 1, generator=g) * (X_MAX - X_MIN) + X_MIN  # (N, 1)",
+                       "    x = torch.rand(num_samples, generator=g) * (X_MAX - X_MIN) + X_MIN  # 1000 points")
+    src = (folder / "exp1.py").read_text().replace("loss = loss_fn(model(x), y)  # scalar",
+                                                   "loss = loss_fn(model(x.reshape(-1, 1)), y)  # model wants 2D")
+    (folder / "exp1.py").write_text(src)
+    train_default(folder)
+    fit = by_id(grade(course, "exp1", folder, sandbox=LocalSandbox(), only=["model_fits_target"]))["model_fits_target"]
+    assert fit.score == 0
+    assert "about the targets' mean" in fit.message and "broadcasts to (N, N)" in fit.message, fit.message
 
 
 def test_a_constant_model_is_told_why_it_might_be_constant(course, tmp_path):

@@ -58,6 +58,20 @@ def _shape_tensors(graph: Any) -> set[str]:
     return known
 
 
+WEIGHTED = {"Gemm", "MatMul", "Conv", "ConvTranspose"}  # layers whose output depends on the model's weights
+
+
+def _learned_tensors(graph: Any) -> set[str]:
+    """Names of tensors computed from the output of a layer with weights (an initializer among its inputs)."""
+    weights = {t.name for t in graph.initializer}
+    learned: set[str] = set()
+    for node in graph.node:  # ONNX requires topological order, so one pass sees every producer first
+        inputs = [i for i in node.input if i]
+        if (node.op_type in WEIGHTED and any(i in weights for i in inputs)) or any(i in learned for i in inputs):
+            learned.update(node.output)
+    return learned
+
+
 def inspect(data: bytes, policy: GraphPolicy) -> dict[str, Any]:
     """The graph's summary (ops, parameters, input and output names) if it meets the policy; else GraphRefused."""
     import onnx
@@ -79,6 +93,7 @@ def inspect(data: bytes, policy: GraphPolicy) -> dict[str, Any]:
             raise GraphRefused(f"the graph uses the operator set {imp.domain!r}; only ONNX's standard one is allowed")
     allowed = set(policy.ops) - NEVER
     shapes = _shape_tensors(graph)
+    learned = _learned_tensors(graph) if policy.after_weights else set()
     for node in graph.node:
         if node.domain not in ("", "ai.onnx"):
             raise GraphRefused(f"the graph uses {node.domain}.{node.op_type}, outside ONNX's standard operators")
@@ -87,6 +102,12 @@ def inspect(data: bytes, policy: GraphPolicy) -> dict[str, Any]:
                 raise GraphRefused(f"the graph uses {node.op_type} with a subgraph (control flow), which the "
                                    "judge does not run")  # fmt: skip
         on_shapes = node.op_type in SHAPE_ONLY and all(i in shapes for i in node.input if i)
+        if node.op_type in policy.after_weights and node.op_type not in NEVER:
+            if not all(i in learned or i in shapes for i in node.input if i):
+                raise GraphRefused(f"the graph applies {node.op_type} to the input itself: it may follow a layer "
+                                   "with weights (an activation), but the model must learn the function, not "
+                                   "compute it in forward()")  # fmt: skip
+            continue
         if node.op_type not in allowed and not on_shapes and node.op_type not in ALWAYS:
             raise GraphRefused(f"the graph uses the operator {node.op_type}, which this assignment's models do not "
                                f"need (allowed: {', '.join(sorted(allowed))})")  # fmt: skip

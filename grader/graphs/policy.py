@@ -44,6 +44,9 @@ class GraphPolicy(BaseModel):
     ops: tuple[str, ...] = Field(description="allowed ONNX operator types (standard domain only)")
     max_params: int = Field(gt=0, description="parameters: initializers and constants, in elements")
     max_bytes: int = Field(256 << 20, gt=0, description="the graph's serialized size")
+    after_weights: tuple[str, ...] = Field(
+        (), description="operators allowed only on values computed from a layer with weights (a sin activation), "
+        "never on the input itself (a forward() that computes the target function)")
     inputs: tuple[tuple[int | None, ...], ...] = ()
     outputs: tuple[tuple[int | None, ...], ...] = ()
 

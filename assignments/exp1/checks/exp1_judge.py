@@ -59,11 +59,12 @@ class HandoutMLP(torch.nn.Module):
         return self.net(x)
 
 
-# An MLP's operators, with any of torch's activations and norms: no Sin, Cos, Pow or Exp, so a forward() that
-# computes f(x) itself has nothing to run on.
+# An MLP's operators, with any of torch's activations and norms. Sin, Cos, Exp and Pow only on what a layer with
+# weights computed (a sin or Gaussian activation), so a forward() that computes f(x) from x itself is refused.
 POLICY = GraphPolicy(ops=("Gemm", "MatMul", "Add", "Sub", "Mul", "Div", *ACTIVATION_OPS, "BatchNormalization",
                           "LayerNormalization", "Identity", "Constant", "Reshape", "Flatten", "Dropout", "Cast",
                           "Concat"),
+                     after_weights=("Sin", "Cos", "Exp", "Pow"),
                      max_params=1_000_000, inputs=((None, 1),), outputs=((None, 1),))  # fmt: skip
 
 
@@ -328,7 +329,16 @@ def grade_fit(pred: Any, target: torch.Tensor, what: str) -> None:
     if pred.numel() != target.numel():
         fail(f"{what} returned {pred.numel()} values for {target.numel()} grid points")
     measured = f"{what}, on {GRID.shape[0]} grid points over [{X_MIN:g}, {X_MAX:g}]"
-    if float(pred.std()) <= 1e-3 * float(target.std()):  # a constant scores no points anyway: say what gives one
+    spread, scale = float(pred.std()), float(target.std())
+    if spread <= 0.1 * scale and abs(float(pred.mean() - target.mean())) <= 0.1 * scale:  # NMSE ~1: no points
+        fail(f"{measured}: about the targets' mean ({float(target.mean()):.4g}) at every point (spread "
+             f"{spread:.3g} against the targets' {scale:.3g}), normalized MSE {FIT.shown(nmse(pred, target))}: the "
+             "model learned only the average of y. The usual cause is a loss between outputs of shape (N, 1) and "
+             "targets of shape (N,), which broadcasts to (N, N) and is smallest at the mean (PyTorch warns 'Using a "
+             "target size ... different to the input size'): give y the model's shape (y.reshape(-1, 1), or make "
+             "x of shape (N, 1) before computing y = f(x)). Hidden units that all died (ReLU after too large a "
+             "step) end the same way")  # fmt: skip
+    if spread <= 1e-3 * scale:  # a constant scores no points anyway: say what gives one
         fail(f"{measured}: the same value ({float(pred.mean()):.4g}) at every point, normalized MSE "
              f"{FIT.shown(nmse(pred, target))}: a network whose weights all start equal (zeros, or one constant) "
              "never tells its hidden units apart, and one that train() never updated stays as built; keep PyTorch's "
