@@ -22,6 +22,7 @@ import subprocess
 import sys
 import zipfile
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import jsonschema
@@ -31,6 +32,9 @@ from grader.gradescope import BundleConfig
 from grader.gradescope.build import build_bundle
 from grader.gradescope.markdown import md_lines, md_text
 from grader.gradescope.run import main as run_main
+from grader.gradescope.run import to_results
+from grader.report.gradescope import to_gradescope
+from grader.results import CheckResult, Environment, GradeResult, Problem
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = json.loads((Path(__file__).parent / "gradescope_results.schema.json").read_text())
@@ -107,6 +111,61 @@ def test_broken_submission_and_broken_grader_give_valid_json(course, tmp_path):
     run_main(["--bundle", str(bundle), "--submission", str(sub), "--results", str(out), "--metadata", str(meta)])
     res = valid(json.loads(out.read_text()))
     assert res["score"] == 0 and "could not be graded" in res["output"]
+
+
+def _errored_result() -> GradeResult:
+    """A check passed, one visible and one hidden check the grader could not run, and a deduction."""
+    def chk(cid: str, score: float, status: str, vis: str, msg: str = "") -> CheckResult:
+        return CheckResult(id=cid, name=f"check {cid}", max_score=10 if cid != "c" else 20, score=score,
+                           status=status, visibility=vis, message=msg)  # fmt: skip
+
+    return GradeResult(
+        assignment="exp1", submission="s", mode="grade", score=7, max_score=40,
+        checks=[chk("a", 10, "passed", "visible"),
+                chk("b", 0, "error", "visible", "check file exp1_judge.py does not import: NameError"),
+                chk("c", 0, "error", "hidden", "the sandbox would not start")],
+        files=[], problems=[Problem(id="rule:no_print", message="prints at import", points=3)],
+        started_at=datetime(2026, 1, 1, tzinfo=timezone.utc), duration_s=1.0,
+        environment=Environment(grader_version="0", python="3.11", torch="2", device="cpu", platform="Linux"),
+    )  # fmt: skip
+
+
+def test_checks_the_grader_could_not_run_cost_the_student_nothing():
+    """Status error is the course's or the machine's fault: its test is worth 0 of 0 and says so, the top message
+    says the score is not final and to have the submission rerun, in results.json and in our gradescope.json."""
+    result = _errored_result()
+    res = valid(to_results(result, None, board=False))
+    local = valid(to_gradescope(result))
+    for out in (res, local):
+        a, b, c, deduction = out["tests"]
+        assert (a["score"], a["max_score"], a["status"]) == (10, 10, "passed")
+        for errored, vis in ((b, "visible"), (c, "hidden")):
+            assert (errored["score"], errored["max_score"], errored["status"]) == (0, 0, "failed")
+            assert errored["visibility"] == vis and errored["output"].startswith("Not graded: the autograder could")
+            assert "not of your submission" in errored["output"]
+        assert "NameError" in b["output"]  # the reason stays, after the sentence that it is not the student's
+        assert deduction["score"] == -3  # the student's own slip still costs what it costs
+        assert out["score"] == 7 == sum(t["score"] for t in out["tests"])
+        assert "autograder itself failed: 2 check(s) worth 30 points" in out["output"].replace("\\", "")
+        assert "not final" in out["output"] and "rerun" in out["output"]
+    fine = result.model_copy(update={"checks": result.checks[:1]})
+    assert "autograder itself failed" not in to_results(fine, None, board=False)["output"]
+
+
+def test_run_exits_2_but_writes_results_when_checks_could_not_run(monkeypatch, tmp_path):
+    """As `grader grade` and the batch: results.json is written for Gradescope, and the exit status flags it."""
+    import grader.gradescope.run as gs_run
+
+    data = to_results(_errored_result(), None, board=False)
+    monkeypatch.setattr(gs_run, "grade_bundle", lambda cfg, sub, meta: (data, ["b", "c"]))
+    bundle = tmp_path / "bundle.json"
+    bundle.write_text(BundleConfig(assignment="exp1", grader_version="test", python="3", torch="cpu",
+                                   course=tmp_path).model_dump_json())  # fmt: skip
+    out = tmp_path / "results" / "results.json"
+    assert run_main(["--bundle", str(bundle), "--results", str(out)]) == 2
+    assert valid(json.loads(out.read_text())) == data
+    monkeypatch.setattr(gs_run, "grade_bundle", lambda cfg, sub, meta: (data, []))
+    assert run_main(["--bundle", str(bundle), "--results", str(out)]) == 0
 
 
 # ---- the zip in a container laid out as Gradescope lays it out ----------------------------------------------

@@ -13,11 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from grader.batch.late import lateness
 from grader.batch.models import ClassRow, Student
 from grader.batch.roster import folder_name
 from grader.grading import grade
 from grader.report import write_reports
 from grader.report.html import STATUS_COLORS, to_html
+from grader.report.markdown import to_markdown
 from grader.report.plots import bin_counts, heat
 from grader.report.summary import summary_html
 from grader.results import (
@@ -294,6 +296,43 @@ def test_missing_browser_skips_or_fails_in_ci(monkeypatch, tmp_path):
     monkeypatch.setenv("GRADER_REQUIRE_BROWSER", "1")
     with pytest.raises(pytest.fail.Exception, match="GRADER_REQUIRE_BROWSER=1 but no headless browser"):
         browser.require_chromium(tmp_path)
+
+
+def with_late(result: GradeResult, submitted: datetime | None) -> GradeResult:
+    """`result` with the late record batch grading would build (grader.batch.late), its message included."""
+    assert result.adjustments is not None
+    policy = LatePolicy(due=DUE, penalty_per_day=0.1, grace_minutes=15)
+    late = lateness(policy, submitted, "Gradescope metadata" if submitted else "", result.score)
+    adj = result.adjustments.model_copy(update={"late": late, "total": round(result.score - late.penalty, 4)})
+    return result.model_copy(update={"adjustments": adj})
+
+
+def test_student_views_never_state_a_held_back_total_through_the_late_penalty():
+    """With hidden checks still to come, the penalty's points (16.5) and what they were taken from (82.5, the
+    total with the hidden checks) would give that total away: the student's pages state the fraction only."""
+    result = with_late(exp2_result(), DUE + timedelta(days=1, hours=9, minutes=31))
+    assert result.adjustments is not None and result.adjustments.late is not None
+    assert result.adjustments.late.message.endswith("-20% of 82.5 = -16.5 points")  # the instructor's wording
+    md, page = to_markdown(result, "student"), to_html(result, "student")
+    for held in ("82.5", "16.5", "66"):
+        assert held not in md and held not in page, held
+    assert "- late policy: submitted 2026-11-03 09:30 +08:00 (Gradescope metadata), 2 days late" in md
+    assert md.rstrip().endswith("-20% of the total")
+    assert "2 day(s) late: 20% off" in page and "−20%" in page
+    for view in (to_markdown(result, "instructor"), to_html(result, "instructor")):
+        assert "-20% of 82.5 = -16.5 points" in view and "66" in view  # nothing is held back from the instructor
+    shown = result.model_copy(update={"checks": [c.model_copy(update={"visibility": "visible"})
+                                                 for c in result.checks]})  # fmt: skip
+    assert "-20% of 82.5 = -16.5 points" in to_markdown(shown, "student")  # nothing held: the total is shown
+
+
+def test_unknown_submission_time_is_not_called_on_time():
+    result = with_late(exp2_result(), None)
+    said = "submission time unknown, so no late penalty was applied (due 2026-11-01 23:59 +08:00)"
+    for page, md in ((to_html(result), to_markdown(result)),
+                     (to_html(result, "student"), to_markdown(result, "student"))):  # fmt: skip
+        assert said in squash(parse(page).find("section", id="score").text()) and "on time:" not in page
+        assert f"- late policy: {said}" in md  # both reports say the same
 
 
 # --- in the browser -------------------------------------------------------------------------------------------

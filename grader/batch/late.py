@@ -45,6 +45,12 @@ def penalty_fraction(policy: LatePolicy, days: int) -> float:
     return round(min(1.0, days * policy.penalty_per_day), 6)
 
 
+def _submitted(submitted_at: datetime, due: datetime, source: str) -> str:
+    """`submitted <time> (<source>)`, the time shown in the due date's zone. `submitted_at` must be aware."""
+    where = f" ({source})" if source else ""
+    return f"submitted {fmt_time(submitted_at.astimezone(due.tzinfo))}{where}"
+
+
 def lateness(policy: LatePolicy, submitted_at: datetime | None, source: str, earned: float) -> Lateness:
     """How late a submission was and what it costs: `penalty_per_day` of `earned` per started day.
 
@@ -66,9 +72,7 @@ def lateness(policy: LatePolicy, submitted_at: datetime | None, source: str, ear
     if submitted_at.tzinfo is None or submitted_at.utcoffset() is None:
         submitted_at = submitted_at.replace(tzinfo=timezone.utc)
         note = "; the time had no time zone and was read as UTC"
-    shown = fmt_time(submitted_at.astimezone(policy.due.tzinfo))
-    where = f" ({source})" if source else ""
-    head = f"submitted {shown}{where}"
+    head = _submitted(submitted_at, policy.due, source)
     days = days_late(policy, submitted_at)
     fraction = penalty_fraction(policy, days)
     penalty = round(earned * fraction, 4)
@@ -96,3 +100,13 @@ def lateness(policy: LatePolicy, submitted_at: datetime | None, source: str, ear
         penalty=penalty,
         message=message,
     )
+
+
+def message_without_points(late: Lateness) -> str:
+    """`late.message` for a view that holds the total back: when, how late and the fraction, but no points,
+    since the penalty, or the earned total it was taken from, would give the held-back total away."""
+    if late.submitted_at is None or late.days_late == 0:
+        return late.message  # no time or on time: these messages state no points
+    head = _submitted(late.submitted_at, late.due, late.submitted_at_source)
+    return (f"{head}, {_plural(late.days_late, 'day')} late (due {fmt_time(late.due)}): "
+            f"-{fmt_number(late.penalty_fraction * 100)}% of the total")  # fmt: skip

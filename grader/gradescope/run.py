@@ -86,13 +86,16 @@ def _test(name: str, number: int, score: float, max_score: float, status: str, o
 def to_results(result: GradeResult, late: Lateness | None, board: bool) -> dict[str, Any]:
     """Gradescope's results.json for one graded submission: a test per check (visibility from the spec),
     deductions and the late penalty as tests of their own, Markdown output, the student's stdout hidden."""
-    from grader.report.gradescope import STATUS
+    from grader.report.gradescope import NOT_GRADED, STATUS, check_points, grader_error_note
 
     tests: list[dict[str, Any]] = []
     for c in result.checks:
         output = md_lines([c.message]) + "".join(f"\n\n*Note:* {md_text(n)}" for n in c.notes)
-        tests.append(_test(c.name, len(tests) + 1, c.score, c.max_score, STATUS[c.status], output,
-                           c.visibility, [c.id, *c.tags]))  # fmt: skip
+        if c.status == "error":  # the grader's fault: worth 0 of 0, and the student is told so first
+            output = "\n\n".join(part for part in (md_text(NOT_GRADED), output) if part)
+        score, max_score = check_points(c)
+        tests.append(_test(c.name, len(tests) + 1, score, max_score, STATUS[c.status], output, c.visibility,
+                           [c.id, *c.tags]))  # fmt: skip
     for p in result.problems:
         if p.points:
             tests.append(_test(f"Deduction: {p.id}", len(tests) + 1, -p.points, 0, "failed",
@@ -102,7 +105,7 @@ def to_results(result: GradeResult, late: Lateness | None, board: bool) -> dict[
         tests.append(_test("Late submission", len(tests) + 1, -late.penalty, 0, "failed", md_text(late.message),
                            "visible", ["late"]))  # fmt: skip
         score = round(max(0.0, score - late.penalty), 4)
-    notices = [md_text(n.line()) for n in result.notices()]
+    notices = [md_text(line) for line in [grader_error_note(result), *(n.line() for n in result.notices())] if line]
     if late is not None:
         notices.append(md_text(late.message))
     head = f"**{md_text(result.assignment)}**: graded by torch-grader {md_text(result.environment.grader_version)}"
@@ -141,7 +144,8 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def grade_bundle(cfg: BundleConfig, submission: Path, metadata: Path) -> dict[str, Any]:
+def grade_bundle(cfg: BundleConfig, submission: Path, metadata: Path) -> tuple[dict[str, Any], list[str]]:
+    """results.json for the submission, and the ids of the checks that could not run on the grader's side."""
     from grader.grading import grade
     from grader.sandbox.local import LocalSandbox
 
@@ -155,7 +159,7 @@ def grade_bundle(cfg: BundleConfig, submission: Path, metadata: Path) -> dict[st
         print(f"grader errors (the course or this machine, not the submission): {', '.join(errors)}", file=sys.stderr)
     print(json.dumps({"score": data["score"], "checks": {c.id: c.status for c in result.checks},
                       "sandbox": result.environment.sandbox}, indent=2))  # fmt: skip
-    return data
+    return data, errors
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -166,16 +170,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--metadata", type=Path, default=METADATA)
     a = ap.parse_args(argv)
     t0 = time.monotonic()
+    errors: list[str] = []
     try:
         cfg = BundleConfig.model_validate_json(a.bundle.read_text(encoding="utf-8"))
-        data = grade_bundle(cfg, a.submission, a.metadata)
+        data, errors = grade_bundle(cfg, a.submission, a.metadata)
         json.dumps(data, allow_nan=False)
     except BaseException as exc:  # noqa: BLE001 - whatever it was, Gradescope must get valid JSON
         traceback.print_exc()
         data = failure_results(f"{type(exc).__name__}: {exc}"[:500], time.monotonic() - t0)
     a.results.parent.mkdir(parents=True, exist_ok=True)
     write_json(a.results, data)
-    return 0
+    # 2, as `grader grade` and the batch: results.json is written, but the grade is not one to trust.
+    # run_autograder still exits 0 so that Gradescope reads that results.json rather than its own failure.
+    return 2 if errors else 0
 
 
 if __name__ == "__main__":

@@ -141,6 +141,10 @@ def _headline(result: GradeResult, shown: list[CheckResult]) -> tuple[float, flo
 
 
 def _late_text(late: Lateness, with_points: bool) -> str:
+    """When it was submitted and what lateness cost; `with_points=False` (the total is held back) leaves out
+    the points and the message that states them, which would give that total away."""
+    if late.submitted_at is None:
+        return e(late.message)  # the same words as report.md: no time, so no penalty, and how to supply one
     if late.days_late == 0:
         return f"on time: submitted {e(when(late.submitted_at))}, due {e(when(late.due))}"
     off = f"{late.penalty_fraction:.0%} off"
@@ -152,7 +156,7 @@ def _late_text(late: Lateness, with_points: bool) -> str:
     text = "; ".join(parts)
     if late.submitted_at_source:
         text += f'<br><span class="note">submission time from {e(late.submitted_at_source)}</span>'
-    if late.message:
+    if late.message and with_points:
         text += f'<br><span class="note">{e(late.message)}</span>'
     return text
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from grader.batch.late import message_without_points
 from grader.report.plots import plot_groups, sparkline
 from grader.results import MIXED, Adjustments, CheckResult, GradeResult, notices_title
 
@@ -33,7 +34,7 @@ def _series_lines(c: CheckResult) -> list[str]:
 
 
 def _adjustment_lines(adj: Adjustments, show_total: bool) -> list[str]:
-    """The rubric items and the late penalty batch grading added, and the final total."""
+    """The rubric items and the late penalty batch grading added, and the final total unless it is held back."""
     if not adj.rubric and adj.late is None:
         return []
     lines = ["## Total", ""]
@@ -41,7 +42,8 @@ def _adjustment_lines(adj: Adjustments, show_total: bool) -> list[str]:
         got = "not graded yet" if r.score is None else _fmt(r.score)
         lines.append(f"- {r.name}: {got} / {_fmt(r.max_score)}" + (f" ({r.comment})" if r.comment else ""))
     if adj.late is not None and adj.late.message:
-        lines.append(f"- late policy: {adj.late.message}")
+        # The message's points (the penalty and what it was taken from) would give a held-back total away.
+        lines.append(f"- late policy: {adj.late.message if show_total else message_without_points(adj.late)}")
     if show_total:
         lines.append(f"- **total: {_fmt(adj.total)} / {_fmt(adj.max_total)}**")
     return [*lines, ""]
