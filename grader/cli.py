@@ -480,6 +480,9 @@ def batch_cmd(
     regrade: Annotated[bool, typer.Option("--regrade", help="ignore saved results")] = False,
     similarity: Annotated[bool, typer.Option("--similarity", help="also compare the class's code and models "
                                              "(as grader similarity OUT)")] = False,  # fmt: skip
+    canvas_column: Annotated[str | None, typer.Option("--canvas-column", help="canvas.csv's assignment column as "
+                             "Canvas's gradebook export names it, e.g. 'Lab 2 (12345)' (default: the assignment's "
+                             "title)")] = None,  # fmt: skip
     course: CourseOpt = None,
     data_root: DataRootOpt = None,
     sandbox: SandboxOpt = "",
@@ -503,12 +506,21 @@ def batch_cmd(
 
     if not submissions.exists():
         _die(f"{submissions}: no such file or folder; pass the folder of submissions or the export zip")
+    # Instructor mistakes in the options stop here, before any grading: found afterwards they would cost a run.
+    if rubric is not None and not rubric.is_file():
+        _die(f"--rubric {rubric}: {'a folder, not a file' if rubric.is_dir() else 'no such file'}; pass the rubric "
+             f"CSV you filled in (`grader rubric template {assignment}` writes an empty one), or leave --rubric out "
+             "to use OUT/rubric.csv")  # fmt: skip
+    if canvas_column is not None and not canvas_column.strip():
+        _die("--canvas-column: empty; give the assignment's column header as Canvas's own gradebook export (Grades "
+             "> Export) names it, e.g. 'Lab 2 (12345)'")  # fmt: skip
     try:
         opts = BatchOptions(assignment=assignment, submissions=submissions, out=out_dir, roster=roster,
                             rubric=rubric, workers=workers, gpus=[g for g in gpus.split(",") if g.strip()],
                             chunk=chunk, threads=threads, sandbox=SandboxChoice.resolve(sandbox),
                             data_root=data_root, nbgrader_db=nbgrader_db, regrade=regrade, ray=ray,
-                            gpu_per_submission=gpu_per_submission, similarity=similarity)  # fmt: skip
+                            gpu_per_submission=gpu_per_submission, similarity=similarity,
+                            canvas_column=canvas_column)  # fmt: skip
     except ValidationError as exc:
         _die(format_validation_error("command line", exc))
     progress = _BatchProgress()

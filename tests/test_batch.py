@@ -267,13 +267,13 @@ def test_a_canvas_export_is_uploaded_back_by_canvas_user_id(tmp_path):
     export = tmp_path / "submissions.zip"
     with zipfile.ZipFile(export, "w") as zf:
         for p in (ROOT / "examples" / "exp1" / "stub").iterdir():
-            zf.write(p, f"liddellalice_LATE_4242_777_{p.name}")
+            zf.write(p, f"o_liddell_alice_LATE_4242_777_{p.name}")  # a name holding '_' is read too
     out = tmp_path / "out"
-    r = batch("exp1", str(export), "--out", str(out))
+    r = batch("exp1", str(export), "--out", str(out), "--canvas-column", "Lab 1 (98765)")
     assert r.returncode == 0, r.stderr
     with (out / "canvas.csv").open(encoding="utf-8") as f:
         (_, row) = list(csv.DictReader(f))  # the Points Possible row, then Alice
-    assert (row["ID"], row["SIS User ID"]) == ("4242", "")
+    assert (row["ID"], row["SIS User ID"], row["Lab 1 (98765)"]) == ("4242", "", "0")  # the column Canvas has
     assert "Canvas marked it LATE; no penalty was applied" in gradebook(out)["4242"]["problems"]
 
 
@@ -285,6 +285,20 @@ def test_bad_input_is_a_message(tmp_path):
     (tmp_path / "roster.csv").write_text("name\nA\n")
     r = batch("exp1", str(tmp_path), "--out", str(tmp_path / "o"), "--roster", str(tmp_path / "roster.csv"))
     assert r.returncode == 2 and "no id column" in r.stderr
+
+
+def test_option_mistakes_exit_2_before_anything_is_graded(tmp_path):
+    """A --rubric that is not there, or an empty --canvas-column, would otherwise cost a whole run to find."""
+    subs = exp1_class(tmp_path, names=("solution",))
+    out = tmp_path / "out"
+    r = batch("exp1", str(subs), "--out", str(out), "--rubric", str(tmp_path / "rubirc.csv"))
+    assert r.returncode == 2 and f"--rubric {tmp_path / 'rubirc.csv'}: no such file" in r.stderr, r.stderr
+    assert "grader rubric template exp1" in r.stderr
+    r = batch("exp1", str(subs), "--out", str(out), "--rubric", str(tmp_path))
+    assert r.returncode == 2 and f"--rubric {tmp_path}: a folder, not a file" in r.stderr, r.stderr
+    r = batch("exp1", str(subs), "--out", str(out), "--canvas-column", " ")
+    assert r.returncode == 2 and "--canvas-column: empty" in r.stderr, r.stderr
+    assert not out.exists()  # nothing was graded or written
 
 
 def test_exp2_batch_shares_the_evaluation_and_matches_single_grading(tmp_path, data_root):

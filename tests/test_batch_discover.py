@@ -145,6 +145,48 @@ def test_lms_layouts_as_instructors_download_them(tmp_path):
     assert sorted(p.name for p in d.folder.iterdir()) == sorted(_files(""))
 
 
+def test_canvas_names_are_split_at_the_ids_not_the_first_underscore(tmp_path):
+    """A sortable name holding '_', a file name holding '_<digits>_', LATE as Canvas writes it and lowercased."""
+    canvas = {f"o_brien_mary_4242_777_{n}": d for n, d in _files("").items()}
+    canvas |= {"smithjo_late_5151_100_exp1.py": b"# late\n", "doejane_LATE_6161_300_run_1_2.py": b"# mine\n"}
+    d = discover(_zip(tmp_path / "canvas.zip", canvas), tmp_path / "w")
+    assert d.kind == "Canvas export" and d.problems == []
+    assert [(f.key, f.name, "LATE" in f.source) for f in d.found] == [
+        ("4242", "o_brien_mary", False), ("5151", "smithjo", True), ("6161", "doejane", True)]  # fmt: skip
+    assert sorted(p.name for p in d.found[0].folder.iterdir()) == sorted(_files(""))
+    assert [p.name for p in d.found[2].folder.iterdir()] == ["run_1_2.py"]
+
+
+def test_a_canvas_export_graded_anonymously(tmp_path):
+    """Canvas names each student by an anonymous id (letters and digits), which its gradebook import rejects."""
+    canvas = {f"anonymous_ab1cd_777_{n}": d for n, d in _files("").items()}
+    canvas |= {"anonymous_LATE_Zq9xK_778_exp1.py": b"# late\n", "anonymous_Zq9xK_779_2024_notes.md": b"notes\n"}
+    d = discover(_zip(tmp_path / "anon.zip", canvas), tmp_path / "w")
+    assert d.kind == "Canvas export"
+    assert [(f.key, f.name) for f in d.found] == [("Zq9xK", ""), ("ab1cd", "")]
+    assert "Canvas anonymous submission Zq9xK (Canvas marked it LATE)" in d.found[0].source
+    assert sorted(p.name for p in d.found[0].folder.iterdir()) == ["2024_notes.md", "exp1.py"]
+    (note,) = d.problems
+    assert "2 submission(s) are known only by Canvas's anonymous ids" in note
+    assert "download the submissions again" in note
+
+
+def test_blackboard_receipts_are_read_not_reported(tmp_path):
+    """Each attempt's receipt is part of the export: it names the student (and so shows where a username holding
+    '_' starts), and is never a stray file."""
+    receipt = (b"Name: Alice Liddell (alice_l)\nAssignment: Exp 1_a\n"
+               b"Date Submitted: Monday, November 30, 2026 10:00:00 AM CST\n")  # fmt: skip
+    board = {"Exp 1_a_alice_l_attempt_2026-11-30-10-00-00.txt": receipt,
+             "Exp 1_a_alice_l_attempt_2026-11-30-10-00-00_exp1.py": b"# mine\n",
+             "Exp 1_a_bob_attempt_2026-11-30-09-00-00.txt": b"\xff\xfe not a receipt",
+             "Exp 1_a_bob_attempt_2026-11-30-09-00-00_exp1.py": b"# bob\n"}  # fmt: skip
+    d = discover(_zip(tmp_path / "board.zip", board), tmp_path / "w")
+    assert d.kind == "Blackboard export" and d.problems == []
+    assert [(f.key, f.name) for f in d.found] == [("alice_l", "Alice Liddell"), ("bob", "")]
+    assert [p.name for p in d.found[0].folder.iterdir()] == ["exp1.py"]
+    assert all(f.submitted_at is None for f in d.found)  # its time zone is an ambiguous abbreviation
+
+
 def test_hostile_zips_are_refused_one_by_one(tmp_path):
     subs = tmp_path / "subs"
     subs.mkdir()
@@ -204,6 +246,49 @@ def test_roster_matching_reports_unknown_duplicate_and_missing(tmp_path):
     assert [s.id for s in m.missing] == ["s3"]
     assert any("'zed' is not on the roster" in p for p in m.problems)
     assert any("another submission of 's2'" in p for p in m.problems)
+
+
+def test_the_roster_time_does_not_decide_which_submission_is_newer(tmp_path):
+    """The roster's submitted_at is the student's one time: it goes to the submission graded, and two submissions
+    without times of their own are reported as undecided, never called newer by folder order."""
+    roster = tmp_path / "roster.csv"
+    roster.write_text("id,aliases,submitted_at\ns1,4242;alice-gh,2026-10-11T20:00:00+08:00\ns2,,\n")
+    students, problems = read_roster(roster)
+    assert problems == []
+    m = match([_found("4242"), _found("alice-gh")], students)
+    (kept,) = m.graded
+    assert kept.found.key == "alice-gh" and kept.found.submitted_at_source == "roster CSV"
+    assert [d.found.submitted_at for d in m.duplicates] == [None]
+    (why,) = m.problems
+    assert why.startswith("src/4242/None: another submission of 's1' (src/alice-gh/None) comes later in the input")
+    assert "which is newer is unknown" in why and "cannot order them" in why and "remove the other" in why
+    assert "'4242' and 'alice-gh' both lead to 's1'" in why
+
+    times = [_found("s2", "2026-10-12T00:00:00+00:00"), _found("s2", "2026-10-11T00:00:00+00:00")]
+    m = match(times, students)  # the newer is graded, wherever it is in the input
+    assert m.graded[0].found.submitted_at == datetime(2026, 10, 12, tzinfo=timezone.utc)
+    assert "is newer; this one is not graded" in m.problems[0]
+    m = match([_found("s2", "2026-10-12T00:00:00+00:00"), _found("s2", "2026-10-12T08:00:00+08:00")], students)
+    assert "which is newer is unknown (they carry the same time, 2026-10-12T00:00:00+00:00)" in m.problems[0]
+
+
+def test_a_key_two_roster_rows_share_is_reported_with_both_lines(tmp_path):
+    roster = tmp_path / "roster.csv"
+    roster.write_text("id,email,aliases\n"
+                      "s1,ann@x.edu,s2;gh-ann\n"
+                      "s2,,\n"
+                      "s3,ANN@x.edu,gh-ann\n")  # fmt: skip
+    students, problems = read_roster(roster)
+    assert problems == [
+        f"{roster}:2: alias 's2' of 's1' is also the id of 's2' (line 3), so a submission under 's2' goes to 's2'; "
+        "remove it from the row it does not belong to",
+        f"{roster}:4: alias 'gh-ann' of 's3' is also the alias of 's1' (line 2), so a submission under 'gh-ann' "
+        "goes to 's1'; remove it from the row it does not belong to",
+        f"{roster}:4: email 'ann@x.edu' of 's3' is also the email of 's1' (line 2), so a submission under "
+        "'ann@x.edu' goes to 's1'; remove it from the row it does not belong to",
+    ]
+    m = match([_found("s2"), _found("gh-ann")], students)
+    assert {g.student.id: g.found.key for g in m.graded} == {"s1": "gh-ann", "s2": "s2"}  # an id is its own
 
 
 def test_roster_without_id_column_is_an_error(tmp_path):

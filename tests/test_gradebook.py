@@ -12,7 +12,7 @@ import pytest
 
 from grader.batch.adjust import adjust
 from grader.batch.gradebook import canvas_csv, gradebook_csv, safe_cell
-from grader.batch.late import fmt_number, lateness
+from grader.batch.late import fmt_number, lateness, message_without_points
 from grader.batch.models import Student
 from grader.batch.rubric import read_rubric, rubric_template
 from grader.results import RubricScore
@@ -102,6 +102,19 @@ def test_unknown_submission_time_costs_nothing_and_says_how_to_supply_it() -> No
     late = lateness(POLICY, None, "", 85)
     assert (late.submitted_at, late.days_late, late.penalty) == (None, 0, 0.0)
     assert "submission time unknown" in late.message and "Gradescope" in late.message
+
+
+def test_the_message_without_points_keeps_the_when_and_the_fraction() -> None:
+    """What a student sees while hidden checks hold the total back: the points would give that total away."""
+    late = lateness(POLICY, datetime(2026, 10, 12, 12, 0, tzinfo=timezone(timedelta(hours=-5))), "LMS", 85)
+    assert late.message.endswith("-20% of 85 = -17 points")
+    assert message_without_points(late) == (
+        "submitted 2026-10-13 01:00 +08:00 (LMS), 2 days late (due 2026-10-11 23:59 +08:00): -20% of the total"
+    )
+    beyond = lateness(POLICY, GRACE_END + timedelta(days=9), "", 64.5)
+    assert message_without_points(beyond).endswith("9 days late (due 2026-10-11 23:59 +08:00): -100% of the total")
+    for kept in (lateness(POLICY, DUE, "zip entry", 70), lateness(POLICY, None, "", 85)):
+        assert message_without_points(kept) == kept.message  # on time, or no time: no points stated
 
 
 def test_penalty_is_rounded_to_four_decimals() -> None:
@@ -391,6 +404,13 @@ def test_canvas_csv_format() -> None:
     assert by_login[2][:5] == ["Student S1", "", "", "s1", ""]
     with pytest.raises(ValueError, match="column_title"):
         canvas_csv(make_spec(), class_rows(), "  ")
+
+
+def test_canvas_column_can_be_the_header_canvas_knows() -> None:
+    """`grader batch --canvas-column`: the Canvas assignment may be named otherwise than the spec's title."""
+    text = canvas_csv(make_spec(late={}), class_rows(), " Lab 1: MLP (98765) ")
+    assert text.splitlines()[0] == "Student,ID,SIS User ID,SIS Login ID,Section,Lab 1: MLP (98765)"
+    assert canvas_csv(make_spec(late={}), class_rows(), "=HYPERLINK()").splitlines()[0].endswith(",'=HYPERLINK()")
 
 
 def test_a_row_with_broken_quotes_is_skipped_and_the_next_rows_are_read(tmp_path: Path) -> None:

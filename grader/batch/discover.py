@@ -2,11 +2,14 @@
 
 Accepted inputs (`discover` picks by looking, in this order):
     Gradescope export  a zip (or its unpacked folder) with submission_metadata.yml and submission_<id>/ folders
-    Canvas export      a zip of flat files named <name>[_LATE]_<user id>_<attachment id>_<file name>
+    Canvas export      a zip of flat files named <name>[_LATE]_<user id>_<attachment id>_<file name> (the name is
+                       Canvas's lowercased sortable name and may hold '_'), or anonymous[_LATE]_<anonymous id>_...
+                       when the assignment is graded anonymously
     Moodle export      a zip of folders named <Full Name>_<participant id>_assignsubmission_file_/ (and
                        ..._onlinetext_/, merged into the same student's)
     Blackboard export  a zip of flat files named <assignment>_<username>_attempt_<time>_<file name>, and each
-                       attempt's receipt (<...>_attempt_<time>.txt); the last attempt is graded
+                       attempt's receipt (<...>_attempt_<time>.txt, which names the student); the last attempt
+                       is graded
     folder of folders  one folder per student, named by student id; GitHub Classroom's <assignment>-<login>
                        clones are named by login
     folder of zips     one <student id>.zip per student (may be mixed with folders)
@@ -28,10 +31,12 @@ import shutil
 import stat
 import tempfile
 import zipfile
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path, PurePosixPath
+from typing import NamedTuple
 
 import yaml
 from pydantic import BaseModel, Field
@@ -41,9 +46,14 @@ from grader.batch.models import Found
 JUNK = {"__MACOSX", ".DS_Store", "Thumbs.db", ".git", ".ipynb_checkpoints"}
 MAX_MEMBERS = 2_000  # per submission; a course submission has a handful of files
 MAX_UNPACKED = 512 * 1024 * 1024  # bytes per export or per student zip; exp2's final.pth is ~1.1 MB
-CANVAS = re.compile(r"^(?P<name>[^_/]+?)(?P<late>_LATE)?_(?P<uid>\d+)_(?P<sub>\d+)_(?P<file>.+)$")
 CANVAS_LATE = " (Canvas marked it LATE)"  # in the source of a submission Canvas's file names mark late
-BLACKBOARD = re.compile(r"^(?P<assignment>.+?)_(?P<user>[^_/]+)_attempt_(?P<time>\d{4}(?:-\d\d){5})(?:_(?P<file>.+))?$")
+_DIGITS = re.compile(r"[0-9]+")
+_ANONYMOUS_ID = re.compile(r"[A-Za-z0-9]+")  # Canvas's anonymous_id: a few letters and digits
+# <assignment>_<user>_attempt_<time>, then _<file name> for a file or .txt for the attempt's receipt
+BLACKBOARD = re.compile(r"^(?P<assignment>.+?)_(?P<user>[^_/]+)_attempt_(?P<time>\d{4}(?:-\d\d){5})"
+                        r"(?:_(?P<file>[^/]+)|(?P<receipt>\.txt))$")  # fmt: skip
+RECEIPT_NAME = re.compile(r"^\s*Name:\s*(?P<name>.+?)\s*\((?P<user>[^()]*)\)\s*$", re.MULTILINE)  # Name: Ann Lee (ann)
+MAX_RECEIPT = 64 * 1024  # bytes read of a receipt; Blackboard's are a few hundred
 MOODLE = re.compile(r"^(?P<name>.+?)_(?P<pid>\d+)_assignsubmission_(?:file|onlinetext)_?$")
 
 
@@ -51,6 +61,44 @@ class Discovery(BaseModel):
     kind: str = Field(description="which layout was recognised, for the log")
     found: list[Found] = Field(default_factory=list)
     problems: list[str] = Field(default_factory=list, description="inputs that could not be used, and why")
+
+
+class CanvasName(NamedTuple):
+    """What a Canvas export's file name says."""
+
+    name: str  # Canvas's sortable name, lowercased and without punctuation; empty when graded anonymously
+    late: bool
+    uid: str  # the Canvas user id, or the anonymous id when graded anonymously
+    attachment: int  # grows with each upload
+    file: str  # the name the student uploaded it under (a re-upload may carry -1)
+    anonymous: bool
+
+
+def canvas_name(filename: str) -> CanvasName | None:
+    """Read `<name>[_LATE]_<user id>_<attachment id>_<file>` (or `anonymous[_LATE]_<anonymous id>_...`) from the
+    two ids: the name may hold '_' and so may the file, but Canvas strips `_<digits>_` from names, so the first
+    pair of numeric parts is the ids. None when the name is not Canvas's."""
+    if "/" in filename:
+        return None
+    parts = filename.split("_")
+    if parts[0].lower() == "anonymous":
+        at = 2 if len(parts) > 1 and parts[1].lower() == "late" else 1
+        if len(parts) > at + 2 and _ANONYMOUS_ID.fullmatch(parts[at]) and _DIGITS.fullmatch(parts[at + 1]):
+            if file := "_".join(parts[at + 2 :]):
+                return CanvasName("", at == 2, parts[at], int(parts[at + 1]), file, True)
+    for at in range(1, len(parts) - 2):  # at least one part of name (or LATE) before the ids
+        if _DIGITS.fullmatch(parts[at]) and _DIGITS.fullmatch(parts[at + 1]):
+            head, file = parts[:at], "_".join(parts[at + 2 :])
+            if not file:
+                return None
+            late = head[-1].lower() == "late"  # Canvas writes LATE; some versions lowercase the whole name
+            return CanvasName("_".join(head[:-1] if late else head), late, parts[at], int(parts[at + 1]), file,
+                              False)  # fmt: skip
+    return None
+
+
+# reads one LMS's flat export: (the zip, its files named that LMS's way, the zip's path, work, what is found)
+Reader = Callable[[zipfile.ZipFile, list[zipfile.ZipInfo], Path, Path, Discovery], None]
 
 
 class UnsafeZip(Exception):
@@ -227,9 +275,13 @@ def _from_zip(path: Path, work: Path) -> Discovery:
                 out.found.append(_gradescope_found(key, meta.get(key) or {}, dest, f"{path}:{base}{key}/"))
             return out
         flat = [m for m in infos if "/" not in m.filename.rstrip("/") and not m.is_dir()]
-        for kind, pattern, read in (("Canvas export", CANVAS, _from_canvas), ("Blackboard export", BLACKBOARD,
-                                                                              _from_blackboard)):  # fmt: skip
-            named = [m for m in flat if pattern.match(m.filename)]
+        # Blackboard's names are the more specific (`_attempt_<time>`), so they are tried first.
+        readers: tuple[tuple[str, Callable[[str], object], Reader], ...] = (
+            ("Blackboard export", BLACKBOARD.match, _from_blackboard),
+            ("Canvas export", canvas_name, _from_canvas),
+        )
+        for kind, parse, read in readers:
+            named = [m for m in flat if parse(m.filename)]
             if named and 2 * len(named) > len(flat):  # one oddly named file does not hide the class
                 out.kind = kind
                 out.problems += [f"{path}: {m.filename} is not named as a {kind} names files; ignored"
@@ -264,50 +316,88 @@ def _from_zip(path: Path, work: Path) -> Discovery:
 
 
 def _from_canvas(zf: zipfile.ZipFile, flat: list[zipfile.ZipInfo], path: Path, work: Path, out: Discovery) -> None:
+    names = {m.filename: n for m in flat if (n := canvas_name(m.filename))}
     groups: dict[str, list[zipfile.ZipInfo]] = {}
     for m in flat:
-        groups.setdefault(_named(CANVAS, m.filename)["uid"], []).append(m)
+        groups.setdefault(names[m.filename].uid, []).append(m)
+    anonymous: list[str] = []
     for uid, members in sorted(groups.items()):
-        first = _named(CANVAS, members[0].filename)
+        first = names[members[0].filename]
+        who = f"Canvas {'anonymous submission' if first.anonymous else 'user'} {uid}"
         newest: dict[str, zipfile.ZipInfo] = {}  # file name -> its newest upload (attachment ids grow)
-        for m in sorted(members, key=lambda m: int(_named(CANVAS, m.filename)["sub"])):
-            name = _named(CANVAS, m.filename)["file"]
+        for m in sorted(members, key=lambda m: names[m.filename].attachment):
+            name = names[m.filename].file
             if name in newest:
-                out.problems.append(f"{path}: Canvas user {uid} has {name} twice; graded the newer upload "
+                out.problems.append(f"{path}: {who} has {name} twice; graded the newer upload "
                                     f"({m.filename}), not {newest[name].filename}")  # fmt: skip
             newest[name] = m
-        dest = work / "canvas" / uid
+        late = CANVAS_LATE if any(names[m.filename].late for m in members) else ""
+        source = f"{path}: {who}{late}"
+        if first.anonymous:
+            anonymous.append(uid)
+        dest = work / "canvas" / uid  # both kinds of id are letters and digits only
         try:
-            _unpack(zf, list(newest.values()), dest, lambda name: _named(CANVAS, name)["file"])
+            _unpack(zf, list(newest.values()), dest, lambda name: names[name].file)
         except UnsafeZip as exc:
-            out.problems.append(f"{path}: Canvas user {uid}: unsafe ({exc}); not graded")
+            out.problems.append(f"{path}: {who}: unsafe ({exc}); not graded")
             continue
-        late = CANVAS_LATE if first["late"] else ""
-        source = f"{path}: Canvas user {uid}{late}"
         out.found.append(Found(key=uid, source=source, folder=student_root(dest, work, out.problems, source),
-                               name=first["name"]))  # fmt: skip
+                               name=first.name))  # fmt: skip
+    if anonymous:
+        out.problems.append(f"{path}: graded anonymously in Canvas, so {len(anonymous)} submission(s) are known "
+                            f"only by Canvas's anonymous ids (e.g. {anonymous[0]}), which its gradebook import does "
+                            "not accept: once Canvas shows the names (Post Grades, or anonymous grading turned off), "
+                            "download the submissions again for a canvas.csv that can be imported")  # fmt: skip
+
+
+def _receipt(zf: zipfile.ZipFile, receipt: zipfile.ZipInfo) -> tuple[str, str]:
+    """(name, username) from a Blackboard receipt's `Name: Alice Liddell (alice)` line; empty when unreadable."""
+    try:
+        with zf.open(receipt) as f:
+            text = f.read(MAX_RECEIPT).decode("utf-8", "replace")
+    except Exception:  # noqa: BLE001 - a receipt only adds a name; the submission is graded without it
+        return "", ""
+    found = RECEIPT_NAME.search(text)
+    return (found["name"], found["user"].strip()) if found else ("", "")
 
 
 def _from_blackboard(zf: zipfile.ZipFile, flat: list[zipfile.ZipInfo], path: Path, work: Path,
                      out: Discovery) -> None:  # fmt: skip
-    """Blackboard's times are its server's, in its own time zone: they pick the last attempt, not lateness."""
+    """Blackboard's times are its server's, in its own time zone: they pick the last attempt, not lateness (the
+    receipt's "Date Submitted" names its zone by an abbreviation such as CST, which is ambiguous). A username may
+    hold '_': where the assignment's part of the names (the same in every file) ends is learnt from a receipt,
+    whose Name line gives the username; without one, the username is what follows the last '_'."""
+    parsed = {m.filename: _named(BLACKBOARD, m.filename) for m in flat}
+    heads = {n: n[: got.end("user")] for n, got in parsed.items()}  # <assignment>_<user>
+    receipts = {m.filename: _receipt(zf, m) for m in flat if parsed[m.filename]["receipt"]}
+    assignments = Counter(heads[n][: -len(user) - 1] for n, (_, user) in receipts.items()
+                          if user and heads[n].endswith(f"_{user}") and len(heads[n]) > len(user) + 1)  # fmt: skip
+    assignment = assignments.most_common(1)[0][0] + "_" if assignments else None
+
+    def user_of(name: str) -> str:
+        head = heads[name]
+        if assignment and head.startswith(assignment) and len(head) > len(assignment):
+            return head[len(assignment) :]
+        return parsed[name]["user"]
+
     attempts: dict[str, dict[str, list[zipfile.ZipInfo]]] = {}
     for m in flat:
-        got = _named(BLACKBOARD, m.filename)
-        attempts.setdefault(got["user"], {}).setdefault(got["time"], []).append(m)
+        attempts.setdefault(user_of(m.filename), {}).setdefault(parsed[m.filename]["time"], []).append(m)
     for user, by_time in sorted(attempts.items()):
         last = max(by_time)
-        members = [m for m in by_time[last] if _named(BLACKBOARD, m.filename)["file"]]  # not the receipt
+        members = [m for m in by_time[last] if parsed[m.filename]["file"]]
+        receipt = next((m.filename for m in by_time[last] if m.filename in receipts), "")
         out.problems += [f"{path}: Blackboard user {user}: attempt {t} is not graded; attempt {last} is later"
                          for t in sorted(by_time) if t != last]  # fmt: skip
         dest = _unpack_dir(work / "blackboard", user)
         try:
-            _unpack(zf, members, dest, lambda name: _named(BLACKBOARD, name)["file"])
+            _unpack(zf, members, dest, lambda name: parsed[name]["file"])
         except UnsafeZip as exc:
             out.problems.append(f"{path}: Blackboard user {user}: unsafe ({exc}); not graded")
             continue
         source = f"{path}: Blackboard user {user}, attempt {last}"
-        out.found.append(Found(key=user, source=source, folder=student_root(dest, work, out.problems, source)))
+        out.found.append(Found(key=user, source=source, folder=student_root(dest, work, out.problems, source),
+                               name=receipts.get(receipt, ("", ""))[0]))  # fmt: skip
 
 
 def student_root(folder: Path, work: Path, problems: list[str], source: str) -> Path:

@@ -150,3 +150,4 @@ def canvas_csv(spec: AssignmentSpec, rows: list[ClassRow], column_title: str, *,
             score = 0.0 if row.status == "missing" else None
         body.append([*line, num(score)])
     return _write(header, body)
+

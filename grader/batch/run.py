@@ -58,6 +58,8 @@ class BatchOptions(BaseModel):
     gpu_per_submission: float | None = Field(None, ge=0, le=8, description="Ray: GPU share of each judge; default: "
                                              "1 when the assignment needs a GPU, else 0")  # fmt: skip
     similarity: bool = Field(False, description="compare the class's code and models (grader similarity)")
+    canvas_column: str | None = Field(None, pattern=r"\S", description="canvas.csv's assignment header as Canvas's "
+                                      "own export names it, e.g. 'Lab 2 (12345)'; default: the assignment's title")
 
 
 class NothingFound(Exception):
@@ -220,8 +222,8 @@ def _class_rows(spec: AssignmentSpec, matching: Matching, by_folder: dict[str, M
                 report.grader_errors += 1
         rows.append(row)
     rows += [ClassRow(student=s, status="missing", problems=["no submission found"]) for s in matching.missing]
-    older = "an older submission; the newer one is graded"
-    rows += [ClassRow(student=d.student, source=d.found.source, status="skipped-duplicate", problems=[older])
+    # the matching's own problem line, attached below, says which is graded and whether it is known to be newer
+    rows += [ClassRow(student=d.student, source=d.found.source, status="skipped-duplicate")
              for d in matching.duplicates]  # fmt: skip
     for p in report.problems:  # attach each problem to the student it names, for the gradebook's column
         for row in rows:
@@ -260,7 +262,7 @@ def _write_class(spec: AssignmentSpec, rows: list[ClassRow], out: Path, opts: Ba
     files["gradebook"].write_text(gradebook_csv(spec, graded), encoding="utf-8")
     # a Canvas export names students by Canvas's own user ids, which its import reads from the ID column
     key: CanvasKey = "id" if report.input_kind == "Canvas export" and not opts.roster else "sis_user_id"
-    files["canvas"].write_text(canvas_csv(spec, graded, spec.title, key=key), encoding="utf-8")
+    files["canvas"].write_text(canvas_csv(spec, graded, opts.canvas_column or spec.title, key=key), encoding="utf-8")
     page = summary_html(spec, rows, title=f"{spec.title}: class summary", similarity=similarity[0],
                         similarity_note=similarity[1])  # fmt: skip
     files["summary"].write_text(page, encoding="utf-8")
