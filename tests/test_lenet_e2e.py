@@ -57,6 +57,23 @@ def test_a_train_epoch_that_never_zeroes_the_gradients_is_caught(course, data_ro
     assert by_id(solution)["training_epoch"].status == "passed"
 
 
+@pytest.mark.parametrize("old, new, score, says", [
+    ("    net.eval()\n    correct = 0\n", "    correct = 0  # no dropout in my LeNet anyway\n", 5,
+     "the right value once the net arrives in eval mode: does it call net.eval()?"),
+    ("(net(xb).argmax(dim=1) == yb)", "(torch.max(net(xb), 1)[0] == yb)", 0,
+     "even with the net already in eval mode: count the predicted classes that equal y"),
+], ids=["no-eval", "max-values"])  # fmt: skip
+def test_evaluate_accuracy_tells_eval_mode_from_counting(course, data_root, example, old, new, score, says):
+    """A missing net.eval() only matters for a net with dropout or batch norm (not d2l's LeNet): half the check.
+    Counting the max values instead of the classes is wrong for every net, and is not called an eval() slip."""
+    folder = example("lenet", "solution")
+    src = (folder / "lenet.py").read_text()
+    assert old in src
+    (folder / "lenet.py").write_text(src.replace(old, new))
+    check = by_id(grade(course, "lenet", folder, data_root=data_root, only=["evaluate_accuracy"]))["evaluate_accuracy"]
+    assert check.score == score and says in check.message, check.message
+
+
 def test_a_softmax_before_the_loss_is_named(course, data_root, example):
     """The loss barely moves with probabilities handed to CrossEntropyLoss: the message says why."""
     folder = example("lenet", "solution")

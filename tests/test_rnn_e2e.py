@@ -110,7 +110,11 @@ def test_another_parameter_order_is_charged_once(course, data_root, example):
     ("def predict(prefix: str, num_preds: int, net, vocab) -> str:",
      "def predict(prefix: str, num_preds: int, net, vocab, device) -> str:  # d2l 的 predict_ch8",
      "predict requires a device argument (as d2l's predict_ch8 does)"),
-], ids=["no-warm-up", "last-character-twice", "device-argument"])  # fmt: skip
+    ("        outputs.append(int(y.argmax(dim=1).reshape(1)))\n",
+     "        probs = torch.softmax(y, dim=1)  # sample instead of argmax, more interesting text\n"
+     "        outputs.append(int(torch.multinomial(probs, 1).reshape(1)))\n",
+     "it returns other characters each time it is called with other random seeds, so it draws them at random"),
+], ids=["no-warm-up", "last-character-twice", "device-argument", "sampling"])  # fmt: skip
 def test_a_predict_that_slips_once_costs_half_of_its_check(course, data_root, example, old, new, says):
     folder = _student(example, [(old, new)])
     check = by_id(grade(course, "rnn", folder, data_root=data_root, only=["predict_length"]))["predict_length"]
