@@ -12,6 +12,7 @@ Rendering the result into files is grader.report's job.
 
 from __future__ import annotations
 
+import ast
 import platform
 import re
 import tempfile
@@ -27,7 +28,7 @@ from grader.intake import IntakeError, Submission, intake
 from grader.judge.client import STARTUP_TIMEOUT_S, ContestantClient, ModuleImport
 from grader.judge.plugin import GraderPlugin, run_checks
 from grader.judge.source_rules import package_problems, rule_problems
-from grader.loader import GUARD, NOTEBOOK_GUARD
+from grader.loader import GUARD, NOTEBOOK_GUARD, definitions
 from grader.notebook import Converted
 from grader.results import CheckResult, Environment, FileRecord, GradeResult, Location, Mode, Problem
 from grader.sandbox.base import ContestantJob, LoadPlan, Sandbox
@@ -96,17 +97,62 @@ _FROM_OWN = re.compile(r"ImportError: cannot import name '[^']+' from '([\w.]+)'
 _FAILED_ITSELF = re.compile(r"\((?:raised (?!ModuleNotFoundError\)|ImportError\))\w+|ran past [^)]*)\)$")
 
 
+# A full import that took this share of the budget (and at least SLOW_IMPORT_S, past any package's import on a busy
+# machine) runs something heavy at import, training most often: it is within the rules, but the same code on a
+# slower machine, or with more epochs, would run past the budget.
+SLOW_IMPORT_SHARE, SLOW_IMPORT_S = 0.25, 5.0
+
+
+def _slow_import(spec: AssignmentSpec, name: str, seconds: float, source: str, notebook: str | None) -> Problem | None:
+    """A note that costs nothing for a full import that was slow because the module runs code at import (a
+    top-level call or loop, as a definitions-only import would leave out); None when it runs none (a slow import
+    of packages is not the student's to fix)."""
+    try:
+        tree = ast.parse(source)
+        keep, left = definitions(tree, source)
+    except (SyntaxError, ValueError, RecursionError):
+        return None
+    own = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+    calls_own = [n for n in keep if not isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+                 and any(isinstance(c, ast.Call) and isinstance(c.func, ast.Name) and c.func.id in own
+                         for c in ast.walk(n))]  # fmt: skip
+    loops = [lo for lo in left if lo.why == "a loop"]
+    # the statement that most likely took the time: one that calls the module's own code (losses = train(...)),
+    # else a top-level loop, else the first statement a definitions-only import leaves out
+    if calls_own:
+        first = (calls_own[0].lineno, (ast.get_source_segment(source, calls_own[0]) or "").splitlines()[0][:60])
+    elif loops or left:
+        first = ((loops or left)[0].line, (loops or left)[0].code)
+    else:
+        return None
+    at = "" if notebook else f"line {first[0]} "
+    guard = NOTEBOOK_GUARD if notebook else GUARD.replace("the file", f"{name}.py")
+    return Problem(id=f"import:{name}", message=(
+        f"{notebook or f'{name}.py'} took {seconds:.1f} s to import: it runs code at import ({at}`{first[1]}`, "
+        f"among others). It was graded as it is and this costs nothing, but an import that runs past "
+        f"{spec.imports.cpu_seconds:g} s of CPU time is graded from its definitions only, for "
+        f"{spec.imports.fallback_penalty:.0%} of the points: {guard}"))  # fmt: skip
+
+
 def import_problems(
-    spec: AssignmentSpec, imports: dict[str, ModuleImport], max_score: float, said: set[str]
-) -> list[Problem]:
+    spec: AssignmentSpec, imports: dict[str, ModuleImport], max_score: float, said: set[str],
+    sources: dict[str, str] | None = None, notebooks: dict[str, str] | None = None,
+) -> list[Problem]:  # fmt: skip
     """One problem per student module whose full import went wrong, with the fallback's penalty when only its
-    definitions could be graded (the checks then pass or fail on their own merits: the slip is charged once)."""
+    definitions could be graded (the checks then pass or fail on their own merits: the slip is charged once); a
+    note that costs nothing for one whose import was slow but finished because it runs code at import.
+    `sources`: file name -> its source as imported; `notebooks`: module -> the notebook that stood in for it."""
     out = []
     # A helper module (intake) that imports a package grading lacks: the scan said so, naming the helper.
     helpers_said = {s for s in said if s.startswith("packages:")} - {f"packages:{m}.py" for m in spec.modules}
     for name, record in sorted(imports.items()):
         first = record.problem
         if first is None:
+            source = (sources or {}).get(f"{name}.py")
+            limit = max(SLOW_IMPORT_S, SLOW_IMPORT_SHARE * spec.imports.cpu_seconds)
+            if record.mode == "full" and record.seconds >= limit and source:
+                if note := _slow_import(spec, name, record.seconds, source, (notebooks or {}).get(name)):
+                    out.append(note)
             continue
         message, points, details, fallback = first.message, 0.0, [], record.mode == "definitions"
         charged = fallback and first.kind != "package"  # a package alone costs nothing: only what fails by itself
@@ -270,7 +316,8 @@ def grade(
                        "imports": {m: i.seconds for m, i in client.imports.items()}}  # fmt: skip
         checks = [plugin.results.get(cid) or _unrun(spec, cid, "this check did not run") for cid in selected]
         max_score = sum(c.max_score for c in checks)
-        problems += import_problems(spec, client.imports, max_score, {p.id for p in problems})
+        notebooks = {name[:-3]: sub.record(name).found_as or name for name in positions}
+        problems += import_problems(spec, client.imports, max_score, {p.id for p in problems}, sources, notebooks)
         sub.files = cells_as_run(sub.files, client.imports)
     earned = sum(c.score for c in checks) - sum(p.points for p in problems)
     return GradeResult(

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from grader.grading import grade
+from grader.grading import grade, import_problems
+from grader.judge.client import ModuleImport
 from grader.sandbox.local import LocalSandbox
 from tests.test_exp1_e2e import EXPECTED, by_id
 
@@ -140,6 +141,24 @@ def test_other_code_at_import(quick_course, tmp_path, code, pattern):
     (problem,) = result.problems
     assert re.search(pattern, problem.message), problem.message
     assert problem.points == 5 and "only its definitions" in problem.message
+
+
+def test_a_slow_import_that_trains_is_noted_at_no_cost(course):
+    """Training at import that finishes within the budget is graded as it is; a note (0 points) says it ran at
+    import and what a slower machine would do. A slow import with nothing of its own at top level says nothing."""
+    spec = course.spec("exp1")
+    solution = (SOLUTION / "exp1.py").read_text()
+    trains = at_bottom("print('training...')\nmodel = build_model()  # 先训练\nlosses = train(model, *make_data(f), "
+                       "3000, 0.01)\n")(solution)  # fmt: skip
+    line = trains.splitlines().index("model = build_model()  # 先训练") + 1
+    slow, fast = ModuleImport(module="exp1", seconds=7.5), ModuleImport(module="exp1", seconds=0.4)
+    [note] = import_problems(spec, {"exp1": slow}, FULL, set(), {"exp1.py": trains})
+    assert note.points == 0 and note.message.startswith(
+        f"exp1.py took 7.5 s to import: it runs code at import (line {line} `model = build_model()`, among "
+        "others). It was graded as it is and this costs nothing, but an import that runs past 20 s of CPU time is "
+        "graded from its definitions only, for 5% of the points"), note.message  # fmt: skip
+    assert import_problems(spec, {"exp1": fast}, FULL, set(), {"exp1.py": trains}) == []
+    assert import_problems(spec, {"exp1": slow}, FULL, set(), {"exp1.py": solution}) == []  # guarded: nothing
 
 
 def test_its_own_files_are_where_the_student_runs_it(quick_course, tmp_path):
