@@ -40,6 +40,8 @@ def test_messages(course, data_root):
     relu = by_id(grade(course, "lenet", course.examples_dir("lenet") / "relu-maxpool", data_root=data_root,
                        only=["forward_matches_reference"]))  # fmt: skip
     assert "sigmoid activations, average pooling" in relu["forward_matches_reference"].message
+    assert "your forward uses relu where d2l has sigmoid and max_pool2d where d2l has avg_pool2d" in relu[
+        "forward_matches_reference"].message  # fmt: skip
 
 
 def test_a_train_epoch_that_never_zeroes_the_gradients_is_caught(course, data_root, example):
@@ -72,6 +74,19 @@ def test_evaluate_accuracy_tells_eval_mode_from_counting(course, data_root, exam
     (folder / "lenet.py").write_text(src.replace(old, new))
     check = by_id(grade(course, "lenet", folder, data_root=data_root, only=["evaluate_accuracy"]))["evaluate_accuracy"]
     assert check.score == score and says in check.message, check.message
+
+
+@pytest.mark.parametrize("init, says", [
+    ("nn.init.kaiming_uniform_(m.weight, nonlinearity='relu')  # He init, better for ReLU",
+     "these look like Kaiming/He initialisation"),
+    ("nn.init.xavier_normal_(m.weight)", "these look like xavier_normal_, which draws from a normal distribution"),
+], ids=["kaiming", "xavier-normal"])  # fmt: skip
+def test_another_initialisation_is_named(course, data_root, example, init, says):
+    folder = example("lenet", "solution")
+    src = (folder / "lenet.py").read_text()
+    (folder / "lenet.py").write_text(src.replace("nn.init.xavier_uniform_(m.weight)", init, 1))
+    check = by_id(grade(course, "lenet", folder, data_root=data_root, only=["init_weights"]))["init_weights"]
+    assert check.status == "failed" and says in check.message, check.message
 
 
 def test_a_softmax_before_the_loss_is_named(course, data_root, example):

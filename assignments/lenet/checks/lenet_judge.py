@@ -106,6 +106,21 @@ def shape_trace(contestant: Any) -> list[list[int]]:
     return collapse_repeats([list(SHAPE_INPUT.shape), *r["shapes"]])[1:]
 
 
+ACTIVATIONS = ("relu", "tanh", "gelu", "leaky_relu", "elu", "silu", "hardtanh", "softplus", "mish", "selu")
+
+
+def layer_swaps(contestant: Any) -> list[str]:
+    """Where build_lenet()'s forward uses another activation or pooling than d2l's (from the torch operations it
+    runs, module or functional alike): e.g. ["relu where d2l has sigmoid"]."""
+    names = set(contestant.call("layer_shapes", x=SHAPE_INPUT, returns=LayerShapes)["names"])
+    swaps = []
+    if "sigmoid" not in names and (acts := [a for a in ACTIVATIONS if a in names]):
+        swaps.append(f"{acts[0]} where d2l has sigmoid")
+    if "avg_pool2d" not in names and "max_pool2d" in names:
+        swaps.append("max_pool2d where d2l has avg_pool2d")
+    return swaps
+
+
 def shapes_differ(contestant: Any) -> str | None:
     """What layer_shapes charges, if the architecture's shapes are wrong: checks built on them defer to it."""
     return shape_trace_mismatch(shape_trace(contestant), LAYER_SHAPES, LAYER_NAMES)

@@ -62,7 +62,24 @@ def test_init_weights(contestant):
         if top > bound * (1 + 1e-6) or abs(std - bound / math.sqrt(3)) > XAVIER_STD_TOLERANCE * bound / math.sqrt(3):
             fail(f"layer {name}'s weights after net.apply(init_weights) have max |w| {top:.4f} and std {std:.4f}; "
                  f"Xavier-uniform gives max <= {bound:.4f} and std {bound / math.sqrt(3):.4f} "
-                 f"(fan_in {fan_in}, fan_out {fan_out})")  # fmt: skip
+                 f"(fan_in {fan_in}, fan_out {fan_out}){_looks_like(std, fan_in, fan_out)}")  # fmt: skip
+
+
+def _looks_like(std: float, fan_in: int, fan_out: int) -> str:
+    """What another common initialisation with this std is, for the message; "" when none matches."""
+    known = (
+        (math.sqrt(2 / (fan_in + fan_out)), "xavier_normal_, which draws from a normal distribution; the handout "
+         "asks for nn.init.xavier_uniform_"),
+        (math.sqrt(2 / fan_in), "Kaiming/He initialisation (kaiming_uniform_ or kaiming_normal_); the handout asks "
+         "for nn.init.xavier_uniform_"),
+        (1 / math.sqrt(3 * fan_in), "PyTorch's default initialisation, as if init_weights never reached this layer: "
+         "apply it with net.apply(init_weights), and test type(m) == nn.Linear or type(m) == nn.Conv2d"),
+        (0.01, "normal(0, 0.01); the handout asks for nn.init.xavier_uniform_"),
+    )  # fmt: skip
+    for want, what in known:
+        if abs(std - want) <= XAVIER_STD_TOLERANCE * want:
+            return f": these look like {what}"
+    return ""
 
 
 def test_evaluate_accuracy(contestant, data_root):

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lenet_judge import STATE_SHAPES, Describe, TrainSmall, images, same_weights, shapes_differ
+from lenet_judge import STATE_SHAPES, Describe, TrainSmall, images, layer_swaps, same_weights, shapes_differ
 
 from grader.data import read_fashion_mnist
 from grader.graphs import GraphPolicy
@@ -79,8 +79,10 @@ def test_forward_matches_reference(contestant, data_root):
         if torch.allclose(got.double(), torch.softmax(want.double(), dim=1), atol=1e-5):
             fail("with fixed weights, your LeNet returns d2l's logits put through softmax (each row sums to 1): "
                  "remove the final nn.Softmax; nn.CrossEntropyLoss applies softmax itself, and twice slows training")
+        swaps = layer_swaps(contestant)
+        named = f": your forward uses {' and '.join(swaps)}; the assignment is d2l's LeNet as written" if swaps else ""
         fail(f"with fixed weights, your LeNet's logits differ from d2l's (sigmoid activations, average pooling): "
-             f"entry {problem.removeprefix('at x=')}")  # fmt: skip
+             f"entry {problem.removeprefix('at x=')}{named}")  # fmt: skip
 
 
 POLICY = GraphPolicy(ops=CNN_OPS, max_params=500_000, inputs=((None, 1, 28, 28),), outputs=((None, 10),))
