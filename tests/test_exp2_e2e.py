@@ -220,6 +220,46 @@ def test_an_evaluate_that_counts_or_stays_in_train_mode_is_told_which(course, da
     assert check.score == 0 and says in check.message, check.message
 
 
+def test_the_students_own_normalization_is_the_one_their_model_is_measured_with(course, data_root, example):
+    """CIFAR_MEAN/STD set to the PyTorch tutorial's 0.5s: the judge reads them off normalize() and prepares the
+    test images that way itself. The solution's weights were trained with the handout's constants, so measured
+    with the student's they score otherwise, which shows which ones the judge used."""
+    folder = example("exp2", "solution")
+    _edit_code(folder, "CIFAR_MEAN = (0.4914, 0.4822, 0.4465)\nCIFAR_STD = (0.2470, 0.2435, 0.2616)\n",
+               "CIFAR_MEAN = (0.5, 0.5, 0.5)  # 和 PyTorch 教程一样\nCIFAR_STD = (0.5, 0.5, 0.5)\n")  # fmt: skip
+    accuracy = by_id(grade(course, "exp2", folder, data_root=data_root, only=["accuracy"]))["accuracy"]
+    assert "measured on test images normalized with your normalize()'s mean (0.5, 0.5, 0.5) and std (0.5, 0.5, " \
+           "0.5), as your model was trained" in " ".join(accuracy.notes), accuracy.notes
+    handout = by_id(grade(course, "exp2", course.examples_dir("exp2") / "solution", data_root=data_root,
+                          only=["accuracy"]))["accuracy"]  # fmt: skip
+    assert handout.notes == [] or "normalized with your" not in " ".join(handout.notes)
+    assert accuracy.message.split("accuracy ")[1][:7] != handout.message.split("accuracy ")[1][:7]
+
+
+@pytest.mark.parametrize("edits, score, says", [
+    ([('torch.save({"net": model.state_dict(), "epoch"',
+       'torch.save({"net": {k: v.half() for k, v in model.state_dict().items()}, "epoch"')], 8,
+     "save_checkpoint stores the weights as float16, so resume() restores them rounded"),
+    ([('torch.save({"net": model.state_dict(), "epoch"', 'torch.save({"net": model, "epoch"'),
+      ('    ckpt = torch.load(path, map_location="cpu", weights_only=True)\n    model.load_state_dict(ckpt["net"])',
+       '    ckpt = torch.load(path, map_location="cpu", weights_only=False)\n'
+       '    model.load_state_dict(ckpt["net"].state_dict())')], 8,
+     "save_checkpoint stores the whole model under 'net' (the module object, pickled)"),
+    ([('torch.save({"net": model.state_dict(), "epoch": epoch, "history": history}, path)',
+       'torch.save({"net": model.state_dict(), "epoch": epoch, "acc_list": history["test_acc"]}, path)'),
+      ('    ckpt = torch.load(path, map_location="cpu", weights_only=True)\n',
+       '    ckpt = torch.load(path, map_location="cpu", weights_only=True)\n'
+       '    ckpt["history"] = {"test_acc": ckpt["acc_list"], "train_acc": [None] * len(ckpt["acc_list"])}\n')], 0,
+     "save_checkpoint saved ['acc_list', 'epoch', 'net']; expected a dict with 'net', 'epoch' and 'history'"),
+], ids=["half-precision", "whole-model", "history-elsewhere"])  # fmt: skip
+def test_checkpoint_slips_are_named_where_they_are(course, data_root, example, edits, score, says):
+    folder = example("exp2", "solution")
+    for old, new in edits:
+        _edit_code(folder, old, new)
+    check = by_id(grade(course, "exp2", folder, data_root=data_root, only=["checkpoint_resume"]))["checkpoint_resume"]
+    assert check.score == score and says in check.message, check.message
+
+
 def test_resume_that_sets_the_previous_epochs_lr_costs_half(course, data_root, example):
     """lr_for_epoch(start - 1): right at epoch 7 (both 0.01), wrong at epoch 5, where pretrain_model.pth resumes."""
     folder = example("exp2", "solution")

@@ -62,7 +62,7 @@ class CheckpointRoundtrip(TypedDict):
 
     file: FileBytes  # type: ignore[valid-type]
     start: int
-    history: dict[str, list[float]]
+    history: dict[str, list[float | None]]
     lr: float
     max_weight_diff: float
 
@@ -125,11 +125,47 @@ def evaluate_problem(contestant: Any, data_root: Path) -> str | None:
     return None
 
 
-def normalize(x: torch.Tensor) -> torch.Tensor:
-    """uint8 (N, 3, 32, 32) -> standardized float (N, 3, 32, 32), as exp2.py's given normalize()."""
-    mean = torch.tensor(CIFAR_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(CIFAR_STD).view(1, 3, 1, 1)
+Normalization = tuple[tuple[float, float, float], tuple[float, float, float]]  # per-channel (mean, std)
+
+
+def normalize(x: torch.Tensor, norm: Normalization | None = None) -> torch.Tensor:
+    """uint8 (N, 3, 32, 32) -> standardized float (N, 3, 32, 32), as exp2.py's given normalize(), or with the
+    student's own per-channel `norm`."""
+    mean_, std_ = norm or (CIFAR_MEAN, CIFAR_STD)
+    mean = torch.tensor(mean_).view(1, 3, 1, 1)
+    std = torch.tensor(std_).view(1, 3, 1, 1)
     return (x.float() / 255 - mean) / std
+
+
+# Every value 0..255 in each channel: what the student's normalize() is asked to prepare. (2, 3, 32, 32) uint8
+_LEVELS = torch.arange(256, dtype=torch.uint8).repeat(24).reshape(2, 32, 32, 3).permute(0, 3, 1, 2).contiguous()
+
+
+def normalization_of(contestant: Any) -> Normalization | None:
+    """The per-channel mean and std of the student's normalize() when they are not the handout's (the PyTorch
+    tutorial's 0.5s, another repository's CIFAR std): the judge then prepares the test images the same way their
+    model was trained, itself. None when normalize() is the handout's, fails, or is no per-channel
+    standardization (the handout's is used)."""
+    from grader.judge import ContestantError
+
+    try:
+        out = contestant.call("normalized", x=_LEVELS)
+    except ContestantError:
+        return None
+    if not isinstance(out, torch.Tensor) or out.shape != _LEVELS.shape or not torch.isfinite(out).all():
+        return None
+    x, out = _LEVELS.double() / 255, out.double()
+    mean, std = [], []
+    for c in range(3):
+        basis = torch.stack([x[:, c].reshape(-1), torch.ones(x[:, c].numel(), dtype=torch.float64)], dim=1)
+        coef = torch.linalg.lstsq(basis, out[:, c].reshape(-1, 1)).solution.reshape(-1)  # out = a * x + b
+        if float(coef[0]) <= 0 or float((basis @ coef - out[:, c].reshape(-1)).abs().max()) > 1e-3:
+            return None  # not (x - mean) / std with std > 0
+        std.append(round(1 / float(coef[0]), 6))
+        mean.append(round(-float(coef[1]) * std[-1], 6))
+    if all(math.isclose(a, b, abs_tol=1e-4) for a, b in zip([*mean, *std], [*CIFAR_MEAN, *CIFAR_STD], strict=True)):
+        return None
+    return (mean[0], mean[1], mean[2]), (std[0], std[1], std[2])
 
 
 def key_mismatch(state: dict[str, list[int]], reference: dict[str, list[int]], limit: int = 5) -> str | None:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from exp2_judge import REFERENCE_STATE, normalize
+from exp2_judge import REFERENCE_STATE, Normalization, normalization_of, normalize
 
 from grader.data import read_cifar10
 from grader.graphs import GraphPolicy, GraphRefused, runner
@@ -64,10 +64,11 @@ def model_spec() -> ModelSpec:
 
 
 @functools.lru_cache(maxsize=2)
-def test_set(data_root: Path, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def test_set(data_root: Path, device: torch.device,
+             norm: Normalization | None = None) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
     """The normalized test images (10000, 3, 32, 32) and labels (10000,), on `device`: once per process."""
     x, y = read_cifar10(data_root, train=False)
-    return normalize(x).to(device), y.to(device)
+    return normalize(x, norm).to(device), y.to(device)
 
 
 def state_dict_of(obj: Any, name: str) -> tuple[dict[str, torch.Tensor], list[str]]:
@@ -79,14 +80,16 @@ def state_dict_of(obj: Any, name: str) -> tuple[dict[str, torch.Tensor], list[st
         raise CheckFailed(str(exc)) from None
 
 
-def _predict_graph(graph: bytes, data_root: Path) -> torch.Tensor:
-    x, _ = test_set(data_root, torch.device("cpu"))
-    logits = runner().classify(graph, POLICY, f"cifar10-test:{data_root}", x.numpy(), BATCH)
+def _predict_graph(graph: bytes, data_root: Path, norm: Normalization | None) -> torch.Tensor:
+    x, _ = test_set(data_root, torch.device("cpu"), norm)
+    name = f"cifar10-test:{data_root}" + (f":{norm}" if norm else "")  # the runner keeps each input by its name
+    logits = runner().classify(graph, POLICY, name, x.numpy(), BATCH)
     return torch.from_numpy(logits).argmax(dim=1)  # (10000,)
 
 
-def _predict_eager(state: dict[str, torch.Tensor], data_root: Path, device: torch.device) -> torch.Tensor:
-    x, _ = test_set(data_root, device)
+def _predict_eager(state: dict[str, torch.Tensor], data_root: Path, device: torch.device,
+                   norm: Normalization | None) -> torch.Tensor:  # fmt: skip
+    x, _ = test_set(data_root, device, norm)
     model = reference_model_class()().to(device)
     model.load_state_dict(state)
     model.eval()
@@ -101,19 +104,21 @@ def _result(predicted: torch.Tensor, data_root: Path, notes: list[str]) -> Measu
                        predicted.to(device="cpu", dtype=torch.uint8))  # fmt: skip
 
 
-def _reference_measurement(state: dict[str, torch.Tensor], data_root: Path, notes: list[str]) -> Measurement:
+def _reference_measurement(state: dict[str, torch.Tensor], data_root: Path, notes: list[str],
+                           norm: Normalization | None = None) -> Measurement:  # fmt: skip
     device = judge_device()
     if device.type == "cuda":  # a GPU judge keeps eager CUDA for the reference
-        return _result(_predict_eager(state, data_root, device), data_root, notes)
+        return _result(_predict_eager(state, data_root, device, norm), data_root, notes)
     try:
-        return _result(_predict_graph(reference_with(model_spec(), state), data_root), data_root, notes)
+        return _result(_predict_graph(reference_with(model_spec(), state), data_root, norm), data_root, notes)
     except GraphRefused as exc:  # the reference graph is the course's: its failure is never the student's
         raise RuntimeError(f"the reference ResNet20's graph failed to run: {exc}") from None
 
 
-# (sha256 of the file or of the student's graph, data root) -> outcome. Both hidden checks, every submission
-# with the same file, and the batch prefetch share one evaluation within a grading process.
-MEASURED: dict[tuple[str, Path], Measurement | str] = {}
+# (sha256 of the file or of the student's graph, data root, the student's own normalization if any) -> outcome.
+# Both hidden checks, every submission with the same file, and the batch prefetch share one evaluation within a
+# grading process.
+MEASURED: dict[tuple[str, Path, Normalization | None], Measurement | str] = {}
 # What the accuracy check measured for each file (its key: the file's hash), in whichever model it chose.
 GRADED: dict[tuple[str, Path], Measurement | str] = {}
 
@@ -133,16 +138,21 @@ def measure(path: Path, data_root: Path, contestant: ContestantClient | None = N
     """The accuracy of the model the student trained, with final.pth's weights (see the module docstring)."""
     state, notes = _load(path)
     file_key = (_sha(path.read_bytes()), data_root)
+    norm = normalization_of(contestant) if contestant is not None else None
+    if norm:
+        notes = [*notes, f"measured on test images normalized with your normalize()'s mean {norm[0]} and std "
+                 f"{norm[1]}, as your model was trained, not with the handout's (this costs nothing)"]  # fmt: skip
     chosen = choose(model_spec(), state, contestant, path.name)
     if not chosen.own:
-        if file_key not in MEASURED:
-            MEASURED[file_key] = _reference_measurement(state, data_root, notes)
-        outcome = MEASURED[file_key]
+        if (*file_key, norm) not in MEASURED:
+            MEASURED[(*file_key, norm)] = _reference_measurement(state, data_root, notes, norm)
+        outcome = MEASURED[(*file_key, norm)]
     else:
-        graph_key = (_sha(chosen.graph), data_root)
+        graph_key = (_sha(chosen.graph), data_root, norm)
         if graph_key not in MEASURED:
             try:
-                MEASURED[graph_key] = _result(_predict_graph(chosen.graph, data_root), data_root, [*notes, chosen.note])
+                MEASURED[graph_key] = _result(_predict_graph(chosen.graph, data_root, norm), data_root,
+                                              [*notes, chosen.note])  # fmt: skip
             except GraphRefused as exc:
                 MEASURED[graph_key] = chosen.refused(exc)
         outcome = MEASURED[graph_key]
@@ -158,7 +168,7 @@ def measure_many(folders: list[Path], data_root: Path) -> int:
     new = 0
     for folder in folders:
         path = folder / "final.pth"
-        if not path.is_file() or (key := (_sha(path.read_bytes()), data_root)) in MEASURED:
+        if not path.is_file() or (key := (_sha(path.read_bytes()), data_root, None)) in MEASURED:
             continue
         try:
             state, notes = _load(path)
@@ -178,7 +188,7 @@ def predictions_of(folder: Path, data_root: Path) -> torch.Tensor | None:
     if path.is_symlink() or not path.is_file():
         return None
     key = (_sha(path.read_bytes()), data_root)
-    outcome = GRADED.get(key) or MEASURED.get(key)
+    outcome = GRADED.get(key) or MEASURED.get((*key, None))
     if outcome is None:
         try:
             state, notes = _load(path)
@@ -186,5 +196,5 @@ def predictions_of(folder: Path, data_root: Path) -> torch.Tensor | None:
             return None
         if not fits_reference(model_spec(), state):
             return None  # its own model needs a contestant to export it: only the check can measure it
-        outcome = MEASURED[key] = _reference_measurement(state, data_root, notes)
+        outcome = MEASURED[(*key, None)] = _reference_measurement(state, data_root, notes)
     return None if isinstance(outcome, str) else outcome.predicted
