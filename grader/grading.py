@@ -28,7 +28,7 @@ from grader.intake import IntakeError, Submission, intake
 from grader.judge.client import STARTUP_TIMEOUT_S, ContestantClient, ModuleImport
 from grader.judge.plugin import GraderPlugin, run_checks
 from grader.judge.source_rules import package_problems, rule_problems
-from grader.loader import GUARD, NOTEBOOK_GUARD, definitions
+from grader.loader import GUARD, NOTEBOOK_GUARD, definitions, statement_line
 from grader.notebook import Converted
 from grader.results import CheckResult, Environment, FileRecord, GradeResult, Location, Mode, Problem
 from grader.sandbox.base import ContestantJob, LoadPlan, Sandbox
@@ -120,7 +120,7 @@ def _slow_import(spec: AssignmentSpec, name: str, seconds: float, source: str, n
     # the statement that most likely took the time: one that calls the module's own code (losses = train(...)),
     # else a top-level loop, else the first statement a definitions-only import leaves out
     if calls_own:
-        first = (calls_own[0].lineno, (ast.get_source_segment(source, calls_own[0]) or "").splitlines()[0][:60])
+        first = (calls_own[0].lineno, statement_line(source, calls_own[0]))
     elif loops or left:
         first = ((loops or left)[0].line, (loops or left)[0].code)
     else:

@@ -328,15 +328,21 @@ def _configures(node: ast.stmt) -> bool:
             and isinstance(node.value.func, ast.Attribute) and node.value.func.attr in CONFIGURING)  # fmt: skip
 
 
+def first_line(text: str, width: int = 60) -> str:
+    """The first line of `text` (a statement's source), cut to `width` characters for a message."""
+    line = text.splitlines()[0] if text else ""
+    return line if len(line) <= width else line[: width - 3] + "..."
+
+
+def statement_line(source: str, node: ast.stmt) -> str:
+    """How a message quotes a top-level statement: its first line."""
+    return first_line(ast.get_source_segment(source, node) or "")
+
+
 def definitions(tree: ast.Module, source: str) -> tuple[list[ast.stmt], list[LeftOut]]:
     """The top-level statements a definitions-only import runs, and those it leaves out (with why)."""
     keep: list[ast.stmt] = []
     left: list[LeftOut] = []
-
-    def first_line(node: ast.stmt) -> str:
-        text = (ast.get_source_segment(source, node) or "").splitlines()[0] if source else ""
-        return text if len(text) <= 60 else text[:57] + "..."
-
     for node in tree.body:
         # a docstring, or a bare string anywhere (a notebook's cells may open with one): runs nothing
         docstring = isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
@@ -352,7 +358,7 @@ def definitions(tree: ast.Module, source: str) -> tuple[list[ast.stmt], list[Lef
         else:
             why = "a loop" if isinstance(node, (ast.For, ast.While, ast.AsyncFor)) else (
                 "a call" if isinstance(node, ast.Expr) else "a statement that runs code")  # fmt: skip
-            left.append(LeftOut(node.lineno, first_line(node), why))
+            left.append(LeftOut(node.lineno, statement_line(source, node), why))
     return keep, left
 
 
@@ -389,7 +395,7 @@ def past_syntax_errors(source: str, path: Path) -> tuple[str, list[LeftOut]] | N
             if named := re.match(r"(?:async\s+)?(?:def|class)\s+(\w+)|(\w+)\s*[:=]", first):
                 LEFT_OUT_NAMES[named[1] or named[2]] = (f"the grader left it out for a syntax error ({path.name} "
                                                         f"{_at(path, exc.lineno or 0)}: {exc.msg}); fix it")
-            left.append(LeftOut(a + 1, lines[a].strip()[:60], why))
+            left.append(LeftOut(a + 1, first_line(lines[a].strip()), why))
             lines[a:b] = [""] * (b - a)
     return None
 
@@ -442,7 +448,7 @@ def import_definitions(name: str, path: Path, cpu_s: float) -> tuple[types.Modul
                         f"{at} imports * from {node.module}, which {said}; if it was to come from there, "
                         f"{fix}" if alias.name == "*" else
                         f"{at} imports it from {node.module}, which {said}: {fix}")  # fmt: skip
-            left.append(LeftOut(node.lineno, (ast.get_source_segment(source, node) or "").splitlines()[0][:60], why))
+            left.append(LeftOut(node.lineno, statement_line(source, node), why))
     left.sort(key=lambda lo: lo.line)
     if _notebook(path):
         for lo in left:

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from grader import loggers
+from grader.loader import first_line
 from grader.notebook import Converted
 from grader.results import Location, Problem
 from grader.spec import AssignmentSpec, Rule
@@ -89,7 +90,7 @@ class _Finder(ast.NodeVisitor):
 
     def _record(self, node: ast.expr, name: str) -> None:
         written = ast.get_source_segment(self.source, node) or name
-        self.uses.append(Use(node.lineno, name, written.splitlines()[0][:60], self.function))
+        self.uses.append(Use(node.lineno, name, first_line(written), self.function))
 
     def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
         outer, self.function = self.function, node.name
