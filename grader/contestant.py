@@ -27,6 +27,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from grader import cuda_on_cpu
 from grader.modules import load_module
 
 _PROBES: dict[str, Callable[..., Any]] = {}
@@ -113,6 +114,8 @@ def _import_all(sock: socket.socket, plan: dict[str, Any]) -> None:
     sys.argv = [str(module_path(_SUBMISSION, plan["modules"][0]))] if plan["modules"] else ["student"]
     unloadable = dict(plan.get("unloadable", []))
     _prepare_work_folder()
+    if plan.get("cuda_on_cpu") and cuda_on_cpu.available():  # an earlier import or call asked for CUDA
+        cuda_on_cpu.install()
     # The student's own helper modules first, each treated as a declared one (its budget, its definitions when
     # the whole fails, its syntax errors stepped past), the last found first: a helper's own helpers before it.
     for name in [*reversed(plan.get("helpers", ())), *plan["modules"]]:
@@ -135,7 +138,9 @@ def _import_all(sock: socket.socket, plan: dict[str, Any]) -> None:
         except ImportProblem as problem:
             _IMPORT_FAILED[name] = problem
             report |= {"mode": "failed", "kind": problem.kind, "message": problem.message, "where": problem.where}
-            retry = problem.kind != "syntax" or problem.recoverable  # its definitions, in a fresh process
+            # its definitions, in a fresh process; one that asked for CUDA where there is none: all of it, in a
+            # fresh process that maps CUDA to the CPU (the judge decides which)
+            retry = problem.kind != "syntax" or problem.recoverable
             report["restart"] = retry and name not in plan["definitions_only"]
         report["seconds"] = round(time.perf_counter() - started, 3)
         sys.stdout.flush()
@@ -200,11 +205,9 @@ def classify(exc: BaseException) -> dict[str, Any]:
         kind, msg = "exception", f"{exc.name} is not there: {gone}"
     elif isinstance(exc, NameError) and (gone := _left_out(exc, exact=True)):
         kind, msg = "exception", f"raised {_describe(exc)}{at}: {gone}"
-    elif any(sign in str(exc) for sign in NO_CUDA):
-        said = str(exc).splitlines()[0].split(". ")[0].rstrip(".")[:120]  # torch's first sentence, not its advice
-        kind, msg = "no_cuda", (f"used CUDA, which this grading machine does not have ({type(exc).__name__}: "
-                                f"{said}){at}: choose the device with device = 'cuda' if torch.cuda.is_available() "
-                                "else 'cpu', and move models and tensors with .to(device)")  # fmt: skip
+    elif cuda_on_cpu.asks_for_cuda(exc):
+        kind, msg = "no_cuda", (f"used CUDA, which this grading machine does not have ({cuda_on_cpu.said(exc)}){at}: "
+                                f"{cuda_on_cpu.CHOOSE_DEVICE}")  # fmt: skip
     else:
         kind, msg = "exception", f"raised {_describe(exc)}{at}"
     return {"kind": kind, "message": msg, "where": where}
@@ -216,11 +219,6 @@ def _left_out(exc: AttributeError | NameError, exact: bool = False) -> str | Non
     from grader.loader import LEFT_OUT_NAMES
 
     return LEFT_OUT_NAMES.get(getattr(exc, "name", None) or "") or (None if exact else LEFT_OUT_NAMES.get("*"))
-
-
-# What torch says when code asks for CUDA on a machine without it (no driver, a CPU build, no device visible).
-NO_CUDA = ("Found no NVIDIA driver", "Torch not compiled with CUDA enabled", "No CUDA GPUs are available",
-           "no CUDA-capable device", "CUDA driver initialization failed")  # fmt: skip
 
 
 def uncompiled(model: Any) -> Any:
@@ -289,25 +287,39 @@ def _cast(value: Any, src: Any, dst: Any) -> Any:
 
 
 def _answer(request: dict[str, Any], blob: bytes) -> dict[str, Any]:
+    """Run the requested probe. Student code that asks for CUDA where there is none is run again, from the same
+    arguments and seed, with CUDA mapped to the CPU (grader.cuda_on_cpu), and the answer says where it asked."""
+    try:
+        return _run_probe(request, blob)
+    except BaseException as exc:  # noqa: BLE001 - everything becomes data for the judge
+        if not (cuda_on_cpu.asks_for_cuda(exc) and cuda_on_cpu.available() and not cuda_on_cpu.installed()):
+            return {"ok": False, "error": classify(exc)}
+        asked = {"kind": "no_cuda", "message": cuda_on_cpu.said(exc), "where": _student_frames(exc)}
+    cuda_on_cpu.install()
+    try:
+        return {**_run_probe(request, blob), "cuda_on_cpu": asked}
+    except BaseException as exc:  # noqa: BLE001
+        return {"ok": False, "error": classify(exc), "cuda_on_cpu": asked}
+
+
+def _run_probe(request: dict[str, Any], blob: bytes) -> dict[str, Any]:
+    """The probe's answer, its arguments decoded afresh and every RNG seeded; student code's exceptions escape."""
     import torch
 
     from grader import wire
 
-    try:
-        args = wire.from_bytes(request.get("args", {}), blob)
-        fn = _PROBES.get(request["probe"])
-        if fn is None:
-            raise LookupError(f"the probe module has no probe {request['probe']!r}")
-        seed_everything(int(request.get("seed", 0)))
-        # Student code may set torch's default dtype at import (set_default_dtype(torch.float64)): its models,
-        # and the probes' own, are then built in it. The judge's float32 tensors are handed over in it, and what
-        # comes back in it is returned as float32, as from a run that never changed it.
-        default = torch.get_default_dtype()
-        if default == torch.float32:
-            return {"ok": True, "value": fn(**args)}
-        return {"ok": True, "value": _cast(fn(**_cast(args, torch.float32, default)), default, torch.float32)}
-    except BaseException as exc:  # noqa: BLE001 - everything becomes data for the judge
-        return {"ok": False, "error": classify(exc)}
+    args = wire.from_bytes(request.get("args", {}), blob)
+    fn = _PROBES.get(request["probe"])
+    if fn is None:
+        raise LookupError(f"the probe module has no probe {request['probe']!r}")
+    seed_everything(int(request.get("seed", 0)))
+    # Student code may set torch's default dtype at import (set_default_dtype(torch.float64)): its models,
+    # and the probes' own, are then built in it. The judge's float32 tensors are handed over in it, and what
+    # comes back in it is returned as float32, as from a run that never changed it.
+    default = torch.get_default_dtype()
+    if default == torch.float32:
+        return {"ok": True, "value": fn(**args)}
+    return {"ok": True, "value": _cast(fn(**_cast(args, torch.float32, default)), default, torch.float32)}
 
 
 def serve(sock: socket.socket, submission: Path, probes: Path, plan: dict[str, Any]) -> None:

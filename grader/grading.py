@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from grader import __version__
+from grader.cuda_on_cpu import CHOOSE_DEVICE
 from grader.data import resolve_data_root
 from grader.intake import IntakeError, Submission, intake
 from grader.judge.client import STARTUP_TIMEOUT_S, ContestantClient, ModuleImport
@@ -132,6 +133,16 @@ def _slow_import(spec: AssignmentSpec, name: str, seconds: float, source: str, n
         f"among others). It was graded as it is and this costs nothing, but an import that runs past "
         f"{spec.imports.cpu_seconds:g} s of CPU time is graded from its definitions only, for "
         f"{spec.imports.fallback_penalty:.0%} of the points: {guard}"))  # fmt: skip
+
+
+def cuda_on_cpu_note(where: list[Location]) -> Problem:
+    """Student code asked for CUDA on a machine without it, and was graded with CUDA mapped to the CPU."""
+    last = where[-1] if where else None
+    at = f" ({last.where()}{'' if last.function in ('', '<module>') else f', in {last.function}'})" if last else ""
+    return Problem(id="cuda", locations=where[-1:], message=(
+        f"your code asks for CUDA{at}, which this grading machine does not have: it was run with CUDA mapped to the "
+        f"CPU and graded as a machine with a GPU would grade it, so this costs nothing. On a machine without a GPU "
+        f"it stops there: {CHOOSE_DEVICE}"))  # fmt: skip
 
 
 def import_problems(
@@ -318,6 +329,8 @@ def grade(
         max_score = sum(c.max_score for c in checks)
         notebooks = {name[:-3]: sub.record(name).found_as or name for name in positions}
         problems += import_problems(spec, client.imports, max_score, {p.id for p in problems}, sources, notebooks)
+        if client.cuda_on_cpu is not None and not plugin.charged("cuda"):  # else the charged check says it all
+            problems.append(cuda_on_cpu_note(client.cuda_on_cpu))
         sub.files = cells_as_run(sub.files, client.imports)
     earned = sum(c.score for c in checks) - sum(p.points for p in problems)
     return GradeResult(

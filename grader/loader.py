@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from grader import cuda_on_cpu
+from grader.cuda_on_cpu import CHOOSE_DEVICE, asks_for_cuda
 from grader.notebook import SUFFIX, TRAINING_TAG, Converted, NotebookError, module_source
 
 # An assignment at top level that calls something may build a model (cheap) or train one (not): each gets this
@@ -49,7 +51,7 @@ class _OverBudget(BaseException):
 class ImportProblem(Exception):
     """Importing a student's module did something it should not; the message is for the student."""
 
-    kind: str  # budget | exit | network | input | missing_data | package | exception | syntax | stopped
+    kind: str  # budget | exit | network | input | missing_data | package | exception | syntax | stopped | no_cuda
     message: str
     where: list[dict[str, Any]] = field(default_factory=list)
     recoverable: bool = False  # a syntax error that leaving out a few top-level statements gets past
@@ -172,6 +174,9 @@ def classify_import(path: Path, exc: BaseException) -> ImportProblem:
         why = "argparse's parse_args() exits when the grader's command line lacks your options" if _from_argparse(
             exc) else f"sys.exit({exc.code!r})"  # fmt: skip
         return ImportProblem("exit", f"{name} exits when imported ({why}{at}): {_guard(path)}", where)
+    if asks_for_cuda(exc):
+        return ImportProblem("no_cuda", f"{name} fails when imported: it uses CUDA, which this grading machine does "
+                             f"not have ({cuda_on_cpu.said(exc)}{at}): {CHOOSE_DEVICE}", where)  # fmt: skip
     if isinstance(exc, ModuleNotFoundError) and "grading does not provide" in str(exc):
         return ImportProblem("package", f"{exc}{at}", where)
     text = f"{type(exc).__name__}: {exc}"[:300]

@@ -646,23 +646,14 @@ def test_past_syntax_errors_blanks_whole_top_level_statements_and_keeps_line_num
     assert past_syntax_errors(broken, tmp_path / "exp1.py") is None
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
-def test_unguarded_cuda_says_how_to_choose_the_device(quick_course, tmp_path):
-    folder = student_exp1(tmp_path, lambda src: src.replace(
-        "    optimizer = torch.optim.Adam(model.parameters(), lr=lr)\n",
-        "    model, x, y = model.cuda(), x.cuda(), y.cuda()  # 用GPU训练\n"
-        "    optimizer = torch.optim.Adam(model.parameters(), lr=lr)\n"))  # fmt: skip
-    result = grade(quick_course, "exp1", folder, sandbox=LocalSandbox(), only=["training_lowers_mse"])
-    message = by_id(result)["training_lowers_mse"].message
-    assert message.startswith("used CUDA, which this grading machine does not have (") and "exp1.py line" in message
-    assert "device = 'cuda' if torch.cuda.is_available() else 'cpu'" in message and "nvidia.com" not in message
+NO_CUDA_HERE = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
-def test_code_written_for_a_gpu_is_charged_once(quick_course, tmp_path):
-    """DEVICE = 'cuda' at the top, used by build_model() and train(): the first check it fails charges it, the
-    others that fail only for it say so and take nothing, and model.pth, which fits the handout's MLP, is still
-    measured (in the reference, as the student's model cannot run here)."""
+@NO_CUDA_HERE
+def test_code_written_for_a_gpu_is_graded_as_on_a_gpu_with_one_note(quick_course, tmp_path):
+    """DEVICE = 'cuda' at the top, used by build_model() and train(), and a demo at import that calls .cuda():
+    a machine with a GPU would grade it in full, so this one does too, with CUDA mapped to the CPU, and says once
+    where the code asks for CUDA and how to choose the device."""
     folder = student_exp1(tmp_path, lambda src: src.replace("import torch\n", (
         "import torch\nDEVICE = torch.device('cuda')  # 实验室的 GPU\n"), 1).replace(
         "    return MLP(hidden=64)\n", "    return MLP(hidden=64).to(DEVICE)\n").replace(
@@ -670,12 +661,45 @@ def test_code_written_for_a_gpu_is_charged_once(quick_course, tmp_path):
         "    x, y = x.to(DEVICE), y.to(DEVICE)\n"
         "    optimizer = torch.optim.Adam(model.parameters(), lr=lr)\n"))  # fmt: skip
     result = grade(quick_course, "exp1", folder, sandbox=LocalSandbox())
+    assert scores(result) == EXPECTED["solution"] and not any(c.notes for c in result.checks)
+    (note,) = result.problems
+    line = folder.joinpath("exp1.py").read_text().splitlines().index("    return MLP(hidden=64).to(DEVICE)") + 1
+    assert note.id == "cuda" and note.points == 0 and note.message.startswith(
+        f"your code asks for CUDA (exp1.py line {line}, in build_model), which this grading machine does not have: "
+        "it was run with CUDA mapped to the CPU")  # fmt: skip
+    assert "device = 'cuda' if torch.cuda.is_available() else 'cpu'" in note.message
+
+
+@NO_CUDA_HERE
+def test_cuda_at_import_is_graded_whole_not_from_its_definitions(quick_course, tmp_path):
+    """`.cuda()` in a top-level demo: the import is not a failed one (no definitions-only fallback, no 5%)."""
+    folder = student_exp1(tmp_path, at_bottom("demo = build_model().cuda()  # 先在GPU上试一下\n"
+                                              "print(demo(torch.zeros(4, 1).cuda()).shape)\n"))  # fmt: skip
+    result = grade(quick_course, "exp1", folder, sandbox=LocalSandbox(), only=["mlp_output_shape"])
+    assert scores(result) == {"mlp_output_shape": 10.0}
+    assert [(p.id, p.points, p.locations[0].function) for p in result.problems] == [("cuda", 0, "<module>")]
+
+
+@NO_CUDA_HERE
+def test_cuda_that_cannot_run_on_the_cpu_is_charged_once(quick_course, tmp_path):
+    """torch.cuda.get_device_properties() has no CPU meaning: the first check it fails charges it, with how to
+    choose the device; the others that fail only for it say so and take nothing."""
+    folder = student_exp1(tmp_path, lambda src: src.replace("def build_model(", (
+        "def show_gpu():\n    print('训练设备:', torch.cuda.get_device_name(0))\n"
+        "    print('显存:', torch.cuda.get_device_properties(0).total_memory // 2**20, 'MiB')\n\n\n"
+        "def build_model("), 1).replace(
+        "    return MLP(hidden=64)\n", "    show_gpu()\n    return MLP(hidden=64).cuda()\n").replace(
+        "    optimizer = torch.optim.Adam(model.parameters(), lr=lr)\n",
+        "    show_gpu()\n    optimizer = torch.optim.Adam(model.parameters(), lr=lr)\n"))  # fmt: skip
+    result = grade(quick_course, "exp1", folder, sandbox=LocalSandbox())
     lost = {c.id: c.message for c in result.checks if c.score < c.max_score}
     assert list(lost) == ["mlp_output_shape"] and lost["mlp_output_shape"].startswith("used CUDA"), lost
+    assert "exp1.py line" in lost["mlp_output_shape"] and "if torch.cuda.is_available() else 'cpu'" in lost[
+        "mlp_output_shape"]  # fmt: skip
     training = by_id(result)["training_lowers_mse"]
     assert training.notes == ["not charged here: your code asks for CUDA, which this grading machine does not have; "
                               "that mistake is charged once, by mlp_output_shape"]  # fmt: skip
-    assert by_id(result)["model_fits_target"].status == "passed" and not by_id(result)["model_fits_target"].notes
+    assert not result.problems  # the charged check says it: no note that it cost nothing
 
 
 class FitNet(torch.nn.Module):

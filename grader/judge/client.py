@@ -62,6 +62,7 @@ class Answer(_Frozen):
     value: Any = None
     error: ProbeFailure | None = None
     duration_s: float = Field(0.0, ge=0)
+    cuda_on_cpu: ProbeFailure | None = None  # student code asked for CUDA here, and ran again with it on the CPU
 
     @model_validator(mode="after")
     def _error_iff_failed(self) -> Answer:
@@ -175,6 +176,9 @@ class ContestantClient:
         self.imports: dict[str, ModuleImport] = {}  # how each student module was imported
         self.definitions_only: set[str] = set()
         self.unloadable: dict[str, str] = {}  # modules not even their definitions import: why, for every check
+        # Where student code first asked for CUDA on this machine without it; every later start maps CUDA to the
+        # CPU (grader.cuda_on_cpu), so that the grade is the one a machine with a GPU gives
+        self.cuda_on_cpu: list[Location] | None = None
         self._import_deadline = 0.0
         self._probe_names: set[str] | None = None
 
@@ -192,7 +196,8 @@ class ContestantClient:
     def _start_once(self) -> bool:
         """One start; False when it must be redone with more modules imported definitions-only."""
         loading = replace(self.job.loading, definitions_only=tuple(sorted(self.definitions_only)),
-                          unloadable=tuple(sorted(self.unloadable.items())))  # fmt: skip
+                          unloadable=tuple(sorted(self.unloadable.items())),
+                          cuda_on_cpu=self.cuda_on_cpu is not None)  # fmt: skip
         # Recorded at once: an interrupt (batch Ctrl-C) while the contestant boots must still reach close().
         proc = self.proc = self.sandbox.start(replace(self.job, loading=loading))
         self.starts += 1
@@ -251,6 +256,9 @@ class ContestantClient:
     def _imported(self, report: ImportReport) -> bool:
         """Record a module's import; False when the contestant must restart with it definitions-only."""
         name = report.module
+        if report.mode == "failed" and report.kind == "no_cuda" and self.cuda_on_cpu is None:
+            self.cuda_on_cpu = report.where  # not a problem of the import: again, whole, with CUDA on the CPU
+            return False
         record = self.imports.get(name) or ModuleImport(module=name)
         if report.mode == "failed" and record.problem is None:
             record = record.model_copy(update={"problem": report})
@@ -340,6 +348,8 @@ class ContestantClient:
             self._discard()
             raise ContestantError(self._bad(probe, f"an answer to request {answer.id}, not {self._n}"), "bad_output")
         self.calls.append({"probe": probe, "seconds": round(time.monotonic() - started, 4)})
+        if answer.cuda_on_cpu is not None and self.cuda_on_cpu is None:
+            self.cuda_on_cpu = answer.cuda_on_cpu.where
         if answer.error is not None:
             err = answer.error
             if err.kind in ("memory", "processes"):

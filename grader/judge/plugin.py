@@ -123,6 +123,10 @@ class GraderPlugin:
         # failed, which alone is charged
         self._first: dict[str, str] = {}
 
+    def charged(self, slip: str) -> bool:
+        """Whether a check was charged `slip` (`cuda`, `missing:<name>`)."""
+        return slip in self._first
+
     def pytest_configure(self, config: pytest.Config) -> None:
         # The results carry the plugin's own messages: pytest's AST-annotated tracebacks of each failed check
         # would be wasted work (0.1 s a submission); a collection error's native traceback still says where.

@@ -63,6 +63,7 @@ class LoadPlan:
     packages: tuple[str, ...] | None = None  # what student code may import besides the stdlib; None: anything
     unloadable: tuple[tuple[str, str], ...] = ()  # (module, why): not imported at all; its checks fail with why
     helpers: tuple[str, ...] = ()  # the student's own modules staged beside them, which they may import
+    cuda_on_cpu: bool = False  # student code asked for CUDA, which this machine lacks: map it to the CPU ahead
 
     def args(self) -> list[str]:
         return ["--loading", json.dumps(dataclasses.asdict(self))]
