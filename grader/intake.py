@@ -133,8 +133,10 @@ def _best_first(found: list[Path]) -> tuple[list[Path], str]:
 
 
 # What a download, a second save or an LMS appends to a name: `exp1 (1).py`, `exp1-1.py` (Canvas, a re-upload),
-# `exp1 - Copy.py`, `exp1_副本.py`.
-_COPY_SUFFIX = re.compile(r"(?:\s*\(\d+\)|-\d+|\s*-\s*copy(?:\s*\(\d+\))?|\s+copy|_?副本)$")
+# `exp1 - Copy.py`, `exp1_副本.py`, `exp1的副本.py`; and what Colab's "Save a copy in Drive" puts before it:
+# `Copy of lenet.ipynb`, `Copy of Copy of lenet.ipynb`.
+_COPY_SUFFIX = re.compile(r"(?:\s*\(\d+\)|-\d+|\s*-\s*copy(?:\s*\(\d+\))?|\s+copy|(?:_|\s*的)?副本)$")
+_COPY_PREFIX = re.compile(r"^(?:copy of\s+)+")
 # torch.save's usual suffixes: a model.pt or model.pkl is the model.pth the handout asked for.
 _WEIGHTS_ALIKE = (".pth", ".pt", ".pkl", ".pth.tar", ".tar", ".ckpt")
 
@@ -145,7 +147,8 @@ def _near_miss(found: str, name: str) -> bool:
     got, want = found.lower().removesuffix(".txt"), name.lower()
     stem, ext = want.rsplit(".", 1)
     suffixes = _WEIGHTS_ALIKE if want.endswith(WEIGHTS_SUFFIXES) else (f".{ext}",)
-    return any(got.endswith(sfx) and _COPY_SUFFIX.sub("", got.removesuffix(sfx)).strip() == stem for sfx in suffixes)
+    return any(got.endswith(sfx) and _COPY_PREFIX.sub("", _COPY_SUFFIX.sub("", got.removesuffix(sfx))).strip() == stem
+               for sfx in suffixes)  # fmt: skip
 
 
 def _names(folder: Path) -> list[str]:

@@ -36,6 +36,7 @@ def test_missing_file_suggests_near_name(course, example):
     ("exp1.py.txt", "model.pkl"),  # an editor that appended .txt; a pickle suffix
     ("exp1 - Copy.py", "model (2).pth"),
     ("exp1-1.py", "model-1.pth"),  # Canvas renames a re-uploaded file so
+    ("Copy of exp1.py", "model的副本.pth"),  # Colab's "Save a copy in Drive"; a copy in a Chinese file manager
 ])  # fmt: skip
 def test_names_a_download_or_a_habit_gave_the_files_are_graded_with_a_note(course, example, code, weights):
     sub_dir = example("exp1", "solution")
