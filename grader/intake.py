@@ -66,7 +66,9 @@ class Submission(BaseModel):
         rec = self.record(name)
         if not (is_notebook(rec) and self.usable(name)):
             return None
-        return notebook.module_source(read_regular(self.source / (rec.found_as or name), rec.size or 0), name)
+        converted = notebook.module_source(read_regular(self.source / (rec.found_as or name), rec.size or 0), name)
+        converted.file = PurePosixPath(rec.found_as or name).name
+        return converted
 
     def text(self, name: str, cap: int) -> str:
         """A usable source file's text (a notebook's code cells as one module), read as data, at most `cap` bytes."""

@@ -31,8 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from grader import cuda_on_cpu
-from grader.cuda_on_cpu import CHOOSE_DEVICE, asks_for_cuda
-from grader.notebook import SUFFIX, TRAINING_TAG, Converted, NotebookError, module_source
+from grader.notebook import SUFFIX, TRAINING_TAG, Converted, NotebookError, first_line, module_source
 
 # An assignment at top level that calls something may build a model (cheap) or train one (not): each gets this
 # much CPU time when only definitions are loaded.
@@ -174,9 +173,9 @@ def classify_import(path: Path, exc: BaseException) -> ImportProblem:
         why = "argparse's parse_args() exits when the grader's command line lacks your options" if _from_argparse(
             exc) else f"sys.exit({exc.code!r})"  # fmt: skip
         return ImportProblem("exit", f"{name} exits when imported ({why}{at}): {_guard(path)}", where)
-    if asks_for_cuda(exc):
+    if cuda_on_cpu.asks_for_cuda(exc):
         return ImportProblem("no_cuda", f"{name} fails when imported: it uses CUDA, which this grading machine does "
-                             f"not have ({cuda_on_cpu.said(exc)}{at}): {CHOOSE_DEVICE}", where)  # fmt: skip
+                             f"not have ({cuda_on_cpu.said(exc)}{at}): {cuda_on_cpu.CHOOSE_DEVICE}", where)  # fmt: skip
     if isinstance(exc, ModuleNotFoundError) and "grading does not provide" in str(exc):
         return ImportProblem("package", f"{exc}{at}", where)
     text = f"{type(exc).__name__}: {exc}"[:300]
@@ -331,12 +330,6 @@ CONFIGURING = {"add_argument", "add_argument_group", "add_mutually_exclusive_gro
 def _configures(node: ast.stmt) -> bool:
     return (isinstance(node, ast.Expr) and isinstance(node.value, ast.Call)
             and isinstance(node.value.func, ast.Attribute) and node.value.func.attr in CONFIGURING)  # fmt: skip
-
-
-def first_line(text: str, width: int = 60) -> str:
-    """The first line of `text` (a statement's source), cut to `width` characters for a message."""
-    line = text.splitlines()[0] if text else ""
-    return line if len(line) <= width else line[: width - 3] + "..."
 
 
 def statement_line(source: str, node: ast.stmt) -> str:

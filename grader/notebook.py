@@ -47,6 +47,12 @@ class CellInfo:
     detail: str = ""
 
 
+def first_line(text: str, width: int = 60) -> str:
+    """How a message quotes source: the first line of `text`, cut to `width` characters."""
+    line = text.splitlines()[0] if text else ""
+    return line if len(line) <= width else line[: width - 3] + "..."
+
+
 @dataclass
 class Converted:
     """A notebook's code cells as one module, with the map back to cells."""
@@ -57,6 +63,7 @@ class Converted:
     cells: list[CellInfo] = field(default_factory=list)
     commented: list[tuple[int, int, str]] = field(default_factory=list)  # (cell, line, text)
     broken: list[tuple[int, int, str]] = field(default_factory=list)  # (cell, line, syntax error)
+    file: str = ""  # the notebook's name as submitted (`Copy of lenet.ipynb`), once intake found it
 
     def position(self, line: int) -> tuple[int, int] | None:
         """(cell, line in cell) of a module line, or None outside every cell."""
@@ -64,8 +71,7 @@ class Converted:
 
     def quote(self, cell: int, line: int) -> str:
         lines = self.cell_lines.get(cell, [])
-        text = lines[line - 1].strip() if 0 < line <= len(lines) else ""
-        return text if len(text) <= 60 else text[:57] + "..."
+        return first_line(lines[line - 1].strip() if 0 < line <= len(lines) else "")
 
     def at(self, line: int) -> str:
         """`cell 7, line 3 (`train(model)`)` for a module line."""

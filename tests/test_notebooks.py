@@ -146,6 +146,19 @@ def test_rules_read_code_cells_and_name_the_cell(course):
     assert [(loc.file, loc.cell, loc.line) for loc in problem.locations] == [("softmax.ipynb", 2, 4)]
 
 
+def test_a_colab_copy_is_named_as_submitted(course, tmp_path):
+    """Colab's "Save a copy in Drive": `Copy of softmax.ipynb` is graded for softmax.py, and what is said about
+    its code names the file the student has."""
+    code = "import torch\nfrom google.colab import drive\ndrive.mount('/content/drive')\n"
+    (tmp_path / "Copy of softmax.ipynb").write_bytes(nb_bytes(("code", code)))
+    sub = intake(course.spec("softmax"), tmp_path)
+    nb = sub.converted("softmax.py")
+    assert sub.record("softmax.py").found_as == "Copy of softmax.ipynb" and nb is not None
+    (problem,) = package_problems(course.spec("softmax"), {"softmax.py": nb.source}, {"softmax.py": nb})
+    assert problem.message.startswith("Copy of softmax.ipynb imports google.colab in cell 1, line 2")
+    assert [(loc.file, loc.cell, loc.line) for loc in problem.locations] == [("Copy of softmax.ipynb", 1, 2)]
+
+
 def test_a_colab_only_import_is_told_what_can_be_done_with_it(course):
     """Nothing of google.colab can be copied into a file, unlike d2l: each gets its own fix, in one message."""
     src = ("import torch\nfrom google.colab import drive  # 挂载云盘\nfrom d2l import torch as d2l\n\n"

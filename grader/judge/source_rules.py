@@ -15,8 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from grader import loggers
-from grader.loader import first_line
-from grader.notebook import Converted
+from grader.notebook import Converted, first_line
 from grader.results import Location, Problem
 from grader.spec import AssignmentSpec, Rule
 
@@ -29,8 +28,10 @@ def _at(name: str, line: int, positions: Positions | None) -> str:
 
 
 def _shown(name: str, positions: Positions | None) -> str:
-    """The file as the student submitted it: exp1.ipynb where a notebook stands in for exp1.py."""
-    return name[:-3] + ".ipynb" if name in (positions or {}) else name
+    """The file as the student submitted it: exp1.ipynb (or `Copy of exp1.ipynb`) where a notebook stands in for
+    exp1.py."""
+    nb = (positions or {}).get(name)
+    return name if nb is None else nb.file or name[:-3] + ".ipynb"
 
 
 def _location(name: str, line: int, positions: Positions | None, function: str = "") -> Location:
