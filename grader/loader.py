@@ -31,7 +31,15 @@ from pathlib import Path
 from typing import Any
 
 from grader import cuda_on_cpu
-from grader.notebook import SUFFIX, TRAINING_TAG, Converted, NotebookError, first_line, module_source
+from grader.notebook import (
+    PYTHON_CELL_MAGICS,
+    SUFFIX,
+    TRAINING_TAG,
+    Converted,
+    NotebookError,
+    first_line,
+    module_source,
+)
 
 # An assignment at top level that calls something may build a model (cheap) or train one (not): each gets this
 # much CPU time when only definitions are loaded.
@@ -205,7 +213,30 @@ def _display(*objs: Any, **kwargs: Any) -> None:
     """Jupyter's `display()` in a module: nothing is shown when grading."""
 
 
-def _new_module(name: str, path: Path) -> types.ModuleType:
+# What nbconvert writes for a notebook's magics and shell escapes in the .py it exports.
+_EXPORTED = re.compile(r"get_ipython\(\)\.(?:run_line_magic|run_cell_magic|system|getoutput|magic)\(")
+
+
+class _NotebookShell:
+    """`get_ipython()` in a .py file exported from a notebook (`%matplotlib inline` became
+    `get_ipython().run_line_magic('matplotlib', 'inline')`, `!pip install d2l` `get_ipython().system(...)`): as in
+    a notebook the grader runs, magics and shell escapes do nothing, and a `%%time` cell's body runs."""
+
+    @staticmethod
+    def run_cell_magic(magic: str, line: str = "", cell: str = "") -> None:
+        if magic in PYTHON_CELL_MAGICS:
+            exec(compile(cell, f"<%%{magic} cell>", "exec"), sys._getframe(1).f_globals)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return lambda *args, **kwargs: None
+
+
+_SHELL = _NotebookShell()
+
+
+def _new_module(name: str, path: Path, source: str = "") -> types.ModuleType:
     if path.suffix == SUFFIX:  # no import machinery loads a notebook: a plain module, run by exec like a .py
         module = types.ModuleType(name)
         module.__file__ = str(path)
@@ -215,6 +246,8 @@ def _new_module(name: str, path: Path) -> types.ModuleType:
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None
     module = importlib.util.module_from_spec(spec)
+    if _EXPORTED.search(source):
+        module.__dict__["get_ipython"] = lambda: _SHELL
     sys.modules[name] = module
     return module
 
@@ -273,7 +306,7 @@ def import_module(name: str, path: Path, cpu_s: float, wall_s: float) -> types.M
         where = [{**position(path, exc.lineno or 0), "function": "<module>"}]
         raise ImportProblem("syntax", f"{path.name} {_at(path, exc.lineno or 0)}: {exc.msg}: fix the syntax error "
                             "and resubmit", where, recoverable=past_syntax_errors(source, path) is not None) from None
-    module = _new_module(name, path)
+    module = _new_module(name, path, source)
     _note_guarded_defs(tree, path)
     try:
         with budget(cpu_s, wall_s):
@@ -414,7 +447,7 @@ def import_definitions(name: str, path: Path, cpu_s: float) -> tuple[types.Modul
         tree = ast.parse(source, str(path))
     keep, left = definitions(tree, source)
     left = dropped + left
-    module = _new_module(name, path)
+    module = _new_module(name, path, source)
     started = time.process_time()
     for node in keep:
         code = compile(ast.Module(body=[node], type_ignores=[]), str(path), "exec")

@@ -241,3 +241,19 @@ def test_notebooks_in_lms_zips_and_nbgrader_folders_are_found(course, tmp_path):
     assert [(f.key, f.folder.name) for f in d.found] == [("s1", "exp1"), ("s2", "exp1")]
     assert discover(submitted, tmp_path / "work3", "exp2").problems == [
         f"{submitted / 's2'}: no exp2/ folder (it has exp1); nothing to grade"]
+
+
+def test_a_py_exported_from_a_notebook_runs_as_the_notebook_would(tmp_path):
+    """nbconvert's `get_ipython()` lines: shell escapes and line magics do nothing, a `%%time` cell's body runs,
+    a `%%bash` cell's does not; a .py that was never a notebook gets no get_ipython."""
+    from grader.loader import import_module
+
+    (tmp_path / "softmax.py").write_text(
+        "#!/usr/bin/env python\n# coding: utf-8\n\n# In[1]:\n\n\nget_ipython().system('pip install d2l==1.0.3')\n"
+        "get_ipython().run_line_magic('matplotlib', 'inline')\nimport math\n\n\n# In[3]:\n\n\n"
+        "get_ipython().run_cell_magic('time', '', 'total = sum(range(10))  # 计时\\n')\n"
+        f"get_ipython().run_cell_magic('bash', '', 'touch {tmp_path}/ran-bash\\n')\n")  # fmt: skip
+    module = import_module("exported_softmax", tmp_path / "softmax.py", cpu_s=10, wall_s=20)
+    assert module.total == 45 and not (tmp_path / "ran-bash").exists()
+    (tmp_path / "plain.py").write_text("x = 1\n")
+    assert not hasattr(import_module("plain_module", tmp_path / "plain.py", cpu_s=10, wall_s=20), "get_ipython")
