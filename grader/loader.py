@@ -449,6 +449,7 @@ def import_definitions(name: str, path: Path, cpu_s: float) -> tuple[types.Modul
     left = dropped + left
     module = _new_module(name, path, source)
     started = time.process_time()
+    unbound: dict[str, int] = {}  # names an import that failed would have bound -> its line
     for node in keep:
         code = compile(ast.Module(body=[node], type_ignores=[]), str(path), "exec")
         guarded = isinstance(node, ASSIGNMENTS + (ast.If, ast.Try, ast.Expr)) and _has_call(node)
@@ -464,6 +465,15 @@ def import_definitions(name: str, path: Path, cpu_s: float) -> tuple[types.Modul
                 sys.modules.pop(name, None)
                 raise classify_import(path, exc) from None
             why = f"ran past {exc.what}" if isinstance(exc, _OverBudget) else f"raised {type(exc).__name__}"
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                unbound |= {(a.asname or a.name).split(".")[0]: node.lineno for a in node.names}
+            elif isinstance(exc, NameError) and (missing := getattr(exc, "name", None)) in unbound:
+                # `device = d2l.try_gpu()` after d2l's import failed: that import's slip, not one of its own
+                why = f"uses {missing}, whose import at {_at(path, unbound[missing])} failed"
+                for target in (t for n in ast.walk(node) if isinstance(n, ast.Assign) for t in n.targets):
+                    if isinstance(target, ast.Name):
+                        LEFT_OUT_NAMES.setdefault(target.id, f"{path.name} {_at(path, node.lineno)} sets it from "
+                                                  f"{missing}, whose import failed: set it without {missing}")
             if isinstance(node, ast.ImportFrom) and isinstance(exc, ImportError):
                 at = f"{path.name} {_at(path, node.lineno)}"
                 missing = getattr(exc, "name", None) or ""

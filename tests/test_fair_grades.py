@@ -630,6 +630,23 @@ def test_definitions_keep_the_calls_that_configure_what_they_use(tmp_path, monke
     assert [(lo.line, lo.why) for lo in left] == [(10, "raised FileNotFoundError"), (11, "a loop")]
 
 
+def test_a_line_that_fails_only_for_a_failed_import_is_that_import_s_slip(tmp_path):
+    """`device = d2l.try_gpu()` after d2l's import failed: left out as the import's consequence (which the
+    package problem charges), not as code that fails by itself (which would cost the fallback's 5% again), and a
+    function that uses `device` is told where it was to come from."""
+    from grader.grading import _FAILED_ITSELF
+    from grader.loader import LEFT_OUT_NAMES, import_definitions
+
+    (tmp_path / "lenet.py").write_text("import torch\nfrom d2l_not_here import torch as d2l\n"
+                                       "device = d2l.try_gpu()  # 有GPU就用GPU\nx = undefined_name + 1\n")  # fmt: skip
+    _, left = import_definitions("student_lenet", tmp_path / "lenet.py", cpu_s=10)
+    assert [(lo.line, lo.why) for lo in left] == [(2, "raised ModuleNotFoundError"),
+                                                  (3, "uses d2l, whose import at line 2 failed"),
+                                                  (4, "raised NameError")]  # fmt: skip
+    assert [lo.line for lo in left if _FAILED_ITSELF.search(str(lo))] == [4]
+    assert LEFT_OUT_NAMES["device"] == "lenet.py line 3 sets it from d2l, whose import failed: set it without d2l"
+
+
 def test_past_syntax_errors_blanks_whole_top_level_statements_and_keeps_line_numbers(tmp_path):
     """A decorated def with a missing colon and a class with an unclosed bracket: both blanked whole (decorator
     included), every other line where it was; a third statement that breaks too many is given up on."""
