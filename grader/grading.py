@@ -104,7 +104,8 @@ _FAILED_ITSELF = re.compile(r"\((?:raised (?!ModuleNotFoundError\)|ImportError\)
 SLOW_IMPORT_SHARE, SLOW_IMPORT_S = 0.25, 5.0
 
 
-def _slow_import(spec: AssignmentSpec, name: str, seconds: float, source: str, notebook: str | None) -> Problem | None:
+def _slow_import(spec: AssignmentSpec, name: str, seconds: float, source: str, notebook: Converted | None
+                 ) -> Problem | None:  # fmt: skip
     """A note that costs nothing for a full import that was slow because the module runs code at import (a
     top-level call or loop, as a definitions-only import would leave out); None when it runs none (a slow import
     of packages is not the student's to fix)."""
@@ -114,22 +115,29 @@ def _slow_import(spec: AssignmentSpec, name: str, seconds: float, source: str, n
     except (SyntaxError, ValueError, RecursionError):
         return None
     own = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
-    calls_own = [n for n in keep if not isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
-                 and any(isinstance(c, ast.Call) and isinstance(c.func, ast.Name) and c.func.id in own
-                         for c in ast.walk(n))]  # fmt: skip
-    loops = [lo for lo in left if lo.why == "a loop"]
-    # the statement that most likely took the time: one that calls the module's own code (losses = train(...)),
-    # else a top-level loop, else the first statement a definitions-only import leaves out
-    if calls_own:
-        first = (calls_own[0].lineno, statement_line(source, calls_own[0]))
-    elif loops or left:
-        first = ((loops or left)[0].line, (loops or left)[0].code)
-    else:
+
+    def calls_own(node: ast.stmt) -> bool:
+        return not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and any(
+            isinstance(c, ast.Call) and isinstance(c.func, ast.Name) and c.func.id in own for c in ast.walk(node))
+
+    left_lines = {lo.line for lo in left}
+    # the statement that most likely took the time: one that runs the module's own code, a bare call or loop
+    # first (main(), for lr in lrs: train(...)), then an assignment (losses = train(...)); else a top-level loop,
+    # else the first statement a definitions-only import leaves out
+    runs = [n for n in tree.body if n in keep or n.lineno in left_lines]  # not the main guard's body
+    running = sorted((n for n in runs if calls_own(n)), key=lambda n: n.lineno not in left_lines)
+    loops = [n for n in tree.body if n.lineno in left_lines and isinstance(n, (ast.For, ast.While))]
+    chosen = (running or loops or [n for n in runs if n.lineno in left_lines] or [None])[0]
+    if chosen is None:
         return None
-    at = "" if notebook else f"line {first[0]} "
+    at = f"line {chosen.lineno} "
+    if notebook is not None:
+        cell = notebook.position(chosen.lineno)
+        at = f"cell {cell[0]}, line {cell[1]} " if cell else ""
     guard = NOTEBOOK_GUARD if notebook else GUARD.replace("the file", f"{name}.py")
+    file = (notebook.file or f"{name}.ipynb") if notebook else f"{name}.py"
     return Problem(id=f"import:{name}", message=(
-        f"{notebook or f'{name}.py'} took {seconds:.1f} s to import: it runs code at import ({at}`{first[1]}`, "
+        f"{file} took {seconds:.1f} s to import: it runs code at import ({at}`{statement_line(source, chosen)}`, "
         f"among others). It was graded as it is and this costs nothing, but an import that runs past "
         f"{spec.imports.cpu_seconds:g} s of CPU time is graded from its definitions only, for "
         f"{spec.imports.fallback_penalty:.0%} of the points: {guard}"))  # fmt: skip
@@ -147,7 +155,7 @@ def cuda_on_cpu_note(where: list[Location]) -> Problem:
 
 def import_problems(
     spec: AssignmentSpec, imports: dict[str, ModuleImport], max_score: float, said: set[str],
-    sources: dict[str, str] | None = None, notebooks: dict[str, str] | None = None,
+    sources: dict[str, str] | None = None, notebooks: dict[str, Converted] | None = None,
 ) -> list[Problem]:  # fmt: skip
     """One problem per student module whose full import went wrong, with the fallback's penalty when only its
     definitions could be graded (the checks then pass or fail on their own merits: the slip is charged once); a
@@ -327,7 +335,7 @@ def grade(
                        "imports": {m: i.seconds for m, i in client.imports.items()}}  # fmt: skip
         checks = [plugin.results.get(cid) or _unrun(spec, cid, "this check did not run") for cid in selected]
         max_score = sum(c.max_score for c in checks)
-        notebooks = {name[:-3]: sub.record(name).found_as or name for name in positions}
+        notebooks = {name[:-3]: nb for name, nb in positions.items()}
         problems += import_problems(spec, client.imports, max_score, {p.id for p in problems}, sources, notebooks)
         if client.cuda_on_cpu is not None and not plugin.charged("cuda"):  # else the charged check says it all
             problems.append(cuda_on_cpu_note(client.cuda_on_cpu))

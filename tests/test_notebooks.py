@@ -257,3 +257,21 @@ def test_a_py_exported_from_a_notebook_runs_as_the_notebook_would(tmp_path):
     assert module.total == 45 and not (tmp_path / "ran-bash").exists()
     (tmp_path / "plain.py").write_text("x = 1\n")
     assert not hasattr(import_module("plain_module", tmp_path / "plain.py", cpu_s=10, wall_s=20), "get_ipython")
+
+
+def test_a_slow_notebook_import_names_the_cell_that_runs_its_code(course):
+    """An untagged cell that calls main() (the time went there), then a cheap cell that rebuilds the model: the
+    note names main()'s cell, and the notebook by the name it was submitted under."""
+    from grader.grading import import_problems
+    from grader.judge.client import ModuleImport
+
+    nb = module_source(nb_bytes(
+        ("code", "import torch\n\ndef build_model():\n    return torch.nn.Linear(1, 1)\n\n"
+                 "def main():\n    for _ in range(3):\n        build_model()\n"),
+        ("markdown", "## 训练"), ("code", "main()  # 跑一遍"), ("code", "model = build_model()\nprint(model)"),
+    ), "exp1.ipynb")  # fmt: skip
+    nb.file = "exp1 (2).ipynb"
+    [note] = import_problems(course.spec("exp1"), {"exp1": ModuleImport(module="exp1", seconds=6.3)}, 100.0, set(),
+                             {"exp1.py": nb.source}, {"exp1": nb})  # fmt: skip
+    assert note.message.startswith("exp1 (2).ipynb took 6.3 s to import: it runs code at import (cell 3, line 1 "
+                                   "`main()`, among others)"), note.message  # fmt: skip
