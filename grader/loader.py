@@ -206,6 +206,11 @@ def classify_import(path: Path, exc: BaseException) -> ImportProblem:
     if isinstance(exc, FileNotFoundError) or ("not found" in said and "dataset" in said):
         return ImportProblem("missing_data", f"{name} reads files that grading does not have when imported ({text}{at})"
                              f": {_guard(path)}", where)  # fmt: skip
+    if isinstance(exc, NameError) and path.suffix == SUFFIX and where and where[-1]["function"] == "<module>":
+        # a cell run out of order in Jupyter, or a leftover one, that Restart & Run All would have shown
+        return ImportProblem("exception", f"{name} fails when imported ({text}{at}): that cell uses a name no cell "
+                             "above it defines; fix or delete the cell, and check that Kernel > Restart & Run All "
+                             "runs the notebook from top to bottom", where)  # fmt: skip
     return ImportProblem("exception", f"{name} fails when imported ({text}{at}): {_guard(path)}", where)
 
 

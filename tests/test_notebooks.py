@@ -275,3 +275,18 @@ def test_a_slow_notebook_import_names_the_cell_that_runs_its_code(course):
                              {"exp1.py": nb.source}, {"exp1": nb})  # fmt: skip
     assert note.message.startswith("exp1 (2).ipynb took 6.3 s to import: it runs code at import (cell 3, line 1 "
                                    "`main()`, among others)"), note.message  # fmt: skip
+
+
+def test_a_leftover_cell_is_told_to_restart_and_run_all(tmp_path):
+    """A debugging cell whose variable a deleted cell defined: not training, so not told to tag it."""
+    from grader.loader import ImportProblem, import_module
+
+    (tmp_path / "softmax.ipynb").write_bytes(nb_bytes(
+        ("code", "import torch\n\ndef softmax(X):\n    return X.exp() / X.exp().sum(1, keepdim=True)\n"),
+        ("code", "# 调试用\nprint(y_hat_dbg.shape)")))  # fmt: skip
+    with pytest.raises(ImportProblem) as failed:
+        import_module("leftover_softmax", tmp_path / "softmax.ipynb", cpu_s=10, wall_s=20)
+    assert failed.value.message == (
+        "softmax.ipynb fails when imported (NameError: name 'y_hat_dbg' is not defined at cell 2, line 2 "
+        "(`print(y_hat_dbg.shape)`)): that cell uses a name no cell above it defines; fix or delete the cell, and "
+        "check that Kernel > Restart & Run All runs the notebook from top to bottom")  # fmt: skip
