@@ -188,6 +188,15 @@ def test_a_checkpoint_dict_around_the_weights_is_graded_with_a_note(course, data
                            "assignment saves the state_dict itself)"]  # fmt: skip
 
 
+def test_weights_without_their_code_are_measured_in_the_reference(course, data_root, example):
+    """lenet.py left out of the upload: the accuracy check needs only lenet.pth, which fits d2l's LeNet, so the
+    judge measures it there (there is no model of the student's to run it in); the code's checks fail for it."""
+    folder = example("lenet", "solution")
+    (folder / "lenet.py").unlink()
+    check = by_id(grade(course, "lenet", folder, data_root=data_root, only=["test_accuracy"]))["test_accuracy"]
+    assert check.status == "passed" and check.message.startswith("lenet.pth in the reference LeNet"), check.message
+
+
 def test_a_train_epoch_that_reinitialises_the_net_is_named_where_accuracy_is_lost(course, data_root, example):
     """d2l's train_ch6 applies init_weights before its loop; left inside train_epoch it restarts every epoch. The
     one-epoch check cannot see it; the accuracy check, which measures the poor lenet.pth, names it in a note."""

@@ -87,10 +87,12 @@ def _unlike_reference(spec: ModelSpec, state: dict[str, torch.Tensor], contestan
         theirs = contestant.call(spec.outputs_probe, state=state, inputs=list(spec.example), **spec.extra,
                                  returns=list[torch.Tensor])  # fmt: skip
     except ContestantError as exc:
-        # Their model does not take these weights, or does not run: the reference is not theirs. Unless it asks
-        # for the GPU grading lacks: the weights, which fit the reference, are measured there (the device is
-        # charged once, by a check of the code).
-        return None if exc.kind == "no_cuda" else f"your model fails on them ({exc.message.splitlines()[0]})"
+        # Their model does not take these weights, or does not run: the reference is not theirs. Unless there is
+        # no model of theirs to run (the code is missing or does not import) or it asks for the GPU grading lacks:
+        # the weights, which fit the reference, are measured there (the code's slip is charged by its checks).
+        if exc.kind in ("no_cuda", "missing_file", "syntax_error", "import_error"):
+            return None
+        return f"your model fails on them ({exc.message.splitlines()[0]})"
     ours = reference_outputs(spec, state)
     same = len(theirs) == len(ours) and all(
         t.shape == o.shape and torch.allclose(t.double(), o.double(), rtol=SAME_RTOL, atol=SAME_ATOL)
