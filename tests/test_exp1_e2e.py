@@ -139,12 +139,15 @@ def test_a_syntax_error_costs_the_checks_of_its_function_and_the_fallbacks_5(cou
 
 
 def test_syntax_errors_the_grader_cannot_get_past_fail_every_check_with_the_line(course, example):
-    """More broken statements than the grader leaves out (SYNTAX_DROPS): nothing is graded, each check says where."""
+    """More broken statements than the grader leaves out (SYNTAX_DROPS): no check of the code is graded, each says
+    where; model.pth, which fits the handout's MLP, is still measured by the judge, in the reference."""
     folder = example("exp1", "solution")
     src = (folder / "exp1.py").read_text()
     (folder / "exp1.py").write_text(src.replace("\n\ndef ", "\n\ndef half_written(x:\n    pass\n\n\ndef "))
     result = grade(course, "exp1", folder)
-    assert result.score == 0
+    assert {c.id: c.score for c in result.checks if c.score} == {"model_fits_target": 25.0}
+    (folder / "exp1.py").unlink()  # not submitted at all: the same
+    assert {c.id: c.score for c in grade(course, "exp1", folder).checks if c.score} == {"model_fits_target": 25.0}
     msg = by_id(result)["f_reference_values"].message
     assert re.match(r"exp1.py line \d+: .*fix the syntax error", msg), msg
 
