@@ -220,6 +220,42 @@ def test_an_evaluate_that_counts_or_stays_in_train_mode_is_told_which(course, da
     assert check.score == 0 and says in check.message, check.message
 
 
+WHOLE_BATCHES_ONLY = ("        for xb, yb in batches(x, y, batch_size):\n",
+                      "        for i in range(len(x) // batch_size):  # 一个batch一个batch地算\n"
+                      "            xb = normalize(x[i * batch_size:(i + 1) * batch_size])\n"
+                      "            yb = y[i * batch_size:(i + 1) * batch_size]\n")  # fmt: skip
+
+
+@pytest.mark.parametrize("divide, says", [
+    (None, "evaluate() returned 0 on 300 images whose accuracy is 100%, and counts right on 1000 images"),
+    ("total", "evaluate() on 300 images raised ZeroDivisionError: float division by zero (exp2.py line "),
+], ids=["by-len", "by-counted"])  # fmt: skip
+def test_an_evaluate_that_drops_a_last_smaller_batch_keeps_half(course, data_root, example, divide, says):
+    """range(len(x) // batch_size): right on the 10,000 test images with any usual batch size, wrong or a crash on
+    the check's 300 (fewer than one batch of 500): half the points, and a message that says which images."""
+    folder = example("exp2", "solution")
+    _edit_code(folder, *WHOLE_BATCHES_ONLY)
+    if divide:
+        _edit_code(folder, "            correct += (", "            total += len(yb)\n            correct += (")
+        _edit_code(folder, "    correct = 0\n", "    correct, total = 0, 0\n")
+        _edit_code(folder, "    return 100.0 * correct / len(x)\n", "    return 100.0 * correct / total\n")
+    check = by_id(grade(course, "exp2", folder, data_root=data_root, only=["evaluation_loop"]))["evaluation_loop"]
+    assert check.score == 5 and check.message.startswith(says), check.message
+    assert check.message.endswith("it leaves out a last batch smaller than batch_size; loop over every batch, "
+                                  "including a last smaller one (as batches() does), and divide by the number of "
+                                  "images")  # fmt: skip
+
+
+def test_a_resume_one_epoch_late_keeps_half(course, data_root, example):
+    """start = ckpt['epoch'] + 1, as pytorch-cifar writes it: weights, history and LR come back, the epoch does
+    not; the same half as a wrong LR."""
+    folder = example("exp2", "solution")
+    _edit_code(folder, '    start = int(ckpt["epoch"])\n', '    start = int(ckpt["epoch"]) + 1  # 从下一个epoch开始\n')
+    check = by_id(grade(course, "exp2", folder, data_root=data_root, only=["checkpoint_resume"]))["checkpoint_resume"]
+    assert check.score == 5 and check.message.startswith(
+        "resume() of a checkpoint saved after 7 epochs returned start epoch 8; expected 7"), check.message
+
+
 def test_the_students_own_normalization_is_the_one_their_model_is_measured_with(course, data_root, example):
     """CIFAR_MEAN/STD set to the PyTorch tutorial's 0.5s: the judge reads them off normalize() and prepares the
     test images that way itself. The solution's weights were trained with the handout's constants, so measured

@@ -100,28 +100,65 @@ def cifar_test_images(data_root: Path, n: int, seed: int = 0) -> tuple[torch.Ten
     return x[idx], y[idx]
 
 
-def evaluate_problem(contestant: Any, data_root: Path) -> str | None:
+# Images whose count is a whole number of batches for every usual batch size (100, 125, 200, 250, 500, 1000)
+WHOLE_BATCHES = 1000
+
+
+def evaluate_problem(contestant: Any, data_root: Path) -> tuple[float, str] | None:
     """What is wrong with the student's evaluate(), judged on a small CNN whose true accuracy is known (the model
-    arrives in train mode, with warmed BatchNorm statistics); None when it counts right."""
+    arrives in train mode, with warmed BatchNorm statistics), and the fraction of the points it keeps; None when it
+    counts right. 300 images are fewer than one batch of 500: an evaluate() that is right on whole batches only
+    (range(len(x) // batch_size)) keeps half, as it drops no image of the 10,000 the assignment evaluates."""
+    from grader.judge import ContestantError
+
     x, _ = cifar_test_images(data_root, 300, seed=3)
+    try:
+        found = _miscounts(contestant, x)
+    except ContestantError as exc:
+        if not _counts_whole_batches(contestant, data_root):
+            raise  # the plugin says it, and charges a slip that other checks meet once
+        said = f"evaluate() on 300 images {exc.message.splitlines()[0]}"
+    else:
+        if found is None:
+            return None
+        said, problem = found
+        if not _counts_whole_batches(contestant, data_root):
+            return 0.0, problem
+    return 0.5, (f"{said}, and counts right on {WHOLE_BATCHES} images, a whole number of batches: it leaves out a "
+                 "last batch smaller than batch_size; loop over every batch, including a last smaller one (as "
+                 "batches() does), and divide by the number of images")  # fmt: skip
+
+
+def _counts_whole_batches(contestant: Any, data_root: Path) -> bool:
+    from grader.judge import ContestantError
+
+    try:
+        return _miscounts(contestant, cifar_test_images(data_root, WHOLE_BATCHES, seed=3)[0]) is None
+    except ContestantError:
+        return False
+
+
+def _miscounts(contestant: Any, x: torch.Tensor) -> tuple[str, str] | None:
+    """How evaluate() miscounts on the images `x`: what it returned, and the whole message; None when right."""
     for flip in (0.0, 0.25):
         r = contestant.call("evaluate_accuracy", x=x, flip_fraction=flip, returns=EvaluateAccuracy)
-        if not math.isclose(r["student"], r["expected"], abs_tol=1e-6):
-            said = f"evaluate() returned {r['student']:.4g} on 300 images whose accuracy is {r['expected']:.4g}%"
-            if math.isclose(100 * r["student"], r["expected"], abs_tol=1e-4):
-                return f"{said}: a fraction, where the handout asks for a percentage; multiply it by 100"
-            if r["student"] > 100:
-                return (f"{said}: over 100, so a count of correct predictions rather than a percentage; divide it by "
-                        "the number of images and multiply by 100")  # fmt: skip
-            again = contestant.call("evaluate_accuracy", x=x, flip_fraction=flip, train_mode=False,
-                                    returns=EvaluateAccuracy)  # fmt: skip
-            if math.isclose(again["student"], again["expected"], abs_tol=1e-6):
-                return (f"{said} when the model arrives in train mode, as it does after a training epoch, and the "
-                        "right accuracy when it arrives in eval mode: call model.eval() at the start of evaluate(), "
-                        "so that BatchNorm uses its running statistics rather than each batch's own")  # fmt: skip
-            return (f"{said}, whichever mode the model arrives in, so model.eval() is not what is wrong: count the "
-                    "predictions of the images exactly as training prepares them (the given normalize(), as "
-                    "batches() applies it), the argmax over dim=1, and every image once")  # fmt: skip
+        if math.isclose(r["student"], r["expected"], abs_tol=1e-6):
+            continue
+        said = f"evaluate() returned {r['student']:.4g} on {len(x)} images whose accuracy is {r['expected']:.4g}%"
+        if math.isclose(100 * r["student"], r["expected"], abs_tol=1e-4):
+            return said, f"{said}: a fraction, where the handout asks for a percentage; multiply it by 100"
+        if r["student"] > 100:
+            return said, (f"{said}: over 100, so a count of correct predictions rather than a percentage; divide it "
+                          "by the number of images and multiply by 100")  # fmt: skip
+        again = contestant.call("evaluate_accuracy", x=x, flip_fraction=flip, train_mode=False,
+                                returns=EvaluateAccuracy)  # fmt: skip
+        if math.isclose(again["student"], again["expected"], abs_tol=1e-6):
+            return said, (f"{said} when the model arrives in train mode, as it does after a training epoch, and the "
+                          "right accuracy when it arrives in eval mode: call model.eval() at the start of evaluate(), "
+                          "so that BatchNorm uses its running statistics rather than each batch's own")  # fmt: skip
+        return said, (f"{said}, whichever mode the model arrives in, so model.eval() is not what is wrong: count the "
+                      "predictions of the images exactly as training prepares them (the given normalize(), as "
+                      "batches() applies it), the argmax over dim=1, and every image once")  # fmt: skip
     return None
 
 

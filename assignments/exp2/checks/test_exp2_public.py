@@ -99,11 +99,11 @@ def test_checkpoint_resume(contestant):
     saved = saved_checkpoint(r)
     if not isinstance(saved["epoch"], int) or saved["epoch"] != 7:
         fail(f"save_checkpoint(..., epoch=7, ...) stored epoch {saved['epoch']!r}; expected 7")
-    if r["start"] != 7:
-        fail(f"resume() of a checkpoint saved after 7 epochs returned start epoch {r['start']}; expected 7: the "
-             "checkpoint's 'epoch' is the number of epochs completed, which is already the index of the next epoch "
-             "to run (epochs count from 0); return it as it is")  # fmt: skip
     net, slips = saved["net"], []  # (fraction of the points it costs, what to say)
+    if r["start"] != 7:  # the weights, the history and the LR may still come back: half of what resuming takes
+        slips.append((0.5, f"resume() of a checkpoint saved after 7 epochs returned start epoch {r['start']}; "
+                      "expected 7: the checkpoint's 'epoch' is the number of epochs completed, which is already the "
+                      "index of the next epoch to run (epochs count from 0); return it as it is"))  # fmt: skip
     if r["max_weight_diff"] != 0.0:
         halved = sorted({str(v.dtype).removeprefix("torch.") for v in net.values() if isinstance(v, torch.Tensor)
                          and v.dtype in (torch.float16, torch.bfloat16)}) if isinstance(net, dict) else []  # fmt: skip
@@ -144,4 +144,4 @@ def test_checkpoint_resume(contestant):
 
 def test_evaluation_loop(contestant, data_root):
     if problem := evaluate_problem(contestant, data_root):
-        fail(problem)
+        partial(*problem)
