@@ -719,6 +719,27 @@ def test_cuda_that_cannot_run_on_the_cpu_is_charged_once(quick_course, tmp_path)
     assert not result.problems  # the charged check says it: no note that it cost nothing
 
 
+@pytest.mark.parametrize("edit, says", [
+    # the constant read from the command line, its default the assignment's: as imported, 1000
+    (lambda src: src.replace("NUM_TRAIN_SAMPLES = 1000 ", "import argparse\n_p = argparse.ArgumentParser()\n"
+                             "_p.add_argument('--samples', type=int, default=1000)\n"
+                             "args, _ = _p.parse_known_args()\nNUM_TRAIN_SAMPLES = args.samples "), None),
+    (lambda src: src.replace("NUM_TRAIN_SAMPLES = 1000 ", "NUM_TRAIN_SAMPLES = int(1e3) "), None),
+    # the constant kept, but main() trains on fewer; a helper that looks at 8 samples is not training
+    (lambda src: src.replace("        x, y = make_data(fn)\n", "        x, y = make_data(fn, 500)  # 少一点, 快\n")
+     .replace("def main()", "def peek():\n    print(make_data(f, 8)[0].T)\n\n\ndef main()"),
+     "exp1.py trains on another number of samples (line "),
+], ids=["argparse", "int", "main-fewer"])  # fmt: skip
+def test_num_train_samples_is_what_training_uses(quick_course, tmp_path, edit, says):
+    folder = student_exp1(tmp_path, edit)
+    check = by_id(grade(quick_course, "exp1", folder, sandbox=LocalSandbox(), only=["num_train_samples_unchanged"]))[
+        "num_train_samples_unchanged"]  # fmt: skip
+    if says is None:
+        assert check.status == "passed", check.message
+    else:
+        assert check.score == 0 and check.message.startswith(says) and "make_data(fn, 500)" in check.message
+
+
 class FitNet(torch.nn.Module):
     """A student's own MLP class, with the handout's layer names."""
 

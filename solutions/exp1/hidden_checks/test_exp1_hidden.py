@@ -36,13 +36,31 @@ from grader.judge import (
 
 
 def _static_value(source: str, name: str):
-    """The literal a top-level `name = ...` assigns in the source text, read without running it."""
+    """The number a top-level `name = ...` assigns in the source text, read without running it; None when it is
+    not written as one (`int(1e3)`, `args.samples`: the imported value shows what it is)."""
     for node in ast.parse(source).body:
         if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets):
             try:
                 return ast.literal_eval(node.value)
             except ValueError:
-                return ast.unparse(node.value)
+                return None
+    return None
+
+
+def _fewer_samples(source: str) -> str | None:
+    """A call of make_data(...) where the experiments run (main(), or the top level and its main guard) that asks
+    for another number of samples, written as a number (`make_data(fn, 500)`, `make_data(f, num_samples=200)`):
+    the line and the call; None when there is none. A helper of the student's own that looks at 10 samples is
+    not training."""
+    defs = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+    running = [n for n in ast.parse(source).body if not isinstance(n, defs) or n.name == "main"]
+    for node in (inner for top in running for inner in ast.walk(top)):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "make_data"):
+            continue
+        asked = [*node.args[1:2], *(k.value for k in node.keywords if k.arg in ("num_samples", "n", "num"))]
+        for arg in asked:
+            if isinstance(arg, ast.Constant) and isinstance(arg.value, int) and arg.value != NUM_TRAIN_SAMPLES:
+                return f"line {node.lineno}: `{ast.unparse(node)}`"
     return None
 
 
@@ -60,6 +78,13 @@ def test_num_train_samples_unchanged(contestant, submission):
             fail(f"NUM_TRAIN_SAMPLES is {got!r}; expected {NUM_TRAIN_SAMPLES} (the assignment fixes it)")
     if settings["samples_made"] != NUM_TRAIN_SAMPLES:
         fail(f"make_data(f) made {settings['samples_made']} samples; expected NUM_TRAIN_SAMPLES = {NUM_TRAIN_SAMPLES}")
+    try:
+        fewer = _fewer_samples(submission.text("exp1.py"))
+    except SyntaxError:
+        fewer = None
+    if fewer:
+        fail(f"exp1.py trains on another number of samples ({fewer}); the assignment fixes it at "
+             f"NUM_TRAIN_SAMPLES = {NUM_TRAIN_SAMPLES}: call make_data(fn) without a number")
 
 
 def test_custom_function_fits(contestant, submission, check):
