@@ -129,7 +129,8 @@ def grading_section(spec: AssignmentSpec) -> str:
     for rule in spec.rules:
         where = f"in {', '.join(f'`{f}`' for f in rule.functions)}" if rule.functions else f"in `{rule.file}`"
         lines.append(f"- **Rule ({rule.points:g} points)**: {rule.why}. Checked by reading your code {where}: "
-                     f"no {', '.join(f'`{n}`' for n in rule.forbid)}.")  # fmt: skip
+                     f"no {', '.join(f'`{n}`' for n in rule.forbid)}"
+                     + (f" (allowed: {', '.join(f'`{n}`' for n in rule.allow)})" if rule.allow else "") + ".")
     return "\n".join(lines) + "\n"
 
 

@@ -130,6 +130,8 @@ class Rule(Strict):
         description="dotted names whose use breaks the rule (`torch.optim` covers `torch.optim.SGD`); a name "
         "starting with '.' is a method of anything (`.softmax` catches `x.softmax(1)`)",
     )
+    allow: list[str] = Field(default_factory=list, description="dotted names under a forbidden one that stay allowed "
+                             "(`torch.nn.functional.one_hot` under `torch.nn`)")
     points: float = Field(gt=0, description="deducted once if the rule is broken, wherever and however often")
     why: str = Field(min_length=1, description="the handout's reason, quoted in the message")
 

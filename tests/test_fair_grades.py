@@ -515,6 +515,21 @@ def test_the_from_scratch_rule_follows_softmax_into_the_students_own_module(cour
     assert [(loc.file, loc.line) for loc in problem.locations] == [("ops.py", 5)]
 
 
+def test_a_one_hot_from_torch_nn_is_no_shortcut(course):
+    """F.one_hot in a hand-written cross-entropy: allowed by the rule (`allow`), while F.nll_loss next to it, through
+    the same alias, is still a use."""
+    from grader.judge.source_rules import rule_problems
+
+    src = ("import torch\nimport torch.nn.functional as F\n\n\ndef cross_entropy(y_hat, y):\n"
+           "    # 交叉熵: 用 one-hot 取出正确类别的概率\n"
+           "    return -(F.one_hot(y, y_hat.shape[1]) * torch.log(y_hat)).sum(dim=1)\n\n\n"
+           "def accuracy(y_hat, y):\n    return float((y_hat.argmax(dim=1) == y).sum())\n")  # fmt: skip
+    assert rule_problems(course.spec("softmax"), {"softmax.py": src}) == []
+    (problem,) = rule_problems(course.spec("softmax"), {"softmax.py": src.replace(
+        "    return -(F.one_hot", "    F.nll_loss(torch.log(y_hat), y)\n    return -(F.one_hot")})  # fmt: skip
+    assert problem.message.startswith("softmax.py uses F.nll_loss (line 7, in cross_entropy), which")
+
+
 # ---- 4. one bug is charged once --------------------------------------------------------------------------
 
 

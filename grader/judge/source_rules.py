@@ -82,8 +82,8 @@ def _matches(name: str, forbidden: str) -> bool:
 
 
 class _Finder(ast.NodeVisitor):
-    def __init__(self, source: str, aliases: dict[str, str], forbid: list[str]) -> None:
-        self.source, self.aliases = source, aliases
+    def __init__(self, source: str, aliases: dict[str, str], forbid: list[str], allow: list[str]) -> None:
+        self.source, self.aliases, self.allow = source, aliases, allow
         self.names = [f for f in forbid if not f.startswith(".")]
         self.methods = {f[1:] for f in forbid if f.startswith(".")}
         self.function = "<module>"
@@ -102,6 +102,8 @@ class _Finder(ast.NodeVisitor):
 
     def _check(self, node: ast.Attribute | ast.Name) -> bool:
         name = _dotted(node, self.aliases)
+        if name is not None and any(_matches(name, a) for a in self.allow):
+            return True  # `F.one_hot`: neither it nor the `F` in it is a use
         if name is not None and any(_matches(name, f) for f in self.names):
             self._record(node, name)
             return True
@@ -131,7 +133,7 @@ def forbidden_uses(source: str, rule: Rule) -> list[Use]:
     """Every use of a name `rule` forbids, in the functions it covers (the whole file when it names none)."""
     tree = ast.parse(source)
     aliases = _aliases(tree)
-    finder = _Finder(source, aliases, rule.forbid)
+    finder = _Finder(source, aliases, rule.forbid, rule.allow)
     if not rule.functions:
         finder.visit(tree)
     else:
