@@ -57,6 +57,19 @@ def _student(example, edits: list[tuple[str, str]]):
     return folder
 
 
+def test_a_bare_tensor_state_keeps_half_of_param_shapes(course, data_root, example):
+    """init_rnn_state returns H itself and the student's rnn() reads it so: the rest works, the interface the
+    given code and d2l unpack does not; half of param_shapes, with what to return."""
+    folder = _student(example, [
+        ("    return (torch.zeros((batch_size, num_hiddens), device=device),)\n",
+         "    return torch.zeros((batch_size, num_hiddens), device=device)  # 直接返回H\n"),
+        ("    (H,) = state  # (B, H)\n", "    H = state[0] if isinstance(state, tuple) else state\n"),
+    ])  # fmt: skip
+    check = by_id(grade(course, "rnn", folder, data_root=data_root, only=["param_shapes"]))["param_shapes"]
+    assert check.score == 5, check.message
+    assert check.message.startswith("init_rnn_state(4, 64) returns the tensor H itself; the handout's returns a tuple")
+
+
 def test_a_squared_norm_and_a_list_state(course, data_root, example):
     """Clipping by theta / norm**2 scales every gradient alike, by the wrong factor: the message says which. A list
     state works wherever the state goes: a note, no points."""

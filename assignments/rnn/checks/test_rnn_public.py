@@ -37,14 +37,22 @@ def test_param_shapes(contestant, data_root, check):
             fail(f"get_params: {name} does not require grad; call requires_grad_(True) on every parameter")
     if problem := init_problem(params):
         fail(problem)
-    if r["state_type"] not in ("tuple", "list") or not isinstance(r["state"], list) or len(r["state"]) != 1:
+    state, bare = r["state"], isinstance(r["state"], torch.Tensor)
+    if bare:  # H itself: the student's own rnn() reads it so, but the given code and d2l unpack (H,)
+        state = [state]
+    elif r["state_type"] not in ("tuple", "list") or not isinstance(state, list) or len(state) != 1:
         fail(f"init_rnn_state(4, {NUM_HIDDENS}) returned a {r['state_type']}; expected a tuple of one tensor (H,)")
     if r["state_type"] == "list":  # works the same everywhere the state goes: not worth points
         check.note(f"init_rnn_state(4, {NUM_HIDDENS}) returns a list [H]; d2l returns a tuple (H,), which cannot "
                    "be changed by accident")  # fmt: skip
-    H = expect_shape(r["state"][0], (4, NUM_HIDDENS), f"init_rnn_state(4, {NUM_HIDDENS})[0]")
+    what = f"init_rnn_state(4, {NUM_HIDDENS})" + ("" if bare else "[0]")
+    H = expect_shape(state[0], (4, NUM_HIDDENS), what)
     if bool(H.abs().max() > 0):
         fail("init_rnn_state: the initial hidden state should be zeros")
+    if bare:
+        partial(0.5, f"init_rnn_state(4, {NUM_HIDDENS}) returns the tensor H itself; the handout's returns a tuple "
+                "of one tensor, (H,), which rnn(), the given training code and d2l unpack as `H, = state`: return "
+                "(H,)")  # fmt: skip
 
 
 def test_forward_shapes(contestant, data_root):
