@@ -70,6 +70,13 @@ def test_a_bare_tensor_state_keeps_half_of_param_shapes(course, data_root, examp
     assert check.message.startswith("init_rnn_state(4, 64) returns the tensor H itself; the handout's returns a tuple")
 
 
+def test_a_predict_one_character_short_is_told_so(course, data_root, example):
+    folder = _student(example, [("    for _ in range(num_preds):\n", "    for _ in range(num_preds - 1):  # 预测\n")])
+    check = by_id(grade(course, "rnn", folder, data_root=data_root, only=["predict_length"]))["predict_length"]
+    assert check.score == 0 and "expected 15 + 1 = 16: one too few; the loop appends one character per " in (
+        check.message), check.message
+
+
 def test_a_squared_norm_and_a_list_state(course, data_root, example):
     """Clipping by theta / norm**2 scales every gradient alike, by the wrong factor: the message says which. A list
     state works wherever the state goes: a note, no points."""

@@ -139,3 +139,18 @@ def test_an_epsilon_inside_the_log_is_accepted_with_a_note(course, data_root, ex
     assert (check.status == "passed") == passes, check.message
     if passes:
         assert check.notes[0].startswith("cross_entropy takes -log(y_hat + 1e-09), so its values differ")
+
+
+def test_a_cast_to_float32_is_told_why_float64_matters(course, data_root, example):
+    """net() casts its input with .float(): the hidden finite-difference check runs in float64, and says so."""
+    folder = example("softmax", "solution")
+    src = (folder / "softmax.py").read_text()
+    old = "    return softmax(torch.matmul(X.reshape((-1, W.shape[0])), W) + b)  # (N, 10)\n"
+    assert old in src
+    (folder / "softmax.py").write_text(src.replace(old, (
+        "    X = X.reshape((-1, W.shape[0])).float()  # 转成 float\n    return softmax(torch.matmul(X, W) + b)\n")))
+    check = by_id(grade(course, "softmax", folder, data_root=data_root,
+                        only=["gradient_finite_differences"]))["gradient_finite_differences"]  # fmt: skip
+    assert check.score == 0 and check.message.startswith(
+        "cross_entropy(net(X), y) on float64 images and parameters raised RuntimeError"), check.message
+    assert "finite differences need float64, and your code casts to another dtype" in check.message

@@ -124,9 +124,11 @@ def test_predict_length(contestant, data_root):
         if not text.startswith(prefix):
             fail(f"predict({prefix!r}, {n}, net, vocab) returned {text!r}; expected it to start with the prefix")
         if len(text) != len(prefix) + n:
-            hint = (": one too many; the output after the prefix's last character is already the first of the "
-                    "num_preds new ones, so num_preds outputs are appended in all"
-                    if len(text) == len(prefix) + n + 1 else "")  # fmt: skip
+            hint = {1: ": one too many; the output after the prefix's last character is already the first of the "
+                       "num_preds new ones, so num_preds outputs are appended in all",
+                    -1: ": one too few; the loop appends one character per prediction, num_preds of them (d2l: "
+                        "for _ in range(num_preds)), the first from the prefix's last character"
+                    }.get(len(text) - len(prefix) - n, "")  # fmt: skip
             fail(f"predict({prefix!r}, {n}, net, vocab) returned {len(text)} characters ({text!r}); expected "
                  f"{len(prefix)} + {n} = {len(prefix) + n}{hint}")  # fmt: skip
         if bad := sorted(set(text[len(prefix) :]) - tokens):

@@ -4,6 +4,7 @@ import torch
 from softmax_judge import images, init_params, ref_loss_sum, wrong_piece
 
 from grader.judge import (
+    ContestantError,
     autograd_gradients,
     defer,
     directional_derivatives,
@@ -55,7 +56,14 @@ def test_gradient_finite_differences(contestant, data_root):
     points = [p for d in directions for p in perturbed(params, d, FD_EPS)]  # plus, minus, plus, minus, ...
     if wrong := wrong_piece(contestant):  # float64 precision is what this check measures, not the values
         defer(*wrong)
-    values = contestant.call("loss_values", X=X, y=y, points=points, returns=list[float])
+    try:
+        values = contestant.call("loss_values", X=X, y=y, points=points, returns=list[float])
+    except ContestantError as exc:
+        if "dtype" not in exc.message:
+            raise
+        fail(f"cross_entropy(net(X), y) on float64 images and parameters {exc.message}: finite differences need "
+             "float64, and your code casts to another dtype (a .float(), or a tensor made in float32 and mixed in); "
+             "keep the dtype of the inputs, as torch's own functions do")  # fmt: skip
     if not isinstance(values, list) or len(values) != len(points):
         fail(f"expected {len(points)} loss values, got {values!r}")
     measured = directional_derivatives(values[0::2], values[1::2], FD_EPS)
