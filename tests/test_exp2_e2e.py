@@ -120,14 +120,16 @@ def _edit_code(folder, old: str, new: str) -> None:
 
 
 def test_one_slip_in_the_checkpoint_format_is_charged_once(course, data_root, example):
-    """save_checkpoint under 'state_dict' instead of 'net', and final.pth the same: only checkpoint_resume charges."""
+    """save_checkpoint under 'state_dict' instead of 'net', and final.pth the same: only checkpoint_resume charges,
+    and less than all of it, since the student's own checkpoints save and resume."""
     folder = _variant(example, "key", lambda c: {"state_dict": c["net"], "epoch": c["epoch"], "history": c["history"]})
     _edit_code(folder, 'torch.save({"net": model.state_dict(),', 'torch.save({"state_dict": model.state_dict(),')
     _edit_code(folder, 'model.load_state_dict(ckpt["net"])', 'model.load_state_dict(ckpt["state_dict"])')
     checks = by_id(grade(course, "exp2", folder, data_root=data_root,
                          only=["checkpoint_resume", "accuracy", "claimed_trend"]))  # fmt: skip
-    assert checks["checkpoint_resume"].message == (
-        "save_checkpoint saved ['epoch', 'history', 'state_dict']; expected a dict with 'net', 'epoch' and 'history'")
+    assert checks["checkpoint_resume"].score == 7
+    assert checks["checkpoint_resume"].message.startswith(
+        "save_checkpoint keeps the weights under 'state_dict', not 'net': your own checkpoints resume")
     assert checks["accuracy"].status == "passed" and checks["claimed_trend"].status == "passed"
     assert checks["accuracy"].notes[0] == ("final.pth has no 'net'; graded the state_dict it holds under "
                                            "'state_dict' (the assignment keeps it under 'net')")  # fmt: skip

@@ -32,7 +32,14 @@ from grader.judge.tensors import (
     tensor,
 )
 from grader.judge.thresholds import Threshold, accuracy_threshold, perplexity_threshold
-from grader.judge.weights import PickledModel, WeightsError, load_weights, state_dict_from, weights_from_bytes
+from grader.judge.weights import (
+    PickledModel,
+    WeightsError,
+    load_weights,
+    state_dict_from,
+    state_dicts_in,
+    weights_from_bytes,
+)
 
 __all__ = [
     "CIFAR10_CLASSES", "FASHION_MNIST_CLASSES", "CheckFailed", "ContestantError", "CurveSummary", "Deferred",
@@ -42,5 +49,5 @@ __all__ = [
     "expect_directional_match", "expect_finite", "expect_gradients_match", "expect_shape", "expect_shape_trace",
     "expect_shapes", "expect_tensor", "fail", "finite_difference_gradients", "first_mismatch", "gradient_dot",
     "gradient_mismatch", "load_weights", "partial", "perplexity_threshold", "perturbed", "random_directions",
-    "renamed_keys", "shape_str", "state_dict_from", "tensor", "weights_from_bytes",
+    "renamed_keys", "shape_str", "state_dict_from", "state_dicts_in", "tensor", "weights_from_bytes",
 ]  # fmt: skip

@@ -518,7 +518,7 @@ def state_dict_from(
             if not isinstance(obj, PickledModel):  # the intake's note already says how a whole model was read
                 said.append(f"{name} is a bare state_dict; graded it as the weights (save {{{key!r}: ..., ...}} "
                             "next time)")  # fmt: skip
-        elif bare_ok and isinstance(obj, dict) and key not in obj and len(held := _state_dicts_in(obj)) == 1:
+        elif bare_ok and isinstance(obj, dict) and key not in obj and len(held := state_dicts_in(obj)) == 1:
             said.append(f"{name} has no {key!r}; graded the state_dict it holds under {held[0]!r} (the assignment "
                         f"keeps it under {key!r})")  # fmt: skip
             obj = obj[held[0]]
@@ -560,7 +560,7 @@ def _weights_of_checkpoint(obj: dict[Any, Any], name: str, said: list[str]) -> t
     """Where the assignment saves a bare state_dict, a checkpoint dict that holds one state_dict ({'model': ...,
     'acc': ..., 'epoch': ...}), or the weights' tensors beside plain numbers ({'W': ..., 'b': ..., 'acc': 0.83}):
     the weights, with a note. Anything else is returned as it is, for the caller's message."""
-    if len(held := _state_dicts_in(obj)) == 1:
+    if len(held := state_dicts_in(obj)) == 1:
         said.append(f"{name} is a checkpoint dict; graded the state_dict it holds under {held[0]!r} (the assignment "
                     "saves the state_dict itself)")  # fmt: skip
         return obj[held[0]], f"{name}[{held[0]!r}]"
@@ -580,7 +580,7 @@ def _is_metadata(value: Any, depth: int = 0) -> bool:
     return value is None or isinstance(value, (int, float, str))
 
 
-def _state_dicts_in(obj: dict[Any, Any]) -> list[Any]:
+def state_dicts_in(obj: dict[Any, Any]) -> list[Any]:
     """The keys of a checkpoint dict whose values are state_dicts (an optimizer's state is not one)."""
     return [k for k, v in obj.items() if _is_state_dict(v)]
 

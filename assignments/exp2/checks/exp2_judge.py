@@ -11,7 +11,7 @@ import torch
 from typing_extensions import TypedDict
 
 from grader.data import read_cifar10
-from grader.judge import FileBytes, WeightsError, fail, weights_from_bytes
+from grader.judge import FileBytes, WeightsError, fail, state_dicts_in, weights_from_bytes
 
 HERE = Path(__file__).resolve().parent
 # Keys and shapes of the reference ResNet20's state_dict, generated from solutions/exp2 by `grader release exp2`.
@@ -73,17 +73,21 @@ def history_of(epochs: int) -> dict[str, list[float]]:
             "test_acc": [45.0 + i for i in range(epochs)]}  # fmt: skip
 
 
-def saved_checkpoint(r: CheckpointRoundtrip) -> dict[str, Any]:
-    """The checkpoint save_checkpoint wrote in the checkpoint_roundtrip probe; fails unless it is a dict with
-    'net', 'epoch' and 'history' (checkpoint_resume's first point)."""
+def saved_checkpoint(r: CheckpointRoundtrip) -> tuple[dict[str, Any], str | None]:
+    """The checkpoint save_checkpoint wrote in the checkpoint_roundtrip probe, and the key it keeps the weights
+    under when that is not 'net' ({'model': ...}: read as 'net', which checkpoint_resume charges as a slip); fails
+    unless it is a dict with the weights, 'epoch' and 'history' (checkpoint_resume's first point)."""
     try:
         saved = weights_from_bytes(r["file"].numpy().tobytes(), "checkpoint.pth")
     except WeightsError as exc:
         fail(f"save_checkpoint wrote a file the grader cannot read: {exc}")
+    renamed = None
+    if isinstance(saved, dict) and "net" not in saved and len(held := state_dicts_in(saved)) == 1:
+        renamed, saved = held[0], {**saved, "net": saved[held[0]]}
     if not isinstance(saved, dict) or not {"net", "epoch", "history"} <= set(saved):
         have = sorted(map(str, saved)) if isinstance(saved, dict) else type(saved).__name__
         fail(f"save_checkpoint saved {have}; expected a dict with 'net', 'epoch' and 'history'")
-    return saved
+    return saved, renamed
 
 
 class EvaluateAccuracy(TypedDict):

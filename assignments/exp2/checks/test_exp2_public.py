@@ -96,7 +96,7 @@ def test_checkpoint_resume(contestant):
     # (pretrain_model.pth's case, where the LR changes): resume() must set the LR of the epoch it returns.
     history = history_of(7)
     r = contestant.call("checkpoint_roundtrip", epoch=7, history=history, returns=CheckpointRoundtrip)
-    saved = saved_checkpoint(r)
+    saved, renamed = saved_checkpoint(r)
     if not isinstance(saved["epoch"], int) or saved["epoch"] != 7:
         fail(f"save_checkpoint(..., epoch=7, ...) stored epoch {saved['epoch']!r}; expected 7")
     net, slips = saved["net"], []  # (fraction of the points it costs, what to say)
@@ -117,6 +117,11 @@ def test_checkpoint_resume(contestant):
         slips.append((0.2, "save_checkpoint stores the whole model under 'net' (the module object, pickled): the "
                       "handout's checkpoints keep model.state_dict(), which torch.load(..., weights_only=True) reads "
                       "and any copy of the class loads; save {'net': model.state_dict(), ...}"))  # fmt: skip
+    if renamed is not None:
+        slips.append((0.3, f"save_checkpoint keeps the weights under {renamed!r}, not 'net': your own checkpoints "
+                      "resume, but the handout's (pretrain_model.pth among them) keep the weights under 'net'; save "
+                      "{'net': model.state_dict(), 'epoch': ..., 'history': ...} and read checkpoint['net'] in "
+                      "resume()"))  # fmt: skip
     if r["history"].get("test_acc") != history["test_acc"]:
         fail("resume() did not return the saved history of test accuracies")
     lr_slip, schedule_slip, own = None, None, None
