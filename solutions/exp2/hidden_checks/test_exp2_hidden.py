@@ -73,12 +73,19 @@ def test_claimed_trend(submission, data_root, check, contestant):
         if (values := numbers(history.get(extra))) is not None:
             check.plot(extra, values)
     if len(claimed) != EPOCHS:
-        fail(f"history['test_acc'] has {len(claimed)} entries; expected {EPOCHS}, one per epoch")
+        if (skipped := _resume_offset(contestant)) and len(claimed) == EPOCHS - skipped:
+            # resumed from pretrain_model.pth with a resume() off by `skipped`: one slip, charged there
+            check.note(f"not charged here: history['test_acc'] has {len(claimed)} entries, not {EPOCHS}, because "
+                       f"resume() returns a start epoch off by {skipped:+d}, so resuming pretrain_model.pth "
+                       f"{'skipped' if skipped > 0 else 'repeated'} {abs(skipped)} epoch(s); that mistake is charged "
+                       "once, by checkpoint_resume")  # fmt: skip
+        else:
+            fail(f"history['test_acc'] has {len(claimed)} entries; expected {EPOCHS}, one per epoch")
     acc = measure(submission.path("final.pth"), data_root, contestant).accuracy
     gap = abs(claimed[-1] - acc)
     if not math.isfinite(gap) or gap > TREND_TOLERANCE:
         if problem := evaluate_problem(contestant, data_root):  # the claims came from a wrong evaluate()
-            defer("evaluation_loop", f"your claimed accuracies come from evaluate(), and {problem}")
+            defer("evaluation_loop", f"your claimed accuracies come from evaluate(), and {problem[1]}")
         fail(f"the last claimed test accuracy is {claimed[-1]:.2f}% but the judge measured {acc:.2f}% "
              f"(allowed gap {TREND_TOLERANCE:g} points)")  # fmt: skip
 
@@ -86,13 +93,26 @@ def test_claimed_trend(submission, data_root, check, contestant):
 def _save_problem(contestant: Any) -> str | None:
     """What checkpoint_resume finds wrong with what save_checkpoint writes, or None."""
     try:
-        r = contestant.call("checkpoint_roundtrip", epoch=7, history=history_of(7), returns=CheckpointRoundtrip)
-        saved_checkpoint(r)
+        saved_checkpoint(_roundtrip(contestant))
     except CheckFailed as exc:
         return str(exc)
     except ContestantError as exc:
         return f"saving and resuming a checkpoint fails: {exc}"
     return None
+
+
+def _resume_offset(contestant: Any) -> int:
+    """How far resume()'s start epoch is off (+1: it returns epoch + 1), or 0 when it is right or cannot say."""
+    try:
+        start = _roundtrip(contestant)["start"]
+    except ContestantError:
+        return 0
+    return start - 7 if isinstance(start, int) else 0
+
+
+def _roundtrip(contestant: Any) -> CheckpointRoundtrip:
+    """checkpoint_resume's probe: save after 7 epochs, then resume."""
+    return contestant.call("checkpoint_roundtrip", epoch=7, history=history_of(7), returns=CheckpointRoundtrip)
 
 
 def numbers(values: Any) -> list[float] | None:
