@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -161,6 +163,49 @@ def test_a_wrong_schedule_is_charged_once_by_lr_schedule(course, data_root, exam
     assert checks["checkpoint_resume"].status == "passed" and checks["checkpoint_resume"].score == 10
     assert "resume() set the LR your lr_for_epoch(7) returns (0.1); epoch 7's is 0.01" in checks[
         "checkpoint_resume"].notes[0]  # fmt: skip
+
+
+PER_BATCH = ("            correct += right\n",
+             "            correct += right\n            scheduler.step()  # 学习率衰减\n")  # fmt: skip
+SCHEDULER = ("    for epoch in range(start, args.epochs):\n        set_lr(optimizer, lr_for_epoch(epoch))\n",
+             "    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[5], gamma=0.1)\n"
+             "    for epoch in range(start, args.epochs):\n")  # fmt: skip
+
+
+@pytest.mark.parametrize("edits, says", [
+    ([SCHEDULER, PER_BATCH], "line 233"),  # stepped in the batch loop: milestones=[5] counts batches
+    ([SCHEDULER, ('        history["train_loss"]', '        scheduler.step()\n        history["train_loss"]')], None),
+    ([("    for epoch in range(start, args.epochs):\n", "    for epoch in range(start, args.epochs):\n"
+       "        sched = torch.optim.lr_scheduler.StepLR(optimizer, 5, gamma=0.1)\n"),
+      ("            correct += right\n", "            correct += right\n            sched.step()\n")], "line 234"),
+])
+def test_a_scheduler_stepped_per_batch_is_charged_by_lr_schedule(course, data_root, example, edits, says):
+    """lr_for_epoch is right, but the training loop follows a MultiStepLR or StepLR stepped once per batch, so its
+    milestones count batches: lr_schedule reads that from the source; stepped once per epoch, it passes."""
+    folder = example("exp2", "solution")
+    for old, new in edits:
+        _edit_code(folder, old, new)
+    check = by_id(grade(course, "exp2", folder, data_root=data_root, only=["lr_schedule"]))["lr_schedule"]
+    if says is None:
+        assert check.status == "passed", check.message
+        return
+    assert check.status == "failed" and check.message.startswith("your training loop steps ")
+    assert f"once per batch ({says}, inside the batch loop)" in check.message, check.message
+
+
+def test_a_scheduler_stepped_per_batch_in_a_notebook_is_named_by_cell(course, data_root, example):
+    folder = example("exp2", "solution")
+    for old, new in (SCHEDULER, PER_BATCH):
+        _edit_code(folder, old, new)
+    source = (folder / "exp2.py").read_text()
+    head, tail = source.split("def main(")
+    cells = [{"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [], "source": text}
+             for text in (head, "def main(" + tail)]  # fmt: skip
+    (folder / "exp2.py").unlink()
+    (folder / "exp2.ipynb").write_text(json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    check = by_id(grade(course, "exp2", folder, data_root=data_root, only=["lr_schedule"]))["lr_schedule"]
+    assert check.status == "failed" and "once per batch (cell 2, line " in check.message, check.message
+    assert "(`scheduler.step()  # 学习率衰减`)" in check.message
 
 
 def test_evaluate_without_eval_mode_is_caught_and_charged_once(course, data_root, example):

@@ -65,6 +65,12 @@ class SubmissionView:
         in for it: its code cells as the module the contestant imports)."""
         return self._sub.text(name, MAX_TEXT_BYTES)
 
+    def at(self, name: str, line: int) -> str:
+        """Where line `line` of text(name) is as the student sees it: `line 12`, or in a notebook standing in for
+        the file `cell 7, line 3 (`scheduler.step()`)`."""
+        converted = self._sub.converted(name)
+        return converted.at(line) if converted else f"line {line}"
+
     def weights(self, name: str) -> Any:
         return load_weights(self.path(name))
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -221,3 +223,63 @@ def key_mismatch(state: dict[str, list[int]], reference: dict[str, list[int]], l
             more = f" and {len(items) - limit} more" if len(items) > limit else ""
             parts.append(f"{len(items)} {label}: {', '.join(items[:limit])}{more}")
     return "; ".join(parts) or None
+
+
+# LR schedulers whose steps the handout's schedule counts in epochs, and the argument that says after how many
+EPOCH_SCHEDULERS = {"StepLR": "step_size", "MultiStepLR": "milestones"}
+LOOPS = (ast.For, ast.AsyncFor, ast.While)
+
+
+def scheduler_per_batch(source: str) -> tuple[int, str] | None:
+    """Where exp2.py steps a StepLR or MultiStepLR that counts epochs (every step size or milestone a number of at
+    most 10) once per batch: `.step()` inside a loop inside another loop, or inside the loop of a function that a
+    loop calls. The line and the scheduler as written; None when it does not, or the source cannot tell."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return None
+    built = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and _counts_epochs(n)]
+    if not built:
+        return None
+    called_in_loop = {c.func.id for loop in ast.walk(tree) if isinstance(loop, LOOPS) for c in ast.walk(loop)
+                      if isinstance(c, ast.Call) and isinstance(c.func, ast.Name)}  # fmt: skip
+    functions = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    for scope in [tree, *functions]:
+        depth_needed = 1 if getattr(scope, "name", None) in called_in_loop else 2
+        for line in _scheduler_steps(scope, 0, depth_needed):
+            return line, ast.unparse(built[0])
+    return None
+
+
+def _counts_epochs(call: ast.Call) -> bool:
+    name = call.func.attr if isinstance(call.func, ast.Attribute) else getattr(call.func, "id", "")
+    if name not in EPOCH_SCHEDULERS:
+        return False
+    position = 1  # StepLR(optimizer, step_size) and MultiStepLR(optimizer, milestones)
+    given = [*call.args[position:position + 1], *(k.value for k in call.keywords if k.arg == EPOCH_SCHEDULERS[name])]
+    steps = [e for g in given for e in (g.elts if isinstance(g, (ast.List, ast.Tuple)) else [g])]
+    return bool(steps) and all(isinstance(e, ast.Constant) and isinstance(e.value, int) and 0 < e.value <= 10
+                               for e in steps)  # fmt: skip
+
+
+def _scheduler_steps(node: ast.AST, depth: int, needed: int, loop: ast.AST | None = None) -> Iterator[int]:
+    """Lines of `<scheduler>.step()` calls at least `needed` loops deep in `node`, the innermost a loop over batches,
+    not entering nested functions."""
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
+            continue
+        inner, innermost = (depth + 1, child) if isinstance(child, LOOPS) else (depth, loop)
+        if (isinstance(child, ast.Call) and isinstance(child.func, ast.Attribute) and child.func.attr == "step"
+                and "sched" in ast.unparse(child.func.value).lower() and inner >= needed
+                and _over_batches(innermost)):  # fmt: skip
+            yield child.lineno
+        yield from _scheduler_steps(child, inner, needed, innermost)
+
+
+def _over_batches(loop: ast.AST | None) -> bool:
+    """A loop over batches as students write it: `for x, y in loader`, `for i, (x, y) in enumerate(...)`, or over
+    something named for loading, batches or a progress bar (an outer loop over runs or LRs is none of these)."""
+    if not isinstance(loop, (ast.For, ast.AsyncFor)):
+        return False
+    over = ast.unparse(loop.iter).lower()
+    return isinstance(loop.target, ast.Tuple) or any(w in over for w in ("load", "batch", "tqdm", "pbar", "bar"))

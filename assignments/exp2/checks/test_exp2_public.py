@@ -17,6 +17,7 @@ from exp2_judge import (
     key_mismatch,
     normalize,
     saved_checkpoint,
+    scheduler_per_batch,
     small_cnn_state,
 )
 
@@ -84,11 +85,19 @@ def test_training_step(contestant, data_root):
              "train_step call optimizer.zero_grad() before loss.backward(), then optimizer.step()?)")  # fmt: skip
 
 
-def test_lr_schedule(contestant):
+def test_lr_schedule(contestant, submission):
     got = contestant.call("schedule", epochs=10, returns=list[float])
-    for epoch, (lr, want) in enumerate(zip(got, SCHEDULE, strict=False)):
-        if not math.isclose(lr, want, rel_tol=1e-9):
-            fail(f"lr_for_epoch({epoch}) returned {lr:g}; expected {want:g} (LR 0.1 for epochs 0-4, 0.01 for 5-9)")
+    problems = [f"lr_for_epoch({epoch}) returned {lr:g}; expected {want:g} (LR 0.1 for epochs 0-4, 0.01 for 5-9)"
+                for epoch, (lr, want) in enumerate(zip(got, SCHEDULE, strict=False))
+                if not math.isclose(lr, want, rel_tol=1e-9)][:1]  # fmt: skip
+    if stepped := scheduler_per_batch(submission.text("exp2.py")):  # the schedule the training really followed
+        line, scheduler = stepped
+        problems.append(f"your training loop steps {scheduler} once per batch ({submission.at('exp2.py', line)}, "
+                        "inside the batch loop), so its steps count batches, not epochs: the LR drops after a few "
+                        "batches instead of after 5 epochs; call scheduler.step() once per epoch, after the batch "
+                        "loop")  # fmt: skip
+    if problems:
+        fail("; and ".join(problems))
 
 
 def test_checkpoint_resume(contestant):
