@@ -46,14 +46,22 @@ def test_messages(course, data_root):
 
 def test_a_train_epoch_that_never_zeroes_the_gradients_is_caught(course, data_root, example):
     """Without zero_grad the loss still falls on the check's 8 steps (the kept gradients act like momentum), so
-    the falling loss alone would pass it: the judge recognises the accumulated steps in the weights."""
+    the falling loss alone would pass it: the judge recognises the accumulated steps in the weights. The
+    lenet.pth such a loop trains (lr 0.9: it diverges to chance) loses its accuracy points with the cause named."""
+    import torch
+
     folder = example("lenet", "solution")
     src = (folder / "lenet.py").read_text()
     assert "        optimizer.zero_grad()\n" in src
     (folder / "lenet.py").write_text(src.replace("        optimizer.zero_grad()\n", "        # 梯度清零? \n"))
-    check = by_id(grade(course, "lenet", folder, data_root=data_root, only=["training_epoch"]))["training_epoch"]
+    sd = torch.load(folder / "lenet.pth", weights_only=True)
+    torch.save({k: torch.zeros_like(v) for k, v in sd.items()}, folder / "lenet.pth")  # every class scored alike
+    checks = by_id(grade(course, "lenet", folder, data_root=data_root, only=["training_epoch", "test_accuracy"]))
+    check = checks["training_epoch"]
     assert check.status == "failed" and check.message.startswith("train_epoch never resets the gradients")
     assert "optimizer.zero_grad() before loss.backward()" in check.message
+    assert checks["test_accuracy"].score == 0, checks["test_accuracy"].message
+    assert checks["test_accuracy"].notes[-1].startswith("a likely cause: train_epoch never resets the gradients")
     solution = grade(course, "lenet", course.examples_dir("lenet") / "solution", data_root=data_root,
                      only=["training_epoch"])  # fmt: skip
     assert by_id(solution)["training_epoch"].status == "passed"

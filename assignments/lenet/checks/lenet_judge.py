@@ -96,6 +96,27 @@ def small_model_loss(state: dict[str, torch.Tensor], x: torch.Tensor, y: torch.T
     return float(F.cross_entropy(logits, y))
 
 
+TRAIN_IMAGES, TRAIN_LR, TRAIN_BATCH = 2048, 0.1, 256  # training_epoch's epoch: 8 steps of the fixed model
+
+
+def one_epoch(contestant: Any, data_root: Path, lr: float = TRAIN_LR) -> tuple[torch.Tensor, torch.Tensor, TrainSmall]:
+    """The student's train_epoch, one epoch of the probes' fixed model on TRAIN_IMAGES training images."""
+    x, y = images(data_root, TRAIN_IMAGES, train=True, seed=2)  # (2048, 1, 28, 28), (2048,)
+    r = contestant.call("train_small", x=x, y=y, lr=lr, batch_size=TRAIN_BATCH, seed=0, returns=TrainSmall)
+    return x, y, r
+
+
+def training_slip(x: torch.Tensor, y: torch.Tensor, r: TrainSmall) -> str | None:
+    """The known slip whose every step one epoch of train_epoch (`one_epoch`) reproduces, and its fix; or None."""
+    if same_weights(r["after"], sgd_epoch(r["before"], x, y, TRAIN_LR, TRAIN_BATCH, keep_gradients=True)):
+        return ("train_epoch never resets the gradients: every step also applies all earlier batches' gradients, as "
+                "if with momentum; call optimizer.zero_grad() before loss.backward() in every step")  # fmt: skip
+    if same_weights(r["after"], sgd_epoch(r["before"], x, y, TRAIN_LR, TRAIN_BATCH, softmax_first=True)):
+        return ("train_epoch hands the loss probabilities: a softmax before CrossEntropyLoss, which applies "
+                "log-softmax itself, flattens the gradients; pass the net's raw outputs (logits) to the loss")
+    return None
+
+
 SHAPE_INPUT = torch.zeros(1, 1, 28, 28)  # what layer_shapes runs build_lenet() on
 
 

@@ -14,7 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lenet_judge import STATE_SHAPES, Describe, TrainSmall, images, layer_swaps, same_weights, shapes_differ
+from lenet_judge import (
+    STATE_SHAPES,
+    Describe,
+    images,
+    layer_swaps,
+    one_epoch,
+    same_weights,
+    shapes_differ,
+    training_slip,
+)
 
 from grader.data import read_fashion_mnist
 from grader.graphs import GraphPolicy
@@ -102,14 +111,20 @@ def _measured(graph_sha: str, chosen: Chosen, data_root: Path) -> tuple[float, l
     return accuracy(logits, y), confusion_matrix(logits.argmax(dim=1), y, 10)
 
 
-def _reinitialises(contestant: Any, data_root: Path) -> bool:
-    """Whether the student's train_epoch moves the weights with lr 0 (public training_epoch's probe and model)."""
-    x, y = images(data_root, 256, train=True, seed=2)
+def _likely_cause(contestant: Any, data_root: Path) -> str | None:
+    """Why the student's lenet.pth may be poorly trained: a train_epoch slip the judge reproduces, or None."""
     try:
-        r = contestant.call("train_small", x=x, y=y, lr=0.0, batch_size=64, seed=0, returns=TrainSmall)
+        x, y, r = one_epoch(contestant, data_root)
+        if slip := training_slip(x, y, r):  # training_epoch charges it; here it explains the weights
+            return f"a likely cause: {slip}; then train again and save the new lenet.pth"
+        _, _, still = one_epoch(contestant, data_root, lr=0.0)
     except ContestantError:  # a train_epoch that fails is training_epoch's to say
-        return False
-    return not same_weights(r["after"], r["before"])
+        return None
+    if same_weights(still["after"], still["before"]):
+        return None
+    return ("a likely cause: train_epoch changed the weights of a model even with lr 0, which no SGD step does, so "
+            "it re-initialises the model on every call (net.apply(init_weights) inside it?) and each epoch starts "
+            "over; initialise once, before the epochs")  # fmt: skip
 
 
 def test_test_accuracy(submission, data_root, check, contestant):
@@ -125,9 +140,7 @@ def test_test_accuracy(submission, data_root, check, contestant):
         check.note(chosen.note)
     acc, confusion = _measured(hashlib.sha256(chosen.graph).hexdigest(), chosen, data_root)
     check.confusion(confusion, FASHION_MNIST_CLASSES)
-    if TEST_ACCURACY.fraction(acc) < 1 and _reinitialises(contestant, data_root):
-        check.note("a likely cause: train_epoch changed the weights of a model even with lr 0, which no SGD step "
-                   "does, so it re-initialises the model on every call (net.apply(init_weights) inside it?) and "
-                   "each epoch starts over; initialise once, before the epochs")  # fmt: skip
+    if TEST_ACCURACY.fraction(acc) < 1 and (cause := _likely_cause(contestant, data_root)):
+        check.note(cause)
     TEST_ACCURACY.grade(acc, "lenet.pth in " + ("your own LeNet" if chosen.own else "the reference LeNet")
                         + ", measured by the judge on the 10,000 test images")  # fmt: skip
