@@ -70,6 +70,41 @@ def test_a_bare_tensor_state_keeps_half_of_param_shapes(course, data_root, examp
     assert check.message.startswith("init_rnn_state(4, 64) returns the tensor H itself; the handout's returns a tuple")
 
 
+def test_a_bare_tensor_state_used_throughout_is_charged_once(course, data_root, example):
+    """The state is H itself everywhere in the student's code (their rnn() returns H, their loop detaches H): the
+    probes hand their functions H as they expect, so only param_shapes' half is lost, not every check that runs
+    their model."""
+    folder = _student(example, [
+        ("    return (torch.zeros((batch_size, num_hiddens), device=device),)\n",
+         "    return torch.zeros((batch_size, num_hiddens), device=device)  # 一个张量就够了\n"),
+        ("    (H,) = state  # (B, H)\n", "    H = state  # (B, H)\n"),
+        ("    return torch.cat(outputs, dim=0), (H,)  # (T * B, V), ((B, H),)\n",
+         "    return torch.cat(outputs, dim=0), H\n"),
+        ("            state = tuple(s.detach() for s in state)", "            state = state.detach()"),
+    ])  # fmt: skip
+    result = grade(course, "rnn", folder, data_root=data_root)
+    lost = {c.id: c.max_score - c.score for c in result.checks if c.score < c.max_score}
+    assert lost == {"param_shapes": 5} and result.problems == [], {c.id: c.message for c in result.checks}
+
+
+def test_an_rnn_that_returns_the_state_it_was_given_is_charged_once(course, data_root, example):
+    """rnn() updates H in its loop but returns the state it received: rnn_matches_reference says so; the trained
+    rnn.pth, whose steps are the reference's, is measured in the reference step (which carries the state), not
+    in the student's, where every step would start from zeros."""
+    folder = _student(example, [
+        ("    (H,) = state  # (B, H)\n", "    H = state[0]  # (B, H)\n"),
+        ("    return torch.cat(outputs, dim=0), (H,)  # (T * B, V), ((B, H),)\n",
+         "    return torch.cat(outputs, dim=0), state\n"),
+    ])  # fmt: skip
+    result = grade(course, "rnn", folder, data_root=data_root)
+    lost = {c.id: c.max_score - c.score for c in result.checks if c.score < c.max_score}
+    assert lost == {"rnn_matches_reference": 10}, {c.id: c.message for c in result.checks}
+    assert by_id(result)["rnn_matches_reference"].message.startswith("rnn returns the state it was given")
+    perplexity = by_id(result)["perplexity"]
+    assert perplexity.message.startswith("rnn.pth in the reference RNN"), perplexity.message
+    assert any(n.startswith("not charged here: rnn returns the state it was given") for n in perplexity.notes)
+
+
 def test_a_predict_one_character_short_is_told_so(course, data_root, example):
     folder = _student(example, [("    for _ in range(num_preds):\n", "    for _ in range(num_preds - 1):  # 预测\n")])
     check = by_id(grade(course, "rnn", folder, data_root=data_root, only=["predict_length"]))["predict_length"]
