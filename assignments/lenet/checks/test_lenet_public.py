@@ -43,8 +43,9 @@ def test_parameter_count(contestant):
         if shifted := renamed_keys(info["state"], STATE_SHAPES):
             if not all(k.split(".", 1)[0].isdigit() for k in info["state"]):
                 fail(f"build_lenet() has d2l's layers under names of its own ({shifted}): the handout asks for one "
-                     "nn.Sequential of the 12 layers, whose indices (0, 3, 7, 9, 11) lenet.pth is read by; build "
-                     "it with nn.Sequential(...), activations and pooling as layers too")  # fmt: skip
+                     "nn.Sequential of the 12 layers, whose indices (0, 3, 7, 9, 11) lenet.pth is read by; pass "
+                     "the layers to nn.Sequential(...) in order, activations and pooling as layers too, without an "
+                     "OrderedDict of names or a module of your own")  # fmt: skip
             fail(f"build_lenet() has d2l's layers at other indices ({shifted}): a layer in front of them (such "
                  "as old d2l's Reshape) moves every index; remove it: lenet.pth is read by d2l's indices")  # fmt: skip
         fail(f"build_lenet()'s state_dict does not match d2l's nn.Sequential: {problem}")
