@@ -205,3 +205,21 @@ def test_export_is_silent(recwarn):
     recwarn.clear()
     assert export(_StepLoop(), (torch.ones(3, 2),), ["x"], ["y"], dynamic_batch=False)
     assert [str(w.message) for w in recwarn] == []
+
+
+class _StateAsTuple(torch.nn.Module):
+    """A student's step that multiplies the state it was handed as a tuple: fails on any input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(2, 2))
+
+    def forward(self, x, h):
+        return torch.mm((h,), self.w), h  # type: ignore[call-overload]
+
+
+def test_a_model_that_fails_reports_its_own_error_not_the_exporters():
+    """torch.export wraps the model's own exception in "Failed to export the model with torch.export. This is
+    step 1/3 ...", whose first line (what a message quotes) tells a student nothing: export raises the cause."""
+    with pytest.raises(TypeError, match=r"mm\(\): argument 'input' \(position 1\) must be Tensor, not tuple"):
+        export(_StateAsTuple(), (torch.zeros(3, 2), torch.zeros(3, 2)), ["x", "h"], ["y", "h_next"])

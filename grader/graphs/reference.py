@@ -49,9 +49,20 @@ def export(model: torch.nn.Module, example: tuple[torch.Tensor, ...], input_name
         except Exception:  # noqa: BLE001 - tracing can fail where torch.export succeeds
             buf = io.BytesIO()
             shapes = tuple({0: torch.export.Dim("batch")} for _ in example) if dynamic_batch else None
-            torch.onnx.export(model, example, buf, dynamo=True, input_names=input_names, output_names=output_names,
-                              dynamic_shapes=shapes, optimize=False)  # fmt: skip
+            try:
+                torch.onnx.export(model, example, buf, dynamo=True, input_names=input_names,
+                                  output_names=output_names, dynamic_shapes=shapes, optimize=False)  # fmt: skip
+            except Exception as exc:
+                raise _root_cause(exc) from None
     return buf.getvalue()
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    """What went wrong under the exporter's own error ("Failed to export the model with torch.export. This is
+    step 1/3..."): usually the model's own code failing on the example, which is what a student can fix."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    return exc
 
 
 def reference_graph(source: Path, build: Callable[[], torch.nn.Module], example: tuple[torch.Tensor, ...],
