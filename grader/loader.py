@@ -241,9 +241,12 @@ class _NotebookShell:
 _SHELL = _NotebookShell()
 
 
+IPYTHON_DOC = "Automatically created module for IPython interactive environment"
+
+
 def _new_module(name: str, path: Path, source: str = "") -> types.ModuleType:
     if path.suffix == SUFFIX:  # no import machinery loads a notebook: a plain module, run by exec like a .py
-        module = types.ModuleType(name)
+        module = types.ModuleType(name, IPYTHON_DOC)  # Jupyter's __doc__, which a handout's argparse may read
         module.__file__ = str(path)
         module.__dict__["display"] = _display  # Jupyter's builtin, used by d2l's plots
         sys.modules[name] = module

@@ -290,3 +290,17 @@ def test_a_leftover_cell_is_told_to_restart_and_run_all(tmp_path):
         "softmax.ipynb fails when imported (NameError: name 'y_hat_dbg' is not defined at cell 2, line 2 "
         "(`print(y_hat_dbg.shape)`)): that cell uses a name no cell above it defines; fix or delete the cell, and "
         "check that Kernel > Restart & Run All runs the notebook from top to bottom")  # fmt: skip
+
+
+def test_a_notebook_has_jupyters_docstring(tmp_path):
+    """The handout's main() builds its parser from __doc__.splitlines(): in Jupyter a notebook's __doc__ is
+    IPython's, so an untagged quick run of main() works there and must not fail here on a None __doc__."""
+    from grader.loader import import_module
+
+    (tmp_path / "softmax.ipynb").write_bytes(nb_bytes(
+        ("code", "import argparse\n\ndef main(argv=None):\n"
+                 "    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])\n"
+                 "    ap.add_argument('--epochs', type=int, default=10)\n    return ap.parse_args(argv)\n"),
+        ("code", "args = main(['--epochs', '1'])  # 先跑一轮看看")))  # fmt: skip
+    module = import_module("docstring_softmax", tmp_path / "softmax.ipynb", cpu_s=10, wall_s=20)
+    assert module.args.epochs == 1
