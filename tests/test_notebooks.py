@@ -146,6 +146,20 @@ def test_rules_read_code_cells_and_name_the_cell(course):
     assert [(loc.file, loc.cell, loc.line) for loc in problem.locations] == [("softmax.ipynb", 2, 4)]
 
 
+def test_a_rule_reads_the_definition_that_is_graded(course):
+    """A first try with torch.softmax in cell 2, rewritten by hand in cell 3: the later softmax is the one the
+    checks call, so the rule reads that one; a use in the definition that stands is still named."""
+    spec = course.spec("softmax")
+    first = "import torch\n\ndef softmax(X):\n    return torch.softmax(X, dim=1)  # 先用库函数试试\n"
+    own = "def softmax(X):\n    X_exp = torch.exp(X - X.max(dim=1, keepdim=True).values)\n" \
+          "    return X_exp / X_exp.sum(1, keepdim=True)\n"
+    nb = module_source(nb_bytes(("code", first), ("code", own)), "softmax.ipynb")
+    assert rule_problems(spec, {"softmax.py": nb.source}, {"softmax.py": nb}) == []
+    nb = module_source(nb_bytes(("code", own), ("code", first)), "softmax.ipynb")
+    (problem,) = rule_problems(spec, {"softmax.py": nb.source}, {"softmax.py": nb})
+    assert "torch.softmax (cell 2, line 4" in problem.message
+
+
 def test_a_colab_copy_is_named_as_submitted(course, tmp_path):
     """Colab's "Save a copy in Drive": `Copy of softmax.ipynb` is graded for softmax.py, and what is said about
     its code names the file the student has."""

@@ -137,10 +137,26 @@ def forbidden_uses(source: str, rule: Rule) -> list[Use]:
     if not rule.functions:
         finder.visit(tree)
     else:
+        shadowed = _redefined(tree)
         for node in ast.walk(tree):
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name in rule.functions:
+            if (isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name in rule.functions
+                    and node not in shadowed):  # fmt: skip
                 finder.visit(node)
     return sorted(set(finder.uses), key=lambda u: (u.line, u.written))
+
+
+def _redefined(tree: ast.Module) -> set[ast.AST]:
+    """Function definitions a later one of the same name replaces in the same module or class body: a notebook's
+    first try in cell 8 redefined in cell 10 is not what is graded, nor what a rule reads."""
+    out: set[ast.AST] = set()
+    for body in [tree.body, *(n.body for n in ast.walk(tree) if isinstance(n, ast.ClassDef))]:
+        last: dict[str, ast.AST] = {}
+        for node in body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                if node.name in last:
+                    out.add(last[node.name])
+                last[node.name] = node
+    return out
 
 
 def imported_packages(source: str) -> list[tuple[int, str]]:
