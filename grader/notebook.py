@@ -63,6 +63,7 @@ class Converted:
     cells: list[CellInfo] = field(default_factory=list)
     commented: list[tuple[int, int, str]] = field(default_factory=list)  # (cell, line, text)
     broken: list[tuple[int, int, str]] = field(default_factory=list)  # (cell, line, syntax error)
+    redone: list[tuple[int, str, int]] = field(default_factory=list)  # (skipped cell, name it defines, run cell's)
     file: str = ""  # the notebook's name as submitted (`Copy of lenet.ipynb`), once intake found it
 
     def position(self, line: int) -> tuple[int, int] | None:
@@ -97,6 +98,9 @@ class Converted:
             parts.append(f"commented out {len(self.commented)} magic(s) and shell escape(s) ({shown}{more})")
         for c, n, msg in self.broken:
             parts.append(f"left out cell {c}: a syntax error at line {n} ({msg}); fix it and resubmit")
+        for c, name, first in self.redone:
+            parts.append(f"cell {c}, tagged `{TRAINING_TAG}` and skipped, defines {name} again: the {name} graded is "
+                         f"cell {first}'s; move a fix out of the tagged cell")  # fmt: skip
         return "; ".join(parts)
 
 
@@ -184,6 +188,7 @@ def convert(cells: list[dict[str, Any]]) -> Converted:
     body: list[str] = []
     have: set[str] = set()  # the names the cells run so far bind
     made: dict[str, int] = {}  # a name only a skipped cell binds -> that cell
+    defined: dict[str, int] = {}  # a function or class a run cell defines -> the last such cell
     for number, cell in enumerate(cells, start=1):
         kind = cell.get("cell_type", "")
         source = cell.get("source", "")
@@ -196,6 +201,7 @@ def convert(cells: list[dict[str, Any]]) -> Converted:
             out.cells.append(CellInfo(number, "code", "skipped", f"tagged `{TRAINING_TAG}`"))
             as_python = "\n".join(_uncomment_magics(number, lines, Converted(source="")))  # `%%time` above training
             made |= dict.fromkeys(_bound(as_python) - have, number)
+            out.redone += [(number, n, defined[n]) for n in _defined(as_python) if n in defined]
             continue
         if not source.strip():
             out.cells.append(CellInfo(number, "code", "empty"))
@@ -219,6 +225,7 @@ def convert(cells: list[dict[str, Any]]) -> Converted:
             del out.commented[before:]  # its magics were not run either
             continue
         have |= _bound(tree)
+        defined |= dict.fromkeys(_defined(tree), number)
         made = {n: c for n, c in made.items() if n not in have}
         magics = len(out.commented) - before
         status = "commented" if magics else "run"
@@ -235,6 +242,15 @@ def convert(cells: list[dict[str, Any]]) -> Converted:
 
 _DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 _SCOPES = (*_DEFINITIONS, ast.Lambda)
+
+
+def _defined(cell: str | ast.Module) -> list[str]:
+    """The functions and classes a cell defines at its top level (none where it does not parse)."""
+    try:
+        tree = ast.parse(cell) if isinstance(cell, str) else cell
+    except (SyntaxError, ValueError):
+        return []
+    return [n.name for n in tree.body if isinstance(n, _DEFINITIONS)]
 
 
 def _outside_scopes(tree: ast.AST) -> list[ast.AST]:

@@ -59,6 +59,19 @@ def test_cells_become_one_module():
     assert "left out cell 7: a syntax error at line 1" in summary
 
 
+def test_a_fix_left_in_a_tagged_cell_is_named(tmp_path):
+    """The student fixed f inside the cell tagged `training`, which is skipped: the f graded is the earlier cell's,
+    and the notebook's note says where the fix went."""
+    nb = module_source(nb_bytes(
+        ("code", "import torch\n\ndef f(x):\n    return x ** 2 + 2 * torch.sin(x - 1)\n"),
+        ("code", "# 改正了 f, 再训练一次\ndef f(x):\n    return x ** 2 + 2 * torch.sin(x)\n\nlosses = train(model)\n",
+         ["training"]),
+    ), "exp1.ipynb")  # fmt: skip
+    assert nb.redone == [(2, "f", 1)]
+    assert ("cell 2, tagged `training` and skipped, defines f again: the f graded is cell 1's; move a fix out of "
+            "the tagged cell") in nb.summary()  # fmt: skip
+
+
 def test_a_cell_that_reads_what_only_a_skipped_cell_makes_is_skipped_too():
     """The training cell is tagged; the plot of its history below is not. It could only fail (NameError), which
     would cost the definitions-only fallback: it is skipped, and so is what reads only it. A name an earlier cell
