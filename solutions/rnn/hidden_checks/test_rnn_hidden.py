@@ -94,36 +94,39 @@ STALE_STATE = ("rnn returns the state it was given, not the one its last step co
                "predict then start from a stale H; return (H,) with the H the loop updated")  # fmt: skip
 
 
-def _returns_given_state(contestant: Any, v: int, perm: list[int] | None) -> bool:
-    """Whether the student's rnn step gives the reference's outputs but hands back the state it was given."""
+def _fixed_step(contestant: Any, v: int, perm: list[int] | None) -> tuple[RnnStep, torch.Tensor, torch.Tensor]:
+    """The student's rnn on fixed inputs and weights from a fixed state H (4, 32): what it returned, the
+    reference's outputs, and H. Raises ContestantError."""
     params = fixed_params(v, 32, seed=4, std=0.3)
     inputs = F.one_hot(corpus_tokens_for_step(v), v).float()  # (T, B, V)
     H = torch.randn(4, 32, generator=torch.Generator().manual_seed(5)) * 0.5  # (B, H)
+    r = contestant.call("rnn_step", inputs=inputs, H=H, params=to_student(params, perm), returns=RnnStep)
+    with torch.no_grad():
+        want, _ = reference().rnn(inputs, (H,), params)  # (T * B, V)
+    return r, want, H
+
+
+def _same(got: Any, want: torch.Tensor) -> bool:
+    return isinstance(got, torch.Tensor) and got.shape == want.shape and torch.allclose(got, want, atol=1e-4)
+
+
+def _returns_given_state(contestant: Any, v: int, perm: list[int] | None) -> bool:
+    """Whether the student's rnn step gives the reference's outputs but hands back the state it was given."""
     try:
-        r = contestant.call("rnn_step", inputs=inputs, H=H, params=to_student(params, perm), returns=RnnStep)
+        r, want, H = _fixed_step(contestant, v, perm)
     except ContestantError:
         return False
-    with torch.no_grad():
-        want, _ = reference().rnn(inputs, (H,), params)
     state = r["state"]
-    return (isinstance(r["Y"], torch.Tensor) and r["Y"].shape == want.shape and torch.allclose(r["Y"], want, atol=1e-4)
-            and isinstance(state, list) and len(state) == 1 and isinstance(state[0], torch.Tensor)
-            and state[0].shape == H.shape and torch.allclose(state[0], H))  # fmt: skip
+    return _same(r["Y"], want) and isinstance(state, list) and len(state) == 1 and _same(state[0], H)
 
 
 def _rnn_differs(contestant: Any, v: int, perm: list[int] | None) -> str | None:
     """What the rnn_matches_reference check charges, if the student's rnn step differs from the reference's."""
-    params = fixed_params(v, 32, seed=4, std=0.3)
-    inputs = F.one_hot(corpus_tokens_for_step(v), v).float()  # (T, B, V)
-    H = torch.randn(4, 32, generator=torch.Generator().manual_seed(5)) * 0.5
     try:
-        r = contestant.call("rnn_step", inputs=inputs, H=H, params=to_student(params, perm), returns=RnnStep)
+        r, want, _ = _fixed_step(contestant, v, perm)
     except ContestantError as exc:
         return None if exc.kind == "not_implemented" else f"your rnn does not run ({exc.message.splitlines()[0]})"
-    with torch.no_grad():
-        want, _ = reference().rnn(inputs, (H,), params)
-    same = isinstance(r["Y"], torch.Tensor) and r["Y"].shape == want.shape and torch.allclose(r["Y"], want, atol=1e-4)
-    return None if same else "your rnn computes another step than the reference"
+    return None if _same(r["Y"], want) else "your rnn computes another step than the reference"
 
 
 def corpus_tokens_for_step(v: int) -> torch.Tensor:
