@@ -241,7 +241,8 @@ def test_ray_client_address_and_a_node_without_the_dataset(cluster, course_copy,
     for name in ("solution", "stub", "lr-too-high"):
         shutil.copytree(ROOT / "examples" / "exp1" / name, subs / name)
     out = tmp_path / "out"
-    # --chunk 1: three chunks want three slots, more than the head has room for, so the other node is tried
+    # --chunk 1: three chunks want three slots, more than the head has room for, so the other node is tried; its
+    # refusal is said even when the head grades the class before that node's slots have failed to start
     address = f"ray://{cluster.host}:{cluster.client_port}"
     r = batch("exp1", str(subs), "--out", str(out), "--course", str(c.root), "--data-root", str(data), "--chunk",
               "1", "--ray", address, env=driver_env(cluster, tmp_path))  # fmt: skip

@@ -393,15 +393,17 @@ class _Driver:
         try:
             slot.info = self.ray.get(ref)
         except self.ray.exceptions.RayError as exc:
-            why = _cause(exc)
-            if slot.node_id not in self.bad_nodes:
-                self.bad_nodes[slot.node_id] = why
-                self.on_event(Event("note", payload=f"no grading on this node: {why}"))
+            self._bad_node(slot, _cause(exc))
             self.ray.kill(slot.actor)
             self._scan()  # its work goes to a slot on another node, if one has room
             return
         self._top_up(slot)
         self.slots[slot.actor.poll.remote()] = slot
+
+    def _bad_node(self, slot: _Slot, why: str) -> None:
+        if slot.node_id not in self.bad_nodes:
+            self.bad_nodes[slot.node_id] = why
+            self.on_event(Event("note", payload=f"no grading on this node: {why}"))
 
     def _top_up(self, slot: _Slot) -> None:
         """Keep a chunk with each slot, and a second (unpacked while the judge grades the first) while every other
@@ -482,6 +484,7 @@ class _Driver:
         """Stop every slot (the judges leave through their finally blocks), then make sure the actors are gone."""
         # Starting slots too: killed outright, Ray would SIGKILL the slot's process group, judge included, before
         # it could remove anything. A slot on a lost node fails the call at once, or runs out the wait.
+        starting = {id(s) for s in self.starting.values()}
         slots = [*self.slots.values(), *self.starting.values()]
         self.slots, self.starting = {}, {}
         stops = {s.actor.stop.remote(): s for s in slots}
@@ -495,19 +498,27 @@ class _Driver:
                     if kind == "done" and student in self.left:
                         self.left.discard(student)
                         self.on_event(Event(kind, student, payload, predictions=seen[0] if seen else None))
-            except self.ray.exceptions.RayError:
-                pass
+            except self.ray.exceptions.RayError as exc:
+                # A slot still starting when the class was done may have been refused by its node (no dataset, another
+                # grader): said as when it fails first, or which node cannot grade would depend on who was quicker.
+                if id(stops[ref]) in starting and (why := _refused(exc)):
+                    self._bad_node(stops[ref], why)
         for s in slots:
             self.ray.kill(s.actor)
 
 
-def _cause(exc: Exception) -> str:
-    """The ClusterError a slot raised, else Ray's own first line."""
+def _refused(exc: Exception) -> str | None:
+    """The ClusterError a slot raised (its node cannot grade), or None."""
     cause = getattr(exc, "cause", None)
     if isinstance(cause, ClusterError):
         return str(cause)
-    text = str(exc).strip().splitlines()
-    for line in text:
+    for line in str(exc).strip().splitlines():
         if "ClusterError:" in line:
             return line.split("ClusterError:", 1)[1].strip()
-    return text[0] if text else type(exc).__name__
+    return None
+
+
+def _cause(exc: Exception) -> str:
+    """The ClusterError a slot raised, else Ray's own first line."""
+    text = str(exc).strip().splitlines()
+    return _refused(exc) or (text[0] if text else type(exc).__name__)
