@@ -200,8 +200,9 @@ def convert(cells: list[dict[str, Any]]) -> Converted:
         if TRAINING_TAG in cell.get("metadata", {}).get("tags", []):
             out.cells.append(CellInfo(number, "code", "skipped", f"tagged `{TRAINING_TAG}`"))
             as_python = "\n".join(_uncomment_magics(number, lines, Converted(source="")))  # `%%time` above training
-            made |= dict.fromkeys(_bound(as_python) - have, number)
-            out.redone += [(number, n, defined[n]) for n in _defined(as_python) if n in defined]
+            tagged = _tree(as_python)
+            made |= dict.fromkeys(_bound(tagged) - have, number)
+            out.redone += [(number, n, defined[n]) for n in _defined(tagged) if n in defined]
             continue
         if not source.strip():
             out.cells.append(CellInfo(number, "code", "empty"))
@@ -244,13 +245,17 @@ _DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 _SCOPES = (*_DEFINITIONS, ast.Lambda)
 
 
-def _defined(cell: str | ast.Module) -> list[str]:
-    """The functions and classes a cell defines at its top level (none where it does not parse)."""
+def _tree(cell: str | ast.AST | None) -> ast.AST | None:
+    """A cell's syntax tree, or None where it does not parse (whatever the parser raises on hostile text)."""
     try:
-        tree = ast.parse(cell) if isinstance(cell, str) else cell
-    except (SyntaxError, ValueError):
-        return []
-    return [n.name for n in tree.body if isinstance(n, _DEFINITIONS)]
+        return ast.parse(cell) if isinstance(cell, str) else cell
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+
+
+def _defined(cell: ast.AST | None) -> list[str]:
+    """The functions and classes a cell defines at its top level (none where it does not parse)."""
+    return [n.name for n in getattr(cell, "body", []) if isinstance(n, _DEFINITIONS)]
 
 
 def _outside_scopes(tree: ast.AST) -> list[ast.AST]:
@@ -264,11 +269,10 @@ def _outside_scopes(tree: ast.AST) -> list[ast.AST]:
     return out
 
 
-def _bound(cell: str | ast.AST) -> set[str]:
+def _bound(cell: str | ast.AST | None) -> set[str]:
     """The names a cell binds at the notebook's top level (assignments, imports, defs, loop targets)."""
-    try:
-        tree = ast.parse(cell) if isinstance(cell, str) else cell
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
+    tree = _tree(cell)
+    if tree is None:
         return set()
     names: set[str] = set()
     for node in _outside_scopes(tree):
