@@ -28,7 +28,7 @@ from grader.data import resolve_data_root
 from grader.intake import IntakeError, Submission, intake
 from grader.judge.client import STARTUP_TIMEOUT_S, ContestantClient, ModuleImport
 from grader.judge.plugin import GraderPlugin, run_checks
-from grader.judge.source_rules import package_problems, rule_problems
+from grader.judge.source_rules import package_problems, point_at_definitions, rule_problems
 from grader.loader import GUARD, NOTEBOOK_GUARD, definitions, statement_line
 from grader.notebook import Converted
 from grader.results import CheckResult, Environment, FileRecord, GradeResult, Location, Mode, Problem
@@ -334,6 +334,7 @@ def grade(
             timings = {"contestant_starts": client.starts, "probes": client.calls,
                        "imports": {m: i.seconds for m, i in client.imports.items()}}  # fmt: skip
         checks = [plugin.results.get(cid) or _unrun(spec, cid, "this check did not run") for cid in selected]
+        checks = point_at_definitions(spec, checks, sources, positions)
         max_score = sum(c.max_score for c in checks)
         notebooks = {name[:-3]: nb for name, nb in positions.items()}
         problems += import_problems(spec, client.imports, max_score, {p.id for p in problems}, sources, notebooks)

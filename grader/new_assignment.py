@@ -36,6 +36,7 @@ points = 30
 visibility = "visible"
 timeout = 30
 files = ["{id}.py"]
+functions = ["linreg"]
 
 [[checks]]
 id = "squared_loss_values"
@@ -44,6 +45,7 @@ points = 30
 visibility = "visible"
 timeout = 30
 files = ["{id}.py"]
+functions = ["squared_loss"]
 
 [[checks]]
 id = "sgd_update"
@@ -52,6 +54,7 @@ points = 40
 visibility = "hidden"
 timeout = 30
 files = ["{id}.py"]
+functions = ["sgd"]
 '''
 
 SOLUTION = '''\

@@ -200,7 +200,7 @@ def convert(cells: list[dict[str, Any]]) -> Converted:
         if TRAINING_TAG in cell.get("metadata", {}).get("tags", []):
             out.cells.append(CellInfo(number, "code", "skipped", f"tagged `{TRAINING_TAG}`"))
             as_python = "\n".join(_uncomment_magics(number, lines, Converted(source="")))  # `%%time` above training
-            tagged = _tree(as_python)
+            tagged = syntax_tree(as_python)
             made |= dict.fromkeys(_bound(tagged) - have, number)
             out.redone += [(number, n, defined[n]) for n in _defined(tagged) if n in defined]
             continue
@@ -217,7 +217,7 @@ def convert(cells: list[dict[str, Any]]) -> Converted:
             continue
         tree = ast.parse("\n".join(lines))
         needs = [n for n in _used(tree) if n in made]
-        if needs and not any(isinstance(n, _DEFINITIONS) for n in tree.body):
+        if needs and not any(isinstance(n, DEFINITIONS) for n in tree.body):
             # It plots or prints what a skipped cell trained: it would only fail, and the tag was the student's
             # intent for both. A cell with functions or classes stays, for the definitions-only fallback.
             out.cells.append(CellInfo(number, "code", "skipped", f"uses `{needs[0]}`, which skipped cell "
@@ -241,12 +241,13 @@ def convert(cells: list[dict[str, Any]]) -> Converted:
     return out
 
 
-_DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
-_SCOPES = (*_DEFINITIONS, ast.Lambda)
+DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+_SCOPES = (*DEFINITIONS, ast.Lambda)
 
 
-def _tree(cell: str | ast.AST | None) -> ast.AST | None:
-    """A cell's syntax tree, or None where it does not parse (whatever the parser raises on hostile text)."""
+def syntax_tree(cell: str | ast.AST | None) -> ast.AST | None:
+    """The syntax tree of a cell or file, or None where it does not parse (whatever the parser raises on hostile
+    text)."""
     try:
         return ast.parse(cell) if isinstance(cell, str) else cell
     except (SyntaxError, ValueError, RecursionError, MemoryError):
@@ -255,7 +256,7 @@ def _tree(cell: str | ast.AST | None) -> ast.AST | None:
 
 def _defined(cell: ast.AST | None) -> list[str]:
     """The functions and classes a cell defines at its top level (none where it does not parse)."""
-    return [n.name for n in getattr(cell, "body", []) if isinstance(n, _DEFINITIONS)]
+    return [n.name for n in getattr(cell, "body", []) if isinstance(n, DEFINITIONS)]
 
 
 def _outside_scopes(tree: ast.AST) -> list[ast.AST]:
@@ -271,14 +272,14 @@ def _outside_scopes(tree: ast.AST) -> list[ast.AST]:
 
 def _bound(cell: str | ast.AST | None) -> set[str]:
     """The names a cell binds at the notebook's top level (assignments, imports, defs, loop targets)."""
-    tree = _tree(cell)
+    tree = syntax_tree(cell)
     if tree is None:
         return set()
     names: set[str] = set()
     for node in _outside_scopes(tree):
         if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
             names.add(node.id)
-        elif isinstance(node, _DEFINITIONS):
+        elif isinstance(node, DEFINITIONS):
             names.add(node.name)
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             names |= {(a.asname or a.name).split(".")[0] for a in node.names}

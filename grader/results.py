@@ -23,6 +23,8 @@ class Location(BaseModel):
     line: int
     function: str = ""
     cell: int | None = Field(None, description="in a notebook: the cell (from 1, counting every cell); line is in it")
+    defined: bool = Field(False, description="the definition of a function the check tests, not a line that ran: "
+                          "the check found a wrong value, not an exception")
 
     def where(self) -> str:
         """`exp1.py line 24`, or `exp1.ipynb cell 7, line 3`."""
@@ -55,6 +57,11 @@ class CheckResult(BaseModel):
     measured: dict[str, float] = Field(
         default_factory=dict, description="values the judge measured for this check's threshold, e.g. accuracy_percent"
     )
+
+    def pointers(self) -> list[Location]:
+        """Where the reports send the student: the innermost frame of a failure in their code, or every
+        definition a check that found a wrong value tests."""
+        return self.locations if self.locations and self.locations[-1].defined else self.locations[-1:]
 
 
 class NotebookCell(BaseModel):

@@ -69,6 +69,11 @@ class CheckSpec(Strict):
     visibility: Visibility = "visible"
     timeout: float = Field(60.0, gt=0, le=3600, description="seconds the contestant may spend on this check")
     files: list[str] = Field(default_factory=list, description="submitted files this check reads")
+    functions: list[str] = Field(
+        default_factory=list,
+        description="the functions and classes of its .py files that it tests: a failure that has no line of "
+        "the student's code to show (a wrong value, not an exception) points at their definitions",
+    )
     tags: list[str] = Field(default_factory=list)
     enabled: bool = Field(True, description="false: declared but never run (e.g. an optional re-run check)")
     needs_gpu: bool = Field(False, description="run only where CUDA is available; skipped (not scored) elsewhere")
@@ -212,6 +217,9 @@ class AssignmentSpec(Strict):
             unknown = [name for name in check.files if name not in declared]
             if unknown:
                 raise ValueError(f"check {check.id!r} reads {unknown}, which [[files]] does not declare")
+            if check.functions and not any(name.endswith(".py") for name in check.files):
+                raise ValueError(f"check {check.id!r} names functions {check.functions} but reads no .py file; "
+                                 "add the file that defines them to its `files`")
         # Not a disabled check, nor a GPU-only one (exp2's optional re-run): each is extra, scored only where enabled
         # on a GPU grader; the total is what every grader awards.
         counted = [c for c in self.checks if c.enabled and not c.needs_gpu]

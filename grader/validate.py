@@ -15,6 +15,7 @@ from typing import Literal
 from grader.grading import contestant_job
 from grader.judge.client import ContestantClient, probe_names
 from grader.judge.outcome import JudgeConfigError
+from grader.notebook import DEFINITIONS, syntax_tree
 from grader.release import ReleaseError, release
 from grader.sandbox.base import Sandbox, SandboxError
 from grader.selftest import MANIFEST, load_manifest
@@ -114,6 +115,7 @@ def static_findings(course: Course, spec: AssignmentSpec, known_datasets: set[st
             found.append(Finding("error", f"{_rel(course, path)} line {line}",
                                  f"test_{cid} has no [[checks]] entry with id {cid!r} in {toml}; "
                                  "declare it or rename it"))
+    found += _unknown_functions(course, spec)
     for leaked in ("hidden_checks", "solutions"):
         if (course.assignment_dir(spec.id) / leaked).exists():
             found.append(Finding("error", f"assignments/{spec.id}/{leaked}", "students get this folder; "
@@ -154,6 +156,32 @@ def static_findings(course: Course, spec: AssignmentSpec, known_datasets: set[st
             load_manifest(course, spec)
         except SpecError as exc:
             found.append(Finding("error", f"examples/{spec.id}/{MANIFEST}", str(exc).split(": ", 1)[-1]))
+    return found
+
+
+def _unknown_functions(course: Course, spec: AssignmentSpec) -> list[Finding]:
+    """Every function a check tests must be one the solution defines at its top level, and every function a rule
+    covers one it defines anywhere (a rule reads methods too): a misspelt name would point no failure anywhere,
+    or exempt the whole function from its rule."""
+    found: list[Finding] = []
+    top: dict[str, set[str]] = {}
+    anywhere: dict[str, set[str]] = {}
+    for name in {f.name for f in spec.files if f.name.endswith(".py")}:
+        path = course.solution_dir(spec.id) / name
+        tree = syntax_tree(path.read_text(encoding="utf-8-sig")) if path.is_file() else None
+        if isinstance(tree, ast.Module):  # else the release check says what is wrong with the solution
+            top[name] = {n.name for n in tree.body if isinstance(n, DEFINITIONS)}
+            anywhere[name] = {n.name for n in ast.walk(tree) if isinstance(n, DEFINITIONS)}
+    toml = f"assignments/{spec.id}/assignment.toml"
+    owners = [(f"checks.{c.id}", c.functions, c.files, top) for c in spec.checks]
+    owners += [(f"rules.{r.id}", r.functions, [r.file], anywhere) for r in spec.rules]
+    for where, functions, files, defined in owners:
+        known = [f for f in files if f in defined]
+        for fn in functions:
+            if known and not any(fn in defined[f] for f in known):
+                found.append(Finding("error", f"{toml} {where}", f"names function {fn!r}, which the solution "
+                                     f"({', '.join(f'solutions/{spec.id}/{f}' for f in known)}) does not define"
+                                     f"{' at top level' if defined is top else ''}; fix the name"))
     return found
 
 

@@ -134,6 +134,18 @@ def test_the_repository_course_validates():
         "ok exp1", "ok exp2", "ok lenet", "ok rnn", "ok softmax"]
 
 
+def test_validate_names_a_misspelt_function(scaffolded, tmp_path):
+    """`functions` of a check must be top-level definitions of the solution; a rule's may be methods."""
+    course = copy_of(scaffolded, tmp_path)
+    _replace(course / "assignments/linreg/assignment.toml", 'functions = ["squared_loss"]',
+             'functions = ["squared_los"]')  # fmt: skip
+    done = run(["validate", "linreg", "--no-sandbox"], cwd=course)
+    assert done.returncode == 2
+    assert errors(done) == ["error: assignments/linreg/assignment.toml checks.squared_loss_values: names function "
+                            "'squared_los', which the solution (solutions/linreg/linreg.py) does not define at top "
+                            "level; fix the name"]  # fmt: skip
+
+
 def test_a_course_brings_its_own_dataset(scaffolded, tmp_path):
     """course.toml declares a dataset by its reader module; validation, data roots and prepare use it."""
     course = copy_of(scaffolded, tmp_path)

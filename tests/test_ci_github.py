@@ -494,7 +494,9 @@ def test_end_to_end_pull_request_and_fork(gh, tmp_path):
     code, stdout, fork_summary, fork_outputs = finish(fork, fork_vars)
     assert code == 0, stdout  # 30 / 65 >= 0.3 of the points: the threshold decides, not "all passed"
     assert FORK_MESSAGE in fork_summary and "# exp1: 30 / 65" in fork_summary
-    assert "::error title=" in stdout and "::error file=" not in stdout  # no student line known for these
+    # a wrong shape raises nothing: the annotation is at the class the check tests; model.pth has no line
+    assert "::error file=exp1/exp1.py,line=31,title=model(x) maps a batch" in stdout
+    assert re.search(r"^::error title=[^:]*model\.pth", stdout, re.M), stdout
     assert "passed=true" in fork_outputs
 
     # The student pushes a fix: the same comment is updated, not posted again.

@@ -8,9 +8,11 @@ import pytest
 
 from grader import notebook
 from grader.intake import intake
-from grader.judge.source_rules import package_problems, rule_problems
+from grader.judge.source_rules import package_problems, point_at_definitions, rule_problems
 from grader.notebook import NotebookError, convert, module_source, parse
 from grader.release import release
+from grader.report.markdown import failures_by_cell
+from grader.results import CheckResult, Location
 
 
 def nb_bytes(*cells: tuple[str, str] | tuple[str, str, list[str]], **top) -> bytes:
@@ -331,3 +333,37 @@ def test_a_notebook_has_jupyters_docstring(tmp_path):
         ("code", "args = main(['--epochs', '1'])  # 先跑一轮看看")))  # fmt: skip
     module = import_module("docstring_softmax", tmp_path / "softmax.ipynb", cpu_s=10, wall_s=20)
     assert module.args.epochs == 1
+
+
+def _result(spec, cid: str, status: str, locations=()) -> CheckResult:
+    check = next(c for c in spec.checks if c.id == cid)
+    return CheckResult(id=cid, name=check.name, max_score=check.points, score=0.0, status=status,
+                       visibility=check.visibility, locations=list(locations))  # fmt: skip
+
+
+def test_a_wrong_value_points_at_the_cell_that_defines_the_function(course):
+    """accuracy() returns a fraction: no exception, so no line of the student's to show; the failure points at
+    the definition that is graded (the rewrite in cell 4, not the first try in cell 3), which the reports link."""
+    spec = course.spec("softmax")
+    first = "def accuracy(y_hat, y):\n    return (y_hat.argmax(1) == y).sum()\n"
+    again = ("import torch\n\n\ndef accuracy(y_hat, y):\n    # 正确率\n"
+             "    return float((y_hat.argmax(dim=1) == y).float().mean())\n")  # fmt: skip
+    nb = module_source(nb_bytes(("markdown", "# softmax"), ("code", "import torch\n"), ("code", first),
+                                ("code", again)), "softmax.ipynb")  # fmt: skip
+    raised = Location(file="softmax.ipynb", line=2, cell=3, function="net")
+    checks = [_result(spec, "accuracy_count", "failed"), _result(spec, "softmax_rows", "passed"),
+              _result(spec, "net_output", "failed", [raised]),  # a traceback already says where
+              _result(spec, "sgd_update", "failed")]  # sgd is not defined anywhere: nothing to point at
+    accuracy, rows, net, sgd = point_at_definitions(spec, checks, {"softmax.py": nb.source}, {"softmax.py": nb})
+    assert accuracy.locations == [Location(file="softmax.ipynb", line=4, cell=4, function="accuracy", defined=True)]
+    assert rows.locations == [] and net.locations == [raised] and sgd.locations == []
+    assert failures_by_cell([accuracy, net]) == {("softmax.ipynb", 4): ["accuracy_count"],
+                                                 ("softmax.ipynb", 3): ["net_output"]}  # fmt: skip
+    # A check that tests two functions points at both; in a .py file, by line.
+    source = "def net(X):\n    return X\n\n\ndef cross_entropy(y_hat, y):\n    return -y_hat\n"
+    (both,) = point_at_definitions(spec, [_result(spec, "loss_gradient", "partial")], {"softmax.py": source})
+    assert [(loc.file, loc.line, loc.function, loc.cell) for loc in both.pointers()] == [
+        ("softmax.py", 1, "net", None), ("softmax.py", 5, "cross_entropy", None)]
+    # Hostile text that does not parse points nowhere, and is no crash.
+    (bad,) = point_at_definitions(spec, [_result(spec, "softmax_rows", "failed")], {"softmax.py": "(" * 10**6})
+    assert bad.locations == []

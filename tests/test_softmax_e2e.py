@@ -154,3 +154,25 @@ def test_a_cast_to_float32_is_told_why_float64_matters(course, data_root, exampl
     assert check.score == 0 and check.message.startswith(
         "cross_entropy(net(X), y) on float64 images and parameters raised RuntimeError"), check.message
     assert "finite differences need float64, and your code casts to another dtype" in check.message
+
+
+def test_a_wrong_value_points_at_the_function_it_came_from(course, data_root, example):
+    """accuracy() that returns the fraction correct raises nothing, so there is no traceback line to show: the
+    failure points at accuracy's definition, in the report and in the GitHub annotation."""
+    from grader.ci.annotations import for_check
+    from grader.report.markdown import to_markdown
+    from grader.results import Location
+
+    folder = example("softmax", "solution")
+    src = (folder / "softmax.py").read_text()
+    src = src.replace("    return float(cmp.type(y.dtype).sum())\n",
+                      "    return float(cmp.type(torch.float32).mean())  # accuracy as a fraction\n")  # fmt: skip
+    (folder / "softmax.py").write_text(src)
+    line = next(n for n, text in enumerate(src.splitlines(), 1) if text.startswith("def accuracy("))
+    result = grade(course, "softmax", folder, data_root=data_root, only=["accuracy_count"])
+    (check,) = result.checks
+    assert check.status == "failed" and "returned 0.578125 for 64 examples" in check.message
+    assert check.locations == [Location(file="softmax.py", line=line, function="accuracy", defined=True)]
+    assert f"tests `accuracy`, defined at `softmax.py line {line}`" in to_markdown(result)
+    annotation = for_check(check, folder, folder)
+    assert (annotation.path, annotation.line) == ("softmax.py", line)

@@ -75,8 +75,8 @@ def repo_path(file: str, submission_dir: Path, repo_root: Path | None) -> str | 
 def for_check(c: CheckResult, submission_dir: Path, repo_root: Path | None) -> Annotation:
     level: Level = "warning" if c.status == "partial" else "failure"
     path = line = None
-    if c.locations:  # the last frame is the student's own line
-        loc = c.locations[-1]
+    if c.locations:  # the last frame is the student's own line; or the first function a wrong value came from
+        loc = c.pointers()[0]
         path = repo_path(loc.file, submission_dir, repo_root)
         # a notebook's line is within a cell, not of the .ipynb's JSON: the message names the cell instead
         line = loc.line if path and loc.line >= 1 and not loc.cell else None

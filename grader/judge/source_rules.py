@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from grader import loggers
-from grader.notebook import Converted, first_line
-from grader.results import Location, Problem
+from grader.notebook import DEFINITIONS, Converted, first_line, syntax_tree
+from grader.results import CheckResult, Location, Problem
 from grader.spec import AssignmentSpec, Rule
 
 Positions = dict[str, Converted]  # file name -> the notebook standing in for it (its lines are cells' lines)
@@ -34,12 +34,13 @@ def _shown(name: str, positions: Positions | None) -> str:
     return name if nb is None else nb.file or name[:-3] + ".ipynb"
 
 
-def _location(name: str, line: int, positions: Positions | None, function: str = "") -> Location:
+def _location(name: str, line: int, positions: Positions | None, function: str = "", defined: bool = False
+              ) -> Location:  # fmt: skip
     nb = (positions or {}).get(name)
     pos = nb.position(line) if nb else None
     if pos is None:
-        return Location(file=name, line=line, function=function)
-    return Location(file=_shown(name, positions), line=pos[1], cell=pos[0], function=function)
+        return Location(file=name, line=line, function=function, defined=defined)
+    return Location(file=_shown(name, positions), line=pos[1], cell=pos[0], function=function, defined=defined)
 
 
 @dataclass(frozen=True)
@@ -245,3 +246,27 @@ def package_problems(
     return problems
 
 
+def definitions(source: str) -> dict[str, int]:
+    """Each top-level function and class -> the line of its graded definition (the last of that name: a
+    notebook's first try rewritten in a later cell is not what runs); none where the file does not parse."""
+    return {n.name: n.lineno for n in getattr(syntax_tree(source), "body", []) if isinstance(n, DEFINITIONS)}
+
+
+def point_at_definitions(spec: AssignmentSpec, checks: list[CheckResult], sources: dict[str, str],
+                         positions: Positions | None = None) -> list[CheckResult]:  # fmt: skip
+    """A check that failed on a wrong value has no line of the student's code to show: it points at the
+    definitions of the functions it tests (its `functions`), so that the reports link the notebook cell or the
+    line to look at."""
+    specs = {c.id: c for c in spec.checks}
+    lines = {name: definitions(text) for name, text in sources.items() if name.endswith(".py")}
+    out = []
+    for c in checks:
+        check = specs.get(c.id)
+        if c.status in ("failed", "partial") and not c.locations and check is not None and check.functions:
+            where = []
+            for fn in check.functions:
+                if (f := next((f for f in check.files if fn in lines.get(f, {})), None)) is not None:
+                    where.append(_location(f, lines[f][fn], positions, fn, defined=True))
+            c = c.model_copy(update={"locations": where})
+        out.append(c)
+    return out

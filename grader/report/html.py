@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from grader.report.markdown import failures_by_cell
 from grader.report.plots import confusion_svg, line_chart, split_loss
-from grader.results import MIXED, Adjustments, CheckResult, GradeResult, Lateness, notices_title
+from grader.results import MIXED, Adjustments, CheckResult, GradeResult, Lateness, Location, notices_title
 
 Audience = Literal["instructor", "student"]
 OUTPUT_CHARS = 64_000  # the tail of the student's output kept in the page; results.json has all of it
@@ -196,6 +196,14 @@ def _score_section(result: GradeResult, shown: list[CheckResult], final: bool) -
     ]
 
 
+def _location(loc: Location) -> str:
+    """`softmax.ipynb cell 8, line 3 in net` (a link to the cell), or `accuracy, defined at softmax.py:82`."""
+    at = f'<a href="#cell-{loc.cell}">{e(loc.where())}</a>' if loc.cell else f"{e(loc.file)}:{loc.line}"
+    if loc.defined:
+        return f"{e(loc.function)}, defined at {at}"
+    return at + (f" in {e(loc.function)}" if loc.function else "")
+
+
 def _check_row(c: CheckResult, audience: Audience, skipped: str | None) -> str:
     name = e(c.name)
     if audience == "instructor" and c.visibility != "visible":
@@ -204,13 +212,9 @@ def _check_row(c: CheckResult, audience: Audience, skipped: str | None) -> str:
     if c.message:
         details.append(f"<pre>{e(c.message)}</pre>")
     if c.locations:
-        locs = "".join(
-            '<li class="loc">' + (f'<a href="#cell-{loc.cell}">{e(loc.where())}</a>' if loc.cell else
-                                  f"{e(loc.file)}:{loc.line}")
-            + (f" in {e(loc.function)}" if loc.function else "") + "</li>"
-            for loc in c.locations
-        )  # fmt: skip
-        details.append(f'<div class="note">in the submitted files (innermost last):</div><ul>{locs}</ul>')
+        locs = "".join(f'<li class="loc">{_location(loc)}</li>' for loc in c.locations)
+        what = "what this check tests" if c.locations[-1].defined else "in the submitted files (innermost last)"
+        details.append(f'<div class="note">{what}:</div><ul>{locs}</ul>')
     if c.notes:
         details.append("<ul>" + "".join(f'<li class="note">{e(n)}</li>' for n in c.notes) + "</ul>")
     if skipped:

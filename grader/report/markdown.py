@@ -54,7 +54,7 @@ def failures_by_cell(checks: list[CheckResult]) -> dict[tuple[str, int], list[st
     out: dict[tuple[str, int], list[str]] = {}
     for c in checks:
         if c.status != "passed":
-            for loc in c.locations[-1:]:
+            for loc in c.pointers():
                 if loc.cell:
                     out.setdefault((loc.file, loc.cell), []).append(c.id)
     return out
@@ -113,7 +113,10 @@ def to_markdown(result: GradeResult, audience: Literal["instructor", "student"] 
             lines.append("")
             if c.message:
                 lines += ["```text", c.message, "```"]
-            for loc in c.locations[-1:]:
+            if (pointers := c.pointers()) and pointers[0].defined:
+                lines.append("tests " + ", ".join(f"`{loc.function}`, defined at `{loc.where()}`" for loc in pointers))
+            elif pointers:
+                loc = pointers[0]
                 lines.append(f"at `{loc.where()}`" + (f", in `{loc.function}`" if loc.function else ""))
             lines += [f"- note: {n}" for n in c.notes] + [""]
             lines += _series_lines(c)
