@@ -97,11 +97,14 @@ def _candidates(folder: Path, name: str, declared: Collection[str] = ()) -> list
                        if d.is_dir() and not d.is_symlink() and d.name not in JUNK and not d.name.startswith(".")])
     tests = (lambda n: n == name, lambda n: n.lower() == name.lower(),
              lambda n: n not in declared and _near_miss(n, name))  # fmt: skip
+    found: list[Path] = []
     for level in levels:
-        # every copy at the shallowest level that has one, exact names first: `exp1 (1).py` may be the finished one
-        if found := [d / n for test in tests for d in level for n in _names(d) if test(n)]:
-            return list(dict.fromkeys(found))
-    return []
+        # every copy at the shallowest level that has one, exact names first: `exp1 (1).py` may be the finished one;
+        # deeper too while each copy so far is the stub's (the handout's exp2.py at the top, the work in work/)
+        found += dict.fromkeys(d / n for test in tests for d in level for n in _names(d) if test(n))
+        if found and not all(_unfinished(p) for p in found):
+            break
+    return list(dict.fromkeys(found))
 
 
 def _unfinished(p: Path) -> int:
@@ -115,7 +118,7 @@ def _unfinished(p: Path) -> int:
 def _best_first(found: list[Path]) -> tuple[list[Path], str]:
     """Several copies of one file (v1/exp1.py and v2/exp1.py, exp1.py and `exp1 (1).py`): the most finished first,
     with why for the note. The fewest `NotImplementedError`s left of the stub's TODOs, then the declared name over
-    a copy's, then the newest; the order found when they tie."""
+    a copy's, then the shallowest, then the newest; the order found when they tie."""
     if len(found) < 2:
         return found, ""
 
@@ -127,7 +130,7 @@ def _best_first(found: list[Path]) -> tuple[list[Path], str]:
 
     left = {p: _unfinished(p) for p in found}  # each copy read once
     exact = {p: p.name != found[0].name for p in found}  # found[0] has the best name found
-    ranked = sorted(found, key=lambda p: (left[p], exact[p], age(p)))
+    ranked = sorted(found, key=lambda p: (left[p], exact[p], len(p.parts), age(p)))
     if ranked[0] == found[0]:
         return found, ""
     why = "with the fewest unfinished TODOs" if left[ranked[0]] < left[found[0]] else "saved last"

@@ -218,17 +218,20 @@ def test_models_saved_for_standardized_targets_are_charged_once(course, tmp_path
     assert "charged once, by model_fits_target" in checks["custom_function_fits"].notes[0]
 
 
-def test_two_models_saved_under_names_of_their_own_are_read_with_one_note(course, tmp_path):
-    folder = solution_with(tmp_path / "names", "    torch.save(trained, \"model.pth\")\n",
-                           "    torch.save({\"model\": trained[\"default\"], \"custom_model\": trained[\"custom\"]}, "
-                           "\"model.pth\")  # 两个模型\n")  # fmt: skip
+@pytest.mark.parametrize("default, custom, how", [("model", "custom_model", ""), ("f", "g", "in the order saved, ")])
+def test_two_models_saved_under_names_of_their_own_are_read_with_one_note(course, tmp_path, default, custom, how):
+    """{"model": ..., "custom_model": ...}: the name says which is custom; {"f": ..., "g": ...}: neither does, and
+    the one saved first is the default model, as in the handout."""
+    both = f'{{"{default}": trained["default"], "{custom}": trained["custom"]}}'
+    folder = solution_with(tmp_path / "names", '    torch.save(trained, "model.pth")\n',
+                           f'    torch.save({both}, "model.pth")  # 两个模型\n')  # fmt: skip
     saved = torch.load(folder / "model.pth", weights_only=True)
-    torch.save({"model": saved["default"], "custom_model": saved["custom"]}, folder / "model.pth")
+    torch.save({default: saved["default"], custom: saved["custom"]}, folder / "model.pth")
     result = grade(course, "exp1", folder, only=["model_fits_target", "custom_function_fits"])
     assert all(c.status == "passed" for c in result.checks), [c.message for c in result.checks]
     notes = [n for c in result.checks for n in c.notes]
-    assert notes == ["model.pth keeps its two models under 'model' and 'custom_model': read them as \"default\" and "
-                     "\"custom\", the names the handout saves them under"]
+    assert notes == [f"model.pth keeps its two models under '{default}' and '{custom}': read them {how}as \"default\" "
+                     "and \"custom\", the names the handout saves them under"]
 
 
 def test_a_train_that_prints_every_hundredth_of_its_epochs_keeps_full_marks(course, tmp_path):

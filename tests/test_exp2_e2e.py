@@ -193,6 +193,67 @@ def test_a_scheduler_stepped_per_batch_is_charged_by_lr_schedule(course, data_ro
     assert f"once per batch ({says}, inside the batch loop)" in check.message, check.message
 
 
+@pytest.mark.parametrize("milestones, passes", [("[5]", True), ("[6]", False)])
+def test_a_scheduler_in_place_of_lr_for_epoch_is_what_the_handout_allows(course, data_root, example, milestones,
+                                                                          passes):  # fmt: skip
+    """lr_for_epoch left as the stub's TODO, the schedule followed with MultiStepLR stepped once per epoch and
+    resume() setting the LR by hand: the README allows a scheduler in its place. A wrong milestone is still charged."""
+    folder = example("exp2", "solution")
+    _edit_code(folder, "    return 0.1 if epoch < 5 else 0.01\n",
+               "    # 用MultiStepLR代替了 (README说scheduler也可以)\n    raise NotImplementedError\n")  # fmt: skip
+    _edit_code(folder, "lr=lr_for_epoch(0),", "lr=0.1,")
+    _edit_code(folder, "    set_lr(optimizer, lr_for_epoch(start))\n",
+               "    set_lr(optimizer, 0.1 if start < 5 else 0.01)\n")  # fmt: skip
+    _edit_code(folder, SCHEDULER[0], SCHEDULER[1].replace("[5]", milestones))
+    _edit_code(folder, '        history["train_loss"]', '        scheduler.step()\n        history["train_loss"]')
+    checks = by_id(grade(course, "exp2", folder, data_root=data_root, only=["lr_schedule", "checkpoint_resume"]))
+    schedule = checks["lr_schedule"]
+    assert checks["checkpoint_resume"].status == "passed"
+    if passes:
+        assert schedule.status == "passed" and schedule.notes == [
+            "lr_for_epoch is not written; your training follows the schedule with torch.optim.lr_scheduler."
+            "MultiStepLR(optimizer, milestones=[5], gamma=0.1) (line 227), stepped once per epoch, which the handout "
+            "allows in its place"]  # fmt: skip
+    else:
+        assert schedule.status == "failed" and "NotImplementedError" in schedule.message
+
+
+@pytest.mark.parametrize("old, new, architecture", [
+    ("bias=False", "bias=True", "a bias in its convolutions (21 unexpected: conv1.bias, "),
+    ("        self.linear = nn.Linear(64, num_classes)\n",
+     "        self.linear = nn.Linear(64, num_classes)\n        self.fc = nn.Linear(64, 10)  # 没用到\n",
+     "and more (2 unexpected: fc.weight, fc.bias): remove the layers its forward pass does not need"),
+])
+def test_extra_layers_cost_a_third_of_architecture_once(course, data_root, example, old, new, architecture):
+    """The handout's ResNet20 and more (a bias in every convolution, nn.Conv2d's default; an unused leftover
+    layer): a third of architecture, the message names what is extra, and the leftover layer's missing gradient
+    is not charged again by gradients_flow."""
+    folder = example("exp2", "solution")
+    _edit_code(folder, old, new)
+    checks = by_id(grade(course, "exp2", folder, data_root=data_root, only=["architecture", "gradients_flow"]))
+    assert checks["architecture"].score == 10 and architecture in checks["architecture"].message
+    assert "option A" not in checks["architecture"].message
+    flow = checks["gradients_flow"]
+    assert flow.status == "passed", flow.message
+    assert flow.notes == ([] if "bias" in old else [
+        "not charged here: fc.weight, fc.bias get no gradient because the forward pass never uses them; they are not "
+        "layers of the handout's ResNet20; that mistake is charged once, by architecture"])  # fmt: skip
+
+
+@pytest.mark.parametrize("lr", ["0.1", "0.3"])
+def test_a_train_step_with_an_optimizer_of_its_own_keeps_half_whatever_its_lr(course, data_root, example, lr):
+    """train_step builds a new SGD at every call and ignores the one it is given: the LR schedule never reaches
+    training. Half of training_step, whether or not its hard-coded LR happens to clear the loss threshold."""
+    folder = example("exp2", "solution")
+    _edit_code(folder, "    model.train()\n    optimizer.zero_grad()\n",
+               "    model.train()\n    # SGD: momentum 0.9, weight decay 5e-4 (按实验要求)\n"
+               f"    optimizer = torch.optim.SGD(model.parameters(), lr={lr}, momentum=MOMENTUM, "
+               "weight_decay=WEIGHT_DECAY)\n    optimizer.zero_grad()\n")  # fmt: skip
+    check = by_id(grade(course, "exp2", folder, data_root=data_root, only=["training_step"]))["training_step"]
+    assert check.score == 7.5, check.message
+    assert check.message.startswith("train_step does not step the optimizer it is given"), check.message
+
+
 def test_a_scheduler_stepped_per_batch_in_a_notebook_is_named_by_cell(course, data_root, example):
     folder = example("exp2", "solution")
     for old, new in (SCHEDULER, PER_BATCH):

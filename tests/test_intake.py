@@ -120,6 +120,25 @@ def test_of_two_versions_the_finished_one_is_graded(course, example, tmp_path):
                              "only the one you mean)")  # fmt: skip
 
 
+def test_the_handouts_stub_at_the_top_does_not_hide_the_work_in_a_folder(course, example, tmp_path):
+    """exp1.py at the top is the handout's stub; the finished exp1.py and model.pth are in work/: both are graded
+    from work/, the note names the stub. A finished copy at the top is graded, and the older one below ignored."""
+    solution = example("exp1", "solution")
+    sub_dir = tmp_path / "upload"
+    (sub_dir / "work").mkdir(parents=True)
+    (sub_dir / "exp1.py").write_text((course.assignment_dir("exp1") / "exp1.py").read_text())
+    for name in ("exp1.py", "model.pth"):
+        (sub_dir / "work" / name).write_bytes((solution / name).read_bytes())
+    sub = intake(course.spec("exp1"), sub_dir)
+    assert sub.record("exp1.py").found_as == "work/exp1.py" and sub.record("model.pth").found_as == "work/model.pth"
+    assert sub.record("exp1.py").note == (
+        "found exp1.py as work/exp1.py: graded it; next time submit it as exp1.py at the top of your folder (also "
+        "found: exp1.py; graded the copy with the fewest unfinished TODOs, so submit only the one you mean)")
+    (sub_dir / "exp1.py").write_text((solution / "exp1.py").read_text() + "# 最终版\n")
+    rec = intake(course.spec("exp1"), sub_dir).record("exp1.py")
+    assert rec.found_as is None and rec.note is None
+
+
 def test_a_finished_copy_beats_the_stub_under_the_declared_name(course, example):
     """The handout's exp1.py left in the folder, the work in `exp1 (1).py` (a second download) or in exp1.ipynb:
     the finished one is graded, and the note names the stub. Two finished copies: the declared name wins."""

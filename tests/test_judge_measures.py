@@ -55,7 +55,7 @@ def test_a_forward_that_computes_f_itself_is_refused(course, tmp_path):
     checks = by_id(grade(course, "exp1", folder, sandbox=LocalSandbox()))
     fit = checks["model_fits_target"]
     assert fit.score == 0 and fit.status == "failed"
-    assert re.search(r'model\.pth\["default"\] fits the reference MLP of the handout, but your model computes '
+    assert re.search(r'model\.pth\["default"\] loads into the reference MLP of the handout, but your model computes '
                      r"otherwise: measured in your own model, exported with those weights, but the judge will not "
                      r"run it: the graph applies (Sin|Cos|Pow) to the input itself",
                      fit.message), fit.message  # fmt: skip

@@ -35,7 +35,7 @@ def test_messages(course, data_root):
     relu = by_id(grade(course, "rnn", course.examples_dir("rnn") / "relu-instead-of-tanh", data_root=data_root,
                        only=["rnn_matches_reference", "perplexity"]))  # fmt: skip
     assert relu["rnn_matches_reference"].message.startswith("rnn's outputs differ from the reference")
-    assert relu["perplexity"].notes == ["rnn.pth fits the reference RNN step, but your model computes otherwise: "
+    assert relu["perplexity"].notes == ["rnn.pth loads into the reference RNN step, but your model computes otherwise: "
                                         "measured in your own model, exported with those weights (this costs "
                                         "nothing by itself)"]
     assert relu["perplexity"].message.startswith("rnn.pth in your own RNN, run by the judge on The Time Machine")

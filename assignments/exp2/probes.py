@@ -82,14 +82,15 @@ def _small_cnn() -> nn.Module:
 @probe
 def train_steps(x, y, init_state, steps, lr):
     """`steps` calls of the student's train_step on one fixed batch, from the judge's weights, with SGD; the
-    weights they leave (the judge measures the loss before and after itself)."""
+    weights they leave (the judge measures the loss before and after itself), and whether that SGD was stepped."""
     m = _exp2()
     model = _small_cnn()
     model.load_state_dict(init_state)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     for _ in range(steps):
         m.train_step(model, optimizer, x, y)
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return {"state": {k: v.detach().clone() for k, v in model.state_dict().items()},
+            "stepped": any(bool(s) for s in optimizer.state.values())}
 
 
 @probe

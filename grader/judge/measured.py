@@ -117,7 +117,7 @@ def choose(spec: ModelSpec, state: dict[str, torch.Tensor], contestant: Contesta
     if differs is None and unlike is None:
         return Chosen(reference_with(spec, state), False, f"{what} measured in the reference {spec.name}")
     why = (f"does not load into the reference {spec.name} ({differs})" if differs
-           else f"fits the reference {spec.name}, but {unlike}")  # fmt: skip
+           else f"loads into the reference {spec.name}, but {unlike}")  # fmt: skip
     if contestant is None:
         raise ContestantError(f"{what} {why}, and no sandbox is there to export the student's own model")
     try:

@@ -202,8 +202,9 @@ def state_dict_for(weights: Any, which: str, check: Any) -> dict[str, torch.Tens
         weights, which = {"default": single}, "default"
     if names := _named_otherwise(weights):
         if first:
+            how = "in the order saved, " if not any("custom" in k.lower() for k in names.values()) else ""
             check.note(f"model.pth keeps its two models under {names['default']!r} and {names['custom']!r}: read "
-                       'them as "default" and "custom", the names the handout saves them under')  # fmt: skip
+                       f'them {how}as "default" and "custom", the names the handout saves them under')  # fmt: skip
         which = names[which]
     said: list[str] = []
     try:
@@ -237,15 +238,18 @@ def custom_file_beside(model_pth: Path) -> tuple[str, dict[str, torch.Tensor]] |
 
 
 def _named_otherwise(weights: Any) -> dict[str, str] | None:
-    """{"default": key, "custom": key} for two state_dicts saved under names of the student's own ("model",
-    "custom_model"): the one whose name says custom is the custom model. None otherwise."""
+    """{"default": key, "custom": key} for two state_dicts saved under names of the student's own: the one whose
+    name says custom is the custom model ("model", "custom_model"); where neither name says which ("f", "g"), the
+    one saved first is the default model, as the handout saves them. None otherwise."""
     if not isinstance(weights, dict) or "default" in weights or "custom" in weights:
         return None
-    held = [str(k) for k, v in weights.items() if single_model(v) is not None]
-    custom = [k for k in held if "custom" in k.lower()]
-    if len(held) != 2 or len(custom) != 1:
+    held = [k for k, v in weights.items() if isinstance(k, str) and single_model(v) is not None]
+    if len(held) != 2:
         return None
-    return {"custom": custom[0], "default": next(k for k in held if k != custom[0])}
+    custom = [k for k in held if "custom" in k.lower()]
+    if len(custom) == 1:
+        return {"custom": custom[0], "default": next(k for k in held if k != custom[0])}
+    return {"default": held[0], "custom": held[1]} if not custom else None
 
 
 def mse(state: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> float:

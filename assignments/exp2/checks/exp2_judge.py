@@ -59,6 +59,14 @@ class DescribeModel(TypedDict):
     state: dict[str, list[int]]
 
 
+class TrainSteps(TypedDict):
+    """What the train_steps probe returns: the weights train_step left, and whether the optimizer it was given
+    holds any state (SGD's momentum buffers appear at its first step)."""
+
+    state: dict[str, torch.Tensor]
+    stepped: bool
+
+
 class CheckpointRoundtrip(TypedDict):
     """What the checkpoint_roundtrip probe returns: the saved file's bytes (uint8) and what resume() restored."""
 
@@ -225,6 +233,27 @@ def key_mismatch(state: dict[str, list[int]], reference: dict[str, list[int]], l
     return "; ".join(parts) or None
 
 
+BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
+
+
+def extra_layers(state: dict[str, Any], reference: dict[str, list[int]]) -> str | None:
+    """What a model has beyond the handout's ResNet20 when it has all of that (every key, and its shape where
+    `state` gives shapes; `state` may name parameters only, without BatchNorm's buffers): a bias in its
+    convolutions, or layers the handout's has not. None otherwise."""
+    params_only = not any(k.endswith(BUFFERS) for k in state)
+    wanted = {k: v for k, v in reference.items() if not (params_only and k.endswith(BUFFERS))}
+    if any(k not in state or isinstance(state[k], list) and list(state[k]) != list(v) for k, v in wanted.items()):
+        return None
+    if not (extra := [k for k in state if k not in reference]):
+        return None
+    listed = f"{len(extra)} unexpected: {', '.join(extra[:5])}{' and more' if len(extra) > 5 else ''}"
+    if all(k.endswith(".bias") and len(reference.get(k[:-5] + ".weight", [])) == 4 for k in extra):
+        return (f"a bias in its convolutions ({listed}): nn.Conv2d adds one unless bias=False, and a bias before "
+                "BatchNorm does nothing (BatchNorm subtracts the mean), so the handout's convolutions have none; "
+                "pass bias=False")  # fmt: skip
+    return f"more ({listed}): remove the layers its forward pass does not need"
+
+
 # LR schedulers whose steps the handout's schedule counts in epochs, and the argument that says after how many
 EPOCH_SCHEDULERS = {"StepLR": "step_size", "MultiStepLR": "milestones"}
 LOOPS = (ast.For, ast.AsyncFor, ast.While)
@@ -248,6 +277,32 @@ def scheduler_per_batch(source: str) -> tuple[int, str] | None:
         depth_needed = 1 if getattr(scope, "name", None) in called_in_loop else 2
         for line in _scheduler_steps(scope, 0, depth_needed):
             return line, ast.unparse(built[0])
+    return None
+
+
+def schedule_in_place(source: str) -> tuple[int, str] | None:
+    """Where exp2.py follows the handout's schedule with an LR scheduler in place of lr_for_epoch, as the handout
+    allows: a MultiStepLR with milestones [5] or a StepLR with step size 5, gamma 0.1 (their default), stepped
+    and not once per batch. The line and the scheduler as written; None otherwise."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return None
+    stepped = any(isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == "step"
+                  and "sched" in ast.unparse(n.func.value).lower() for n in ast.walk(tree))  # fmt: skip
+    if not stepped or scheduler_per_batch(source) is not None:
+        return None
+    for call in (n for n in ast.walk(tree) if isinstance(n, ast.Call) and _counts_epochs(n)):
+        name = call.func.attr if isinstance(call.func, ast.Attribute) else getattr(call.func, "id", "")
+        steps = [*call.args[1:2], *(k.value for k in call.keywords if k.arg == EPOCH_SCHEDULERS[name])]
+        gamma = [*call.args[2:3], *(k.value for k in call.keywords if k.arg == "gamma")]
+        try:
+            at = [ast.literal_eval(e) for e in steps]
+            factor = [ast.literal_eval(e) for e in gamma] or [0.1]
+            if at in ([5], [[5]], [(5,)]) and len(factor) == 1 and math.isclose(factor[0], 0.1):
+                return call.lineno, ast.unparse(call)
+        except (ValueError, TypeError):  # not literals, or not numbers
+            continue
     return None
 
 
