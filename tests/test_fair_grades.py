@@ -515,6 +515,25 @@ def test_the_from_scratch_rule_follows_softmax_into_the_students_own_module(cour
     assert [(loc.file, loc.line) for loc in problem.locations] == [("ops.py", 5)]
 
 
+def test_the_from_scratch_rule_reads_the_helpers_a_function_calls_but_not_its_annotations(course):
+    """softmax() handing its work to a helper of the student's that calls F.softmax is a use (in the helper);
+    `params: list[torch.nn.Parameter]` in sgd's signature names a type and uses nothing; a helper no covered
+    function calls (a plot) is not read."""
+    from grader.judge.source_rules import rule_problems
+
+    src = ("import torch\nimport torch.nn.functional as F\n\n\ndef _row_softmax(row):\n"
+           "    return F.softmax(row, dim=0)  # 先这样\n\n\ndef softmax(X):\n"
+           "    return torch.stack([_row_softmax(r) for r in X])\n\n\n"
+           "def sgd(params: list[torch.nn.Parameter], lr: float, batch_size: int) -> None:\n"
+           "    step: torch.nn.Parameter\n    with torch.no_grad():\n        for p in params:\n"
+           "            p -= lr * p.grad / batch_size\n            p.grad.zero_()\n\n\n"
+           "def show(x):\n    return F.relu(x)  # 只用来画图\n")  # fmt: skip
+    (problem,) = rule_problems(course.spec("softmax"), {"softmax.py": src})
+    assert problem.message.startswith("softmax.py uses F.softmax (line 6, in _row_softmax), which the handout "
+                                      "does not allow")  # fmt: skip
+    assert [loc.line for loc in problem.locations] == [6]
+
+
 def test_a_one_hot_from_torch_nn_is_no_shortcut(course):
     """F.one_hot in a hand-written cross-entropy: allowed by the rule (`allow`), while F.nll_loss next to it, through
     the same alias, is still a use."""

@@ -230,3 +230,22 @@ def test_a_train_epoch_that_reinitialises_the_net_is_named_where_accuracy_is_los
     solution = grade(course, "lenet", course.examples_dir("lenet") / "solution", data_root=data_root,
                      only=["test_accuracy"])  # fmt: skip
     assert not any("likely cause" in n for n in by_id(solution)["test_accuracy"].notes)
+
+
+def test_the_current_d2l_lenet_with_lazy_layers_is_graded_as_the_same_network(course, data_root, example):
+    """d2l.ai's LeNet today: nn.LazyConv2d / nn.LazyLinear, whose shapes one forward pass fixes (d2l's apply_init).
+    The probes give them that pass before they count, trace or initialize: the same network, full marks."""
+    folder = example("lenet", "solution")
+    src = (folder / "lenet.py").read_text()
+    for old, new in (("nn.Conv2d(1, 6, kernel_size=5, padding=2)", "nn.LazyConv2d(6, kernel_size=5, padding=2)"),
+                     ("nn.Conv2d(6, 16, kernel_size=5)", "nn.LazyConv2d(16, kernel_size=5)"),
+                     ("nn.Linear(16 * 5 * 5, 120)", "nn.LazyLinear(120)"), ("nn.Linear(120, 84)", "nn.LazyLinear(84)"),
+                     ("nn.Linear(84, 10)", "nn.LazyLinear(10)")):  # fmt: skip
+        assert old in src
+        src = src.replace(old, new)
+    (folder / "lenet.py").write_text(src.replace("    net.apply(init_weights)",
+                                                 "    net(torch.zeros(1, 1, 28, 28))  # 先跑一次, 让懒加载层确定形状\n"
+                                                 "    net.apply(init_weights)"))  # fmt: skip
+    result = grade(course, "lenet", folder, data_root=data_root,
+                   only=["layer_shapes", "parameter_count", "init_weights", "forward_matches_reference"])
+    assert all(c.status == "passed" for c in result.checks), [(c.id, c.message) for c in result.checks]

@@ -220,3 +220,25 @@ def test_parameters_kept_in_a_dict_are_charged_once(course, data_root, example):
     lost = {c.id: c.max_score - c.score for c in result.checks if c.score < c.max_score}
     assert lost == {"param_shapes": 10} and result.problems == [], {c.id: c.message for c in result.checks}
     assert by_id(result)["param_shapes"].message.startswith("get_params returns a dict; the handout's returns a list")
+
+
+def test_a_syntax_error_in_the_class_hides_no_other_mistake(course, data_root, example):
+    """RNNModelScratch left out for a syntax error in __call__: forward_shapes charges it, and the checks of
+    grad_clipping and predict grade those functions with the handout's class standing in, so a per-parameter
+    clipping is still charged (it was passed as "charged once, by forward_shapes" before)."""
+    folder = _student(example, [
+        ("        X = F.one_hot(X.T.long(), self.vocab_size).type(torch.float32)  # (T, B, V)\n",
+         "        X = F.one_hot(X.T.long(), self.vocab_size).type(torch.float32)  # (T, B, V)\n"
+         "          # 独热编码\n         print(X.shape)\n"),
+        ("    norm = torch.sqrt(sum(torch.sum(p.grad**2) for p in params))\n    if norm > theta:\n"
+         "        for param in params:\n            param.grad[:] *= theta / norm\n",
+         "    for param in params:  # 每个参数单独裁剪\n        norm = torch.norm(param.grad)\n"
+         "        if norm > theta:\n            param.grad[:] *= theta / norm\n"),
+    ])  # fmt: skip
+    checks = by_id(grade(course, "rnn", folder, data_root=data_root,
+                         only=["forward_shapes", "grad_clipping", "predict_length", "training_lowers_perplexity"]))
+    assert checks["forward_shapes"].status == "failed" and "syntax error" in checks["forward_shapes"].message
+    assert checks["grad_clipping"].status == "failed" and "one norm over ALL parameters" in checks[
+        "grad_clipping"].message  # fmt: skip
+    assert checks["predict_length"].status == "passed" and checks["predict_length"].notes == []
+    assert checks["training_lowers_perplexity"].status == "passed"

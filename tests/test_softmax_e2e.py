@@ -176,3 +176,29 @@ def test_a_wrong_value_points_at_the_function_it_came_from(course, data_root, ex
     assert f"tests `accuracy`, defined at `softmax.py line {line}`" in to_markdown(result)
     annotation = for_check(check, folder, folder)
     assert (annotation.path, annotation.line) == ("softmax.py", line)
+
+
+def test_logits_from_net_and_a_loss_that_takes_them_are_one_deviation(course, data_root, example):
+    """d2l 3.7's split: net returns X W + b and cross_entropy does the log-sum-exp itself. Together they compute the
+    handout's loss, so only net_output charges the changed interface; cross_entropy_values, loss_gradient and
+    gradient_finite_differences say so and take nothing (they charged 30 before, one as "softmax applied twice")."""
+    folder = example("softmax", "solution")
+    src = (folder / "softmax.py").read_text()
+    for old, new in (
+        ("    return softmax(torch.matmul(X.reshape((-1, W.shape[0])), W) + b)  # (N, 10)\n",
+         "    return torch.matmul(X.reshape((-1, W.shape[0])), W) + b  # logits, softmax 放到损失里 (d2l 3.7)\n"),
+        ("    return -torch.log(y_hat.gather(1, y.reshape(-1, 1)).squeeze(1))  # (N,)\n",
+         "    m = y_hat.max(dim=1, keepdim=True).values  # y_hat 是 logits\n"
+         "    lse = m.squeeze(1) + torch.log(torch.exp(y_hat - m).sum(dim=1))\n"
+         "    return lse - y_hat.gather(1, y.reshape(-1, 1)).squeeze(1)\n"),
+    ):  # fmt: skip
+        assert old in src
+        src = src.replace(old, new)
+    (folder / "softmax.py").write_text(src)
+    checks = by_id(grade(course, "softmax", folder, data_root=data_root, only=[
+        "net_output", "cross_entropy_values", "loss_gradient", "gradient_finite_differences", "training_epoch"]))
+    assert checks["net_output"].status == "failed"
+    assert checks["net_output"].message.startswith("net returns the logits X W + b and your cross_entropy takes logits")
+    for cid in ("cross_entropy_values", "loss_gradient", "gradient_finite_differences"):
+        assert checks[cid].status == "passed" and checks[cid].notes[0].endswith("charged once, by net_output"), cid
+    assert checks["training_epoch"].status == "passed"

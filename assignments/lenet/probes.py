@@ -14,13 +14,23 @@ def _lenet():
     return student("lenet")
 
 
+def _build():
+    """build_lenet(), its lazy layers (nn.LazyConv2d, nn.LazyLinear, as the current d2l writes LeNet) given their
+    shapes by one forward pass on a blank image, as d2l's apply_init does before initializing."""
+    net = _lenet().build_lenet()
+    if any(isinstance(p, nn.parameter.UninitializedParameter) for p in net.parameters()):
+        with torch.no_grad():
+            net(torch.zeros(1, 1, 28, 28))  # (1, 1, 28, 28): Fashion-MNIST's shape
+    return net
+
+
 @probe
 def layer_shapes(x):
     """The output shape of every torch operation build_lenet()'s forward runs on x, in order: a layer written as a
     module (nn.AvgPool2d) or as a call in the student's own forward (F.avg_pool2d) alike."""
     from torch.overrides import TorchFunctionMode
 
-    net = _lenet().build_lenet()
+    net = _build()
     shapes, names = [], []
 
     class Trace(TorchFunctionMode):
@@ -39,7 +49,7 @@ def layer_shapes(x):
 
 @probe
 def describe():
-    net = _lenet().build_lenet()
+    net = _build()
     return {
         "num_params": int(sum(p.numel() for p in net.parameters())),
         "state": {k: list(v.shape) for k, v in net.state_dict().items()},
@@ -49,9 +59,8 @@ def describe():
 @probe
 def initialised_weights():
     """The weight of every Conv2d and Linear layer after net.apply(init_weights), with its fans."""
-    m = _lenet()
-    net = m.build_lenet()
-    net.apply(m.init_weights)
+    net = _build()
+    net.apply(_lenet().init_weights)
     out = {}
     for name, module in net.named_modules():
         if isinstance(module, (nn.Conv2d, nn.Linear)):
@@ -60,7 +69,7 @@ def initialised_weights():
 
 
 def _with_weights(state):
-    net = uncompiled(_lenet().build_lenet())
+    net = uncompiled(_build())
     net.load_state_dict(state)
     net.eval()
     return net
@@ -83,7 +92,7 @@ def export_model(state):
 @probe
 def forward_logits(state, x):
     """build_lenet() with the judge's weights loaded (strictly), in eval mode, on x."""
-    net = _lenet().build_lenet()
+    net = _build()
     net.load_state_dict(state)
     net.eval()
     with torch.no_grad():

@@ -96,8 +96,17 @@ class _Finder(ast.NodeVisitor):
 
     def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
         outer, self.function = self.function, node.name
-        self.generic_visit(node)
+        # Annotations name types, they compute nothing: `params: list[torch.nn.Parameter]` uses no torch.nn
+        for child in [*node.decorator_list, *node.args.defaults, *(d for d in node.args.kw_defaults if d)]:
+            self.visit(child)
+        for statement in node.body:
+            self.visit(statement)
         self.function = outer
+
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
+        for child in (node.target, node.value):
+            if child is not None:
+                self.visit(child)
 
     visit_AsyncFunctionDef = visit_FunctionDef  # noqa: N815 - ast.NodeVisitor's naming
 
@@ -138,12 +147,32 @@ def forbidden_uses(source: str, rule: Rule) -> list[Use]:
     if not rule.functions:
         finder.visit(tree)
     else:
-        shadowed = _redefined(tree)
-        for node in ast.walk(tree):
-            if (isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name in rule.functions
-                    and node not in shadowed):  # fmt: skip
-                finder.visit(node)
+        for node in _covered(tree, rule.functions):
+            finder.visit(node)
     return sorted(set(finder.uses), key=lambda u: (u.line, u.written))
+
+
+def _covered(tree: ast.Module, functions: list[str]) -> list[ast.FunctionDef | ast.AsyncFunctionDef]:
+    """The graded definitions of the rule's functions (methods too), and the file's own functions and classes they
+    call, transitively: a softmax that hands its work to a helper `_row_softmax` is read through it."""
+    shadowed = _redefined(tree)
+    defs = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n not in shadowed]
+    own = {n.name: n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+           and n not in shadowed}  # fmt: skip
+    todo: list[ast.AST] = [n for n in defs if n.name in functions]
+    seen: list[ast.AST] = []
+    while todo:
+        node = todo.pop()
+        if node in seen:
+            continue
+        seen.append(node)
+        called = {c.func.id for c in ast.walk(node) if isinstance(c, ast.Call) and isinstance(c.func, ast.Name)}
+        todo += [own[name] for name in called if name in own]
+    out: list[ast.FunctionDef | ast.AsyncFunctionDef] = []
+    for node in seen:  # a class called (a helper model built in get_params): its methods
+        out += [node] if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) else [
+            n for n in node.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]  # type: ignore[attr-defined]
+    return sorted(set(out), key=lambda n: n.lineno)
 
 
 def _redefined(tree: ast.Module) -> set[ast.AST]:

@@ -159,4 +159,5 @@ def test_predict_length(contestant, data_root):
                 f"then taking the argmax at each step gives {greedy!r} with the same model: {fix}")  # fmt: skip
     if device:
         partial(0.5, "predict requires a device argument (as d2l's predict_ch8 does); the handout's is predict(prefix, "
-                "num_preds, net, vocab), which the given main() calls: give device a default (device='cpu')")
+                "num_preds, net, vocab), as the handout's main() and the grader call it: give device a default "
+                "(device='cpu')")

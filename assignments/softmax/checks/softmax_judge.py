@@ -15,7 +15,7 @@ from typing_extensions import TypedDict
 
 from grader.data import read_fashion_mnist
 from grader.graphs import GraphPolicy
-from grader.judge import CheckFailed, WeightsError, fail, first_mismatch, state_dict_from
+from grader.judge import CheckFailed, ContestantError, WeightsError, fail, first_mismatch, state_dict_from
 from grader.judge.measured import ModelSpec
 
 NUM_INPUTS, NUM_OUTPUTS = 784, 10
@@ -98,6 +98,32 @@ def ref_loss_sum(X: torch.Tensor, y: torch.Tensor, W: torch.Tensor, b: torch.Ten
     return F.cross_entropy(ref_logits(X, W, b), y, reduction="sum")
 
 
+LOGITS_SPLIT = ("net returns the logits X W + b and your cross_entropy takes logits (the log-sum-exp inside the "
+                "loss, as d2l 3.7 does it): together they compute the handout's loss, but the handout's net returns "
+                "probabilities, softmax(X W + b), and its cross_entropy takes them; move the softmax into net and "
+                "take -log(y_hat[range(len(y)), y]) in cross_entropy")  # fmt: skip
+
+
+def returns_logits(contestant: Any) -> tuple[bool, bool]:
+    """(net returns the logits X W + b, cross_entropy takes logits as F.cross_entropy does), on fixed data; a
+    call that fails answers False."""
+    g = torch.Generator().manual_seed(11)
+    X, W, b = torch.rand(8, 1, 28, 28, generator=g), torch.randn(784, 10, generator=g) * 0.1, torch.zeros(10)
+    y = torch.randint(0, 10, (8,), generator=g)
+    logits = ref_logits(X, W, b)  # (8, 10), float64
+    try:
+        got = contestant.call("net_output", X=X, W=W, b=b)
+        if not isinstance(got, torch.Tensor) or got.shape != logits.shape or not torch.allclose(
+                got.double(), logits, rtol=1e-4, atol=1e-5):  # fmt: skip
+            return False, False
+        loss = contestant.call("cross_entropy_values", y_hat=logits, y=y)
+    except (CheckFailed, ContestantError):
+        return True, False
+    want = F.cross_entropy(logits, y, reduction="none")
+    takes = isinstance(loss, torch.Tensor) and loss.shape == want.shape and torch.allclose(loss.double(), want)
+    return True, bool(takes)
+
+
 def sgd_problem(contestant: Any) -> str | None:
     """What is wrong with the student's sgd on fixed parameters and gradients, or None."""
     g = torch.Generator().manual_seed(3)
@@ -138,6 +164,8 @@ def wrong_piece(contestant: Any) -> tuple[str, str] | None:
     got = contestant.call("cross_entropy_values", y_hat=probs, y=y)
     if not isinstance(got, torch.Tensor) or got.numel() != 6 or not torch.allclose(
             got.double().reshape(-1), F.cross_entropy(logits, y, reduction="none"), atol=1e-6):  # fmt: skip
+        if returns_logits(contestant)[1]:
+            return "net_output", "your cross_entropy takes logits, as your net returns them"
         return "cross_entropy_values", "your cross_entropy gives other values than the reference"
     return None
 

@@ -3,6 +3,7 @@
 import torch
 import torch.nn.functional as F
 from softmax_judge import (
+    LOGITS_SPLIT,
     MODEL,
     LossGradient,
     TrainEpoch,
@@ -10,6 +11,7 @@ from softmax_judge import (
     init_params,
     ref_loss_sum,
     ref_net,
+    returns_logits,
     sgd_problem,
     submitted_params,
 )
@@ -64,6 +66,9 @@ def test_cross_entropy_values(contestant, check):
     got = expect_shape(got, (32,), "cross_entropy(y_hat, y) for y_hat (32, 10), y (32,) (one loss per example)")
     want = F.cross_entropy(logits, y, reduction="none")  # == F.nll_loss(log_softmax(logits), y)
     if problem := first_mismatch(got, want, torch.arange(32), 1e-6, 0.0):
+        if returns_logits(contestant)[1]:
+            defer("net_output", "your cross_entropy takes logits, as your net returns them, and computes their loss "
+                                "right")  # fmt: skip
         y_hat = torch.softmax(logits, dim=1)
         if first_mismatch(got, F.cross_entropy(y_hat, y, reduction="none"), torch.arange(32), 1e-6, 0.0) is None:
             fail("softmax applied twice: cross_entropy(y_hat, y) gets probabilities (net's output, already "
@@ -111,6 +116,11 @@ def test_net_output(contestant, data_root):
     got = contestant.call("net_output", X=X, W=W, b=b)
     got = expect_shape(got, (16, 10), "net(X) for X (16, 1, 28, 28)")
     if problem := first_mismatch(got, ref_net(X, W, b), torch.arange(got.numel()), 1e-6, 1e-5):
+        logits, split = returns_logits(contestant)
+        if split:
+            fail(LOGITS_SPLIT)
+        if logits:
+            fail("net(X) returns the logits X W + b without the softmax: return softmax(X.reshape(-1, 784) @ W + b)")
         fail(f"net(X) differs from softmax(X.reshape(-1, 784) @ W + b): entry {problem.removeprefix('at x=')}")
 
 
@@ -119,6 +129,11 @@ def test_loss_gradient(contestant, data_root):
     W, b = init_params(seed=7, std=0.1)
     r = contestant.call("loss_gradient", X=X, y=y, W=W, b=b, returns=LossGradient)
     want = autograd_gradients(lambda p: ref_loss_sum(X, y, p["W"], p["b"]), {"W": W, "b": b})
+    if returns_logits(contestant)[0]:  # the reference's loss on net's logits: what net_output charges
+        try:
+            expect_gradients_match({"W": r["W"], "b": r["b"]}, want, "", atol=1e-5, rtol=1e-4)
+        except AssertionError:
+            defer("net_output", "net returns logits, so the loss that takes probabilities has other gradients")
     expect_gradients_match({"W": r["W"], "b": r["b"]}, want, "the gradient of the summed loss through your net(X) "
                            "(with the reference softmax and cross_entropy) for 64 images", atol=1e-5, rtol=1e-4)
 
