@@ -360,10 +360,11 @@ def test_a_wrong_value_points_at_the_cell_that_defines_the_function(course):
     assert failures_by_cell([accuracy, net]) == {("softmax.ipynb", 4): ["accuracy_count"],
                                                  ("softmax.ipynb", 3): ["net_output"]}  # fmt: skip
     # A check that tests two functions points at both; in a .py file, by line.
-    source = "def net(X):\n    return X\n\n\ndef cross_entropy(y_hat, y):\n    return -y_hat\n"
-    (both,) = point_at_definitions(spec, [_result(spec, "loss_gradient", "partial")], {"softmax.py": source})
+    source = "def softmax(X):\n    return X\n\n\ndef cross_entropy(y_hat, y):\n    return -y_hat\n"
+    (both,) = point_at_definitions(spec, [_result(spec, "gradient_finite_differences", "partial")],
+                                   {"softmax.py": source})  # fmt: skip
     assert [(loc.file, loc.line, loc.function, loc.cell) for loc in both.pointers()] == [
-        ("softmax.py", 1, "net", None), ("softmax.py", 5, "cross_entropy", None)]
+        ("softmax.py", 1, "softmax", None), ("softmax.py", 5, "cross_entropy", None)]
     # Hostile text that does not parse points nowhere, and is no crash.
     (bad,) = point_at_definitions(spec, [_result(spec, "softmax_rows", "failed")], {"softmax.py": "(" * 10**6})
     assert bad.locations == []
