@@ -108,11 +108,15 @@ def _candidates(folder: Path, name: str, declared: Collection[str] = ()) -> list
 
 
 def _unfinished(p: Path) -> int:
-    """How many of the stub's `NotImplementedError`s a copy still has (a file that cannot be read: the most)."""
+    """How many of the stub's `NotImplementedError`s a copy still has (a file that cannot be read: the most). In a
+    notebook, its code cells' (a traceback saved in an output names NotImplementedError four times)."""
     try:
-        return read_regular(p, 4 << 20).count(b"NotImplementedError")
-    except UnsafeFile:
+        if p.suffix != notebook.SUFFIX:
+            return read_regular(p, 4 << 20).count(b"NotImplementedError")
+        cells = notebook.parse(read_regular(p, 64 << 20), p.name)
+    except (UnsafeFile, notebook.NotebookError):
         return 1 << 30
+    return sum(str(c.get("source", "")).count("NotImplementedError") for c in cells if c.get("cell_type") == "code")
 
 
 def _best_first(found: list[Path]) -> tuple[list[Path], str]:

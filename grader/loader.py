@@ -254,8 +254,9 @@ def _new_module(name: str, path: Path, source: str = "") -> types.ModuleType:
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None
     module = importlib.util.module_from_spec(spec)
-    if _EXPORTED.search(source):
+    if _EXPORTED.search(source):  # a notebook's export runs as the notebook does, with Jupyter's display too
         module.__dict__["get_ipython"] = lambda: _SHELL
+        module.__dict__["display"] = _display
     sys.modules[name] = module
     return module
 
@@ -469,7 +470,10 @@ def import_definitions(name: str, path: Path, cpu_s: float) -> tuple[types.Modul
             else:
                 exec(code, module.__dict__)
         except BaseException as exc:  # noqa: BLE001
-            if isinstance(node, DEFINITIONS[2:]):  # a def or class that raises: nothing sensible is left
+            # a def or class that raises: nothing sensible is left; CUDA asked for where there is none: the judge
+            # starts again with CUDA mapped to the CPU, as a full import gets (the grade a GPU machine gives)
+            cuda = cuda_on_cpu.asks_for_cuda(exc) and cuda_on_cpu.available() and not cuda_on_cpu.installed()
+            if isinstance(node, DEFINITIONS[2:]) or cuda:
                 sys.modules.pop(name, None)
                 raise classify_import(path, exc) from None
             why = f"ran past {exc.what}" if isinstance(exc, _OverBudget) else f"raised {type(exc).__name__}"

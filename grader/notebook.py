@@ -10,8 +10,9 @@ How cells become a module, in notebook order:
   and a student may tag their own (Jupyter: View > Cell Toolbar > Tags; Colab keeps tags in the file too);
   a later cell with no functions or classes that reads a name only skipped cells bind (a plot of the history
   that the training cell filled) is skipped too: it could only fail;
-- IPython magics and shell escapes (`%matplotlib inline`, `!pip install d2l`, `x = !ls`, `%%time`) are commented
-  out and listed; a cell magic whose body is not Python (`%%bash`, `%%writefile`) comments out the whole cell;
+- IPython magics, shell escapes and help queries (`%matplotlib inline`, `!pip install d2l`, `x = !ls`, `%%time`,
+  `torch.norm?`) where a logical line starts are commented out and listed; a cell magic whose body is not Python
+  (`%%bash`, `%%writefile`) comments out the whole cell;
 - a cell that is still not valid Python is left out and reported, as Jupyter would only fail that cell.
 
 Positions are in notebook terms: cells are numbered from 1 counting every cell, markdown included (the n-th
@@ -21,8 +22,10 @@ cell from the top), and lines from 1 within the cell.
 from __future__ import annotations
 
 import ast
+import io
 import json
 import re
+import tokenize
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +34,8 @@ SUFFIX = ".ipynb"
 # Cell magics whose body is Python: only the magic line is commented out (`%%time` then runs the body).
 PYTHON_CELL_MAGICS = {"time", "timeit", "capture", "prun"}
 _MAGIC = re.compile(r"^\s*(?:[A-Za-z_][\w.,\s\[\]]*=\s*)?[%!]")
+_HELP = re.compile(r"^\s*(?:\?{1,2}[\w.]+|[\w.]+\?{1,2})\s*$")  # IPython's help: `torch.norm?`, `??len`
+_MAGICS_READ_CLOSELY = 200  # above this many magic-like lines in a cell, each is taken as one without tokenizing
 
 
 class NotebookError(ValueError):
@@ -159,16 +164,30 @@ def _uncomment_magics(cell: int, lines: list[str], out: Converted) -> list[str]:
         if magic not in PYTHON_CELL_MAGICS:  # the body is shell, HTML, a file's text: none of it is Python
             return ["# " + line for line in lines]
         lines = ["# " + lines[0], *lines[1:]]
-    done = []
+    done: list[str] = []
+    close = sum(1 for line in lines if _MAGIC.match(line) or _HELP.match(line)) <= _MAGICS_READ_CLOSELY
     for n, line in enumerate(lines, start=1):
         if n > 1 or not first.startswith("%%"):
-            if _MAGIC.match(line):
+            if (_MAGIC.match(line) or _HELP.match(line)) and not (close and _continues(done)):
                 indent = line[: len(line) - len(line.lstrip())]
                 out.commented.append((cell, n, line.strip()))
                 # in a block, `pass` keeps it valid; at the top a comment keeps a docstring first
                 line = f"{indent}pass  # {line.strip()}" if indent else f"# {line.strip()}"
         done.append(line)
     return done
+
+
+def _continues(lines: list[str]) -> bool:
+    """Whether the line after `lines` continues a statement or string they leave open (`print('%d' ...` then
+    `    % (i, loss))`): IPython reads `%` and `!` as magics only where a logical line starts."""
+    try:
+        for _ in tokenize.generate_tokens(io.StringIO("\n".join(lines) + "\n").readline):
+            pass
+    except tokenize.TokenError:
+        return True
+    except (SyntaxError, ValueError, RecursionError, MemoryError):  # bad indentation, hostile text: not open
+        return False
+    return False
 
 
 def _parse_error(source: str) -> tuple[int, str] | None:

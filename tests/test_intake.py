@@ -139,6 +139,24 @@ def test_the_handouts_stub_at_the_top_does_not_hide_the_work_in_a_folder(course,
     assert rec.found_as is None and rec.note is None
 
 
+def test_a_traceback_saved_in_a_finished_notebook_does_not_make_it_the_stub(course, example):
+    """The finished exp1.ipynb keeps an old error output (a NotImplementedError traceback names it four times, as
+    often as the stub's TODOs) and the handout's exp1.py is beside it: the notebook is graded, not the stub."""
+    import json
+
+    sub_dir = example("exp1", "solution")
+    (sub_dir / "exp1.py").write_text((course.assignment_dir("exp1") / "exp1.py").read_text())
+    nb = json.loads((course.root / "solutions/exp1/exp1.ipynb").read_text())
+    code = next(c for c in nb["cells"] if c["cell_type"] == "code")
+    code["outputs"] = [{"output_type": "error", "ename": "NotImplementedError", "evalue": "",
+                        "traceback": ["NotImplementedError  Traceback", "raise NotImplementedError",
+                                      "NotImplementedError: ", "NotImplementedError"]}]  # fmt: skip
+    (sub_dir / "exp1.ipynb").write_text(json.dumps(nb))
+    rec = intake(course.spec("exp1"), sub_dir).record("exp1.py")
+    assert rec.found_as == "exp1.ipynb" and rec.note.endswith(
+        "Also found exp1.py, with more unfinished TODOs: submit only one of them")
+
+
 def test_a_finished_copy_beats_the_stub_under_the_declared_name(course, example):
     """The handout's exp1.py left in the folder, the work in `exp1 (1).py` (a second download) or in exp1.ipynb:
     the finished one is graded, and the note names the stub. Two finished copies: the declared name wins."""

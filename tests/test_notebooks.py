@@ -281,7 +281,8 @@ def test_a_py_exported_from_a_notebook_runs_as_the_notebook_would(tmp_path):
         "#!/usr/bin/env python\n# coding: utf-8\n\n# In[1]:\n\n\nget_ipython().system('pip install d2l==1.0.3')\n"
         "get_ipython().run_line_magic('matplotlib', 'inline')\nimport math\n\n\n# In[3]:\n\n\n"
         "get_ipython().run_cell_magic('time', '', 'total = sum(range(10))  # 计时\\n')\n"
-        f"get_ipython().run_cell_magic('bash', '', 'touch {tmp_path}/ran-bash\\n')\n")  # fmt: skip
+        f"get_ipython().run_cell_magic('bash', '', 'touch {tmp_path}/ran-bash\\n')\n"
+        "\n\n# In[4]:\n\n\ndisplay(total)  # 看一下\n")  # fmt: skip
     module = import_module("exported_softmax", tmp_path / "softmax.py", cpu_s=10, wall_s=20)
     assert module.total == 45 and not (tmp_path / "ran-bash").exists()
     (tmp_path / "plain.py").write_text("x = 1\n")
@@ -368,3 +369,17 @@ def test_a_wrong_value_points_at_the_cell_that_defines_the_function(course):
     # Hostile text that does not parse points nowhere, and is no crash.
     (bad,) = point_at_definitions(spec, [_result(spec, "softmax_rows", "failed")], {"softmax.py": "(" * 10**6})
     assert bad.locations == []
+
+
+def test_magics_are_read_where_a_logical_line_starts():
+    """`%` opening a continued print's second line, or `!=` opening a condition's, is Python, as IPython reads it;
+    a help query (`torch.norm?`) is commented out like a magic, not a syntax error that drops the cell."""
+    nb = module_source(nb_bytes(("code", "%matplotlib inline\nimport torch\n\n\ndef show(i, loss):\n"
+                                         "    print('batch %d, loss %.4f'\n          % (i, loss))  # 打印\n"
+                                         "    return (i\n            != 0)\n\n\ntorch.norm?\n")),  # fmt: skip
+                       "lenet.ipynb")
+    assert nb.broken == [] and [(c, n, text) for c, n, text in nb.commented] == [
+        (1, 1, "%matplotlib inline"), (1, 12, "torch.norm?")]
+    space: dict = {}
+    exec(compile(nb.source.replace("import torch\n", ""), "nb", "exec"), space)
+    assert space["show"](3, 0.5) is True
