@@ -732,6 +732,18 @@ def test_cuda_at_import_is_graded_whole_not_from_its_definitions(quick_course, t
 
 
 @NO_CUDA_HERE
+def test_cuda_in_a_definitions_only_import_is_mapped_too(quick_course, tmp_path):
+    """A package grading lacks (Colab's, imported first) sends the import to its definitions; a top-level
+    `.to(DEVICE)` there asks for CUDA: mapped to the CPU as in a full import, not a 5% "fails by itself"."""
+    folder = student_exp1(tmp_path, lambda src: src.replace("import torch\n", (
+        "import torch\nfrom google.colab import drive  # Colab 上跑的\nDEVICE = torch.device('cuda')\n"), 1) + (
+        "\nmodel = build_model().to(DEVICE)\n"))  # fmt: skip
+    result = grade(quick_course, "exp1", folder, sandbox=LocalSandbox(), only=["mlp_output_shape"])
+    assert scores(result) == {"mlp_output_shape": 10.0}
+    assert sorted((p.id, p.points) for p in result.problems) == [("cuda", 0), ("packages:exp1.py", 0)]
+
+
+@NO_CUDA_HERE
 def test_cuda_that_cannot_run_on_the_cpu_is_charged_once(quick_course, tmp_path):
     """torch.cuda.get_device_properties() has no CPU meaning: the first check it fails charges it, with how to
     choose the device; the others that fail only for it say so and take nothing."""
