@@ -27,7 +27,7 @@ from grader.cuda_on_cpu import CHOOSE_DEVICE
 from grader.data import resolve_data_root
 from grader.intake import IntakeError, Submission, intake
 from grader.judge.client import STARTUP_TIMEOUT_S, ContestantClient, ModuleImport
-from grader.judge.plugin import GraderPlugin, run_checks
+from grader.judge.plugin import MISSING_NAME, GraderPlugin, run_checks
 from grader.judge.source_rules import package_problems, point_at_definitions, rule_problems
 from grader.loader import GUARD, NOTEBOOK_GUARD, definitions, statement_line
 from grader.notebook import Converted
@@ -174,7 +174,8 @@ def import_problems(
                     out.append(note)
             continue
         message, points, details, fallback = first.message, 0.0, [], record.mode == "definitions"
-        charged = fallback and first.kind != "package"  # a package alone costs nothing: only what fails by itself
+        # a package alone costs nothing, nor a name only skipped cells set: only what fails by itself
+        charged = fallback and first.kind not in ("package", "skipped_name")
         own = _FROM_OWN.search(first.message)
         helper = imports.get(own.group(1).split(".")[0]) if own else None
         if helper is not None and helper.problem is not None:
@@ -267,6 +268,20 @@ def cells_as_run(files: list[FileRecord], imports: dict[str, ModuleImport]) -> l
     return out
 
 
+def _from_skipped_code(checks: list[CheckResult], notebooks: dict[str, Converted]) -> list[CheckResult]:
+    """A check that failed on a function or name the module lacks, which only a skipped cell (Jupyter copies a
+    cell's `training` tag with it) or a cell's main guard sets: its message says so, and what to do."""
+    out = []
+    for c in checks:
+        gone = MISSING_NAME.search(c.message) if c.status == "failed" else None
+        name = next((g for g in gone.groups() if g), "") if gone else ""
+        how = next((h for nb in notebooks.values() if (h := nb.maker(name))), None) if name else None
+        if how:
+            c = c.model_copy(update={"message": f"{c.message} ({name}: {how}; put it in a cell that grading runs)"})
+        out.append(c)
+    return out
+
+
 def _unrun(spec: AssignmentSpec, cid: str, message: str) -> CheckResult:
     c = spec.check(cid)
     return CheckResult(
@@ -334,7 +349,7 @@ def grade(
             timings = {"contestant_starts": client.starts, "probes": client.calls,
                        "imports": {m: i.seconds for m, i in client.imports.items()}}  # fmt: skip
         checks = [plugin.results.get(cid) or _unrun(spec, cid, "this check did not run") for cid in selected]
-        checks = point_at_definitions(spec, checks, sources, positions)
+        checks = _from_skipped_code(point_at_definitions(spec, checks, sources, positions), positions)
         max_score = sum(c.max_score for c in checks)
         notebooks = {name[:-3]: nb for name, nb in positions.items()}
         problems += import_problems(spec, client.imports, max_score, {p.id for p in problems}, sources, notebooks)

@@ -220,6 +220,9 @@ def _tensor_bytes(value: object, seen: set[int] | None = None) -> int:
     return 0
 
 
+# A notebook over its limit is still read up to this multiple: saved outputs (plots, logs) make it big, and
+# grading reads only its code cells.
+NOTEBOOK_OUTPUTS_FACTOR = 4
 CLEAR_OUTPUTS = ("its outputs (images, printed logs) make it big: clear them (Jupyter: Edit > Clear Outputs of All "
                  "Cells; Colab: Edit > Clear all outputs), save and resubmit")
 
@@ -239,21 +242,28 @@ def _notebook_record(fs: FileSpec, folder: Path, found: list[Path]) -> FileRecor
         return record.model_copy(update={"problem": str(exc)})
     size, limit = path.stat().st_size, fs.notebook_max_kb * 1024
     record.size = size
-    if size > limit:
-        record.problem = f"{rel} is {size / 2**20:.1f} MiB, over the {_size(limit)} notebook limit; {CLEAR_OUTPUTS}"
+    over = f"{rel} is {size / 2**20:.1f} MiB, over the {_size(limit)} notebook limit"
+    if size > limit * NOTEBOOK_OUTPUTS_FACTOR:
+        record.problem = f"{over}; {CLEAR_OUTPUTS}"
         return record
     if size == 0:
         record.problem = f"{rel} is empty (0 bytes): save it again and resubmit; an upload that failed leaves this"
         return record
     try:
-        data = read_regular(path, limit)
+        data = read_regular(path, limit * NOTEBOOK_OUTPUTS_FACTOR)
         record.sha256 = hashlib.sha256(data).hexdigest()
         converted = notebook.module_source(data, rel)
     except (UnsafeFile, notebook.NotebookError) as exc:
         record.problem = str(exc)
         return record
+    if size > limit and len(converted.source.encode()) > limit:  # its code itself, not saved outputs
+        record.problem = f"{over}, in its code cells alone"
+        return record
     record.cells = [NotebookCell(cell=c.cell, kind=c.kind, status=c.status, detail=c.detail) for c in converted.cells]
     record.note = f"{note}: {converted.summary()}"
+    if size > limit:  # grading reads code cells only: the outputs that made it big cost nothing
+        record.note += f". {over} with its saved outputs, which grading never reads (its code cells were graded); " \
+                       f"{CLEAR_OUTPUTS}"
     return record
 
 

@@ -58,7 +58,8 @@ class _OverBudget(BaseException):
 class ImportProblem(Exception):
     """Importing a student's module did something it should not; the message is for the student."""
 
-    kind: str  # budget | exit | network | input | missing_data | package | exception | syntax | stopped | no_cuda
+    # budget | exit | network | input | missing_data | package | skipped_name | exception | syntax | stopped | no_cuda
+    kind: str
     message: str
     where: list[dict[str, Any]] = field(default_factory=list)
     recoverable: bool = False  # a syntax error that leaving out a few top-level statements gets past
@@ -206,6 +207,12 @@ def classify_import(path: Path, exc: BaseException) -> ImportProblem:
     if isinstance(exc, FileNotFoundError) or ("not found" in said and "dataset" in said):
         return ImportProblem("missing_data", f"{name} reads files that grading does not have when imported ({text}{at})"
                              f": {_guard(path)}", where)  # fmt: skip
+    nb = _notebook(path)
+    if isinstance(exc, NameError) and nb is not None and (how := nb.maker(str(getattr(exc, "name", "")))):
+        # Restart & Run All runs it in Jupyter: what grading leaves out is the cell's top-level code, at no cost
+        return ImportProblem("skipped_name", f"{name} uses {exc.name} when imported{at}, and {how}: the grader "
+                             "imported the notebook's definitions only, which costs nothing here; tag the cell that "
+                             f"uses {exc.name} `training` too, with its functions in a cell of their own", where)
     if isinstance(exc, NameError) and path.suffix == SUFFIX and where and where[-1]["function"] == "<module>":
         # a cell run out of order in Jupyter, or a leftover one, that Restart & Run All would have shown
         return ImportProblem("exception", f"{name} fails when imported ({text}{at}): that cell uses a name no cell "

@@ -69,6 +69,20 @@ class Converted:
     commented: list[tuple[int, int, str]] = field(default_factory=list)  # (cell, line, text)
     broken: list[tuple[int, int, str]] = field(default_factory=list)  # (cell, line, syntax error)
     redone: list[tuple[int, str, int]] = field(default_factory=list)  # (skipped cell, name it defines, run cell's)
+    # a name that only code grading does not run binds -> its cell: a skipped cell, or a run cell's
+    # `if __name__ == "__main__":` block (true in Jupyter, false when the grader imports the notebook)
+    made: dict[str, int] = field(default_factory=dict)
+    guarded: set[int] = field(default_factory=set)  # the run cells whose main-guarded names are in `made`
+
+    def maker(self, name: str) -> str | None:
+        """Where `name` comes from when only code grading skips binds it, for messages; else None."""
+        if name not in self.made:
+            return None
+        cell = self.made[name]
+        if cell in self.guarded:
+            return (f'cell {cell} sets it only under `if __name__ == "__main__":`, which is false when grading '
+                    "imports the notebook")
+        return f"only cell {cell}, which grading skips, sets it"
     file: str = ""  # the notebook's name as submitted (`Copy of lenet.ipynb`), once intake found it
 
     def position(self, line: int) -> tuple[int, int] | None:
@@ -239,12 +253,17 @@ def convert(cells: list[dict[str, Any]]) -> Converted:
         if needs and not any(isinstance(n, DEFINITIONS) for n in tree.body):
             # It plots or prints what a skipped cell trained: it would only fail, and the tag was the student's
             # intent for both. A cell with functions or classes stays, for the definitions-only fallback.
-            out.cells.append(CellInfo(number, "code", "skipped", f"uses `{needs[0]}`, which skipped cell "
-                                                                  f"{made[needs[0]]} makes"))  # fmt: skip
+            which = (f"cell {made[needs[0]]} makes under its main guard" if made[needs[0]] in out.guarded
+                     else f"skipped cell {made[needs[0]]} makes")  # fmt: skip
+            out.cells.append(CellInfo(number, "code", "skipped", f"uses `{needs[0]}`, which {which}"))
             made |= dict.fromkeys(_bound(tree) - have, number)
             del out.commented[before:]  # its magics were not run either
             continue
-        have |= _bound(tree)
+        guarded = _main_guarded(tree) - have
+        if guarded:
+            made |= dict.fromkeys(guarded, number)
+            out.guarded.add(number)
+        have |= _bound(tree) - guarded
         defined |= dict.fromkeys(_defined(tree), number)
         made = {n: c for n, c in made.items() if n not in have}
         magics = len(out.commented) - before
@@ -257,7 +276,24 @@ def convert(cells: list[dict[str, Any]]) -> Converted:
         body.append("")  # cells end with a blank line: a cell without a final newline stays apart
         out.origin.append((number, len(lines)))
     out.source = "\n".join(body) + "\n"
+    out.made = made
     return out
+
+
+def _main_guarded(tree: ast.Module) -> set[str]:
+    """The names a cell binds only inside `if __name__ == "__main__":`, which runs in Jupyter but not when the
+    grader imports the notebook as a module."""
+    inside: set[str] = set()
+    outside: list[ast.stmt] = []
+    for node in tree.body:
+        if (isinstance(node, ast.If) and isinstance(test := node.test, ast.Compare)
+                and isinstance(test.left, ast.Name) and test.left.id == "__name__"
+                and any(isinstance(c, ast.Constant) and c.value == "__main__" for c in test.comparators)):  # fmt: skip
+            inside |= _bound(ast.Module(body=node.body, type_ignores=[]))
+            outside += node.orelse
+        else:
+            outside.append(node)
+    return inside - _bound(ast.Module(body=outside, type_ignores=[]))
 
 
 DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)

@@ -40,7 +40,8 @@ class FileSpec(Strict):
     # A .py file may be submitted as the notebook of the same name (softmax.ipynb for softmax.py): the contestant
     # imports its code cells as one module (grader.notebook). Notebooks carry outputs, hence their own limit.
     notebook: bool = Field(False, description=".py files: accept <name>.ipynb in its place")
-    notebook_max_kb: int = Field(20480, gt=0, description="largest accepted notebook in KiB, outputs included")
+    notebook_max_kb: int = Field(20480, gt=0, description="largest notebook in KiB, outputs included; up to 4x "
+                                 "is still graded, with a note, when its code cells alone fit")
 
     @model_validator(mode="after")
     def _notebook_for_python(self) -> FileSpec:

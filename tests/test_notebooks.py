@@ -136,11 +136,15 @@ def test_intake_says_what_is_wrong_with_a_notebook(course, tmp_path):
     spec = course.spec("exp1")
     (tmp_path / "exp1.ipynb").write_bytes(b'{"nbformat": 4, "cells": [')
     assert "its JSON is broken" in intake(spec, tmp_path).record("exp1.py").problem
-    # 50 MB of output (a printed training log): over the notebook limit, with how to fix it; read no further
-    big = nb_bytes(("code", "print(1)"))[:-1] + b', "pad": "' + b"x" * (50 << 20) + b'"}'
-    (tmp_path / "exp1.ipynb").write_bytes(big)
-    problem = intake(spec, tmp_path).record("exp1.py").problem
-    assert "over the 20 MiB notebook limit" in problem and "Clear Outputs of All Cells" in problem
+    # 50 MB of output (a printed training log): over the notebook limit, but only code cells are graded: a note,
+    # with how to fix it; over four times the limit, a problem, read no further
+    for mib, graded in ((50, True), (90, False)):
+        big = nb_bytes(("code", "print(1)"))[:-1] + b', "pad": "' + b"x" * (mib << 20) + b'"}'
+        (tmp_path / "exp1.ipynb").write_bytes(big)
+        rec = intake(spec, tmp_path).record("exp1.py")
+        said = rec.note if graded else rec.problem
+        assert (rec.problem is None) == graded and "over the 20 MiB notebook limit" in said, rec
+        assert "Clear Outputs of All Cells" in said
 
 
 def test_a_notebook_where_the_spec_takes_none_is_missing(course_copy, tmp_path):
@@ -322,6 +326,32 @@ def test_a_leftover_cell_is_told_to_restart_and_run_all(tmp_path):
         "check that Kernel > Restart & Run All runs the notebook from top to bottom")  # fmt: skip
 
 
+@pytest.mark.parametrize("maker, how", [
+    (("code", "x_test = torch.rand(4, 784)  # 训练后的测试数据\n", ["training"]),
+     "only cell 2, which grading skips, sets it"),
+    (("code", 'if __name__ == "__main__":\n    x_test = torch.rand(4, 784)\n'),
+     'cell 2 sets it only under `if __name__ == "__main__":`, which is false when grading imports the notebook'),
+])
+def test_a_cell_that_uses_what_only_skipped_code_sets_costs_nothing(tmp_path, maker, how):
+    """d2l's predict_ch3 defined and called in one cell, on x_test that only a tagged cell, or a cell's main
+    guard (true in Jupyter), sets: Restart & Run All works, so the definitions-only import costs nothing and the
+    message says where the name comes from; a later plot cell reading it is skipped, saying the same."""
+    from grader.loader import ImportProblem, import_module
+
+    (tmp_path / "softmax.ipynb").write_bytes(nb_bytes(
+        ("code", "import torch\n"), maker,
+        ("code", "def predict_ch3(X):\n    return X.sum(1)\n\n\npredict_ch3(x_test)\n"),
+        ("code", "print(x_test.shape)  # 看看形状\n")))  # fmt: skip
+    nb = module_source((tmp_path / "softmax.ipynb").read_bytes(), "softmax.ipynb")
+    assert nb.cells[-1].status == "skipped" and "x_test" in nb.cells[-1].detail
+    with pytest.raises(ImportProblem) as failed:
+        import_module("made_softmax", tmp_path / "softmax.ipynb", cpu_s=10, wall_s=20)
+    assert failed.value.kind == "skipped_name" and failed.value.message == (
+        f"softmax.ipynb uses x_test when imported at cell 3, line 5 (`predict_ch3(x_test)`), and {how}: the grader "
+        "imported the notebook's definitions only, which costs nothing here; tag the cell that uses x_test "
+        "`training` too, with its functions in a cell of their own")  # fmt: skip
+
+
 def test_a_notebook_has_jupyters_docstring(tmp_path):
     """The handout's main() builds its parser from __doc__.splitlines(): in Jupyter a notebook's __doc__ is
     IPython's, so an untagged quick run of main() works there and must not fail here on a None __doc__."""
@@ -383,3 +413,19 @@ def test_magics_are_read_where_a_logical_line_starts():
     space: dict = {}
     exec(compile(nb.source.replace("import torch\n", ""), "nb", "exec"), space)
     assert space["show"](3, 0.5) is True
+
+
+def test_a_function_in_a_tagged_cell_is_named_where_its_check_fails(course):
+    """evaluate_accuracy written in a copy of the training cell (Jupyter copies the tag): the check that lacks it
+    says which cell sets it and that grading skips that cell."""
+    from grader.grading import _from_skipped_code
+
+    spec = course.spec("lenet")
+    nb = module_source(nb_bytes(("code", "import torch\n"), ("code", "def evaluate_accuracy(net, x, y):\n"
+                                                                     "    return 1.0\n", ["training"])), "lenet.ipynb")
+    failed = _result(spec, "evaluate_accuracy", "failed").model_copy(update={
+        "message": "raised AttributeError: module 'lenet' has no attribute 'evaluate_accuracy'"})
+    (said,) = _from_skipped_code([failed], {"lenet.py": nb})
+    assert said.message.endswith("(evaluate_accuracy: only cell 2, which grading skips, sets it; put it in a cell "
+                                 "that grading runs)")  # fmt: skip
+    assert _from_skipped_code([failed], {}) == [failed]

@@ -94,7 +94,7 @@ def _where_in_check(exc: BaseException) -> str:
 
 
 # How a name the student's module lacks shows in a check's message: a probe's `m.f` or the student's own call.
-_MISSING = re.compile(r"module '\w+' has no attribute '(\w+)'|name '(\w+)' is not defined|^(\w+) is not there: ")
+MISSING_NAME = re.compile(r"module '\w+' has no attribute '(\w+)'|name '(\w+)' is not defined|^(\w+) is not there: ")
 
 
 def _message(exc: BaseException) -> str:
@@ -243,7 +243,7 @@ class GraderPlugin:
         slip: tuple[str, str] | None = None
         if isinstance(exc, ContestantError) and exc.kind == "no_cuda":
             slip = ("cuda", "your code asks for CUDA, which this grading machine does not have")
-        elif isinstance(exc, ContestantError) and (gone := _MISSING.search(exc.message)):
+        elif isinstance(exc, ContestantError) and (gone := MISSING_NAME.search(exc.message)):
             name = next(g for g in gone.groups() if g)
             slip = (f"missing:{name}", f"your code has no {name}")
         if slip and self._first.setdefault(slip[0], cid) != cid:
