@@ -234,6 +234,19 @@ def test_two_models_saved_under_names_of_their_own_are_read_with_one_note(course
                      "and \"custom\", the names the handout saves them under"]
 
 
+def test_two_models_saved_as_a_list_are_read_in_the_order_saved(course, tmp_path):
+    """torch.save([model.state_dict(), custom_model.state_dict()], "model.pth"): both graded, with one note."""
+    folder = solution_with(tmp_path / "list", '    torch.save(trained, "model.pth")\n',
+                           '    torch.save([trained["default"], trained["custom"]], "model.pth")  # 先 f 后 custom\n')
+    saved = torch.load(folder / "model.pth", weights_only=True)
+    torch.save([saved["default"], saved["custom"]], folder / "model.pth")
+    result = grade(course, "exp1", folder, only=["model_fits_target", "custom_function_fits"])
+    assert all(c.status == "passed" for c in result.checks), [c.message for c in result.checks]
+    notes = [n for c in result.checks for n in c.notes]
+    assert notes == ['model.pth is a list of two state_dicts: read them in the order saved, as "default" and '
+                     '"custom"; the handout saves {"default": ..., "custom": ...}']
+
+
 def test_a_train_that_prints_every_hundredth_of_its_epochs_keeps_full_marks(course, tmp_path):
     """`epoch % (num_epochs // 100)` divides by zero below 100 epochs: the grader's short probing calls fail, which
     tells nothing, and the check grades the 300-epoch run as it is."""

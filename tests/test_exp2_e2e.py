@@ -422,3 +422,75 @@ def test_resume_that_sets_the_previous_epochs_lr_costs_half(course, data_root, e
     assert check.score == check.max_score / 2
     assert check.message.startswith("after resume() of a checkpoint saved after 5 epochs the optimizer's LR is 0.1; "
                                     "expected 0.01, epoch 5's: set it in resume()")  # fmt: skip
+
+
+
+CRITERION_STEP = """def train_step(model, optimizer, criterion, x, y):
+    # criterion = nn.CrossEntropyLoss(), made once in main()
+    model.train()
+    optimizer.zero_grad()
+    out = model(x)
+    loss = criterion(out, y)
+    loss.backward()
+    optimizer.step()
+    return loss.item(), (out.argmax(1) == y).sum().item()
+"""
+REORDERED_STEP = """def train_step(net, x, y, opt, loss_fn=None, device="cpu"):
+    net.train()
+    x, y = x.to(device), y.to(device)
+    opt.zero_grad()
+    logits = net(x)
+    loss = (loss_fn or F.cross_entropy)(logits, y)
+    loss.backward()
+    opt.step()
+    return loss.item(), (logits.argmax(dim=1) == y).sum().item()
+"""
+DEFAULTED_STEP = """def train_step(model, optimizer, inputs, labels, clip=None):
+    model.train()
+    optimizer.zero_grad()
+    logits = model(inputs)
+    loss = F.cross_entropy(logits, labels)
+    loss.backward()
+    if clip:
+        nn.utils.clip_grad_norm_(model.parameters(), clip)
+    optimizer.step()
+    return loss.item(), (logits.argmax(dim=1) == labels).sum().item()
+"""
+
+
+@pytest.mark.parametrize("step, call, score", [
+    (CRITERION_STEP, "train_step(model, optimizer, criterion, xb.to(args.device), yb.to(args.device))", 11.25),
+    (REORDERED_STEP, "train_step(model, xb, yb, optimizer, device=args.device)", 11.25),
+    (DEFAULTED_STEP, None, 15.0),  # the handout's, and a parameter of the student's own with a default
+])  # fmt: skip
+def test_a_train_step_with_other_parameters_is_called_by_their_names(course, data_root, example, step, call, score):
+    """train_step(model, optimizer, criterion, x, y), as many tutorials write it: the judge calls it by its
+    parameters' names (a loss is cross-entropy); one that trains keeps 3/4 of training_step, with one message."""
+    folder = example("exp2", "solution")
+    src = (folder / "exp2.py").read_text()
+    start = src.index("def train_step(")
+    end = src.index("\n\n\n", start) + 1
+    src = src[:start] + step + src[end:]
+    if call:
+        src = src.replace("train_step(model, optimizer, xb.to(args.device), yb.to(args.device))", call)
+    (folder / "exp2.py").write_text(src)
+    check = by_id(grade(course, "exp2", folder, data_root=data_root, only=["training_step"]))["training_step"]
+    assert check.score == score, check.message
+    if call:
+        written = step[len("def "):step.index(":")].replace('"', "'")  # as inspect.signature prints it
+        want = f"train_step is {written}, not the handout's train_step(model, optimizer, x, y)"
+        assert check.message.startswith(want), check.message
+        assert "Keep the handout's signature" in check.message
+
+
+def test_a_history_kept_as_an_array_or_tensor_is_its_list(course, data_root, example):
+    """history['test_acc'] saved as np.array(accs) or torch.tensor(accs) (for plotting): the same numbers; the
+    numpy array is read from its bytes without numpy's code."""
+    import numpy as np
+
+    for kind, make in (("ndarray", np.array), ("tensor", torch.tensor)):
+        folder = _variant(example, kind, lambda c, make=make: {**c, "history": {
+            k: make(vs) for k, vs in c["history"].items()}})  # fmt: skip
+        check = by_id(grade(course, "exp2", folder, data_root=data_root, only=["claimed_trend"]))["claimed_trend"]
+        assert check.status == "passed", (kind, check.message)
+        assert len(check.series["test_acc"]) == 10

@@ -178,7 +178,8 @@ def test_untagged_training_cell_falls_back_and_names_the_cell(course_copy, tmp_p
 
 def test_malformed_notebooks_cost_only_their_file(course, tmp_path):
     for name, data in {"broken": b'{"cells": [{"cell_type": "code"', "v3": b'{"nbformat": 3, "worksheets": []}',
-                       "huge": b'{"nbformat": 4, "cells": [], "x": "' + b"0" * (50 << 20) + b'"}'}.items():  # fmt: skip
+                       "huge": b'{"nbformat": 4, "cells": [], "x": "' + b"0" * (81 << 20) + b'"}'}.items():  # fmt: skip
+        # huge: over 4x the 20 MiB limit, past what is read even for saved outputs
         sub = tmp_path / name
         sub.mkdir()
         (sub / "exp1.ipynb").write_bytes(data)

@@ -53,16 +53,21 @@ def test_pickle_payload_never_runs(tmp_path):
 
 def test_numpy_scalars_are_read_as_their_numbers_without_numpy(tmp_path):
     """Metrics computed with numpy (np.float64 from .mean()) are pickled as numpy scalars: read from their bytes,
-    in either byte order. numpy's other objects (an array) stay inert records, as does a forged scalar."""
+    in either byte order. An array of numbers (np.array(accs)) is read as its tensor; numpy's other objects (an
+    array of objects, one in Fortran order) stay inert records, as does a forged scalar."""
     import numpy as np
 
     history = {"test_acc": [np.float64(81.25), np.float32(80.5), np.int64(3), np.float64(1.5).astype(">f8")],
-               "raw": np.arange(3.0)}  # fmt: skip
+               "raw": np.arange(3.0), "grid": np.arange(6, dtype=np.int32).reshape(2, 3), "empty": np.array([]),
+               "objects": np.array([1, "a"], dtype=object), "fortran": np.asfortranarray(np.ones((2, 3)))}  # fmt: skip
     torch.save({"net": {"w": torch.ones(2)}, "history": history}, tmp_path / "final.pth")
     loaded = load_weights(tmp_path / "final.pth")
     assert loaded["history"]["test_acc"] == [81.25, 80.5, 3, 1.5]
     assert all(type(v) in (float, int) for v in loaded["history"]["test_acc"])
-    assert isinstance(loaded["history"]["raw"], Pickled)
+    assert torch.equal(loaded["history"]["raw"], torch.arange(3.0, dtype=torch.float64))
+    assert torch.equal(loaded["history"]["grid"], torch.arange(6, dtype=torch.int32).reshape(2, 3))
+    assert loaded["history"]["empty"].shape == (0,)
+    assert isinstance(loaded["history"]["objects"], Pickled) and isinstance(loaded["history"]["fortran"], Pickled)
     from grader.judge.weights import _numpy_scalar, _NumpyDtype
 
     assert isinstance(_numpy_scalar(_NumpyDtype("f8"), b"\0" * 3), Pickled)  # bytes of the wrong length

@@ -87,10 +87,49 @@ def train_steps(x, y, init_state, steps, lr):
     model = _small_cnn()
     model.load_state_dict(init_state)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    kwargs, signature = _train_step_args(m.train_step, model, optimizer, x, y)
     for _ in range(steps):
-        m.train_step(model, optimizer, x, y)
+        if kwargs is None:
+            m.train_step(model, optimizer, x, y)
+        else:
+            m.train_step(**kwargs)
     return {"state": {k: v.detach().clone() for k, v in model.state_dict().items()},
-            "stepped": any(bool(s) for s in optimizer.state.values())}
+            "stepped": any(bool(s) for s in optimizer.state.values()), "signature": signature}
+
+
+# What a train_step that differs from the handout's (model, optimizer, x, y) calls its parameters
+_ROLES = {"model": ("model", "net", "network"),
+          "x": ("x", "inputs", "input", "images", "imgs", "data", "xb", "batch_x"),
+          "y": ("y", "labels", "label", "targets", "target", "yb", "batch_y")}
+
+
+def _role(name):
+    low = name.lower()
+    role = next((r for r, names in _ROLES.items() if low in names), None)
+    return role or ("optimizer" if low.startswith("opt") else "loss" if "crit" in low or "loss" in low
+                    else "device" if "device" in low else None)  # fmt: skip
+
+
+def _train_step_args(fn, model, optimizer, x, y):
+    """(None, None) to call train_step as the handout does, train_step(model, optimizer, x, y). Where its
+    parameters, by their names, are those in another order or with a loss (criterion, loss_fn) or a device added:
+    the keyword arguments to call it with (the loss is cross-entropy), and its signature as written."""
+    import inspect
+
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return None, None
+    roles = [_role(p.name) for p in params]
+    required = [r for p, r in zip(params, roles, strict=True) if p.default is p.empty]
+    if None in required or any(p.kind not in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) for p in params):
+        return None, None  # a parameter the judge cannot fill: called as the handout does, it says what is wrong
+    if roles[:4] == ["model", "optimizer", "x", "y"] and len(required) <= 4:
+        return None, None  # the handout's, maybe with parameters of its own that have defaults
+    value = {"model": model, "optimizer": optimizer, "x": x, "y": y, "loss": nn.CrossEntropyLoss(),
+             "device": x.device}  # fmt: skip
+    kwargs = {p.name: value[r] for p, r in zip(params, roles, strict=True) if r}
+    return kwargs, f"train_step{inspect.signature(fn)}"
 
 
 @probe

@@ -353,7 +353,13 @@ def _latin1(text: Any, encoding: str = "latin1") -> Any:
     return text.encode("latin1") if isinstance(text, str) and encoding == "latin1" else Pickled()
 
 
+def _empty_bytes(*args: Any) -> Any:
+    """bytes() as protocol 2 pickles an empty one (an empty array's data); never bytes(n), which allocates n."""
+    return b"" if not args else Pickled()
+
+
 _RESOLVED: dict[str, Any] = {
+    "__builtin__.bytes": _empty_bytes, "builtins.bytes": _empty_bytes,
     "numpy.dtype": _NumpyDtype, "numpy._core.multiarray.scalar": _numpy_scalar,
     "numpy.core.multiarray.scalar": _numpy_scalar, "_codecs.encode": _latin1,
     "collections.OrderedDict": OrderedDict, "builtins.set": set, "__builtin__.set": set,
@@ -430,10 +436,34 @@ def _read_objects(data: bytes, name: str) -> Any:
 _MAX_DEPTH = 64  # nesting deeper than any real checkpoint or model; a crafted cycle stops here
 
 
+# numpy's type codes of the arrays a student's history comes as (np.array(accs)), as torch dtypes
+_NUMPY_DTYPES = {"f8": torch.float64, "f4": torch.float32, "f2": torch.float16, "i8": torch.int64, "i4": torch.int32,
+                 "i2": torch.int16, "i1": torch.int8, "u1": torch.uint8, "b1": torch.bool}  # fmt: skip
+
+
+def _ndarray(obj: Pickled) -> torch.Tensor | None:
+    """A pickled numpy array of numbers as the tensor it holds, decoded from its bytes without numpy; else None.
+    Its state is (version, shape, dtype, fortran order, raw bytes)."""
+    st = obj.state
+    if not (obj.cls_name.endswith("multiarray._reconstruct") and isinstance(st, tuple) and len(st) == 5):
+        return None
+    _, shape, dtype, fortran, raw = st
+    kind = _NUMPY_DTYPES.get(str(getattr(dtype, "code", "")))
+    if kind is None or fortran or not isinstance(raw, bytes) or not isinstance(shape, tuple):
+        return None
+    if isinstance(dtype.state, tuple) and len(dtype.state) > 1 and dtype.state[1] == ">":
+        return None  # big-endian: no machine a student saves from
+    if not all(isinstance(n, int) and n >= 0 for n in shape) or len(raw) != math.prod(shape) * kind.itemsize:
+        return None
+    return torch.frombuffer(bytearray(raw), dtype=kind).reshape(shape) if raw else torch.zeros(shape, dtype=kind)
+
+
 def _plain(obj: Any, depth: int) -> Any:
     if depth > _MAX_DEPTH:
         return None
     if isinstance(obj, Pickled):
+        if (array := _ndarray(obj)) is not None:
+            return array
         if _is_module(obj):
             state: dict[str, torch.Tensor] = {}
             _module_state(obj, "", state, 0)

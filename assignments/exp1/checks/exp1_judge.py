@@ -193,6 +193,11 @@ OVERWRITTEN = ('model.pth holds one model, and it fits your custom_f, not f: the
 def state_dict_for(weights: Any, which: str, check: Any) -> dict[str, torch.Tensor]:
     """model.pth is {"default": state_dict, "custom": state_dict}; a bare state_dict counts as "default"."""
     first = which == "default"  # notes about the file are said once, where the default model is read
+    if isinstance(weights, (list, tuple)) and len(weights) == 2 and all(single_model(w) for w in weights):
+        if first:  # torch.save([model.state_dict(), custom_model.state_dict()]): the handout's order
+            check.note(f'model.pth is a {type(weights).__name__} of two state_dicts: read them in the order saved, as '
+                       '"default" and "custom"; the handout saves {"default": ..., "custom": ...}')  # fmt: skip
+        weights = {"default": weights[0], "custom": weights[1]}
     if (single := single_model(weights)) is not None:
         if which == "custom":
             fail(f'model.pth holds {one_model(weights)}; save {{"default": ..., "custom": ...}} to grade the custom '

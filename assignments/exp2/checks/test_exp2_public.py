@@ -79,6 +79,9 @@ def test_gradients_flow(contestant, data_root):
             fail(f"after one backward pass {len(names)} parameter(s) have {label}: {', '.join(names[:5])}")
 
 
+SIGNATURE_CREDIT = 0.75  # a train_step that trains, with parameters other than the handout's
+
+
 def test_training_step(contestant, data_root):
     x, y = cifar_test_images(data_root, 64, seed=2)
     x = normalize(x)
@@ -88,17 +91,24 @@ def test_training_step(contestant, data_root):
         before, last = batch_loss(init, x, y), batch_loss(got["state"], x, y)  # measured by the judge
     except (RuntimeError, KeyError) as exc:  # weights of another shape: train_step replaced the model's layers
         fail(f"after train_step the small CNN's weights no longer fit it ({str(exc).splitlines()[0][:200]})")
+    differs = (f"train_step is {got['signature']}, not the handout's train_step(model, optimizer, x, y); the judge "
+               "called it by its parameters' names, with nn.CrossEntropyLoss() for a loss" if got["signature"] else "")
     if not got["stepped"] and math.isfinite(last) and last < before:
         # it trains, but with an optimizer of its own: how well depends on the LR it picked; what is lost is not
         partial(0.5, f"train_step does not step the optimizer it is given (after 8 calls that SGD has no momentum "
                      f"buffers, yet the loss fell from {before:.3f} to {last:.3f}): it builds or keeps an optimizer of "
                      "its own, so the LR that set_lr gives each epoch never reaches training (and one built in "
                      "train_step starts its momentum again at every batch); use the optimizer argument: "
-                     "optimizer.zero_grad(), loss.backward(), optimizer.step()")  # fmt: skip
+                     "optimizer.zero_grad(), loss.backward(), optimizer.step()" + (f". Also, {differs}" if differs
+                                                                                  else ""))  # fmt: skip
     if not math.isfinite(last) or not last < 0.7 * before:
         fail(f"8 train_step calls on one fixed batch of 64 (a small CNN, SGD lr 0.05, momentum 0.9) took the loss from "
              f"{before:.3f} to {last:.3f}, as the judge measures it; expected below {0.7 * before:.3f} (does "
-             "train_step call optimizer.zero_grad() before loss.backward(), then optimizer.step()?)")  # fmt: skip
+             "train_step call optimizer.zero_grad() before loss.backward(), then optimizer.step()?)"
+             + (f". Note: {differs}" if differs else ""))  # fmt: skip
+    if differs:  # it trains: what is lost is the interface the handout states
+        partial(SIGNATURE_CREDIT, f"{differs}. Keep the handout's signature (compute the loss inside with "
+                                  "F.cross_entropy(model(x), y)) so that code written against it runs yours")
 
 
 def test_lr_schedule(contestant, submission, check):

@@ -117,7 +117,12 @@ def _roundtrip(contestant: Any) -> CheckpointRoundtrip:
 
 def numbers(values: Any) -> list[float] | None:
     """A history list as plain numbers, or None. An accuracy kept as a one-element tensor (`correct / total` on
-    tensors, no .item()) counts as its value; a numpy scalar was read as its number already."""
+    tensors, no .item()) counts as its value; a numpy scalar was read as its number already. A whole history kept
+    as a 1-D tensor or numpy array (read as a tensor), or a tuple, counts as its list."""
+    if isinstance(values, torch.Tensor) and values.dim() == 1 and not values.dtype.is_complex:
+        values = values.tolist()
+    if isinstance(values, tuple):
+        values = list(values)
     if not isinstance(values, list):
         return None
     out = []
