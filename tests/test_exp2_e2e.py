@@ -494,3 +494,20 @@ def test_a_history_kept_as_an_array_or_tensor_is_its_list(course, data_root, exa
         check = by_id(grade(course, "exp2", folder, data_root=data_root, only=["claimed_trend"]))["claimed_trend"]
         assert check.status == "passed", (kind, check.message)
         assert len(check.series["test_acc"]) == 10
+
+
+def test_a_resume_that_drops_the_history_is_charged_once(course, data_root, example):
+    """resume() returns a fresh history, so final.pth, resumed from pretrain_model.pth, holds the last 5 epochs'
+    accuracies: half of checkpoint_resume (the weights, epoch and LR came back), and claimed_trend says why its
+    history is short without charging it again."""
+    folder = _variant(example, "dropped", lambda c: {**c, "history": {k: v[5:] for k, v in c["history"].items()}})
+    _edit_code(folder, '    return start, {k: list(v) for k, v in ckpt["history"].items()}\n',
+               '    history = {"train_loss": [], "train_acc": [], "test_acc": []}  # 重新记录\n'
+               "    return start, history\n")  # fmt: skip
+    checks = by_id(grade(course, "exp2", folder, data_root=data_root, only=["checkpoint_resume", "claimed_trend"]))
+    resume = checks["checkpoint_resume"]
+    assert resume.score == resume.max_score / 2, resume.message
+    assert resume.message.startswith("resume() of a checkpoint saved after 7 epochs returned no test accuracies")
+    trend = checks["claimed_trend"]
+    assert trend.status == "passed", trend.message
+    assert "charged once, by checkpoint_resume" in trend.notes[-1]

@@ -165,8 +165,10 @@ def test_checkpoint_resume(contestant):
                       "resume, but the handout's (pretrain_model.pth among them) keep the weights under 'net'; save "
                       "{'net': model.state_dict(), 'epoch': ..., 'history': ...} and read checkpoint['net'] in "
                       "resume()"))  # fmt: skip
-    if r["history"].get("test_acc") != history["test_acc"]:
-        fail("resume() did not return the saved history of test accuracies")
+    if (got := r["history"].get("test_acc")) != history["test_acc"]:  # the weights, epoch and LR may come back
+        what = f"{len(got)} test accuracies, not the 7 saved" if got else "no test accuracies"
+        slips.append((0.5, f"resume() of a checkpoint saved after 7 epochs returned {what}: return the checkpoint's "
+                      "'history' with the start epoch, so that a resumed run's curve keeps the epochs before it"))
     lr_slip, schedule_slip, own = None, None, None
     for at in (7, 5):
         lr = r["lr"] if at == 7 else contestant.call("checkpoint_roundtrip", epoch=5, history=history_of(5),
