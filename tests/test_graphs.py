@@ -223,3 +223,43 @@ def test_a_model_that_fails_reports_its_own_error_not_the_exporters():
     step 1/3 ...", whose first line (what a message quotes) tells a student nothing: export raises the cause."""
     with pytest.raises(TypeError, match=r"mm\(\): argument 'input' \(position 1\) must be Tensor, not tuple"):
         export(_StateAsTuple(), (torch.zeros(3, 2), torch.zeros(3, 2)), ["x", "h"], ["y", "h_next"])
+
+
+def _one_input(nodes, initializers) -> bytes:
+    return _model(nodes, initializers, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1])],
+                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 1])])  # fmt: skip
+
+
+EXP1_LIKE = GraphPolicy(ops=("Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Neg", "Constant"), max_params=10_000,
+                        after_weights=("Sin", "Cos", "Exp", "Pow"), inputs=((None, 1),),
+                        outputs=((None, 1),))  # fmt: skip
+
+
+def test_gaussian_and_rbf_layers_are_layers_and_a_formula_of_the_input_is_not():
+    """exp(-h^2) after a linear layer, and an RBF layer exp(-(x - mu)^2 / exp(log_sigma)) with one centre per unit,
+    learn their function; sin(x - 1) computes it."""
+    from grader.graphs.inspect import inspect
+
+    w1 = numpy_helper.from_array(np.ones((1, 8), np.float32), "W1")
+    w2 = numpy_helper.from_array(np.ones((8, 1), np.float32), "W2")
+    two = numpy_helper.from_array(np.array(2.0, np.float32), "two")
+    gaussian = _one_input([helper.make_node("MatMul", ["x", "W1"], ["h"]), helper.make_node("Pow", ["h", "two"], ["s"]),
+                           helper.make_node("Neg", ["s"], ["n"]), helper.make_node("Exp", ["n"], ["g"]),
+                           helper.make_node("MatMul", ["g", "W2"], ["y"])], [w1, w2, two])  # fmt: skip
+    assert "Neg" in inspect(gaussian, EXP1_LIKE)["ops"]
+    mu = numpy_helper.from_array(np.linspace(-3, 3, 8, dtype=np.float32).reshape(1, 8), "mu")
+    log_sigma = numpy_helper.from_array(np.zeros((1, 8), np.float32), "log_sigma")
+    rbf = _one_input([helper.make_node("Sub", ["x", "mu"], ["d"]), helper.make_node("Pow", ["d", "two"], ["d2"]),
+                      helper.make_node("Exp", ["log_sigma"], ["sigma"]),
+                      helper.make_node("Div", ["d2", "sigma"], ["r"]),
+                      helper.make_node("Neg", ["r"], ["n"]), helper.make_node("Exp", ["n"], ["phi"]),
+                      helper.make_node("MatMul", ["phi", "W2"], ["y"])], [mu, log_sigma, w2, two])  # fmt: skip
+    inspect(rbf, EXP1_LIKE)
+    one = numpy_helper.from_array(np.array([1.0], np.float32), "one")
+    formula = _one_input([helper.make_node("Sub", ["x", "one"], ["d"]), helper.make_node("Cos", ["d"], ["y"])], [one])
+    with pytest.raises(GraphRefused, match="applies Cos to the input itself"):
+        inspect(formula, EXP1_LIKE)
+    floor = _one_input([helper.make_node("Floor", ["x"], ["y"])], [])
+    with pytest.raises(GraphRefused, match=r"Floor, .*allowed: .*Sub; after a layer with weights also Sin, Cos, Exp, "
+                                           r"Pow\)"):  # fmt: skip
+        inspect(floor, EXP1_LIKE)

@@ -119,6 +119,47 @@ def test_a_sin_activation_is_measured(course, tmp_path):
     assert "measured in your own model" in fit.notes[0]
 
 
+GAUSSIAN_NET = """class GaussNet(nn.Module):
+    \"\"\"exp(-h^2) as the activation: a Gaussian unit\"\"\"
+
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(1, 64)
+        self.fc2 = nn.Linear(64, 1)
+
+    def forward(self, x):
+        h = torch.exp(-self.fc1(x) ** 2)  # (N, 64)
+        return self.fc2(h)  # (N, 1)
+"""
+RBF_NET = """class RBFNet(nn.Module):
+    \"\"\"RBF network: one Gaussian bump per centre, widths learned as log(sigma) so they stay positive\"\"\"
+
+    def __init__(self, k=40):
+        super().__init__()
+        self.centers = nn.Parameter(torch.linspace(X_MIN, X_MAX, k).reshape(1, k))  # (1, k)
+        self.log_sigma = nn.Parameter(torch.zeros(1, k))  # (1, k)
+        self.out = nn.Linear(k, 1)
+
+    def forward(self, x):
+        d2 = (x - self.centers) ** 2  # (N, k)
+        phi = torch.exp(-d2 / (2 * torch.exp(self.log_sigma) ** 2))  # (N, k)
+        return self.out(phi)  # (N, 1)
+"""
+
+
+@pytest.mark.parametrize("net", [GAUSSIAN_NET, RBF_NET])
+def test_gaussian_units_and_an_rbf_network_are_measured(course, tmp_path, net):
+    """exp(-h^2) after a layer (ONNX's Neg among its operators) and an RBF layer (x - centres, exp(log_sigma) on a
+    parameter) learn f: the judge runs their graphs, where it once refused them as computing f in forward()."""
+    name = net.split("(")[0].removeprefix("class ")
+    folder = exp1_with(tmp_path, "    return MLP(hidden=64)\n\n\ndef build_custom_model",
+                       f"    return {name}()\n\n\n{net}\n\ndef build_custom_model")
+    train_default(folder)
+    fit = by_id(grade(course, "exp1", folder, sandbox=LocalSandbox(), only=["model_fits_target"]))["model_fits_target"]
+    assert "measured in your own model" in fit.notes[0], (fit.message, fit.notes)
+    assert fit.score > 0, fit.message
+
+
 @pytest.mark.filterwarnings("ignore:Using a target size")  # the student's own training warns, as it did for them
 def test_a_model_that_learned_the_mean_is_told_about_broadcasting(course, tmp_path):
     """make_data returns x and y of shape (N,); train() reshapes x for the model but not y, so MSELoss compares

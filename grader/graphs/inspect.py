@@ -59,15 +59,25 @@ def _shape_tensors(graph: Any) -> set[str]:
 
 
 WEIGHTED = {"Gemm", "MatMul", "Conv", "ConvTranspose"}  # layers whose output depends on the model's weights
+# Elementwise ops that are a layer when they spread each input over a tensor of weights (an RBF layer's x - mu, mu
+# one centre per unit); with a single number (x - 1) they are a formula, not a layer
+SPREAD = {"Add", "Sub", "Mul", "Div"}
 
 
 def _learned_tensors(graph: Any) -> set[str]:
-    """Names of tensors computed from the output of a layer with weights (an initializer among its inputs)."""
-    weights = {t.name for t in graph.initializer}
+    """Names of tensors computed from the output of a layer with weights (an initializer among its inputs), or
+    from the weights alone (an RBF layer's exp(log_sigma)): none of them is the input itself."""
+    sizes = {t.name: math.prod(t.dims) for t in graph.initializer}
     learned: set[str] = set()
+    static = set(sizes)  # computed without the input: the weights, constants, and what follows from them only
     for node in graph.node:  # ONNX requires topological order, so one pass sees every producer first
         inputs = [i for i in node.input if i]
-        if (node.op_type in WEIGHTED and any(i in weights for i in inputs)) or any(i in learned for i in inputs):
+        if node.op_type == "Constant" or (inputs and all(i in static for i in inputs)):
+            static.update(node.output)
+            learned.update(node.output)
+        elif ((node.op_type in WEIGHTED and any(i in sizes for i in inputs))
+              or (node.op_type in SPREAD and any(sizes.get(i, 0) > 1 for i in inputs))
+              or any(i in learned for i in inputs)):  # fmt: skip
             learned.update(node.output)
     return learned
 
@@ -109,8 +119,10 @@ def inspect(data: bytes, policy: GraphPolicy) -> dict[str, Any]:
                                    "compute it in forward()")  # fmt: skip
             continue
         if node.op_type not in allowed and not on_shapes and node.op_type not in ALWAYS:
+            after = f"; after a layer with weights also {', '.join(policy.after_weights)}" if policy.after_weights \
+                else ""
             raise GraphRefused(f"the graph uses the operator {node.op_type}, which this assignment's models do not "
-                               f"need (allowed: {', '.join(sorted(allowed))})")  # fmt: skip
+                               f"need (allowed: {', '.join(sorted(allowed))}{after})")  # fmt: skip
     params = 0
     for tensor in _tensors(model):
         if tensor.data_location == TensorProto.EXTERNAL or len(tensor.external_data):

@@ -61,7 +61,7 @@ class HandoutMLP(torch.nn.Module):
 
 # An MLP's operators, with any of torch's activations and norms. Sin, Cos, Exp and Pow only on what a layer with
 # weights computed (a sin or Gaussian activation), so a forward() that computes f(x) from x itself is refused.
-POLICY = GraphPolicy(ops=("Gemm", "MatMul", "Add", "Sub", "Mul", "Div", *ACTIVATION_OPS, "BatchNormalization",
+POLICY = GraphPolicy(ops=("Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Neg", *ACTIVATION_OPS, "BatchNormalization",
                           "LayerNormalization", "Identity", "Constant", "Reshape", "Flatten", "Dropout", "Cast",
                           "Concat"),
                      after_weights=("Sin", "Cos", "Exp", "Pow"),
