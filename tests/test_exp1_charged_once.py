@@ -255,3 +255,15 @@ def test_a_train_that_prints_every_hundredth_of_its_epochs_keeps_full_marks(cour
                            "            print(f'epoch {epoch}')  # 每 1% 打印一次\n")  # fmt: skip
     check = by_id(grade(course, "exp1", folder, only=["training_lowers_mse"]))["training_lowers_mse"]
     assert check.status == "passed", check.message
+
+
+def test_a_custom_f_that_adds_noise_is_graded_against_its_mean(course, tmp_path):
+    """custom_f adds the noise itself (make_data calls it), so each call differs: the fit is graded against the mean
+    of many draws, the function a model of noisy data learns, not against one draw of its noise (was 0.43 of it)."""
+    folder = solution_with(tmp_path / "noisy", "    return 3 * torch.sin(2 * x) + 0.5 * x\n",
+                           "    y = 3 * torch.sin(2 * x) + 0.5 * x\n"
+                           "    return y + 0.3 * torch.randn_like(y)  # 加一点噪声, 更像真实数据\n")  # fmt: skip
+    check = by_id(grade(course, "exp1", folder, only=["custom_function_fits"]))["custom_function_fits"]
+    assert check.score == check.max_score, check.message
+    assert re.match(r"custom_f adds random noise \(std about 0\.[23]\d* between calls\): graded against its mean",
+                    check.notes[0]), check.notes

@@ -1,6 +1,7 @@
 """exp1 hidden checks: graded by instructors, never shipped to students."""
 
 import ast
+import math
 
 import torch
 from exp1_judge import (
@@ -24,6 +25,7 @@ from exp1_judge import (
 
 from grader.judge import (
     CheckFailed,
+    ContestantError,
     Partial,
     WeightsError,
     defer,
@@ -91,6 +93,10 @@ def test_custom_function_fits(contestant, submission, check):
     yc = contestant.call("custom_values", x=GRID)
     yc = expect_shape(yc, tuple(GRID.shape), "custom_f(x) on the grid")
     expect_finite(yc, "custom_f(x) on the grid")
+    if (noise := _noise(contestant)) > 0:
+        check.note(f"custom_f adds random noise (std about {noise:.3g} between calls): graded against its mean over "
+                   "64 draws, the function your model learns from noisy data (to keep the target exact, add the "
+                   "noise in make_data instead)")  # fmt: skip
     if torch.allclose(yc.double(), reference_f(GRID), atol=1e-3, rtol=1e-4):
         fail("custom_f(x) equals the default f(x) on the grid; define a function of your own")
     if float(yc.double().var()) < 1e-8:
@@ -116,6 +122,15 @@ def test_custom_function_fits(contestant, submission, check):
         defer("model_fits_target", "your custom model too fits only once its outputs are scaled back, the same "
               "standardized targets")  # fmt: skip
     _grade_custom(pred, yc, f"{label} in your model, run by the judge", shifted)
+
+
+def _noise(contestant) -> float:
+    """How much custom_f's values vary between calls at the same points (0.0: not at all, or it cannot say)."""
+    try:
+        noise = contestant.call("custom_noise", x=GRID, returns=float)
+    except ContestantError:
+        return 0.0
+    return noise if math.isfinite(noise) else 0.0
 
 
 def _default_rescaled(contestant, weights) -> bool:
