@@ -333,6 +333,32 @@ def rescaled(pred: torch.Tensor, target: torch.Tensor) -> tuple[float, str] | No
                    "scaling into its last layer (weight * std, bias * std + mean), or train on y")  # fmt: skip
 
 
+def default_rescaled(contestant: Any, weights: Any) -> bool:
+    """Whether model.pth["default"] fits f (the reference's or the student's own) only once its outputs are scaled
+    back: what model_fits_target charges."""
+    try:
+        pred, _ = grid_predictions(contestant, state_dict_from(weights, "model.pth", "default"), "default", "model.pth")
+    except (*UNMEASURABLE, WeightsError, CheckFailed):
+        return False
+    return any(rescaled(pred, target) for target in GridValues(contestant).f_targets())
+
+
+def standardized_fit(state: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor,
+                     before: float) -> tuple[float, float] | None:  # fmt: skip
+    """(a, b) when the handout MLP with `state` misses y but a * output + b reaches at most half the MSE `before`:
+    weights train() left after fitting standardized targets ((y - mean) / std, a = std, b = mean). None otherwise."""
+    model = HandoutMLP()
+    model.load_state_dict(state)
+    with torch.no_grad():
+        pred = model(x).double()  # (N, 1)
+    if not torch.isfinite(pred).all():
+        return None
+    a, b, _ = affine_fit(pred, y)
+    fitted = float(((a * pred + b - y.double()) ** 2).mean())
+    moved = abs(a - 1) > 0.2 or abs(b) > 0.2 * float(y.double().std())
+    return (a, b) if moved and fitted <= 0.5 * before else None
+
+
 def grade_fit(pred: Any, target: torch.Tensor, what: str) -> None:
     pred = expect_finite(expect_tensor(pred, what), what)
     if pred.numel() != target.numel():

@@ -13,6 +13,7 @@ from exp1_judge import (
     GridValues,
     HandoutMLP,
     TrainCurve,
+    default_rescaled,
     f_charged,
     f_problem,
     first_step_scale,
@@ -25,11 +26,12 @@ from exp1_judge import (
     reference_f,
     same_weights,
     single_model,
+    standardized_fit,
     state_dict_for,
     usable,
 )
 
-from grader.judge import ContestantError, expect_finite, expect_shape, fail, partial
+from grader.judge import ContestantError, WeightsError, defer, expect_finite, expect_shape, fail, partial
 
 STEP_BUDGET = 300  # full-batch epochs; the reference lowers the MSE ~50x in this budget
 TRAIN_LR = 0.01
@@ -49,7 +51,7 @@ def test_mlp_output_shape(contestant):
         expect_finite(out, f"model(x) for x of shape ({n}, 1)")
 
 
-def test_training_lowers_mse(contestant):
+def test_training_lowers_mse(contestant, submission):
     g = torch.Generator().manual_seed(1234)
     x = torch.rand(256, 1, generator=g) * (X_MAX - X_MIN) + X_MIN  # (256, 1)
     y = reference_f(x).float()  # (256, 1): the true f, so this check does not depend on the student's f
@@ -100,6 +102,17 @@ def test_training_lowers_mse(contestant):
         if (scaled := probed(STEP_BUDGET, TRAIN_LR / len(x))) and mse(scaled, x, y) <= 0.5 * before:
             partial(0.5, f"{summed} (with lr {TRAIN_LR:g}/{len(x)} it trains as it should)")
         fail(summed)
+    if fix := standardized_fit(state, x, y, before):
+        said = (f"{what}, but once scaled and shifted (y = {fix[0]:.4g} * output {'+' if fix[1] >= 0 else '-'} "
+                f"{abs(fix[1]):.4g}) its outputs fit y: train() fits standardized targets ((y - mean) / std)")
+        try:
+            saved = default_rescaled(contestant, submission.weights("model.pth"))
+        except WeightsError:  # no readable model.pth: model_fits_target says so, and the slip is charged here
+            saved = False
+        if saved:
+            defer("model_fits_target", f"{said}, and model.pth's default model has the same outputs")
+        partial(0.5, f"{said}; the model train() leaves must predict y itself: train on y, or fold the scaling into "
+                "the last layer before train() returns (weight * std, bias * std + mean)")  # fmt: skip
     if not math.isfinite(after):
         fail(f"{what}: training diverged; {grew}")
     if after < before:

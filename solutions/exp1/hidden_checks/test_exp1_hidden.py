@@ -12,6 +12,7 @@ from exp1_judge import (
     Settings,
     affine_fit,
     custom_file_beside,
+    default_rescaled,
     fit_of,
     fits_custom,
     grade_fit,
@@ -24,16 +25,13 @@ from exp1_judge import (
 )
 
 from grader.judge import (
-    CheckFailed,
     ContestantError,
     Partial,
-    WeightsError,
     defer,
     expect_finite,
     expect_shape,
     fail,
     partial,
-    state_dict_from,
 )
 
 
@@ -118,7 +116,7 @@ def test_custom_function_fits(contestant, submission, check):
     else:
         state = state_dict_for(weights, "custom", check)  # a single model that fits f: says how to save both
     pred = fit_of(contestant, state, "custom", label, check)
-    if rescaled(pred, yc.double()) and _default_rescaled(contestant, weights):
+    if rescaled(pred, yc.double()) and default_rescaled(contestant, weights):
         defer("model_fits_target", "your custom model too fits only once its outputs are scaled back, the same "
               "standardized targets")  # fmt: skip
     _grade_custom(pred, yc, f"{label} in your model, run by the judge", shifted)
@@ -131,16 +129,6 @@ def _noise(contestant) -> float:
     except ContestantError:
         return 0.0
     return noise if math.isfinite(noise) else 0.0
-
-
-def _default_rescaled(contestant, weights) -> bool:
-    """Whether model.pth["default"] fits f (the reference's or the student's own) only once its outputs are scaled
-    back: what model_fits_target charges."""
-    try:
-        pred, _ = grid_predictions(contestant, state_dict_from(weights, "model.pth", "default"), "default", "model.pth")
-    except (*UNMEASURABLE, WeightsError, CheckFailed):
-        return False
-    return any(rescaled(pred, target) for target in GridValues(contestant).f_targets())
 
 
 SHIFTED_SHARE = 0.4  # what fitting f shifted or scaled earns of this check: the network is f's, the work f's
