@@ -302,3 +302,22 @@ def test_a_train_that_standardizes_y_is_charged_once(course, tmp_path, saved_as_
     else:
         assert train.score == train.max_score / 2 and said.match(train.message), train.message
         assert fit.status == "passed", fit.message
+
+
+def test_models_trained_on_scaled_inputs_are_charged_once(course, tmp_path):
+    """main() trains both models on x / 5 (scaled to [-1, 1]) and saves them as they are: they fit f and custom_f
+    only on scaled inputs. model_fits_target says so and earns half of that fit; custom_function_fits defers."""
+    folder = solution_with(tmp_path / "scaled", "        x, y = make_data(fn)\n",
+                           "        x, y = make_data(fn)\n        x = x / X_MAX  # 输入归一化到 [-1, 1]\n")
+    saved = torch.load(folder / "model.pth", weights_only=True)
+    for name in ("default", "custom"):
+        saved[name]["net.0.weight"] = saved[name]["net.0.weight"] * 5  # model(x / 5) is the solution's model(x)
+    torch.save(saved, folder / "model.pth")
+    checks = by_id(grade(course, "exp1", folder, only=["model_fits_target", "custom_function_fits"]))
+    fit = checks["model_fits_target"]
+    assert fit.score == fit.max_score / 2, fit.message
+    assert "once its inputs are scaled as x / 5, it fits with normalized MSE" in fit.message, fit.message
+    assert "fold the scaling into its first layer" in fit.message
+    custom = checks["custom_function_fits"]
+    assert custom.status == "passed", custom.message
+    assert "charged once, by model_fits_target" in custom.notes[-1]

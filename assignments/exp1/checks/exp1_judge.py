@@ -333,14 +333,56 @@ def rescaled(pred: torch.Tensor, target: torch.Tensor) -> tuple[float, str] | No
                    "scaling into its last layer (weight * std, bias * std + mean), or train on y")  # fmt: skip
 
 
-def default_rescaled(contestant: Any, weights: Any) -> bool:
-    """Whether model.pth["default"] fits f (the reference's or the student's own) only once its outputs are scaled
-    back: what model_fits_target charges."""
+def default_rescaled(contestant: Any, weights: Any) -> str | None:
+    """What model.pth["default"] needs scaled to fit f (the reference's or the student's own): "outputs" (scaled
+    back) or "inputs" (scaled as in training), which model_fits_target charges; None when neither."""
     try:
-        pred, _ = grid_predictions(contestant, state_dict_from(weights, "model.pth", "default"), "default", "model.pth")
+        state = state_dict_from(weights, "model.pth", "default")
+        pred, _ = grid_predictions(contestant, state, "default", "model.pth")
     except (*UNMEASURABLE, WeightsError, CheckFailed):
-        return False
-    return any(rescaled(pred, target) for target in GridValues(contestant).f_targets())
+        return None
+    targets = GridValues(contestant).f_targets()
+    if any(rescaled(pred, target) for target in targets):
+        return "outputs"
+    return "inputs" if any(scaled_inputs(state, pred, target) for target in targets) else None
+
+
+# How students scale x in [-5, 5] before training: by its largest value (or to [-1, 1]), to [0, 1], by 10, or
+# standardized (x uniform over [-5, 5]: mean 0, std 10 / sqrt(12))
+INPUT_SCALINGS = (("x / 5", lambda x: x / X_MAX), ("(x + 5) / 10", lambda x: (x - X_MIN) / (X_MAX - X_MIN)),
+                  ("x / 10", lambda x: x / 10), ("(x - mean) / std", lambda x: x / ((X_MAX - X_MIN) / 12**0.5)))
+
+
+def scaled_inputs(state: dict[str, torch.Tensor], pred: torch.Tensor, target: torch.Tensor) -> tuple[float, str] | None:
+    """(the normalized MSE after, what to say) when the handout MLP with `state` misses `target` on GRID (`pred`)
+    but fits it once its inputs are scaled as a usual normalization does (x / 5), its outputs maybe scaled back
+    too: a model trained on scaled inputs, saved without that scaling. None otherwise, or for a model of the
+    student's own (its weights do not load into the handout's)."""
+    if not usable(pred) or FIT.fraction(nmse(pred, target)) >= 1:
+        return None
+    model = HandoutMLP()
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, KeyError):
+        return None
+    best: tuple[float, str] | None = None
+    for label, scale in INPUT_SCALINGS:
+        with torch.no_grad():
+            out = model(scale(GRID).float()).double()  # (2001, 1)
+        if not usable(out):
+            continue
+        a, b, affine = affine_fit(out, target)
+        direct = nmse(out, target)
+        value, said = (direct, label) if FIT.fraction(direct) >= 1 or direct <= 2 * affine else (
+            affine, f"{label}, and its outputs as y = {a:.4g} * output {'+' if b >= 0 else '-'} {abs(b):.4g}")
+        if best is None or value < best[0]:
+            best = (value, said)
+    if best is None or FIT.fraction(best[0]) < 0.5 or nmse(pred, target) < 10 * best[0]:
+        return None
+    return best[0], (f"once its inputs are scaled as {best[1]}, it fits with normalized MSE {FIT.shown(best[0])}: was "
+                     "the model trained on scaled inputs and saved without that scaling? Save a model that takes x "
+                     "itself: fold the scaling into its first layer (for x / s: its weight / s), or scale x inside "
+                     "forward()")  # fmt: skip
 
 
 def standardized_fit(state: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor,
@@ -359,7 +401,9 @@ def standardized_fit(state: dict[str, torch.Tensor], x: torch.Tensor, y: torch.T
     return (a, b) if moved and fitted <= 0.5 * before else None
 
 
-def grade_fit(pred: Any, target: torch.Tensor, what: str) -> None:
+def grade_fit(pred: Any, target: torch.Tensor, what: str, state: dict[str, torch.Tensor] | None = None) -> None:
+    """Grade predictions on GRID against `target`; `state` (the weights measured) lets it tell a model trained on
+    scaled inputs."""
     pred = expect_finite(expect_tensor(pred, what), what)
     if pred.numel() != target.numel():
         fail(f"{what} returned {pred.numel()} values for {target.numel()} grid points")
@@ -382,4 +426,8 @@ def grade_fit(pred: Any, target: torch.Tensor, what: str) -> None:
         value = nmse(pred, target)
         partial(RESCALED_SHARE * FIT.fraction(fix[0]), f"{measured}: normalized MSE {FIT.shown(value)} ({FIT.rule()}); "
                 f"{fix[1]}. Such a model earns {RESCALED_SHARE:.0%} of what its rescaled fit would")  # fmt: skip
+    if state is not None and (fix := scaled_inputs(state, pred, target)):
+        partial(RESCALED_SHARE * FIT.fraction(fix[0]), f"{measured}: normalized MSE "
+                f"{FIT.shown(nmse(pred, target))} ({FIT.rule()}); {fix[1]}. Such a model earns {RESCALED_SHARE:.0%} of "
+                "what its fit on scaled inputs would")  # fmt: skip
     FIT.grade(nmse(pred, target), measured)

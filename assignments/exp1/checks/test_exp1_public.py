@@ -108,8 +108,8 @@ def test_training_lowers_mse(contestant, submission):
         try:
             saved = default_rescaled(contestant, submission.weights("model.pth"))
         except WeightsError:  # no readable model.pth: model_fits_target says so, and the slip is charged here
-            saved = False
-        if saved:
+            saved = None
+        if saved == "outputs":
             defer("model_fits_target", f"{said}, and model.pth's default model has the same outputs")
         partial(0.5, f"{said}; the model train() leaves must predict y itself: train on y, or fold the scaling into "
                 "the last layer before train() returns (weight * std, bias * std + mean)")  # fmt: skip
@@ -144,8 +144,8 @@ def test_model_fits_target(contestant, submission, check):
     if own is not None and usable(pred) and nmse(pred, own) < nmse(pred, ref) and f_charged(contestant):
         check.note("the fit is measured against your own f(x), not the assignment's: your f(x) differs from it, "
                    "and that mistake is charged once, by f_reference_values")  # fmt: skip
-        grade_fit(pred, own, f"{what}, against your own f(x)")
-    grade_fit(pred, ref, what)
+        grade_fit(pred, own, f"{what}, against your own f(x)", state)
+    grade_fit(pred, ref, what, state)
 
 
 def _is_custom_model(contestant, state, values: GridValues) -> bool:

@@ -20,6 +20,7 @@ from exp1_judge import (
     one_model,
     reference_f,
     rescaled,
+    scaled_inputs,
     single_model,
     state_dict_for,
 )
@@ -116,10 +117,11 @@ def test_custom_function_fits(contestant, submission, check):
     else:
         state = state_dict_for(weights, "custom", check)  # a single model that fits f: says how to save both
     pred = fit_of(contestant, state, "custom", label, check)
-    if rescaled(pred, yc.double()) and default_rescaled(contestant, weights):
-        defer("model_fits_target", "your custom model too fits only once its outputs are scaled back, the same "
-              "standardized targets")  # fmt: skip
-    _grade_custom(pred, yc, f"{label} in your model, run by the judge", shifted)
+    own = "outputs" if rescaled(pred, yc.double()) else "inputs" if scaled_inputs(state, pred, yc.double()) else None
+    if own and default_rescaled(contestant, weights) == own:
+        defer("model_fits_target", f"your custom model too fits only once its {own} are scaled as in training, the "
+              "same slip")  # fmt: skip
+    _grade_custom(pred, yc, f"{label} in your model, run by the judge", shifted, state)
 
 
 def _noise(contestant) -> float:
@@ -144,11 +146,12 @@ def _shifted_f(yc: torch.Tensor) -> str | None:
     return f"custom_f(x) is {scaled}{shift}"
 
 
-def _grade_custom(pred: torch.Tensor, yc: torch.Tensor, what: str, shifted: str | None) -> None:
+def _grade_custom(pred: torch.Tensor, yc: torch.Tensor, what: str, shifted: str | None,
+                  state: dict[str, torch.Tensor] | None = None) -> None:  # fmt: skip
     if shifted is None:
-        grade_fit(pred, yc, what)
+        grade_fit(pred, yc, what, state)
     try:
-        grade_fit(pred, yc, what)
+        grade_fit(pred, yc, what, state)
     except Partial as exc:
         earned, said = exc.fraction, exc.message
     partial(SHIFTED_SHARE * earned, f"{shifted}: the assignment's f, shifted or scaled, which the same network fits "
