@@ -602,7 +602,8 @@ def test_a_check_calling_an_unknown_probe_is_an_error_for_the_instructor(quick_c
     check = next(c for c in result.checks if c.id == "f_reference_values")
     assert check.status == "error" and check.score == 0
     assert re.match(r"checks/test_exp1_public\.py:\d+: the check calls probe 'f_vals', which probes\.py does not "
-                    r"define \(it defines: custom_noise, custom_values, export_model, f_values, ", check.message), check.message
+                    r"define \(it defines: custom_noise, custom_values, export_model, f_values, ",
+                    check.message), check.message
     assert check.message.rstrip().endswith("(a mistake in the course, not in the submission: tell the instructor)")
     assert all(c.status == "passed" for c in result.checks if c.id != "f_reference_values")
     r = cli("grade", "exp1", str(SOLUTION), "--out", str(tmp_path / "out"), "--course", str(quick_course.root))

@@ -189,6 +189,44 @@ def normalize(x: torch.Tensor, norm: Normalization | None = None) -> torch.Tenso
     return (x.float() / 255 - mean) / std
 
 
+def _per_channel(value: Any) -> tuple[float, float, float] | None:
+    """A Normalize argument as three numbers: one number for every channel, or one per channel."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (float(value),) * 3
+    if isinstance(value, (list, tuple)) and len(value) in (1, 3) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):  # fmt: skip
+        return tuple(float(v) for v in value) * (3 // len(value))  # type: ignore[return-value]
+    return None
+
+
+def normalizations_in(source: str) -> list[tuple[Normalization, int]]:
+    """The per-channel (mean, std) that the student's code passes as numbers to torchvision's Normalize (a
+    tutorial's pipeline: transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))), each with its line, other than
+    the handout's. Read from the source, never run."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return []
+    found: list[tuple[Normalization, int]] = []
+    for node in ast.walk(tree):
+        name = getattr(node.func, "attr", getattr(node.func, "id", "")) if isinstance(node, ast.Call) else ""
+        if name != "Normalize":
+            continue
+        args = {**dict(zip(("mean", "std"), node.args, strict=False)), **{k.arg: k.value for k in node.keywords}}
+        try:
+            mean, std = (_per_channel(ast.literal_eval(args[k])) for k in ("mean", "std"))
+        except (KeyError, ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            continue
+        if mean is None or std is None or min(std) <= 0:
+            continue
+        norm = (mean, std)
+        handout = all(math.isclose(a, b, abs_tol=1e-4) for a, b in zip([*mean, *std], [*CIFAR_MEAN, *CIFAR_STD],
+                                                                        strict=True))  # fmt: skip
+        if not handout and norm not in [n for n, _ in found]:
+            found.append((norm, node.lineno))
+    return found
+
+
 # Every value 0..255 in each channel: what the student's normalize() is asked to prepare. (2, 3, 32, 32) uint8
 _LEVELS = torch.arange(256, dtype=torch.uint8).repeat(24).reshape(2, 32, 32, 3).permute(0, 3, 1, 2).contiguous()
 

@@ -16,9 +16,11 @@ from exp2_accuracy import measure, state_dict_of
 from exp2_judge import (
     REFERENCE_STATE,
     CheckpointRoundtrip,
+    Normalization,
     evaluate_problem,
     history_of,
     key_mismatch,
+    normalizations_in,
     saved_checkpoint,
 )
 
@@ -42,7 +44,7 @@ EPOCHS = 10
 
 
 def test_accuracy(submission, data_root, check, contestant):
-    m = measure(submission.path("final.pth"), data_root, contestant)
+    m = measure(submission.path("final.pth"), data_root, contestant, _pipelines(submission))
     for n in m.notes:
         check.note(n)
     check.confusion(m.confusion, CIFAR10_CLASSES)
@@ -85,13 +87,22 @@ def test_claimed_trend(submission, data_root, check, contestant):
                        "that mistake is charged once, by checkpoint_resume")  # fmt: skip
         else:
             fail(f"history['test_acc'] has {len(claimed)} entries; expected {EPOCHS}, one per epoch")
-    acc = measure(submission.path("final.pth"), data_root, contestant).accuracy
+    acc = measure(submission.path("final.pth"), data_root, contestant, _pipelines(submission)).accuracy
     gap = abs(claimed[-1] - acc)
     if not math.isfinite(gap) or gap > TREND_TOLERANCE:
         if problem := evaluate_problem(contestant, data_root):  # the claims came from a wrong evaluate()
             defer("evaluation_loop", f"your claimed accuracies come from evaluate(), and {problem[1]}")
         fail(f"the last claimed test accuracy is {claimed[-1]:.2f}% but the judge measured {acc:.2f}% "
              f"(allowed gap {TREND_TOLERANCE:g} points)")  # fmt: skip
+
+
+def _pipelines(submission: Any) -> list[tuple[Normalization, str]]:
+    """The numbers exp2.py passes to torchvision's Normalize, other than the handout's, each with where it is."""
+    try:
+        source = submission.text("exp2.py")
+    except (OSError, CheckFailed, UnicodeDecodeError):
+        return []
+    return [(norm, submission.at("exp2.py", line)) for norm, line in normalizations_in(source)]
 
 
 def _save_problem(contestant: Any) -> str | None:
