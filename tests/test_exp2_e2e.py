@@ -513,32 +513,45 @@ def test_a_resume_that_drops_the_history_is_charged_once(course, data_root, exam
     assert "charged once, by checkpoint_resume" in trend.notes[-1]
 
 
-def test_a_training_pipeline_normalizing_with_torchvisions_half_is_measured_that_way(course, data_root, example):
-    """normalize() is the handout's, but main() trains through torchvision's transforms.Normalize((0.5, 0.5, 0.5),
-    (0.5, 0.5, 0.5)): the judge measures on test images prepared that way too (it scores higher), with a note, and
-    the claimed trend then agrees with it (was 18.8 points lost, and evaluate() wrongly blamed)."""
+PIPELINES = {  # (mean, std) the model was trained with, the lines main() gains, the note's start
+    "half": ((0.5, 0.5), "    # 数据增强 + 归一化, 照着 PyTorch 官方教程写的\n"
+             "    from torchvision import transforms\n"
+             "    transform = transforms.Compose([transforms.ToTensor(),\n"
+             "                                    transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))])\n",
+             "measured on test images normalized as your Normalize(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)) "
+             "(line 207) does"),
+    "to-tensor": ((0.0, 1.0), "    # 只用 ToTensor, 没做归一化 (0~1 就够了?)\n"
+                  "    from torchvision import transforms\n"
+                  "    transform = transforms.Compose([transforms.RandomHorizontalFlip(), transforms.ToTensor()])\n",
+                  "measured on test images scaled to [0, 1] and not normalized, as your ToTensor() with no Normalize "
+                  "after it (line 206) does"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("pipeline", sorted(PIPELINES))
+def test_a_training_pipeline_of_torchvisions_transforms_is_measured_that_way(course, data_root, example, pipeline):
+    """normalize() is the handout's, but main() trains through torchvision's transforms: Normalize((0.5, 0.5, 0.5),
+    (0.5, 0.5, 0.5)), or ToTensor() alone (images in [0, 1]). The judge measures on test images prepared that way
+    too (it scores higher), with a note, and the claimed trend then agrees with it (was 18.8 points lost for the
+    0.5s, and evaluate() wrongly blamed)."""
+    (m2, s2), code, note = PIPELINES[pipeline]
     mean, std = torch.tensor([0.4914, 0.4822, 0.4465]), torch.tensor([0.2470, 0.2435, 0.2616])
 
-    def half(c):
+    def trained_that_way(c):
         net = dict(c["net"])
-        w = net["conv1.weight"]  # (16, 3, 3, 3): x_cifar = (0.5 / std) * x_half + (0.5 - mean) / std
-        shift = (w * ((0.5 - mean) / std).view(1, 3, 1, 1)).sum(dim=(1, 2, 3))  # (16,)
-        net["conv1.weight"] = w * (0.5 / std).view(1, 3, 1, 1)
+        w = net["conv1.weight"]  # (16, 3, 3, 3): x_cifar = (s2 / std) * x_theirs + (m2 - mean) / std
+        shift = (w * ((m2 - mean) / std).view(1, 3, 1, 1)).sum(dim=(1, 2, 3))  # (16,)
+        net["conv1.weight"] = w * (s2 / std).view(1, 3, 1, 1)
         net["bn1.running_mean"] = net["bn1.running_mean"] - shift
         return {**c, "net": net}
 
-    folder = _variant(example, "half", half)
+    folder = _variant(example, pipeline, trained_that_way)
     _edit_code(folder, '    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])\n',
-               "    # 数据增强 + 归一化, 照着 PyTorch 官方教程写的\n"
-               "    from torchvision import transforms\n"
-               "    transform = transforms.Compose([transforms.ToTensor(),\n"
-               "                                    transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))])\n"
-               "    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])\n")  # fmt: skip
+               code + "    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])\n")
     checks = by_id(grade(course, "exp2", folder, data_root=data_root, only=["accuracy", "claimed_trend"]))
     accuracy = checks["accuracy"]
     assert accuracy.status == "passed", accuracy.message
-    assert any(n.startswith("measured on test images normalized as your Normalize(mean=(0.5, 0.5, 0.5), std=(0.5, "
-                            "0.5, 0.5)) (line 207) does") for n in accuracy.notes), accuracy.notes  # fmt: skip
+    assert any(n.startswith(note) for n in accuracy.notes), accuracy.notes
     solution = by_id(grade(course, "exp2", course.examples_dir("exp2") / "solution", data_root=data_root,
                            only=["accuracy"]))["accuracy"]  # fmt: skip
     assert abs(accuracy.measured["accuracy"] - solution.measured["accuracy"]) < 1.0, accuracy.message

@@ -199,17 +199,25 @@ def _per_channel(value: Any) -> tuple[float, float, float] | None:
     return None
 
 
+# Images as torchvision's ToTensor() leaves them, in [0, 1]: a pipeline that never normalizes
+UNNORMALIZED: Normalization = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+
+
 def normalizations_in(source: str) -> list[tuple[Normalization, int]]:
     """The per-channel (mean, std) that the student's code passes as numbers to torchvision's Normalize (a
     tutorial's pipeline: transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))), each with its line, other than
-    the handout's. Read from the source, never run."""
+    the handout's; UNNORMALIZED where it uses ToTensor() and no Normalize at all. Read from the source, never run."""
     try:
         tree = ast.parse(source)
     except (SyntaxError, ValueError):
         return []
     found: list[tuple[Normalization, int]] = []
-    for node in ast.walk(tree):
-        name = getattr(node.func, "attr", getattr(node.func, "id", "")) if isinstance(node, ast.Call) else ""
+    calls = [(getattr(node.func, "attr", getattr(node.func, "id", "")), node) for node in ast.walk(tree)
+             if isinstance(node, ast.Call)]  # fmt: skip
+    if not any(name == "Normalize" for name, _ in calls):
+        first = min((node.lineno for name, node in calls if name == "ToTensor"), default=None)
+        return [] if first is None else [(UNNORMALIZED, first)]
+    for name, node in calls:
         if name != "Normalize":
             continue
         args = {**dict(zip(("mean", "std"), node.args, strict=False)), **{k.arg: k.value for k in node.keywords}}

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from exp2_judge import REFERENCE_STATE, Normalization, normalization_of, normalize
+from exp2_judge import REFERENCE_STATE, UNNORMALIZED, Normalization, normalization_of, normalize
 
 from grader.data import read_cifar10
 from grader.graphs import GraphPolicy, GraphRefused, runner
@@ -149,9 +149,11 @@ def measure(path: Path, data_root: Path, contestant: ContestantClient | None = N
     chosen = choose(model_spec(), state, contestant, path.name)
     outcome = _measured(chosen, state, file_key, notes, norm)
     for other, where in pipelines if norm is None and contestant is not None else ():
-        said = (f"measured on test images normalized as your Normalize(mean={other[0]}, std={other[1]}) ({where}) "
-                "does, which scores higher than your normalize() (the handout's): your model was trained that way "
-                "(this costs nothing; make normalize() the same, so that your evaluate() measures it right)")
+        how = ("scaled to [0, 1] and not normalized, as your ToTensor() with no Normalize after it"
+               if other == UNNORMALIZED else f"normalized as your Normalize(mean={other[0]}, std={other[1]})")
+        said = (f"measured on test images {how} ({where}) does, which scores higher than your normalize() (the "
+                "handout's): your model was trained that way (this costs nothing; make normalize() the same, so that "
+                "your evaluate() measures it right)")  # fmt: skip
         alt = _measured(chosen, state, file_key, [*notes, said], other)
         if not isinstance(alt, str) and (isinstance(outcome, str) or alt.accuracy > outcome.accuracy):
             outcome = alt
