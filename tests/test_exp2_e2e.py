@@ -98,6 +98,30 @@ def test_accuracies_kept_as_tensors_or_numpy_scalars_are_their_values(course, da
         assert trend.status == "passed", (kind, trend.message)
 
 
+def test_test_accuracies_under_another_name_are_read_there(course, data_root, example):
+    """A student who wrote their own loop keeps the accuracies as history['val_acc'], or beside 'net' as
+    'test_accs': read there with a note (was 0/10, 'no history['test_acc']'). Two such lists: no guess."""
+    cases = {
+        "val-acc": (lambda c: {**c, "history": {"train_loss": c["history"]["train_loss"],
+                                                "val_acc": c["history"]["test_acc"]}}, "history['val_acc']"),
+        "flat": (lambda c: {"net": c["net"], "epoch": 10, "test_accs": c["history"]["test_acc"],
+                            "best_acc": max(c["history"]["test_acc"])}, "final.pth['test_accs']"),
+        "two": (lambda c: {**c, "history": {"val_acc": c["history"]["test_acc"],
+                                            "test_accuracy": c["history"]["train_acc"]}}, None),
+    }  # fmt: skip
+    for name, (transform, where) in cases.items():
+        folder = _variant(example, name, transform)
+        trend = by_id(grade(course, "exp2", folder, data_root=data_root, only=["claimed_trend"]))["claimed_trend"]
+        if where is None:
+            assert trend.status == "failed" and trend.message.startswith("final.pth has no history['test_acc']"), (
+                trend.message)
+            continue
+        assert trend.status == "passed", (name, trend.message)
+        assert trend.notes == [f"final.pth keeps the test accuracies as {where}; the grader read them there (the "
+                               "handout's main() keeps them in history['test_acc'])"], trend.notes
+        assert len(trend.series["test_acc"]) == 10
+
+
 def test_bare_state_dict_and_other_shapes(course, data_root, example, tmp_path):
     bare = _variant(example, "bare", lambda c: c["net"])
     checks = by_id(grade(course, "exp2", bare, data_root=data_root, only=["accuracy", "claimed_trend"]))

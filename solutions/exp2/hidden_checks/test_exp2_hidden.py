@@ -9,6 +9,7 @@ order); across CPU thread counts or GPUs, float reductions may move it by about 
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import torch
@@ -61,6 +62,11 @@ def test_claimed_trend(submission, data_root, check, contestant):
         check.note("final.pth's history is a list of per-epoch dicts; the grader read each one's 'test_acc' (the "
                    "handout keeps one dict of lists: {'test_acc': [...], 'train_acc': [...], 'train_loss': [...]})")
     claimed = numbers(history.get("test_acc")) if isinstance(history, dict) else None
+    if claimed is None and (found := _named_otherwise(ckpt, history)):
+        where, claimed = found
+        check.note(f"final.pth keeps the test accuracies as {where}; the grader read them there (the handout's main() "
+                   "keeps them in history['test_acc'])")  # fmt: skip
+    history = history if isinstance(history, dict) else {}
     if claimed is None:
         if problem := _save_problem(contestant):  # final.pth came from that save_checkpoint: one slip, charged there
             defer("checkpoint_resume", f"final.pth has no history['test_acc'], and {problem}")
@@ -136,6 +142,21 @@ def _history_lost(contestant: Any) -> bool:
 def _roundtrip(contestant: Any) -> CheckpointRoundtrip:
     """checkpoint_resume's probe: save after 7 epochs, then resume."""
     return contestant.call("checkpoint_roundtrip", epoch=7, history=history_of(7), returns=CheckpointRoundtrip)
+
+
+# How students who write their own loop name the test accuracies: test_accs, val_acc, test_accuracy, acc_list...
+_ACC_NAME = re.compile(r"(test|val|valid|validation|eval)?[_ ]?acc(s|uracy|uracies)?([_ ]?(list|history|hist))?",
+                       re.IGNORECASE)  # fmt: skip
+
+
+def _named_otherwise(ckpt: Any, history: Any) -> tuple[str, list[float]] | None:
+    """(where, values) for the one list of numbers that final.pth keeps under another name for the test
+    accuracies, in its history or beside "net"; None where there is none, or more than one."""
+    places = [(f"history[{k!r}]", k, v) for k, v in (history.items() if isinstance(history, dict) else ())]
+    places += [(f"final.pth[{k!r}]", k, v) for k, v in (ckpt.items() if isinstance(ckpt, dict) else ())]
+    found = [(where, values) for where, k, v in places
+             if isinstance(k, str) and _ACC_NAME.fullmatch(k) and (values := numbers(v)) and len(values) > 1]
+    return found[0] if len(found) == 1 else None
 
 
 def numbers(values: Any) -> list[float] | None:
