@@ -422,13 +422,16 @@ def test_the_students_own_normalization_is_the_one_their_model_is_measured_with(
        '    ckpt = torch.load(path, map_location="cpu", weights_only=False)\n'
        '    model.load_state_dict(ckpt["net"].state_dict())')], 8,
      "save_checkpoint stores the whole model under 'net' (the module object, pickled)"),
+    ([('torch.save({"net": model.state_dict(), "epoch"', 'torch.save({"net": model, "epoch"')], 5,
+     "save_checkpoint stores the whole model under 'net' (the module object, pickled), and your own resume() fails "
+     "on it (UnpicklingError: Weights only load failed."),
     ([('torch.save({"net": model.state_dict(), "epoch": epoch, "history": history}, path)',
        'torch.save({"net": model.state_dict(), "epoch": epoch, "acc_list": history["test_acc"]}, path)'),
       ('    ckpt = torch.load(path, map_location="cpu", weights_only=True)\n',
        '    ckpt = torch.load(path, map_location="cpu", weights_only=True)\n'
        '    ckpt["history"] = {"test_acc": ckpt["acc_list"], "train_acc": [None] * len(ckpt["acc_list"])}\n')], 0,
      "save_checkpoint saved ['acc_list', 'epoch', 'net']; expected a dict with 'net', 'epoch' and 'history'"),
-], ids=["half-precision", "whole-model", "history-elsewhere"])  # fmt: skip
+], ids=["half-precision", "whole-model", "whole-model-handout-resume", "history-elsewhere"])  # fmt: skip
 def test_checkpoint_slips_are_named_where_they_are(course, data_root, example, edits, score, says):
     folder = example("exp2", "solution")
     for old, new in edits:

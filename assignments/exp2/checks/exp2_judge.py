@@ -76,6 +76,7 @@ class CheckpointRoundtrip(TypedDict):
     history: dict[str, list[float | None]]
     lr: float
     max_weight_diff: float
+    resume_error: str  # what resume() raised on the whole model save_checkpoint kept under 'net' ("": it read it)
 
 
 def history_of(epochs: int) -> dict[str, list[float]]:

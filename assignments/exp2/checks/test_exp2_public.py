@@ -156,7 +156,12 @@ def test_checkpoint_resume(contestant):
         slips.append((0.2, f"save_checkpoint stores the weights as {' and '.join(halved)}, so resume() restores "
                       f"them rounded (they differ by up to {r['max_weight_diff']:.3g}) and a resumed run does not "
                       "continue the one that was saved: save model.state_dict() as it is, in float32"))  # fmt: skip
-    if isinstance(net, PickledModel):
+    if r["resume_error"]:  # the save is the slip: resume() read the handout's form of the same checkpoint
+        slips.append((0.5, "save_checkpoint stores the whole model under 'net' (the module object, pickled), and "
+                      f"your own resume() fails on it ({r['resume_error']}): save {{'net': model.state_dict(), ...}}, "
+                      "which torch.load(..., weights_only=True) reads and load_state_dict takes (resume() was checked "
+                      "on a checkpoint saved that way)"))  # fmt: skip
+    elif isinstance(net, PickledModel):
         slips.append((0.2, "save_checkpoint stores the whole model under 'net' (the module object, pickled): the "
                       "handout's checkpoints keep model.state_dict(), which torch.load(..., weights_only=True) reads "
                       "and any copy of the class loads; save {'net': model.state_dict(), ...}"))  # fmt: skip
