@@ -552,15 +552,24 @@ PIPELINES = {  # (mean, std) the model was trained with, the lines main() gains,
                   "    transform = transforms.Compose([transforms.RandomHorizontalFlip(), transforms.ToTensor()])\n",
                   "measured on test images scaled to [0, 1] and not normalized, as your ToTensor() with no Normalize "
                   "after it (line 206) does"),
+    # the student's own loop prepares images by hand, never calling normalize(): their claims are the evidence
+    "hand-rolled": ((0.0, 1.0), "    # 自己写的预处理: 不用 normalize, 直接除以 255\n"
+                    "    prep = lambda xb: xb.float() / 255\n",
+                    "measured on test images prepared as x / 255, in [0, 1], not normalized: your model scores there "
+                    "what final.pth's history claims (79.93%)"),
+    "hand-rolled-half": ((0.5, 0.5), "    prep = lambda xb: xb.float() / 127.5 - 1  # 归一化到 [-1, 1]\n",
+                         "measured on test images prepared as x / 255 * 2 - 1, in [-1, 1]: your model scores there "
+                         "what final.pth's history claims (79.93%)"),
 }  # fmt: skip
 
 
 @pytest.mark.parametrize("pipeline", sorted(PIPELINES))
 def test_a_training_pipeline_of_torchvisions_transforms_is_measured_that_way(course, data_root, example, pipeline):
     """normalize() is the handout's, but main() trains through torchvision's transforms: Normalize((0.5, 0.5, 0.5),
-    (0.5, 0.5, 0.5)), or ToTensor() alone (images in [0, 1]). The judge measures on test images prepared that way
-    too (it scores higher), with a note, and the claimed trend then agrees with it (was 18.8 points lost for the
-    0.5s, and evaluate() wrongly blamed)."""
+    (0.5, 0.5, 0.5)), or ToTensor() alone (images in [0, 1]), or a loop of their own that divides by 255. The
+    judge measures on test images prepared that way too (it scores higher; by hand: it scores the claims), with a
+    note, and the claimed trend then agrees with it (was 18.8 points lost for the 0.5s, 30 for [0, 1], and
+    evaluate() wrongly blamed)."""
     (m2, s2), code, note = PIPELINES[pipeline]
     mean, std = torch.tensor([0.4914, 0.4822, 0.4465]), torch.tensor([0.2470, 0.2435, 0.2616])
 

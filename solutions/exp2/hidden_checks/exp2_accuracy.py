@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -135,11 +135,19 @@ def _load(path: Path) -> tuple[dict[str, torch.Tensor], list[str]]:
         raise CheckFailed(str(exc)) from None
 
 
+TREND_TOLERANCE = 1.5  # percentage points between the claimed last test accuracy and the judge's measurement
+# Images a student's own loop prepares without normalize(): x.float() / 255, or that times 2 minus 1
+HAND_ROLLED: tuple[tuple[Normalization, str], ...] = (
+    (UNNORMALIZED, "x / 255, in [0, 1], not normalized"), (((0.5,) * 3, (0.5,) * 3), "x / 255 * 2 - 1, in [-1, 1]"))
+
+
 def measure(path: Path, data_root: Path, contestant: ContestantClient | None = None,
-            pipelines: Sequence[tuple[Normalization, str]] = ()) -> Measurement:  # fmt: skip
+            pipelines: Sequence[tuple[Normalization, str]] = (), claimed: float | None = None) -> Measurement:
     """The accuracy of the model the student trained, with final.pth's weights (see the module docstring). Test
     images are prepared as the student's normalize() does; where it is the handout's but exp2.py passes other
-    numbers to torchvision's Normalize (`pipelines`: each with where it is), the better measurement counts."""
+    numbers to torchvision's Normalize (`pipelines`: each with where it is), the better measurement counts. Where
+    the last `claimed` test accuracy is far above that, images prepared as a hand-rolled loop does (HAND_ROLLED)
+    count when the model scores the claim on them."""
     state, notes = _load(path)
     file_key = (_sha(path.read_bytes()), data_root)
     norm = normalization_of(contestant) if contestant is not None else None
@@ -154,19 +162,39 @@ def measure(path: Path, data_root: Path, contestant: ContestantClient | None = N
         said = (f"measured on test images {how} ({where}) does, which scores higher than your normalize() (the "
                 "handout's): your model was trained that way (this costs nothing; make normalize() the same, so that "
                 "your evaluate() measures it right)")  # fmt: skip
-        alt = _measured(chosen, state, file_key, [*notes, said], other)
+        alt = _measured(chosen, state, file_key, notes, other)
         if not isinstance(alt, str) and (isinstance(outcome, str) or alt.accuracy > outcome.accuracy):
-            outcome = alt
+            outcome = replace(alt, notes=(*alt.notes, said))
+    if (claimed is not None and norm is None and contestant is not None and not isinstance(outcome, str)
+            and claimed - outcome.accuracy > TREND_TOLERANCE):  # fmt: skip
+        outcome = _hand_rolled(chosen, state, file_key, notes, claimed, outcome)
     GRADED[file_key] = outcome
     if isinstance(outcome, str):
         raise CheckFailed(outcome)
     return outcome
 
 
+def _hand_rolled(chosen: Any, state: dict[str, torch.Tensor], file_key: tuple[str, Path], notes: list[str],
+                 claimed: float, outcome: Measurement) -> Measurement:  # fmt: skip
+    """`outcome`, or the measurement on images prepared as a HAND_ROLLED loop does where the model scores what the
+    student claims there."""
+    for other, how in HAND_ROLLED:
+        said = (f"measured on test images prepared as {how}: your model scores there what final.pth's history "
+                f"claims ({claimed:.2f}%), and far less on images your normalize() (the handout's) prepares, so your "
+                "training fed it images prepared that way (this costs nothing; make normalize() prepare them the "
+                "same, so that evaluate() measures your model right)")  # fmt: skip
+        alt = _measured(chosen, state, file_key, notes, other)
+        if not isinstance(alt, str) and alt.accuracy > outcome.accuracy and abs(alt.accuracy - claimed) <= \
+                TREND_TOLERANCE:
+            return replace(alt, notes=(*alt.notes, said))
+    return outcome
+
+
 def _measured(chosen: Any, state: dict[str, torch.Tensor], file_key: tuple[str, Path], notes: list[str],
               norm: Normalization | None) -> Measurement | str:  # fmt: skip
     """One measurement of `chosen` (the reference path or the student's graph) on images normalized with `norm`,
-    kept in MEASURED; a string where the student's graph is refused."""
+    kept in MEASURED (its notes say only what the file alone decides: students may share a file); a string where
+    the student's graph is refused."""
     if not chosen.own:
         if (*file_key, norm) not in MEASURED:
             MEASURED[(*file_key, norm)] = _reference_measurement(state, file_key[1], notes, norm)

@@ -13,7 +13,7 @@ import re
 from typing import Any
 
 import torch
-from exp2_accuracy import measure, state_dict_of
+from exp2_accuracy import TREND_TOLERANCE, measure, state_dict_of
 from exp2_judge import (
     REFERENCE_STATE,
     CheckpointRoundtrip,
@@ -31,6 +31,7 @@ from grader.judge import (
     ContestantError,
     FileBytes,
     PickledModel,
+    WeightsError,
     accuracy_threshold,
     defer,
     fail,
@@ -40,12 +41,16 @@ from grader.judge import (
 # The whole test set in a fixed order: no seed. Tolerance: float reductions on another machine or thread
 # count move the measurement by about 0.01 points; 0.05 covers that, in the student's favour.
 ACCURACY = accuracy_threshold(full=70.0, zero=50.0, seed=None, tolerance=0.05)
-TREND_TOLERANCE = 1.5  # percentage points between the claimed last test accuracy and the judge's measurement
 EPOCHS = 10
 
 
 def test_accuracy(submission, data_root, check, contestant):
-    m = measure(submission.path("final.pth"), data_root, contestant, _pipelines(submission))
+    try:
+        claimed = _claims(submission.weights("final.pth"))[1]
+    except WeightsError:  # measure() says what is wrong with the file
+        claimed = None
+    m = measure(submission.path("final.pth"), data_root, contestant, _pipelines(submission),
+                claimed[-1] if claimed else None)  # fmt: skip
     for n in m.notes:
         check.note(n)
     check.confusion(m.confusion, CIFAR10_CLASSES)
@@ -55,18 +60,9 @@ def test_accuracy(submission, data_root, check, contestant):
 
 def test_claimed_trend(submission, data_root, check, contestant):
     ckpt = submission.weights("final.pth")
-    history = ckpt.get("history") if isinstance(ckpt, dict) else None
-    if isinstance(history, list) and history and all(isinstance(h, dict) for h in history):
-        # one dict per epoch, [{"epoch": 0, "test_acc": 41.2, ...}, ...]: the same numbers, kept otherwise
-        history = {k: [h.get(k) for h in history] for k in history[0]}
-        check.note("final.pth's history is a list of per-epoch dicts; the grader read each one's 'test_acc' (the "
-                   "handout keeps one dict of lists: {'test_acc': [...], 'train_acc': [...], 'train_loss': [...]})")
-    claimed = numbers(history.get("test_acc")) if isinstance(history, dict) else None
-    if claimed is None and (found := _named_otherwise(ckpt, history)):
-        where, claimed = found
-        check.note(f"final.pth keeps the test accuracies as {where}; the grader read them there (the handout's main() "
-                   "keeps them in history['test_acc'])")  # fmt: skip
-    history = history if isinstance(history, dict) else {}
+    history, claimed, said = _claims(ckpt)
+    for note in said:
+        check.note(note)
     if claimed is None:
         if problem := _save_problem(contestant):  # final.pth came from that save_checkpoint: one slip, charged there
             defer("checkpoint_resume", f"final.pth has no history['test_acc'], and {problem}")
@@ -93,7 +89,7 @@ def test_claimed_trend(submission, data_root, check, contestant):
                        "that mistake is charged once, by checkpoint_resume")  # fmt: skip
         else:
             fail(f"history['test_acc'] has {len(claimed)} entries; expected {EPOCHS}, one per epoch")
-    acc = measure(submission.path("final.pth"), data_root, contestant, _pipelines(submission)).accuracy
+    acc = measure(submission.path("final.pth"), data_root, contestant, _pipelines(submission), claimed[-1]).accuracy
     gap = abs(claimed[-1] - acc)
     if not math.isfinite(gap) or gap > TREND_TOLERANCE:
         if problem := evaluate_problem(contestant, data_root):  # the claims came from a wrong evaluate()
@@ -142,6 +138,23 @@ def _history_lost(contestant: Any) -> bool:
 def _roundtrip(contestant: Any) -> CheckpointRoundtrip:
     """checkpoint_resume's probe: save after 7 epochs, then resume."""
     return contestant.call("checkpoint_roundtrip", epoch=7, history=history_of(7), returns=CheckpointRoundtrip)
+
+
+def _claims(ckpt: Any) -> tuple[dict[str, Any], list[float] | None, list[str]]:
+    """final.pth's history as a dict of lists, its claimed test accuracies (None: none found), and where they were
+    found when that is not history['test_acc']."""
+    history, said = ckpt.get("history") if isinstance(ckpt, dict) else None, []
+    if isinstance(history, list) and history and all(isinstance(h, dict) for h in history):
+        # one dict per epoch, [{"epoch": 0, "test_acc": 41.2, ...}, ...]: the same numbers, kept otherwise
+        history = {k: [h.get(k) for h in history] for k in history[0]}
+        said.append("final.pth's history is a list of per-epoch dicts; the grader read each one's 'test_acc' (the "
+                    "handout keeps one dict of lists: {'test_acc': [...], 'train_acc': [...], 'train_loss': [...]})")
+    claimed = numbers(history.get("test_acc")) if isinstance(history, dict) else None
+    if claimed is None and (found := _named_otherwise(ckpt, history)):
+        where, claimed = found
+        said.append(f"final.pth keeps the test accuracies as {where}; the grader read them there (the handout's "
+                    "main() keeps them in history['test_acc'])")  # fmt: skip
+    return (history if isinstance(history, dict) else {}), claimed, said
 
 
 # How students who write their own loop name the test accuracies: test_accs, val_acc, test_accuracy, acc_list...
