@@ -161,11 +161,16 @@ def checkpoint_roundtrip(epoch, history):
     m.save_checkpoint("probe_checkpoint.pth", model, epoch, history)
     with open("probe_checkpoint.pth", "rb") as f:
         saved = torch.frombuffer(bytearray(f.read()), dtype=torch.uint8)
-    torch.manual_seed(12345)
-    fresh = _small_cnn()
-    optimizer = m.make_optimizer(fresh)
+
+    def resumed():
+        """resume() into a differently initialised model: (that model, its optimizer, what resume() returned)."""
+        torch.manual_seed(12345)
+        fresh = _small_cnn()
+        optimizer = m.make_optimizer(fresh)
+        return fresh, optimizer, m.resume("probe_checkpoint.pth", fresh, optimizer)
+
     try:
-        start, restored = m.resume("probe_checkpoint.pth", fresh, optimizer)
+        fresh, optimizer, returned = resumed()
         resume_error = ""
     except Exception as exc:  # noqa: BLE001 - the student's resume() may raise anything
         # A whole model under 'net' that the student's own torch.load(..., weights_only=True) refuses: one slip, in
@@ -176,14 +181,11 @@ def checkpoint_roundtrip(epoch, history):
             ckpt = None
         if not (isinstance(ckpt, dict) and isinstance(ckpt.get("net"), torch.nn.Module)):
             raise
-        said = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        resume_error = f"{type(exc).__name__}: {said[:80]}{'...' if len(said) > 80 else ''}" if said else \
-            type(exc).__name__
+        said = (str(exc).strip().splitlines() or [""])[0]
+        resume_error = type(exc).__name__ + (f": {said[:80]}{'...' if len(said) > 80 else ''}" if said else "")
         torch.save({**ckpt, "net": ckpt["net"].state_dict()}, "probe_checkpoint.pth")
-        torch.manual_seed(12345)
-        fresh = _small_cnn()
-        optimizer = m.make_optimizer(fresh)
-        start, restored = m.resume("probe_checkpoint.pth", fresh, optimizer)
+        fresh, optimizer, returned = resumed()
+    start, restored = returned
     want, got = model.state_dict(), fresh.state_dict()
     diff = max(float((want[k].double() - got[k].double()).abs().max()) for k in want if k in got)
     return {

@@ -257,12 +257,22 @@ def _named_otherwise(weights: Any) -> dict[str, str] | None:
     return {"default": held[0], "custom": held[1]} if not custom else None
 
 
-def mse(state: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> float:
-    """The handout MLP's mean squared error with `state`, computed by the judge."""
+def handout_with(state: dict[str, torch.Tensor]) -> HandoutMLP:
+    """The handout MLP with `state` loaded (RuntimeError or KeyError: the weights are of another model)."""
     model = HandoutMLP()
     model.load_state_dict(state)
+    return model
+
+
+def handout_outputs(state: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """The handout MLP's outputs (N, 1) on x (N, 1) with `state`, in float64, computed by the judge."""
     with torch.no_grad():
-        return float(((model(x).double() - y.double()) ** 2).mean())
+        return handout_with(state)(x).double()
+
+
+def mse(state: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> float:
+    """The handout MLP's mean squared error with `state`, computed by the judge."""
+    return float(((handout_outputs(state, x) - y.double()) ** 2).mean())
 
 
 def same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
@@ -274,8 +284,7 @@ def first_step_scale(init: dict[str, torch.Tensor], after: dict[str, torch.Tenso
     """k when one epoch of train() moved the weights by -k * lr * (the MSE's gradient at init), as plain SGD (or
     its first step with momentum) does: k = 1 on the mean squared error, len(x) on the sum. None when the step is
     not along the gradient (Adam's is not), so nothing is said about it."""
-    model = HandoutMLP()
-    model.load_state_dict(init)
+    model = handout_with(init)
     loss = ((model(x).double() - y.double()) ** 2).mean()  # computed by the judge
     grads = torch.autograd.grad(loss, list(model.parameters()))
     sgd = torch.cat([(-lr * g).reshape(-1) for g in grads]).double()
@@ -360,9 +369,8 @@ def scaled_inputs(state: dict[str, torch.Tensor], pred: torch.Tensor, target: to
     student's own (its weights do not load into the handout's)."""
     if not usable(pred) or FIT.fraction(nmse(pred, target)) >= 1:
         return None
-    model = HandoutMLP()
     try:
-        model.load_state_dict(state)
+        model = handout_with(state)
     except (RuntimeError, KeyError):
         return None
     best: tuple[float, str] | None = None
@@ -389,10 +397,7 @@ def standardized_fit(state: dict[str, torch.Tensor], x: torch.Tensor, y: torch.T
                      before: float) -> tuple[float, float] | None:  # fmt: skip
     """(a, b) when the handout MLP with `state` misses y but a * output + b reaches at most half the MSE `before`:
     weights train() left after fitting standardized targets ((y - mean) / std, a = std, b = mean). None otherwise."""
-    model = HandoutMLP()
-    model.load_state_dict(state)
-    with torch.no_grad():
-        pred = model(x).double()  # (N, 1)
+    pred = handout_outputs(state, x)  # (N, 1)
     if not torch.isfinite(pred).all():
         return None
     a, b, _ = affine_fit(pred, y)
@@ -422,12 +427,10 @@ def grade_fit(pred: Any, target: torch.Tensor, what: str, state: dict[str, torch
              f"{FIT.shown(nmse(pred, target))}: a network whose weights all start equal (zeros, or one constant) "
              "never tells its hidden units apart, and one that train() never updated stays as built; keep PyTorch's "
              "default initialisation (or small random values) and check that training changes the weights")
-    if fix := rescaled(pred, target):
-        value = nmse(pred, target)
-        partial(RESCALED_SHARE * FIT.fraction(fix[0]), f"{measured}: normalized MSE {FIT.shown(value)} ({FIT.rule()}); "
-                f"{fix[1]}. Such a model earns {RESCALED_SHARE:.0%} of what its rescaled fit would")  # fmt: skip
-    if state is not None and (fix := scaled_inputs(state, pred, target)):
-        partial(RESCALED_SHARE * FIT.fraction(fix[0]), f"{measured}: normalized MSE "
-                f"{FIT.shown(nmse(pred, target))} ({FIT.rule()}); {fix[1]}. Such a model earns {RESCALED_SHARE:.0%} of "
-                "what its fit on scaled inputs would")  # fmt: skip
+    fix, fit = rescaled(pred, target), "rescaled fit"
+    if fix is None and state is not None:
+        fix, fit = scaled_inputs(state, pred, target), "fit on scaled inputs"
+    if fix:
+        partial(RESCALED_SHARE * FIT.fraction(fix[0]), f"{measured}: normalized MSE {FIT.shown(nmse(pred, target))} "
+                f"({FIT.rule()}); {fix[1]}. Such a model earns {RESCALED_SHARE:.0%} of what its {fit} would")
     FIT.grade(nmse(pred, target), measured)
