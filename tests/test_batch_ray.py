@@ -246,8 +246,8 @@ def test_ray_client_address_and_a_node_without_the_dataset(cluster, course_copy,
     address = f"ray://{cluster.host}:{cluster.client_port}"
     r = batch("exp1", str(subs), "--out", str(out), "--course", str(c.root), "--data-root", str(data), "--chunk",
               "1", "--ray", address, env=driver_env(cluster, tmp_path))  # fmt: skip
-    # The Ray Client server's own log says why a client's server did not start (it failed once in CI)
-    errs = cluster.temp.glob("session_latest/logs/ray_client_server_*.err")
+    # The Ray Client server's logs (its own and each client's server's) say why a client's server did not start
+    errs = cluster.temp.glob("session_latest/logs/ray_client_server*.err")
     logs = "".join(f"\n{f}:\n{f.read_text()[-3000:]}" for f in errs)
     assert r.returncode == 0, r.stderr + logs
     report = json.loads((out / "batch.json").read_text())

@@ -38,6 +38,8 @@ from grader.batch.worker import Message, WorkerConfig
 
 NODE_RETRIES = 3  # a submission whose node is lost this many times is marked crashed (no endless loop)
 POLL_S = 0.5
+CLIENT_TRIES = 3  # connections tried where the Ray Client head fails to start this client's server
+CLIENT_START_FAILED = "Starting Ray client server failed"  # ray.util.client.server.proxier's words
 STOP_S = 60  # a contestant or container being torn down can take a few seconds
 RESCAN_S = 30  # look for nodes that joined (an autoscaler adds them) this often
 
@@ -288,10 +290,17 @@ def connect(address: str) -> None:
     kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
     if address == "local":
         kwargs["include_dashboard"] = False
-    try:
-        ray.init(address=address, **kwargs)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise ClusterError(f"cannot reach the Ray cluster at {address!r}: {exc}") from None
+    for attempt in range(1, CLIENT_TRIES + 1):
+        try:
+            ray.init(address=address, **kwargs)
+            return
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            # A Ray Client head starts a server process per client; where that process dies at once (seen in CI,
+            # its log empty), the next connection gets a new one on another port
+            if CLIENT_START_FAILED not in str(exc) or attempt == CLIENT_TRIES:
+                raise ClusterError(f"cannot reach the Ray cluster at {address!r}: {exc}") from None
+            ray.shutdown()
+            time.sleep(2 * attempt)
 
 
 def run_cluster(tasks: list[Task], config: WorkerConfig, course_root: Path, fingerprint: str, address: str,
