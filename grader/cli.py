@@ -159,8 +159,8 @@ def _grade_folder(  # noqa: ANN202
         from grader.sandbox.local import prestart_for
 
         prestart_for(course, assignment, many=again)  # its torch import overlaps the judge's, just below
-    from grader.data import DataError  # imports torch, as grading does: after the template started
-    from grader.grading import grade
+    from grader.data import DataError
+    from grader.grading import grade  # imports torch: after the template started
     from grader.judge.outcome import JudgeConfigError
 
     try:

@@ -16,14 +16,16 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import torch
 from pydantic import BaseModel
 
 from grader.modules import load_module
 from grader.spec import AssignmentSpec, Course, SpecError
+
+if TYPE_CHECKING:  # the readers import torch when they read: a Ray slot checks dataset paths without it
+    import torch
 
 ENV_VAR = "GRADER_DATA_ROOT"
 
@@ -157,6 +159,8 @@ class _NumpyOnly(pickle.Unpickler):
 @functools.lru_cache(maxsize=4)
 def read_cifar10(root: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """CIFAR-10 as uint8 images (N, 3, 32, 32) and int64 labels (N,). Read once per process (cached)."""
+    import torch
+
     folder = root / "cifar-10-batches-py"
     names = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
     xs, ys = [], []
@@ -184,6 +188,8 @@ def _read_idx(path: Path, magic: int, ndim: int) -> np.ndarray:
 @functools.lru_cache(maxsize=4)
 def read_fashion_mnist(root: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Fashion-MNIST as uint8 images (N, 1, 28, 28) and int64 labels (N,), from FashionMNIST/raw. Cached."""
+    import torch
+
     folder = root / "FashionMNIST" / "raw"
     prefix = "train" if train else "t10k"
     images = _read_idx(folder / f"{prefix}-images-idx3-ubyte", 0x803, 3)  # (N, 28, 28)

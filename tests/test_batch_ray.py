@@ -255,6 +255,11 @@ def test_ray_client_address_and_a_node_without_the_dataset(cluster, course_copy,
     book = gradebook(out)
     assert sorted(book) == ["lr-too-high", "solution", "stub"] and report["crashed"] == 0
     assert float(book["solution"]["auto_score"]) == 100 and float(book["stub"]["auto_score"]) == 0
+    # a slot starts its judge before it checks its node: a refusing node's judge is stopped with its slot
+    deadline = time.monotonic() + 15
+    while judges_alive(cluster) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert judges_alive(cluster) == [], "a judge outlived its node's refusal"
 
 
 def test_the_docker_sandbox_under_ray(cluster, tmp_path):

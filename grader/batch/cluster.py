@@ -24,6 +24,7 @@ import os
 import queue
 import signal
 import socket
+import sys
 import tarfile
 import tempfile
 import time
@@ -31,10 +32,13 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from grader.batch.runner import CourseMistake, Event, PoolError, Task, split
 from grader.batch.worker import Message, WorkerConfig
+
+if TYPE_CHECKING:
+    from grader.spec import Course
 
 NODE_RETRIES = 3  # a submission whose node is lost this many times is marked crashed (no endless loop)
 POLL_S = 0.5
@@ -101,14 +105,25 @@ def _judge_process(config: dict, wid: int, tasks: Any, events: Any, parent: int,
     worker.main(config, wid, tasks, events)  # closes the judge's onnxruntime runner on the way out
 
 
+def start_without_main(proc: Any) -> None:
+    """Start a spawn-context process without running this process's __main__ script again in it. spawn does that
+    for a script run by path; in a Ray worker it is Ray's own default_worker.py, whose imports (about 1 s of CPU,
+    on a slot's critical path) the judge never uses. The child then imports only what its target needs."""
+    main = sys.modules["__main__"]
+    script = main.__dict__.pop("__file__", None) if getattr(main, "__spec__", None) is None else None
+    try:
+        proc.start()
+    finally:
+        if script is not None:
+            main.__file__ = script
+
+
 class JudgeSlot:
     """A Ray actor: one warm judge on one node (see the module docstring). Every method returns quickly."""
 
     def __init__(self, config: dict, course_tar: bytes, fingerprint: str) -> None:
         import ray
 
-        from grader.batch.state import grader_fingerprint
-        from grader.data import datasets
         from grader.spec import Course
 
         self.node = f"{socket.gethostname()} ({ray.util.get_node_ip_address()})"
@@ -120,6 +135,30 @@ class JudgeSlot:
         unpack(course_tar, self.home / "course")
         course = Course(root=self.home / "course")
         cfg = WorkerConfig.model_validate(config)
+        cuda = os.environ.get("CUDA_VISIBLE_DEVICES") if ray.get_gpu_ids() else None
+        self.cfg = cfg.model_copy(update={"course_root": course.root, "gpu": cuda}).model_dump(mode="json")
+        self.ctx = mp.get_context("spawn")
+        self.events: Any = self.ctx.Queue()
+        self.backlog: deque[list[tuple[Any, ...]]] = deque()  # (student, node folder, driver's folder)
+        self.chunk: list[tuple[Any, ...]] = []
+        self.finished: set[str] = set()
+        self.running: str | None = None
+        self.waiting = False
+        self.starts = self.received = 0
+        # The judge starts first (its torch import is most of a slot's start) and is stopped if this node cannot
+        # grade: it has been given no submission by then
+        self._spawn()
+        try:
+            self._check_node(course, cfg, fingerprint)
+        except ClusterError:
+            self.stop()
+            raise
+
+    def _check_node(self, course: Course, cfg: WorkerConfig, fingerprint: str) -> None:
+        """ClusterError, naming this node, where its grader differs from the driver's or a dataset is missing."""
+        from grader.batch.state import grader_fingerprint
+        from grader.data import datasets
+
         spec = course.spec(cfg.assignment)
         here = grader_fingerprint(course, spec)
         if here != fingerprint:
@@ -131,17 +170,6 @@ class JudgeSlot:
             if cfg.data_root is None or not marker.exists():
                 raise ClusterError(f"node {self.node} has no {name} dataset at {marker}: mount it there or run "
                                    f"`grader data prepare {name} --root {cfg.data_root}` on that node")  # fmt: skip
-        cuda = os.environ.get("CUDA_VISIBLE_DEVICES") if ray.get_gpu_ids() else None
-        self.cfg = cfg.model_copy(update={"course_root": course.root, "gpu": cuda}).model_dump(mode="json")
-        self.ctx = mp.get_context("spawn")
-        self.events: Any = self.ctx.Queue()
-        self.backlog: deque[list[tuple[Any, ...]]] = deque()  # (student, node folder, driver's folder)
-        self.chunk: list[tuple[Any, ...]] = []
-        self.finished: set[str] = set()
-        self.running: str | None = None
-        self.waiting = False
-        self.starts = self.received = 0
-        self._spawn()
 
     def _spawn(self) -> None:
         self.tasks: Any = self.ctx.Queue()
@@ -150,7 +178,7 @@ class JudgeSlot:
         args = (self.cfg, self.starts, self.tasks, self.events, os.getpid(), str(tmp))
         self.proc = self.ctx.Process(target=_judge_process, args=args, name="grader-judge")
         self.starts += 1
-        self.proc.start()
+        start_without_main(self.proc)
         self.waiting, self.running = False, None
 
     def ready(self) -> dict[str, Any]:
