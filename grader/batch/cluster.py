@@ -150,7 +150,7 @@ class JudgeSlot:
         self._spawn()
         try:
             self._check_node(course, cfg, fingerprint)
-        except ClusterError:
+        except Exception:  # a refusal, or a course that does not load: either way this slot is not used
             self.stop()
             raise
 
