@@ -4,6 +4,8 @@ on a real head (tests/test_batch_ray.py), but not something a test can make a re
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from grader.batch import cluster
@@ -48,3 +50,15 @@ def test_other_failures_are_not_tried_again(monkeypatch):
     with pytest.raises(cluster.ClusterError, match="connection timeout"):
         cluster.connect("ray://nowhere:10001")
     assert calls == ["init"]
+
+
+@pytest.mark.parametrize("preset, expected", [(None, "0"), ("1", "1")])
+def test_a_local_cluster_reports_no_usage_unless_asked(monkeypatch, preset, expected):
+    seen: list[str | None] = []
+    monkeypatch.setattr(ray, "init", lambda address, **_: seen.append(os.environ.get("RAY_USAGE_STATS_ENABLED")))
+    env = {k: v for k, v in os.environ.items() if k != "RAY_USAGE_STATS_ENABLED"}
+    if preset is not None:
+        env["RAY_USAGE_STATS_ENABLED"] = preset
+    monkeypatch.setattr(os, "environ", env)  # what connect() sets stays in this copy
+    cluster.connect("local")
+    assert seen == [expected]
