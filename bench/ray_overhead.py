@@ -94,7 +94,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="ray-bench-") as tmp:
         klass = Path(tmp) / "class"
         n = make_class(klass, args.assignment, args.copies, args.distinct_weights)
-        env = {**os.environ, "GRADER_SANDBOX": "local", "RAY_USAGE_STATS_ENABLED": "0"}
+        env = {**os.environ, "GRADER_SANDBOX": "local"}  # the grader turns Ray's usage report off itself
         for i in range(args.rounds):
             for mode, extra in modes if i % 2 == 0 else modes[::-1]:
                 out = Path(tmp) / f"{mode.replace(' ', '-')}-{i}"
