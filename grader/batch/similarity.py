@@ -16,13 +16,16 @@ import json
 import re
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
 from grader.batch.state import StateStore, content_hash
-from grader.similarity.compare import Comparison, Entry, compare_class
 from grader.similarity.models import SimilarityReport
 from grader.spec import AssignmentSpec, Course
+
+if TYPE_CHECKING:  # the comparison imports torch (1.3 s); a batch without --similarity only reads the last report
+    from grader.similarity.compare import Comparison, Entry
 
 
 class SimilarityError(Exception):
@@ -49,6 +52,7 @@ def entries(out: Path, folders: dict[str, str], predictor: object = None, data_r
     now by the assignment's hook, in this trusted process, where the batch did not store them). A folder whose
     files changed since grading is compared as it is now, with a note."""
     from grader.batch.worker import predictions as judge_predictions
+    from grader.similarity.compare import Entry
 
     store = StateStore(out)
     found = []
@@ -152,6 +156,7 @@ def run_similarity(course: Course, out: Path, data_root: Path | None = None, spe
     folder -> student id); `grader similarity OUT` reads them from OUT/batch.json."""
     from grader.batch.worker import load_hook
     from grader.data import DataError, resolve_data_root
+    from grader.similarity.compare import compare_class
 
     out = out.resolve()
     if spec is None or folders is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import numpy as np
@@ -16,8 +17,10 @@ import numpy as np
 from grader.batch.roster import folder_name
 from grader.report.html import e, kv, page
 from grader.report.plots import histogram
-from grader.similarity.compare import CodeView
 from grader.similarity.models import Pair, SignalReport, SimilarityReport
+
+if TYPE_CHECKING:  # the comparison imports torch: every batch's summary.html imports this module
+    from grader.similarity.compare import CodeView
 
 BEGIN, END = "<!-- similarity -->", "<!-- /similarity -->"  # around summary.html's section: replaced in place
 # Region colours, repeated; matching regions share one on both sides.
