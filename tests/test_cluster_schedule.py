@@ -1,6 +1,6 @@
-"""How the Ray driver hands chunks to its judge slots (grader.batch.cluster._Driver._top_up), without a cluster:
-which slot holds which chunk decides whether one slot grades the end of a class alone while another idles.
-The real cluster runs in tests/test_batch_ray.py."""
+"""How the Ray driver hands chunks to its judge slots (grader.batch.cluster._Driver._top_up) and stops them,
+without a cluster: which slot holds which chunk decides whether one slot grades the end of a class alone while
+another idles. The real cluster runs in tests/test_batch_ray.py."""
 
 from __future__ import annotations
 
@@ -61,3 +61,58 @@ def test_a_slot_without_work_always_gets_a_chunk(tmp_path):
     slot = _Slot(actor=_Actor(), node_id="n")
     driver._top_up(slot)
     assert slot.actor.submitted == [["student0"]] and not driver.pending
+
+
+class _Call:
+    """actor.<method>.remote(): returns a ref named after the slot and method, and logs the call."""
+
+    def __init__(self, log: list[str], name: str) -> None:
+        self.log, self.name = log, name
+
+    def remote(self, *args: object) -> str:
+        self.log.append(f"ask {self.name}")
+        return self.name
+
+
+class _Ray:
+    """What _polled, _stopped and _stop_all call on Ray; logs when the driver waits for a stop's answer."""
+
+    class exceptions:
+        RayError = RuntimeError
+
+    def __init__(self, log: list[str], answers: dict[str, list]) -> None:
+        self.log, self.answers = log, answers
+
+    def get(self, ref: str, timeout: float | None = None) -> list:
+        if ref.endswith(".stop"):
+            self.log.append(f"get {ref}")
+        return self.answers.get(ref, [])
+
+    def wait(self, refs: list[str], num_returns: int, timeout: float) -> tuple[list[str], list[str]]:
+        self.log += [f"wait {r}" for r in refs]
+        return refs, []
+
+    def kill(self, actor: object) -> None:
+        pass
+
+
+def test_slots_that_run_out_of_work_together_stop_together(tmp_path):
+    """A slot's stop takes about a second (its judge leaves through its finally blocks). Waiting for each in turn
+    kept the other slots' results waiting, and at the end of a class on N slots took N seconds."""
+    log: list[str] = []
+    driver = _Driver.__new__(_Driver)
+    driver.ray = _Ray(log, {"a.poll": [("done", "alice", "{}")], "b.poll": [("done", "bob", "{}")]})
+    driver.pending, driver.starting, driver.stopping, driver.slots = deque(), {}, {}, {}
+    driver.left = {"alice", "bob"}
+    got: list[str] = []
+    driver.on_event = lambda ev: got.append(ev.student)
+    for name, student in (("a", "alice"), ("b", "bob")):
+        actor = type("Actor", (), {"poll": _Call(log, f"{name}.poll"), "stop": _Call(log, f"{name}.stop")})()
+        slot = _Slot(actor=actor, node_id="n", chunks=deque([[(student, str(tmp_path))]]))
+        driver.slots[f"{name}.poll"] = slot
+    driver._polled("a.poll")
+    driver._polled("b.poll")  # bob's result is taken at once, not after alice's slot has stopped
+    driver._stop_all()
+    assert got == ["alice", "bob"] and not driver.left
+    assert log[:2] == ["ask a.stop", "ask b.stop"]  # both asked before the driver waits for either
+    assert sorted(log[2:]) == ["get a.stop", "get b.stop", "wait a.stop", "wait b.stop"]

@@ -363,6 +363,7 @@ class _Driver:
         self.fingerprint = fingerprint
         self.slots: dict[Any, _Slot] = {}  # poll or ready ref -> slot
         self.starting: dict[Any, _Slot] = {}
+        self.stopping: dict[Any, _Slot] = {}  # stop ref -> slot with no work left
         self.bad_nodes: dict[str, str] = {}  # node id -> why no slot can run there
         self.losses: dict[str, int] = {}
 
@@ -410,7 +411,7 @@ class _Driver:
         last_scan = time.monotonic()
         try:
             while self.left:
-                refs = [*self.starting, *self.slots]
+                refs = [*self.starting, *self.slots, *self.stopping]
                 if not refs:
                     self._give_up()
                     return
@@ -418,6 +419,8 @@ class _Driver:
                 for ref in done:
                     if ref in self.starting:
                         self._started(ref)
+                    elif ref in self.stopping:
+                        self._stopped(ref)
                     else:
                         self._polled(ref)
                 if time.monotonic() - last_scan > RESCAN_S:
@@ -511,33 +514,41 @@ class _Driver:
         self.left.clear()
 
     def _stop(self, slot: _Slot) -> None:
+        """Ask the slot to stop its judge, without waiting: the other slots' results keep coming meanwhile, and
+        slots that run out of work together stop together."""
+        self.stopping[slot.actor.stop.remote()] = slot
+
+    def _stopped(self, ref: Any) -> None:
+        slot = self.stopping.pop(ref)
         try:
-            for kind, student, payload, *seen in self.ray.get(slot.actor.stop.remote(), timeout=STOP_S + 10):
-                if kind == "done" and student in self.left:
-                    self.left.discard(student)
-                    self.on_event(Event(kind, student, payload, predictions=seen[0] if seen else None))
-        except (self.ray.exceptions.RayError, TimeoutError):
+            self._record_stop(self.ray.get(ref))
+        except self.ray.exceptions.RayError:
             pass  # a dead slot's judge was told to stop by its own death (PR_SET_PDEATHSIG)
         self.ray.kill(slot.actor)
+
+    def _record_stop(self, events: list[tuple[Any, ...]]) -> None:
+        """The results a stopping slot's judge had already sent."""
+        for kind, student, payload, *seen in events:
+            if kind == "done" and student in self.left:
+                self.left.discard(student)
+                self.on_event(Event(kind, student, payload, predictions=seen[0] if seen else None))
 
     def _stop_all(self) -> None:
         """Stop every slot (the judges leave through their finally blocks), then make sure the actors are gone."""
         # Starting slots too: killed outright, Ray would SIGKILL the slot's process group, judge included, before
         # it could remove anything. A slot on a lost node fails the call at once, or runs out the wait.
         starting = {id(s) for s in self.starting.values()}
-        slots = [*self.slots.values(), *self.starting.values()]
-        self.slots, self.starting = {}, {}
-        stops = {s.actor.stop.remote(): s for s in slots}
+        stops = {s.actor.stop.remote(): s for s in [*self.slots.values(), *self.starting.values()]}
+        stops.update(self.stopping)  # asked already
+        slots = list(stops.values())
+        self.slots, self.starting, self.stopping = {}, {}, {}
         try:
             done, _ = self.ray.wait(list(stops), num_returns=len(stops), timeout=STOP_S + 10)
         except KeyboardInterrupt:
             done = []
         for ref in done:
             try:
-                for kind, student, payload, *seen in self.ray.get(ref):
-                    if kind == "done" and student in self.left:
-                        self.left.discard(student)
-                        self.on_event(Event(kind, student, payload, predictions=seen[0] if seen else None))
+                self._record_stop(self.ray.get(ref))
             except self.ray.exceptions.RayError as exc:
                 # A slot still starting when the class was done may have been refused by its node (no dataset, another
                 # grader): said as when it fails first, or which node cannot grade would depend on who was quicker.
