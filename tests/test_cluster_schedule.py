@@ -83,7 +83,7 @@ class _Ray:
     def __init__(self, log: list[str], answers: dict[str, list]) -> None:
         self.log, self.answers = log, answers
 
-    def get(self, ref: str, timeout: float | None = None) -> list:
+    def get(self, ref: str) -> list:
         if ref.endswith(".stop"):
             self.log.append(f"get {ref}")
         return self.answers.get(ref, [])
