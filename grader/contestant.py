@@ -229,6 +229,16 @@ def uncompiled(model: Any) -> Any:
     return inner if type(model).__name__ == "OptimizedModule" and inner is not None else model
 
 
+def number(value: Any) -> float | None:
+    """A plain number out of what student code returned (a loss, a learning rate), for a probe to send: a float,
+    an int, or a one-element tensor or array, read detached so that a loss still holding its graph puts no
+    autograd warning into the student's output; None for anything else (None, a string, many values)."""
+    try:
+        return float(value.detach() if hasattr(value, "detach") else value)
+    except (TypeError, ValueError, RuntimeError):
+        return None
+
+
 def export_graph(model: Any, example: tuple[Any, ...], input_names: list[str], output_names: list[str]) -> Any:
     """The student's model as ONNX bytes (a uint8 tensor) for the judge to check and run: the judge measures
     the model the student trained itself, and never numbers the student's code returns."""

@@ -172,6 +172,23 @@ def test_its_own_files_are_where_the_student_runs_it(quick_course, tmp_path):
     assert "dict_keys(['default', 'custom'])" in result.contestant_output
 
 
+def test_losses_kept_as_tensors_are_read_without_a_warning(quick_course, tmp_path):
+    """train() that appends each loss tensor itself (its graph still attached), as students often do: graded as
+    the solution, and the student's output holds no autograd warning raised by grader code reading them."""
+    folder = student_exp1(tmp_path, lambda src: src.replace("losses.append(loss.item())", "losses.append(loss)"))
+    result = grade(quick_course, "exp1", folder, sandbox=LocalSandbox())
+    assert scores(result) == EXPECTED["solution"] and result.problems == []
+    assert "Warning" not in result.contestant_output, result.contestant_output
+
+
+def test_number_reads_what_student_code_returns_or_none():
+    from grader.contestant import number
+
+    w = torch.ones(2, requires_grad=True)
+    assert number((w * 3).sum()) == 6.0 and number(torch.tensor([2.5])) == 2.5 and number(7) == 7.0
+    assert [number(v) for v in (None, "0.1", torch.ones(2), [1.0, 2.0])] == [None, 0.1, None, None]
+
+
 def test_a_successful_exit_as_the_last_statement_costs_nothing(quick_course, tmp_path):
     """`sys.exit(0)` after the main guard: everything the module defines has run when it exits, as when the student
     runs it. A failing exit, or one before the end, is still the import problem it was."""

@@ -5,7 +5,7 @@ The judge decides every input (points, seeds, step budgets) and checks every out
 
 import torch
 
-from grader.contestant import export_graph, probe, student, uncompiled
+from grader.contestant import export_graph, number, probe, student, uncompiled
 
 
 def _exp1():
@@ -71,10 +71,11 @@ def train_curve(x, y, init_state, num_epochs, lr):
     model.load_state_dict(init_state)
     losses = m.train(model, x, y, num_epochs, lr)
     try:
-        losses = [float(v) for v in losses]
-    except TypeError:
-        losses = None
-    return {"state": {k: v.detach().clone() for k, v in model.state_dict().items()}, "losses": losses}
+        values = [number(v) for v in losses]  # a list of floats, or of losses still holding their graphs
+    except TypeError:  # not a sequence: None, one number
+        values = [None]
+    return {"state": {k: v.detach().clone() for k, v in model.state_dict().items()},
+            "losses": None if None in values else values}
 
 
 @probe

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from grader.contestant import export_graph, probe, student, uncompiled
+from grader.contestant import export_graph, number, probe, student, uncompiled
 
 
 def _exp2():
@@ -137,18 +137,11 @@ def schedule(epochs):
     return [float(_exp2().lr_for_epoch(e)) for e in range(epochs)]
 
 
-def _number(v):
-    try:
-        return float(v)
-    except (TypeError, ValueError, RuntimeError):  # None, a string, a tensor of many values
-        return None
-
-
 def _history(restored):
     """The history resume() returned, as plain data: lists of numbers (None where an entry is none)."""
     if not isinstance(restored, dict):
         return {}
-    return {str(k): [_number(v) for v in vals] if isinstance(vals, (list, tuple)) else []
+    return {str(k): [number(v) for v in vals] if isinstance(vals, (list, tuple)) else []
             for k, vals in restored.items()}
 
 
