@@ -151,6 +151,20 @@ def test_another_parameter_order_is_charged_once(course, data_root, example):
                                                  "your get_params's, so the judge read each by its shape"]
 
 
+def test_net_params_saved_as_a_list_are_read_in_order(course, data_root, example):
+    """torch.save(net.params, 'rnn.pth'), d2l's list as it is: the five tensors in get_params's order, graded as
+    the handout's dict would be, with a note."""
+    import torch
+
+    folder = example("rnn", "solution")
+    saved = torch.load(folder / "rnn.pth")
+    torch.save([saved[n] for n in ("W_xh", "W_hh", "b_h", "W_hq", "b_q")], folder / "rnn.pth")
+    check = by_id(grade(course, "rnn", folder, data_root=data_root, only=["perplexity"]))["perplexity"]
+    assert check.status == "passed" and check.notes[0].startswith(
+        "rnn.pth holds a list of 5 tensors (net.params saved as they are), not the handout's dict: read them as "
+        "W_xh, W_hh, b_h, W_hq, b_q, in get_params's order"), check.notes
+
+
 @pytest.mark.parametrize("old, new, says", [
     ("    for y in prefix[1:]:  # warm-up: only the state matters\n        _, state = net(get_input(), state)\n"
      "        outputs.append(vocab[y])\n",

@@ -202,3 +202,33 @@ def test_logits_from_net_and_a_loss_that_takes_them_are_one_deviation(course, da
     for cid in ("cross_entropy_values", "loss_gradient", "gradient_finite_differences"):
         assert checks[cid].status == "passed" and checks[cid].notes[0].endswith("charged once, by net_output"), cid
     assert checks["training_epoch"].status == "passed"
+
+
+@pytest.mark.parametrize("save, says", [
+    (lambda W, b: [W, b], "a list of 2 tensors, not the handout's {'W': ..., 'b': ...}: read W from softmax.pth[0] "
+                          "and b from softmax.pth[1], by their shapes"),
+    (lambda W, b: (b, W), "a tuple of 2 tensors, not the handout's {'W': ..., 'b': ...}: read W from softmax.pth[1] "
+                          "and b from softmax.pth[0], by their shapes"),
+    (lambda W, b: {"weight": W.t().contiguous(), "bias": b},
+     "the keys ['bias', 'weight'], not the handout's {'W': ..., 'b': ...}: read W from softmax.pth['weight'] "
+     "(transposed: (10, 784) is how nn.Linear stores it) and b from softmax.pth['bias'], by their shapes"),
+])  # fmt: skip
+def test_weights_saved_as_a_list_or_under_other_names_are_read_by_shape(course, data_root, example, save, says):
+    """d2l keeps [W, b] in a list and students save it as it is, or name them as nn.Linear does: the two shapes
+    decide which is which, so the trained weights are graded in full, with a note that says how to save them."""
+    folder = example("softmax", "solution")
+    saved = torch.load(folder / "softmax.pth")
+    torch.save(save(saved["W"].requires_grad_(), saved["b"]), folder / "softmax.pth")  # not detached, as they do
+    check = by_id(grade(course, "softmax", folder, data_root=data_root, only=["test_accuracy"]))["test_accuracy"]
+    assert check.status == "passed" and check.notes[0] == f"softmax.pth holds {says} (save {{'W': W.detach(), " \
+                                                           "'b': b.detach()} next time)", check.notes
+
+
+def test_weights_whose_shapes_do_not_decide_say_what_they_hold(course, data_root, example):
+    folder = example("softmax", "solution")
+    saved = torch.load(folder / "softmax.pth")
+    torch.save([saved["W"], saved["b"], saved["b"]], folder / "softmax.pth")
+    check = by_id(grade(course, "softmax", folder, data_root=data_root, only=["test_accuracy"]))["test_accuracy"]
+    assert check.status == "failed" and check.message == (
+        "softmax.pth holds a list of 3 tensors, of shapes [(784, 10), (10,), (10,)]; expected W (784, 10) and b (10,): "
+        'save torch.save({"W": W.detach(), "b": b.detach()}, "softmax.pth")')

@@ -171,14 +171,39 @@ def wrong_piece(contestant: Any) -> tuple[str, str] | None:
 
 
 def submitted_params(weights: Any, notes: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    """W (784, 10) and b (10,) out of softmax.pth = {"W": ..., "b": ...}; how the file was read goes to `notes`."""
-    try:
-        state = state_dict_from(weights, "softmax.pth", notes=notes)
-    except WeightsError as exc:
-        raise CheckFailed(f'{exc}; save torch.save({{"W": W.detach(), "b": b.detach()}}, "softmax.pth")') from None
+    """W (784, 10) and b (10,) out of softmax.pth = {"W": ..., "b": ...}; how the file was read goes to `notes`.
+    A list [W, b] (d2l's params, saved as they are) and a dict under other names are read by their shapes."""
+    if isinstance(weights, (list, tuple)) and all(isinstance(t, torch.Tensor) for t in weights):
+        what = f"a {type(weights).__name__} of {len(weights)} tensors"
+        if (state := _by_shape({f"[{i}]": t for i, t in enumerate(weights)}, what, notes)) is None:
+            fail(f"softmax.pth holds {what}, of shapes {[tuple(t.shape) for t in weights]}; expected W (784, 10) "
+                 'and b (10,): save torch.save({"W": W.detach(), "b": b.detach()}, "softmax.pth")')  # fmt: skip
+    else:
+        try:
+            state = state_dict_from(weights, "softmax.pth", notes=notes)
+        except WeightsError as exc:
+            raise CheckFailed(f'{exc}; save torch.save({{"W": W.detach(), "b": b.detach()}}, "softmax.pth")') from None
+        if state.keys() != {"W", "b"}:
+            state = _by_shape({f"[{k!r}]": t for k, t in state.items()}, f"the keys {sorted(state)}", notes) or state
     for name, shape in (("W", (NUM_INPUTS, NUM_OUTPUTS)), ("b", (NUM_OUTPUTS,))):
         if name not in state:
             fail(f"softmax.pth has no {name!r} (found {sorted(state)}); expected W (784, 10) and b (10,)")
         if tuple(state[name].shape) != shape:
             fail(f"softmax.pth[{name!r}] has shape {tuple(state[name].shape)}; expected {shape}")
     return state["W"].float(), state["b"].float()
+
+
+def _by_shape(held: dict[str, torch.Tensor], what: str, notes: list[str]) -> dict[str, torch.Tensor] | None:
+    """W and b out of two tensors found at `held`'s places (`[0]`, `['weight']`): the one of shape (784, 10), or
+    (10, 784) as nn.Linear stores it (then transposed), and the one of shape (10,); with a note. None where the
+    shapes do not decide."""
+    w = [k for k, v in held.items() if tuple(v.shape) in ((NUM_INPUTS, NUM_OUTPUTS), (NUM_OUTPUTS, NUM_INPUTS))]
+    b = [k for k, v in held.items() if tuple(v.shape) == (NUM_OUTPUTS,)]
+    if len(held) != 2 or len(w) != 1 or len(b) != 1:
+        return None
+    W = held[w[0]]
+    flipped = tuple(W.shape) == (NUM_OUTPUTS, NUM_INPUTS)
+    notes.append(f"softmax.pth holds {what}, not the handout's {{'W': ..., 'b': ...}}: read W from softmax.pth{w[0]}"
+                 f"{' (transposed: (10, 784) is how nn.Linear stores it)' if flipped else ''} and b from "
+                 f"softmax.pth{b[0]}, by their shapes (save {{'W': W.detach(), 'b': b.detach()}} next time)")
+    return {"W": W.t() if flipped else W, "b": held[b[0]]}

@@ -235,6 +235,12 @@ def _measure(graph_sha: str, chosen: Chosen, data_root: Path, vocab_size: int, h
 def test_perplexity(submission, data_root, contestant, check):
     saved = submission.weights("rnn.pth")
     v = len(vocabulary(data_root))
+    if isinstance(saved, (list, tuple)) and len(saved) == len(PARAM_NAMES) and all(
+            isinstance(t, torch.Tensor) for t in saved):  # fmt: skip
+        check.note(f"rnn.pth holds a {type(saved).__name__} of {len(saved)} tensors (net.params saved as they are), "
+                   f"not the handout's dict: read them as {', '.join(PARAM_NAMES)}, in get_params's order (the given "
+                   "main() saves {'W_xh': ..., ...} by name)")  # fmt: skip
+        saved = dict(zip(PARAM_NAMES, saved, strict=True))
     if not isinstance(saved, dict) or not all(isinstance(saved.get(k), torch.Tensor) for k in PARAM_NAMES):
         have = sorted(map(str, saved))[:8] if isinstance(saved, dict) else type(saved).__name__
         fail(f"rnn.pth holds {have}; expected a dict with the tensors {', '.join(PARAM_NAMES)}")
