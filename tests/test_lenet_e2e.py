@@ -249,3 +249,20 @@ def test_the_current_d2l_lenet_with_lazy_layers_is_graded_as_the_same_network(co
     result = grade(course, "lenet", folder, data_root=data_root,
                    only=["layer_shapes", "parameter_count", "init_weights", "forward_matches_reference"])
     assert all(c.status == "passed" for c in result.checks), [(c.id, c.message) for c in result.checks]
+
+
+def test_a_train_epoch_that_ignores_its_lr_is_named_and_charged_half(course, data_root, example):
+    """The optimizer made with the module's LR (0.9) instead of the lr argument: the check's lr-0.1 epoch then
+    diverges on its linear model, which alone would read as a training bug. The judge sees that another lr leaves
+    the same weights and names the slip; the weights it trained (at the handout's 0.9) keep their points."""
+    folder = example("lenet", "solution")
+    src = (folder / "lenet.py").read_text()
+    old = "    optimizer = torch.optim.SGD(net.parameters(), lr=lr)\n"
+    assert old in src
+    (folder / "lenet.py").write_text(src.replace(old, "    optimizer = torch.optim.SGD(net.parameters(), lr=LR)\n"))
+    result = grade(course, "lenet", folder, data_root=data_root)
+    lost = {c.id: (c.score, c.message) for c in result.checks if c.score < c.max_score}
+    assert lost == {"training_epoch": (5, "train_epoch ignores its lr argument: one epoch at lr 0.1 and one at lr 0.01 "
+                                          "left exactly the same weights, so it trains at a learning rate of its own "
+                                          "(the module's LR?); create the optimizer with lr=lr: the handout's --lr, "
+                                          "and the grader's calls, need train_epoch to obey it")}, lost

@@ -117,6 +117,17 @@ def training_slip(x: torch.Tensor, y: torch.Tensor, r: TrainSmall) -> str | None
     return None
 
 
+def ignored_lr(contestant: Any, data_root: Path, r: TrainSmall) -> str | None:
+    """The slip of a train_epoch that trains at a learning rate of its own (the module's LR) whatever `lr` it is
+    given, seen as one epoch at a tenth of `r`'s lr leaving exactly `r`'s weights; or None."""
+    _, _, other = one_epoch(contestant, data_root, lr=TRAIN_LR / 10)
+    if same_weights(r["after"], r["before"]) or not same_weights(other["after"], r["after"]):
+        return None
+    return (f"train_epoch ignores its lr argument: one epoch at lr {TRAIN_LR:g} and one at lr {TRAIN_LR / 10:g} left "
+            "exactly the same weights, so it trains at a learning rate of its own (the module's LR?); create the "
+            "optimizer with lr=lr")  # fmt: skip
+
+
 SHAPE_INPUT = torch.zeros(1, 1, 28, 28)  # what layer_shapes runs build_lenet() on
 
 

@@ -13,6 +13,7 @@ from lenet_judge import (
     TRAIN_LR,
     Describe,
     EvaluateKnown,
+    ignored_lr,
     images,
     key_mismatch,
     one_epoch,
@@ -111,6 +112,8 @@ def test_training_epoch(contestant, data_root):
     before, after = small_model_loss(r["before"], x, y), small_model_loss(r["after"], x, y)
     if slip := training_slip(x, y, r):
         fail(f"{slip} (the mean loss went from {before:.4f} to {after:.4f} on {TRAIN_IMAGES} images)")
+    if slip := ignored_lr(contestant, data_root, r):  # charged once, whatever its own rate then does to the loss
+        partial(0.5, f"{slip}: the handout's --lr, and the grader's calls, need train_epoch to obey it")
     expect_curve([before, after], f"one epoch of train_epoch on {TRAIN_IMAGES} images (lr {TRAIN_LR}, batch "
                  f"{TRAIN_BATCH}, a fixed linear model) took the mean loss from {before:.4f} to {after:.4f}",
                  max_ratio=TRAIN_RATIO)  # fmt: skip

@@ -17,6 +17,7 @@ import torch
 from lenet_judge import (
     STATE_SHAPES,
     Describe,
+    ignored_lr,
     images,
     layer_swaps,
     one_epoch,
@@ -117,6 +118,8 @@ def _likely_cause(contestant: Any, data_root: Path) -> str | None:
         x, y, r = one_epoch(contestant, data_root)
         if slip := training_slip(x, y, r):  # training_epoch charges it; here it explains the weights
             return f"a likely cause: {slip}; then train again and save the new lenet.pth"
+        if ignored_lr(contestant, data_root, r):  # then lr 0 trains too, and tells nothing; training_epoch charges it
+            return None
         _, _, still = one_epoch(contestant, data_root, lr=0.0)
     except ContestantError:  # a train_epoch that fails is training_epoch's to say
         return None
