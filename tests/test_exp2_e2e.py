@@ -523,6 +523,22 @@ def test_a_history_kept_as_an_array_or_tensor_is_its_list(course, data_root, exa
         assert len(check.series["test_acc"]) == 10
 
 
+def test_a_history_in_fractions_is_read_as_percent_with_a_note(course, data_root, example):
+    """history['test_acc'] appended as evaluate(...) / 100 (0.7993 for 79.93%): the claim is true in other units,
+    so it passes with a note, and the trend is drawn in percent. A fraction that is wrong as a percent still fails."""
+    folder = _variant(example, "fractions", lambda c: {**c, "history": {
+        **c["history"], "test_acc": [a / 100 for a in c["history"]["test_acc"]]}})  # fmt: skip
+    check = by_id(grade(course, "exp2", folder, data_root=data_root, only=["claimed_trend"]))["claimed_trend"]
+    assert check.status == "passed", check.message
+    assert check.notes[-1].startswith("history['test_acc'] holds fractions (the last is 0.7993), where the "
+                                      "handout's checkpoint keeps percent: read as 79.93%"), check.notes
+    assert check.series["test_acc"][-1] == pytest.approx(79.93)
+    folder = _variant(example, "low", lambda c: {**c, "history": {
+        **c["history"], "test_acc": [a / 200 for a in c["history"]["test_acc"]]}})  # fmt: skip
+    check = by_id(grade(course, "exp2", folder, data_root=data_root, only=["claimed_trend"]))["claimed_trend"]
+    assert check.status == "failed" and check.message.startswith("the last claimed test accuracy is 0.40%")
+
+
 def test_a_resume_that_drops_the_history_is_charged_once(course, data_root, example):
     """resume() returns a fresh history, so final.pth, resumed from pretrain_model.pth, holds the last 5 epochs'
     accuracies: half of checkpoint_resume (the weights, epoch and LR came back), and claimed_trend says why its

@@ -91,6 +91,14 @@ def test_claimed_trend(submission, data_root, check, contestant):
             fail(f"history['test_acc'] has {len(claimed)} entries; expected {EPOCHS}, one per epoch")
     acc = measure(submission.path("final.pth"), data_root, contestant, _pipelines(submission), claimed[-1]).accuracy
     gap = abs(claimed[-1] - acc)
+    if gap > TREND_TOLERANCE and max(claimed) <= 1 and abs(100 * claimed[-1] - acc) <= TREND_TOLERANCE:
+        # the claims are true, as fractions where the handout keeps percent (evaluate()'s own slip, if it returns
+        # fractions, is evaluation_loop's to charge)
+        check.plot("test_acc", [100 * c for c in claimed])
+        check.note(f"history['test_acc'] holds fractions (the last is {claimed[-1]:.4f}), where the handout's "
+                   f"checkpoint keeps percent: read as {100 * claimed[-1]:.2f}%, within {TREND_TOLERANCE:g} points of "
+                   f"the judge's {acc:.2f}% (this costs nothing; save accuracies in percent next time)")  # fmt: skip
+        return
     if not math.isfinite(gap) or gap > TREND_TOLERANCE:
         if problem := evaluate_problem(contestant, data_root):  # the claims came from a wrong evaluate()
             defer("evaluation_loop", f"your claimed accuracies come from evaluate(), and {problem[1]}")
