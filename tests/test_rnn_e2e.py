@@ -151,6 +151,28 @@ def test_another_parameter_order_is_charged_once(course, data_root, example):
                                                  "your get_params's, so the judge read each by its shape"]
 
 
+def test_outputs_stacked_instead_of_concatenated_are_charged_once(course, data_root, example):
+    """rnn() returns torch.stack(outputs), (T, B, V), where the handout concatenates to (T * B, V): the given
+    train_epoch and predict then fail on that layout. forward_shapes charges it, with the fix; the checks that run
+    into it say so and take nothing, and rnn.pth is measured in the reference step, which computes the same."""
+    folder = _student(example, [("    return torch.cat(outputs, dim=0), (H,)  # (T * B, V), ((B, H),)\n",
+                                 "    return torch.stack(outputs), (H,)  # 每一步的输出\n")])  # fmt: skip
+    result = grade(course, "rnn", folder, data_root=data_root)
+    lost = {c.id: c.message for c in result.checks if c.score < c.max_score}
+    assert list(lost) == ["forward_shapes"], lost
+    assert lost["forward_shapes"].endswith("outputs have shape (5, 3, 28); expected (15, 28): rnn() returns its "
+                                           "steps' outputs stacked, shape (steps, batch, vocab), where the handout "
+                                           "concatenates them along dim 0 to (steps * batch, vocab), the layout the "
+                                           "given train_epoch's loss and predict read: return torch.cat(outputs, "
+                                           "dim=0), not torch.stack(outputs)"), lost  # fmt: skip
+    checks = by_id(result)
+    for deferred in ("predict_length", "rnn_matches_reference", "training_lowers_perplexity"):
+        assert checks[deferred].notes[-1].startswith("not charged here: ") and checks[deferred].notes[-1].endswith(
+            "rnn() returns its outputs stacked, (steps, batch, vocab), not concatenated to (steps * batch, vocab); "
+            "that mistake is charged once, by forward_shapes"), (deferred, checks[deferred].notes)  # fmt: skip
+    assert "measured in the reference RNN step" in checks["perplexity"].notes[-1]
+
+
 def test_net_params_saved_as_a_list_are_read_in_order(course, data_root, example):
     """torch.save(net.params, 'rnn.pth'), d2l's list as it is: the five tensors in get_params's order, graded as
     the handout's dict would be, with a note."""

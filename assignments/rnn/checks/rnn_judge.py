@@ -61,6 +61,19 @@ class RnnStep(TypedDict):
     state: Any  # whatever the student's rnn returned as its state when not a tuple or list; the checks say what
 
 
+def stacked(Y: Any, steps: int, batch: int, vocab_size: int) -> bool:
+    """Whether outputs Y are laid out (steps, batch, vocab), torch.stack of the steps' outputs, where the handout
+    concatenates them along dim 0 to (steps * batch, vocab)."""
+    return isinstance(Y, torch.Tensor) and tuple(Y.shape) == (steps, batch, vocab_size)
+
+
+# What forward_shapes says of that layout, and what the checks that defer to it say.
+STACKED = ("rnn() returns its steps' outputs stacked, shape (steps, batch, vocab), where the handout concatenates "
+           "them along dim 0 to (steps * batch, vocab), the layout the given train_epoch's loss and predict read: "
+           "return torch.cat(outputs, dim=0), not torch.stack(outputs)")  # fmt: skip
+STACKED_SHORT = "rnn() returns its outputs stacked, (steps, batch, vocab), not concatenated to (steps * batch, vocab)"
+
+
 @functools.lru_cache(maxsize=2)
 def vocabulary(data_root: Path) -> tuple[str, ...]:
     lines = read_time_machine(data_root)

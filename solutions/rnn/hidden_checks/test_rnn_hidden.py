@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from rnn_judge import (
     PARAM_NAMES,
+    STACKED_SHORT,
     RnnStep,
     corpus,
     fixed_params,
@@ -35,6 +36,7 @@ from rnn_judge import (
     init_problem,
     minibatches,
     param_shapes,
+    stacked,
     student_order,
     to_student,
     vocabulary,
@@ -77,7 +79,9 @@ def test_rnn_matches_reference(contestant, data_root):
     r = contestant.call("rnn_step", inputs=inputs, H=H, params=theirs, returns=RnnStep)
     with torch.no_grad():
         want_Y, (want_H,) = reference().rnn(inputs, (H,), params)
-    got_Y = expect_shape(r["Y"], (24, v), "rnn(inputs (6, 4, V), (H,), params): outputs")
+    laid_out = stacked(r["Y"], 6, 4, v)  # forward_shapes charges the layout; the values are compared here
+    got_Y = expect_shape(r["Y"].reshape(24, v) if laid_out else r["Y"], (24, v),
+                         "rnn(inputs (6, 4, V), (H,), params): outputs")  # fmt: skip
     if problem := first_mismatch(got_Y, want_Y, torch.arange(got_Y.numel()), 1e-5, 1e-4):
         fail(f"rnn's outputs differ from the reference H = tanh(X W_xh + H W_hh + b_h), Y = H W_hq + b_q: "
              f"entry {problem.removeprefix('at x=')}")  # fmt: skip
@@ -88,6 +92,8 @@ def test_rnn_matches_reference(contestant, data_root):
         fail(STALE_STATE)
     if problem := first_mismatch(got_H, want_H, torch.arange(got_H.numel()), 1e-5, 1e-4):
         fail(f"rnn's final state differs from the reference's: entry {problem.removeprefix('at x=')}")
+    if laid_out:
+        defer("forward_shapes", f"the values are the reference's, but {STACKED_SHORT}")
 
 
 STALE_STATE = ("rnn returns the state it was given, not the one its last step computed: the next minibatch and "
@@ -107,7 +113,19 @@ def _fixed_step(contestant: Any, v: int, perm: list[int] | None) -> tuple[RnnSte
 
 
 def _same(got: Any, want: torch.Tensor) -> bool:
+    """Whether the outputs are the reference's; laid out (steps, batch, vocab) too, which forward_shapes charges."""
+    if isinstance(got, torch.Tensor) and got.dim() == 3 and got.numel() == want.numel():
+        got = got.reshape(want.shape)
     return isinstance(got, torch.Tensor) and got.shape == want.shape and torch.allclose(got, want, atol=1e-4)
+
+
+def _stacked_step(contestant: Any, v: int, perm: list[int] | None) -> bool:
+    """Whether the student's rnn step computes the reference's outputs, laid out (steps, batch, vocab)."""
+    try:
+        r, want, _ = _fixed_step(contestant, v, perm)
+    except ContestantError:
+        return False
+    return stacked(r["Y"], 6, 4, v) and _same(r["Y"], want)
 
 
 def _returns_given_state(contestant: Any, v: int, perm: list[int] | None) -> bool:
@@ -137,10 +155,15 @@ def test_training_lowers_perplexity(contestant, data_root):
     v = len(vocabulary(data_root))
     X, Y = minibatches(corpus(data_root), TRAIN_STEPS, 32, 35)  # (40, 32, 35) each
     shapes = param_shapes(v, TRAIN_HIDDENS)
-    trajectory = contestant.call("train_steps", X=X, Y=Y, vocab_size=v, num_hiddens=TRAIN_HIDDENS, lr=TRAIN_LR,
-                                 theta=TRAIN_THETA, max_seconds=TRAIN_SECONDS, seed=0,
-                                 returns=list[list[torch.Tensor]])  # fmt: skip
     perm = student_order(contestant, v)
+    try:
+        trajectory = contestant.call("train_steps", X=X, Y=Y, vocab_size=v, num_hiddens=TRAIN_HIDDENS, lr=TRAIN_LR,
+                                     theta=TRAIN_THETA, max_seconds=TRAIN_SECONDS, seed=0,
+                                     returns=list[list[torch.Tensor]])  # fmt: skip
+    except ContestantError:
+        if _stacked_step(contestant, v, perm):  # the given train_epoch's loss cannot read that layout
+            defer("forward_shapes", f"training fails on the model's outputs, because {STACKED_SHORT}")
+        raise
     trajectory = [from_student(params, perm) for params in trajectory]  # the handout's order, as the judge reads it
     if len(trajectory) < 2 * TRAIN_WINDOW:
         fail(f"training ran {len(trajectory)} step(s) within {TRAIN_SECONDS:g} s; expected {TRAIN_STEPS} (is the "
@@ -262,6 +285,10 @@ def test_perplexity(submission, data_root, contestant, check):
     if _returns_given_state(contestant, v, perm):  # its steps are the reference's; only the state is not carried
         check.note(f"not charged here: {STALE_STATE} (rnn_matches_reference charges it); rnn.pth is measured in "
                    "the reference RNN step, which carries the new state")  # fmt: skip
+        chosen = Chosen(reference_with(spec, state), False, "rnn.pth measured in the reference RNN step")
+    elif _stacked_step(contestant, v, perm):  # the same step, its outputs laid out otherwise
+        check.note(f"not charged here: {STACKED_SHORT} (forward_shapes charges it); rnn.pth is measured in the "
+                   "reference RNN step, which computes what yours does")  # fmt: skip
         chosen = Chosen(reference_with(spec, state), False, "rnn.pth measured in the reference RNN step")
     else:
         chosen = choose(spec, state, contestant, "rnn.pth")
