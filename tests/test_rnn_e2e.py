@@ -173,6 +173,20 @@ def test_outputs_stacked_instead_of_concatenated_are_charged_once(course, data_r
     assert "measured in the reference RNN step" in checks["perplexity"].notes[-1]
 
 
+def test_parameters_without_requires_grad_are_charged_once(course, data_root, example):
+    """get_params forgets requires_grad_(True): param_shapes charges it; training, which then fails in backward(),
+    says so and takes nothing."""
+    folder = _student(example, [("    for param in params:\n        param.requires_grad_(True)\n    return params\n",
+                                 "    return params  # 参数\n")])  # fmt: skip
+    result = grade(course, "rnn", folder, data_root=data_root)
+    lost = {c.id: c.message for c in result.checks if c.score < c.max_score}
+    assert lost == {"param_shapes": "get_params: W_xh does not require grad; call requires_grad_(True) on every "
+                                    "parameter"}, lost
+    assert by_id(result)["training_lowers_perplexity"].notes[-1] == (
+        "not charged here: training fails because get_params's W_xh, W_hh, b_h, W_hq, b_q do not require grad; "
+        "that mistake is charged once, by param_shapes")
+
+
 def test_net_params_saved_as_a_list_are_read_in_order(course, data_root, example):
     """torch.save(net.params, 'rnn.pth'), d2l's list as it is: the five tensors in get_params's order, graded as
     the handout's dict would be, with a note."""

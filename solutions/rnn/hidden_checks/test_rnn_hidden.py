@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from rnn_judge import (
     PARAM_NAMES,
     STACKED_SHORT,
+    ParamShapes,
     RnnStep,
     corpus,
     fixed_params,
@@ -163,6 +164,9 @@ def test_training_lowers_perplexity(contestant, data_root):
     except ContestantError:
         if _stacked_step(contestant, v, perm):  # the given train_epoch's loss cannot read that layout
             defer("forward_shapes", f"training fails on the model's outputs, because {STACKED_SHORT}")
+        if frozen := _frozen_params(contestant, v):  # backward() has nothing to differentiate
+            defer("param_shapes", f"training fails because get_params's {', '.join(frozen)} "
+                                  f"{'do' if len(frozen) > 1 else 'does'} not require grad")  # fmt: skip
         raise
     trajectory = [from_student(params, perm) for params in trajectory]  # the handout's order, as the judge reads it
     if len(trajectory) < 2 * TRAIN_WINDOW:
@@ -182,6 +186,15 @@ def test_training_lowers_perplexity(contestant, data_root):
                  f"{TRAIN_LR:g}, grad_clipping at {TRAIN_THETA:g}) from get_params's initialisation: perplexity "
                  "(measured by the judge on the weights each step started from)",
                  window=TRAIN_WINDOW, max_ratio=TRAIN_RATIO)  # fmt: skip
+
+
+def _frozen_params(contestant: Any, v: int) -> list[str]:
+    """The tensors get_params returns without requires_grad (param_shapes charges that)."""
+    try:
+        r = contestant.call("param_shapes", vocab_size=v, num_hiddens=TRAIN_HIDDENS, batch_size=4, returns=ParamShapes)
+    except ContestantError:
+        return []
+    return [name for name, grad in zip(PARAM_NAMES, r["requires_grad"], strict=False) if not grad]
 
 
 def _training_losses(trajectory: list[list[torch.Tensor]], X: torch.Tensor, Y: torch.Tensor, v: int) -> list[float]:
