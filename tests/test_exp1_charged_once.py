@@ -72,6 +72,19 @@ def test_a_typo_in_f_is_charged_once(course, tmp_path, one_thread):
                                   "2001 grid points over [-5, 5]: normalized MSE")  # fmt: skip
 
 
+def test_an_f_written_with_math_is_charged_once(course, tmp_path):
+    """f with math.sin and math.cos, which take one number, not a tensor: f_reference_values charges the
+    ValueError; the hidden count of make_data's samples does not need the student's f, and passes."""
+    folder = solution_with(tmp_path / "math", CORRECT_F,
+                           "    return x**2 + 2 * math.sin(x) + math.cos(x - 1) - 5  # 用math库\n")  # fmt: skip
+    src = (folder / "exp1.py").read_text()
+    (folder / "exp1.py").write_text(src.replace("import torch\n", "import math\n\nimport torch\n", 1))
+    result = grade(course, "exp1", folder)
+    lost = {c.id: c.message for c in result.checks if c.score < c.max_score}
+    assert list(lost) == ["f_reference_values"], lost
+    assert "only one element tensors can be converted to Python scalars" in lost["f_reference_values"]
+
+
 def test_a_typo_in_f_with_a_model_fit_to_the_right_f_is_graded_as_always(course, tmp_path):
     """The same typo, with the solution's model.pth (trained on the right f): the fit is measured against the
     assignment's f, as always, and earns full points; nothing is said about the student's f there."""

@@ -78,12 +78,21 @@ def train_curve(x, y, init_state, num_epochs, lr):
             "losses": None if None in values else values}
 
 
+def _handout_f(x):
+    return x**2 + 2 * torch.sin(x) + torch.cos(x - 1) - 5  # (N, 1) -> (N, 1)
+
+
 @probe
 def settings():
     m = _exp1()
     names = ("NUM_TRAIN_SAMPLES", "NUM_TRAIN_EPOCHS", "LEARNING_RATE", "X_MIN", "X_MAX")
     out = {n: (v if isinstance(v := getattr(m, n, None), (int, float, str, type(None))) else repr(v)) for n in names}
-    x, _ = m.make_data(m.f)  # the data the student's main() would train on
+    try:
+        x, _ = m.make_data(m.f)  # the data the student's main() would train on
+    except NotImplementedError:  # f still a TODO: the handout as released earns nothing here either
+        raise
+    except Exception:  # a broken f is f_reference_values' to charge; how many samples is make_data's alone
+        x, _ = m.make_data(_handout_f)
     out["samples_made"] = int(x.shape[0])
     return out
 
