@@ -61,7 +61,9 @@ def test_param_shapes(contestant, data_root, check):
                 "(H,)")  # fmt: skip
 
 
-def _forward(contestant: Any, v: int, X: torch.Tensor) -> RnnStep:
+def _forward(contestant: Any, data_root: Path, v: int) -> RnnStep:
+    """The student's model on the corpus's first 15 tokens as X (B=3, T=5)."""
+    X = corpus(data_root)[:15].reshape(3, 5)  # (B=3, T=5) token indices
     return contestant.call("forward", X=X, vocab_size=v, num_hiddens=NUM_HIDDENS, returns=RnnStep)
 
 
@@ -70,15 +72,14 @@ def outputs_stacked(contestant: Any, data_root: Path) -> bool:
     the checks whose code path runs into it defer to it."""
     v = len(vocabulary(data_root))
     try:
-        return stacked(_forward(contestant, v, corpus(data_root)[:15].reshape(3, 5))["Y"], 5, 3, v)
+        return stacked(_forward(contestant, data_root, v)["Y"], 5, 3, v)
     except ContestantError:
         return False
 
 
 def test_forward_shapes(contestant, data_root):
     v = len(vocabulary(data_root))
-    X = corpus(data_root)[:15].reshape(3, 5)  # (B=3, T=5) token indices
-    r = _forward(contestant, v, X)
+    r = _forward(contestant, data_root, v)
     what = "the model on X of shape (batch 3, steps 5)"
     if stacked(r["Y"], 5, 3, v):
         fail(f"{what}: outputs have shape (5, 3, {v}); expected (15, {v}): {STACKED}")
